@@ -1,0 +1,406 @@
+"""The ``accelnas`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from accelnas.core.errors import AccelnasError, InvalidArchitectureError
+
+DEFAULT_TARGET = "cpu/onnxruntime"
+
+
+def _registry():
+    from accelnas.core.plugins import load_registry
+
+    return load_registry()
+
+
+def _settings(**kwargs: Any):
+    from accelnas.core.records import MeasureSettings
+
+    try:
+        return MeasureSettings(**{k: v for k, v in kwargs.items() if v is not None})
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _arch_list(texts: tuple[str, ...]):
+    from accelnas.core.space import parse_architecture
+
+    return [parse_architecture(t) for t in texts]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="accelnas")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Accelerator-aware NAS benchmarks: measure architectures on devices, fit surrogates, query them."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+# -- search space ----------------------------------------------------------------------------------
+@cli.command()
+@click.argument("arch")
+@click.option("--input-size", default=224, show_default=True, help="Input resolution for the MAC count.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(arch: str, input_size: int, as_json: bool) -> None:
+    """Show an architecture's encodings, parameters and MACs.
+
+    ARCH is a string id (e.g. 1311-6321-6521-6331-6531-6541-6311), ``b0`` for EfficientNet-B0, a JSON
+    config (``{"block0_e": ...}``) or a path to an Accel-NASBench config/result JSON file.
+    """
+    from accelnas.core.model import count_macs, count_params
+    from accelnas.core.space import parse_architecture
+
+    a = parse_architecture(arch)
+    data = {
+        "id": a.id,
+        "config": a.to_config(),
+        "vector": a.to_vector(),
+        "layers": a.num_layers,
+        "params": count_params(a),
+        "macs": count_macs(a, input_size),
+        "input_size": input_size,
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"id           {a.id}")
+    click.echo("stages       " + "  ".join(f"e{s.e}k{s.k}l{s.l}{'+se' if s.se else ''}" for s in a.stages))
+    click.echo(f"layers       {a.num_layers}")
+    click.echo(f"params       {data['params'] / 1e6:.6f} M")
+    click.echo(f"MACs         {data['macs'] / 1e6:.6f} M at {input_size}x{input_size} (thop convention)")
+    click.echo(f"vector       {[int(v) for v in data['vector']]}")
+    click.echo(f"config       {json.dumps(data['config'])}")
+
+
+@cli.command()
+@click.option("--num", default=5, show_default=True, help="How many architectures.")
+@click.option("--seed", default=0, show_default=True)
+def sample(num: int, seed: int) -> None:
+    """Print seeded random architecture ids, one per line."""
+    from accelnas.core.space import sample as draw
+
+    for a in draw(num, seed):
+        click.echo(a.id)
+
+
+# -- plugins and targets ---------------------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """List loaded plugins with their version and hooks (ACCELNAS_PLUGINS restricts loading)."""
+    infos = _registry().plugins()
+    if as_json:
+        click.echo(json.dumps([vars(i) for i in infos], indent=2))
+        return
+    if not infos:
+        click.echo("no plugins loaded")
+    for i in infos:
+        click.echo(f"{i.name}  {i.distribution or '?'} {i.version or '?'}  ({i.module})")
+        if i.error:
+            click.echo(f"    NOT LOADED: {i.error}")
+        else:
+            click.echo(f"    hooks: {', '.join(i.hooks)}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def targets(as_json: bool) -> None:
+    """List measurement targets (device/backend), their plugin and availability."""
+    found = _registry().targets()
+    if as_json:
+        click.echo(json.dumps([{**vars(t), "name": t.name} for t in found.values()], indent=2, default=list))
+        return
+    if not found:
+        click.echo("no targets registered")
+    name_width = max(len(t.name) for t in found.values()) + 2
+    plugin_width = max(len(t.plugin or "") for t in found.values()) + 2
+    for t in found.values():
+        state = "available" if t.available else f"unavailable: {t.reason}"
+        click.echo(
+            f"{t.name:<{name_width}}{t.plugin or '':<{plugin_width}}batch {t.default_batch_size:<5}"
+            f"{','.join(t.metrics):<20} {state}"
+        )
+        if t.description:
+            click.echo(f"{'':<{name_width}}{t.description}")
+
+
+# -- campaigns -------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True, help="device/backend.")
+@click.option("--num", type=int, default=None, help="Random architectures to measure (with --seed).")
+@click.option("--seed", default=0, show_default=True, help="Sampling seed.")
+@click.option("--arch", "arch_texts", multiple=True, help="Measure this architecture (repeatable; also b0).")
+@click.option("--input-size", type=int, default=224, show_default=True, help="Input resolution.")
+@click.option("--batch-size", type=int, default=None, help="Throughput batch size [target default].")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    type=click.Choice(["throughput", "latency"]),
+    help="Metrics to measure [all the target supports].",
+)
+@click.option(
+    "--precision",
+    type=float,
+    default=0.02,
+    show_default=True,
+    help="Stop when the 95% CI half-width is within this fraction of the mean.",
+)
+@click.option("--max-seconds", type=float, default=30.0, show_default=True, help="Timed budget per metric.")
+@click.option("--warmup-seconds", type=float, default=5.0, show_default=True, help="Warm-up budget.")
+@click.option("--threads", type=int, default=None, help="Intra-op threads [physical cores].")
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Campaign store (SQLite); created if missing, resumed if present.",
+)
+@click.option("--no-retry-failed", is_flag=True, help="Leave stored failures alone instead of retrying them.")
+@click.pass_context
+def collect(
+    ctx: click.Context,
+    target_name: str,
+    num: int | None,
+    seed: int,
+    arch_texts: tuple[str, ...],
+    input_size: int,
+    batch_size: int | None,
+    metrics: tuple[str, ...],
+    precision: float,
+    max_seconds: float,
+    warmup_seconds: float,
+    threads: int | None,
+    db_path: Path,
+    no_retry_failed: bool,
+) -> None:
+    """Measure architectures on a target, committing each result to the store as it arrives.
+
+    Re-running the same command resumes: stored results are skipped, failures are retried.
+    """
+    from accelnas.core.campaign import run_campaign
+    from accelnas.core.progress import ProgressPrinter
+    from accelnas.core.space import sample as draw
+    from accelnas.core.store import Store
+
+    archs = _arch_list(arch_texts)
+    if num is None and not archs:
+        raise click.UsageError("give --num N and/or --arch ARCH")
+    if num is not None:
+        if num < 1:
+            raise click.UsageError("--num must be >= 1")
+        seen = {a.id for a in archs}
+        archs += draw(num, seed, exclude=seen)
+    settings = _settings(
+        input_size=input_size,
+        batch_size=batch_size,
+        precision=precision,
+        max_seconds=max_seconds,
+        warmup_seconds=warmup_seconds,
+        threads=threads,
+    )
+    registry = _registry()
+    target = registry.target(target_name)
+    with Store(db_path) as store:
+        click.echo(
+            f"measuring {len(archs)} architectures on {target.name} at {input_size}x{input_size}, "
+            f"throughput batch {settings.batch_for(target)}; store: {db_path}",
+            err=True,
+        )
+        report = run_campaign(
+            registry,
+            target,
+            archs,
+            settings,
+            store,
+            metrics=metrics or None,
+            retry_failed=not no_retry_failed,
+            progress=ProgressPrinter(),
+        )
+    click.echo(
+        f"done in {report.seconds:.1f}s: {report.measured} measured, {report.already_done} already stored, "
+        f"{report.failed} failed; store: {db_path}"
+    )
+    if report.failed:
+        click.echo(f"error: {report.failed} measurement(s) failed, first: {report.errors[0]}", err=True)
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Campaign store to export."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for <device>__<backend>.parquet/.csv files.",
+)
+@click.option("--target", "target_name", default=None, help="Only this target [all].")
+def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
+    """Write the per-device datasets (Parquet and CSV) of a campaign store."""
+    from accelnas.core import dataset
+    from accelnas.core.store import Store
+
+    with Store(db_path, create=False) as store:
+        frame = dataset.from_store(store, target_name)
+    if frame.empty:
+        raise AccelnasError(f"no successful measurements in {db_path}" + (f" for {target_name}" if target_name else ""))
+    for path in dataset.write(frame, out_dir):
+        click.echo(str(path))
+
+
+# -- surrogates ------------------------------------------------------------------------------------
+@cli.command()
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Dataset file (.parquet/.csv) or directory of .parquet files.",
+)
+@click.option("--target", "target_name", required=True, help="device/backend, e.g. cpu/onnxruntime.")
+@click.option("--metric", type=click.Choice(["throughput", "latency"]), required=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for the surrogate (model.json + surrogate.json).",
+)
+@click.option("--test-fraction", default=0.2, show_default=True, help="Held-out share for the metrics.")
+@click.option("--seed", default=0, show_default=True, help="Split and model seed.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a predicted-vs-measured PNG here [OUT/predicted_vs_measured.png].",
+)
+def fit(
+    data_path: Path,
+    target_name: str,
+    metric: str,
+    out_dir: Path,
+    test_fraction: float,
+    seed: int,
+    plot_path: Path | None,
+) -> None:
+    """Fit an XGBoost surrogate for one target and metric; report τ and R² on held-out architectures."""
+    from accelnas.core import dataset
+    from accelnas.surrogates import artifact
+    from accelnas.surrogates.fit import fit_surrogate
+    from accelnas.surrogates.plots import ScatterPanel, predicted_vs_measured
+
+    frame = dataset.read(data_path)
+    result = fit_surrogate(frame, target_name, metric, test_fraction=test_fraction, seed=seed)
+    artifact.save(result.artifact, out_dir)
+    m = result.artifact.metrics["test"]
+    png = predicted_vs_measured(
+        [
+            ScatterPanel(
+                f"{target_name} {metric}",
+                result.test_true,
+                result.test_pred,
+                result.artifact.unit or "",
+                m["kendall_tau"],
+                m["r2"],
+            )
+        ],
+        plot_path or out_dir / "predicted_vs_measured.png",
+    )
+    click.echo(
+        f"{target_name} {metric}: held-out n={m['n']}  Kendall τ={m['kendall_tau']:.3f}  R²={m['r2']:.3f}  "
+        f"MAE={m['mae']:.3g}  within±10%={100 * m['within_10pct']:.0f}%"
+    )
+    click.echo(f"surrogate: {out_dir}   plot: {png}")
+
+
+@cli.command()
+@click.argument("archs", nargs=-1, required=True)
+@click.option(
+    "--surrogate",
+    "surrogate_dirs",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Surrogate directory (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def query(archs: tuple[str, ...], surrogate_dirs: tuple[Path, ...], as_json: bool) -> None:
+    """Predict metrics of architectures (ids, b0, JSON configs) with fitted surrogates."""
+    from accelnas.surrogates import artifact
+
+    parsed = _arch_list(archs)
+    loaded = [artifact.load(d) for d in surrogate_dirs]
+    rows = []
+    for s in loaded:
+        for a, value in zip(parsed, s.predict(parsed), strict=True):
+            rows.append({"arch": a.id, "target": s.target, "metric": s.metric, "value": float(value), "unit": s.unit})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['arch']}  {r['target']:<18} {r['metric']:<10} {r['value']:12.3f} {r['unit'] or ''}")
+
+
+# -- the end-to-end demo ---------------------------------------------------------------------------
+@cli.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("accelnas-demo"),
+    show_default=True,
+    help="Where the store, datasets, surrogates, plot and report go.",
+)
+@click.option("--num", default=60, show_default=True, help="Architectures to measure (EfficientNet-B0 + random).")
+@click.option("--input-size", default=64, show_default=True, help="Input resolution (small, for speed).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True)
+def demo(out_dir: Path, num: int, input_size: int, seed: int, target_name: str) -> None:
+    """Measure, store, export, fit and report end to end on this machine's CPU (a few minutes)."""
+    from accelnas.core.demo import run_demo
+
+    if num < 12:
+        raise click.UsageError("--num must be >= 12 so that surrogates can be fitted and tested")
+    run_demo(out_dir, num=num, input_size=input_size, seed=seed, target_name=target_name, echo=click.echo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and a non-zero exit."""
+    try:
+        rv = cli.main(args=argv, prog_name="accelnas", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (AccelnasError, InvalidArchitectureError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(getattr(exc, "exit_code", 1))
+    except KeyboardInterrupt:
+        click.echo("interrupted; every result measured so far is stored", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("ACCELNAS_DEBUG"):
+            raise
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (set ACCELNAS_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

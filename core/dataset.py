@@ -1,0 +1,130 @@
+"""Per-device datasets: the long-format table surrogates are fitted on.
+
+One row per (architecture, target, metric, settings): the architecture's config columns
+(``block{i}_e/_k/_l/_se``), then ``target``, ``metric``, ``value`` (mean), ``std``, CI, ``unit``,
+batch and input size, ``settings_key`` and ``source``. Campaign exports and imports of the public
+Accel-NASBench files share this schema; files are Parquet (with a CSV copy for people).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from accelnas.core.errors import DatasetError, InvalidArchitectureError
+from accelnas.core.space import FEATURE_NAMES, Architecture
+from accelnas.core.store import Store
+
+COLUMNS: tuple[str, ...] = (
+    "arch_id",
+    *FEATURE_NAMES,
+    "target",
+    "metric",
+    "value",
+    "std",
+    "ci_low",
+    "ci_high",
+    "unit",
+    "batch_size",
+    "input_size",
+    "precision_reached",
+    "settings_key",
+    "source",
+)
+REQUIRED: tuple[str, ...] = ("arch_id", *FEATURE_NAMES, "target", "metric", "value")
+
+
+def from_store(store: Store, target: str | None = None) -> pd.DataFrame:
+    """The ``ok`` results of ``store`` (one target or all) as a dataset frame."""
+    rows = []
+    for r in store.results(target=target, status="ok"):
+        rows.append(
+            {
+                "arch_id": r["arch_id"],
+                **r["config"],
+                "target": r["target"],
+                "metric": r["metric"],
+                "value": r["value"],
+                "std": r["std"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "unit": r["unit"],
+                "batch_size": r["batch_size"],
+                "input_size": r["input_size"],
+                "precision_reached": bool(r["precision_reached"]),
+                "settings_key": r["settings_key"],
+                "source": f"store:{store.path.name}",
+            }
+        )
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def file_stem(target: str) -> str:
+    """File name for a target's dataset: ``cpu/onnxruntime`` -> ``cpu__onnxruntime``."""
+    return target.replace("/", "__")
+
+
+def write(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Write one Parquet and one CSV file per target under ``out_dir``; return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for target, part in frame.groupby("target", sort=True):
+        stem = out / file_stem(str(target))
+        part = part.reset_index(drop=True)
+        part.to_parquet(stem.with_suffix(".parquet"), index=False)
+        part.to_csv(stem.with_suffix(".csv"), index=False)
+        paths += [stem.with_suffix(".parquet"), stem.with_suffix(".csv")]
+    return paths
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    """Read a dataset file (Parquet or CSV) or every ``*.parquet`` of a directory, and validate it."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+        if not files:
+            raise DatasetError(f"no *.parquet dataset files in {path}")
+        return pd.concat([read(f) for f in files], ignore_index=True)
+    if not path.exists():
+        raise DatasetError(f"dataset file not found: {path}")
+    try:
+        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except Exception as exc:
+        raise DatasetError(f"cannot read dataset {path}: {type(exc).__name__}: {exc}") from None
+    return validate(frame, str(path))
+
+
+def validate(frame: pd.DataFrame, where: str = "dataset") -> pd.DataFrame:
+    """Check columns, architectures and values; raise :class:`DatasetError` naming the first problem."""
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{where}: missing column {missing[0]!r}")
+    for i, row in enumerate(frame[list(FEATURE_NAMES)].to_dict("records")):
+        try:
+            arch = Architecture.from_config(row)
+        except InvalidArchitectureError as exc:
+            raise DatasetError(f"{where}: row {i}: {exc}") from None
+        if arch.id != frame["arch_id"].iloc[i]:
+            raise DatasetError(f"{where}: row {i}: arch_id {frame['arch_id'].iloc[i]!r} does not match its config")
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    bad = [i for i, v in enumerate(values) if not (isinstance(v, float) and math.isfinite(v))]
+    if bad:
+        raise DatasetError(f"{where}: row {bad[0]}: value {frame['value'].iloc[bad[0]]!r} is not a finite number")
+    return frame.assign(value=values)
+
+
+def select(frame: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:
+    """Rows of one target and metric measured under a single settings key."""
+    part = frame[(frame["target"] == target) & (frame["metric"] == metric)]
+    if part.empty:
+        have = sorted({f"{t}:{m}" for t, m in zip(frame["target"], frame["metric"], strict=True)})
+        raise DatasetError(f"no {metric} rows for target {target} (dataset has: {', '.join(have) or 'nothing'})")
+    if "settings_key" in part.columns and part["settings_key"].nunique() > 1:
+        raise DatasetError(
+            f"{target}:{metric} was measured under {part['settings_key'].nunique()} different settings; "
+            "export or filter one settings key"
+        )
+    return part.reset_index(drop=True)

@@ -1,0 +1,56 @@
+"""User-facing error types: the CLI prints these as one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class AccelnasError(Exception):
+    """Base class of errors caused by input, configuration or a plugin, not by a bug."""
+
+    exit_code = 1
+
+
+class InvalidArchitectureError(AccelnasError, ValueError):
+    """An architecture (string id, config dict or vector) is outside the search space."""
+
+    exit_code = 2
+
+
+class UnknownTargetError(AccelnasError, KeyError):
+    """No loaded plugin registered the requested target."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TargetUnavailableError(AccelnasError):
+    """The target is known but its SDK or hardware is missing here."""
+
+    exit_code = 3
+
+
+class PluginLoadError(AccelnasError):
+    """A plugin could not be found or imported."""
+
+    exit_code = 2
+
+
+class PluginError(AccelnasError):
+    """A plugin raised or returned a malformed record; ``plugin`` names it when known."""
+
+    def __init__(self, message: str, plugin: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+class StoreError(AccelnasError):
+    """The campaign store is missing, corrupt or of an incompatible version."""
+
+
+class DatasetError(AccelnasError):
+    """A dataset file is missing or malformed."""
+
+
+class SurrogateError(AccelnasError):
+    """A surrogate artifact is missing, corrupt or incompatible."""

@@ -1,0 +1,43 @@
+"""Human-readable progress lines for campaigns (to stderr, one line per result)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from accelnas.core.campaign import Progress
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class ProgressPrinter:
+    """Callable for :func:`~accelnas.core.campaign.run_campaign` that prints progress and an ETA."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.worked_archs: set[str] = set()
+        self.skipped = 0
+
+    def __call__(self, event: Progress) -> None:
+        width = len(str(event.total))
+        head = f"[{event.index:>{width}}/{event.total}] {event.arch.id}"
+        if event.status == "skipped":
+            self.skipped += 1
+            print(f"{head}  already stored", file=self.stream, flush=True)
+            return
+        self.worked_archs.add(event.arch.id)
+        elapsed = time.perf_counter() - self.start
+        remaining = event.total - event.index
+        eta = elapsed / len(self.worked_archs) * remaining
+        if event.status == "ok" and event.measurement is not None:
+            m = event.measurement
+            flag = "" if m.precision_reached else " (precision not reached)"
+            body = f"{event.metric:<10} {m.mean:10.2f} {m.unit:<8} ±{100 * m.relative_ci:.1f}%{flag}"
+        else:
+            body = f"{event.metric:<10} FAILED: {event.error}"
+        print(f"{head}  {body}  [{_duration(event.elapsed)}, eta {_duration(eta)}]", file=self.stream, flush=True)

@@ -1,0 +1,58 @@
+"""Facts about the machine and software a measurement ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from functools import lru_cache
+from importlib import metadata
+from typing import Any
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        return os.cpu_count() or 1
+
+
+def host_provenance() -> dict[str, Any]:
+    """CPU model, core counts, OS, Python and core library versions (a fresh copy each call)."""
+    return dict(_host_provenance())
+
+
+@lru_cache(maxsize=1)
+def _host_provenance() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "physical_cores": physical_cores(),
+        "logical_cores": os.cpu_count(),
+        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "accelnas": package_version("accelnas"),
+        "torch": package_version("torch"),
+        "numpy": package_version("numpy"),
+    }

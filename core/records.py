@@ -1,0 +1,173 @@
+"""Plain records exchanged between the core and device plugins, and their validation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+METRICS: tuple[str, ...] = ("throughput", "latency")
+UNITS = {"throughput": "images/s", "latency": "ms"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A measurable (device, backend) pair declared by a plugin through ``register_targets``.
+
+    ``available`` is False when the SDK or hardware is missing; ``reason`` then says why.
+    """
+
+    device: str
+    backend: str
+    description: str = ""
+    kind: str = "cpu"
+    metrics: tuple[str, ...] = METRICS
+    default_batch_size: int = 16
+    requires: tuple[str, ...] = ()
+    available: bool = True
+    reason: str | None = None
+    plugin: str | None = None  # filled in by the core when the target is registered
+
+    @property
+    def name(self) -> str:
+        return f"{self.device}/{self.backend}"
+
+    def __post_init__(self) -> None:
+        for part, label in ((self.device, "device"), (self.backend, "backend")):
+            if not part or "/" in part or part.strip() != part:
+                raise ValueError(f"target {label} must be a non-empty name without '/', got {part!r}")
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad:
+            raise ValueError(f"target {self.device}/{self.backend}: unknown metric {bad[0]!r}")
+        if self.default_batch_size < 1:
+            raise ValueError("default_batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """What a campaign asks every measurement to honour. Part of each result's identity."""
+
+    input_size: int = 224
+    batch_size: int | None = None  # throughput batch; None = the target's default
+    precision: float = 0.02  # relative half-width of the 95% CI of the mean
+    max_seconds: float = 30.0  # time budget of the timed phase, per metric
+    warmup_seconds: float = 5.0  # upper bound of the warm-up phase
+    min_samples: int = 10
+    threads: int | None = None  # intra-op threads; None = all physical cores
+    options: tuple[tuple[str, Any], ...] = ()  # backend-specific options, sorted (key, value) pairs
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.input_size <= 1024:
+            raise ValueError(f"input size must be within 16..1024, got {self.input_size}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if not 0 < self.precision < 1:
+            raise ValueError(f"precision must be within (0, 1), got {self.precision}")
+        if self.max_seconds <= 0 or self.warmup_seconds < 0:
+            raise ValueError("time budgets must be positive")
+        if self.min_samples < 2:
+            raise ValueError("min_samples must be >= 2")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError("threads must be >= 1")
+
+    def batch_for(self, target: Target) -> int:
+        return self.batch_size or target.default_batch_size
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+    def identity(self, target: Target) -> dict[str, Any]:
+        """Settings that change what is measured (time budgets do not), with defaults resolved."""
+        return {
+            "input_size": self.input_size,
+            "batch_size": self.batch_for(target),
+            "threads": self.threads,
+            "options": dict(self.options),
+        }
+
+    def key(self, target: Target) -> str:
+        """Short stable hash of :meth:`identity`."""
+        text = json.dumps(self.identity(target), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["options"] = dict(self.options)
+        return d
+
+
+@dataclass
+class ExportedModel:
+    """Result of ``export_model``: a file (ONNX, TorchScript, xmodel, ...) or an in-memory object."""
+
+    format: str
+    path: Path | None = None
+    obj: Any = None
+    input_name: str = "input"
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompiledModel:
+    """Result of ``compile``: whatever the backend runs (a session, an engine), plus facts about it."""
+
+    handle: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Measurement:
+    """One measured metric of one architecture on one target, with its statistics and provenance."""
+
+    metric: str
+    unit: str
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    samples: list[float]
+    batch_size: int
+    input_size: int
+    precision_reached: bool
+    extra: dict[str, Any] = field(default_factory=dict)  # p50/p90/p99, warm-up facts, ...
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> Measurement:
+        """Raise ``ValueError`` naming the first malformed field."""
+        if self.metric not in METRICS:
+            raise ValueError(f"metric {self.metric!r} is not one of {METRICS}")
+        if self.unit != UNITS[self.metric]:
+            raise ValueError(f"unit {self.unit!r} for {self.metric}, expected {UNITS[self.metric]!r}")
+        for name in ("mean", "std", "ci_low", "ci_high"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.mean <= 0:
+            raise ValueError(f"mean must be positive, got {self.mean}")
+        if self.std < 0:
+            raise ValueError(f"std must be >= 0, got {self.std}")
+        if not self.ci_low <= self.mean <= self.ci_high:
+            raise ValueError(f"confidence interval [{self.ci_low}, {self.ci_high}] does not contain the mean")
+        if not isinstance(self.samples, list) or not self.samples:
+            raise ValueError("samples must be a non-empty list")
+        if not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in self.samples):
+            raise ValueError("samples must be positive finite numbers")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if not isinstance(self.input_size, int) or self.input_size < 1:
+            raise ValueError(f"input_size must be a positive int, got {self.input_size!r}")
+        if not isinstance(self.extra, dict) or not isinstance(self.provenance, dict):
+            raise ValueError("extra and provenance must be dicts")
+        json.dumps(self.extra, default=str)
+        json.dumps(self.provenance, default=str)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def relative_ci(self) -> float:
+        return (self.ci_high - self.ci_low) / 2 / self.mean

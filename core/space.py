@@ -1,0 +1,269 @@
+"""The MnasNet / EfficientNet-B0 search space of Accel-NASBench.
+
+An :class:`Architecture` is seven MBConv stages, each with an expansion ratio, a depthwise kernel
+size, a layer count and a squeeze-excite switch. It converts losslessly to and from
+
+* the Accel-NASBench config dict (``block{i}_e``, ``block{i}_k``, ``block{i}_l``, ``block{i}_se``),
+* a compact string id: seven dash-separated groups ``<e><k><l><se>``, e.g. ``1311-6321-...``,
+* a numeric feature vector ``[e0, k0, l0, se0, e1, ...]`` of length 28.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accelnas.core.errors import InvalidArchitectureError
+
+NUM_STAGES = 7
+EXPANSIONS: tuple[int, ...] = (1, 4, 6)
+KERNELS: tuple[int, ...] = (3, 5)
+LAYERS: tuple[tuple[int, ...], ...] = ((1, 2, 3),) * 5 + ((1, 2, 3, 4),) + ((1, 2, 3),)
+SE_CHOICES: tuple[bool, ...] = (False, True)
+FIELDS: tuple[str, ...] = ("e", "k", "l", "se")
+FEATURE_NAMES: tuple[str, ...] = tuple(f"block{i}_{f}" for i in range(NUM_STAGES) for f in FIELDS)
+
+
+def _choices(stage: int, field: str) -> tuple[Any, ...]:
+    return {"e": EXPANSIONS, "k": KERNELS, "l": LAYERS[stage], "se": SE_CHOICES}[field]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One MBConv stage: expansion ratio, kernel size, number of layers, squeeze-excite."""
+
+    e: int
+    k: int
+    l: int  # noqa: E741 - the field name of the published dataset
+    se: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Architecture:
+    """An immutable, validated point of the search space."""
+
+    stages: tuple[Stage, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stages, tuple) or len(self.stages) != NUM_STAGES:
+            raise InvalidArchitectureError(f"an architecture has {NUM_STAGES} stages, got {self.stages!r}")
+        for i, stage in enumerate(self.stages):
+            if not isinstance(stage, Stage):
+                raise InvalidArchitectureError(f"stage {i} is not a Stage: {stage!r}")
+            for field in FIELDS:
+                value = getattr(stage, field)
+                allowed = _choices(i, field)
+                ok = (
+                    isinstance(value, bool)
+                    if field == "se"
+                    else (isinstance(value, int) and not isinstance(value, bool))
+                )
+                if not ok or value not in allowed:
+                    shown = ", ".join(str(a) for a in allowed)
+                    raise InvalidArchitectureError(
+                        f"invalid architecture: block{i}_{field}={value!r} is not one of {{{shown}}}"
+                    )
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_lists(
+        cls,
+        e: Sequence[int],
+        k: Sequence[int],
+        l: Sequence[int],  # noqa: E741
+        se: Sequence[bool],
+    ) -> Architecture:
+        """Build from per-stage lists of expansion, kernel, layers and squeeze-excite."""
+        lists = {"e": e, "k": k, "l": l, "se": se}
+        for name, values in lists.items():
+            if len(values) != NUM_STAGES:
+                raise InvalidArchitectureError(
+                    f"invalid architecture: {name} needs {NUM_STAGES} values, got {len(values)}"
+                )
+        return cls(tuple(Stage(e[i], k[i], l[i], se[i]) for i in range(NUM_STAGES)))
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Architecture:
+        """Build from an Accel-NASBench config dict (``block{i}_e/_k/_l/_se``)."""
+        if not isinstance(config, Mapping):
+            raise InvalidArchitectureError(f"invalid architecture: a config must be a mapping, got {config!r}")
+        unknown = sorted(set(config) - set(FEATURE_NAMES))
+        if unknown:
+            raise InvalidArchitectureError(f"invalid architecture: unknown config key {unknown[0]!r}")
+        missing = [name for name in FEATURE_NAMES if name not in config]
+        if missing:
+            raise InvalidArchitectureError(f"invalid architecture: missing config key {missing[0]!r}")
+        stages = []
+        for i in range(NUM_STAGES):
+            values = {}
+            for field in FIELDS:
+                value = config[f"block{i}_{field}"]
+                if field == "se":
+                    value = _to_bool(value, f"block{i}_se")
+                elif isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                elif hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+                    value = value.item()
+                values[field] = value
+            stages.append(Stage(**values))
+        return cls(tuple(stages))
+
+    @classmethod
+    def from_string(cls, text: str) -> Architecture:
+        """Parse a string id such as ``1311-6321-6521-6331-6531-6541-6311``."""
+        if not isinstance(text, str):
+            raise InvalidArchitectureError(f"invalid architecture id {text!r}: not a string")
+        groups = text.strip().split("-")
+        if len(groups) != NUM_STAGES or any(len(g) != 4 or not g.isdigit() for g in groups):
+            raise InvalidArchitectureError(
+                f"invalid architecture id {text!r}: expected {NUM_STAGES} dash-separated groups of 4 digits "
+                "<expansion><kernel><layers><se>, e.g. " + EFFICIENTNET_B0.id
+            )
+        stages = []
+        for i, g in enumerate(groups):
+            if g[3] not in "01":
+                raise InvalidArchitectureError(
+                    f"invalid architecture id {text!r}: block{i}_se={g[3]} is not one of {{0, 1}}"
+                )
+            stages.append(Stage(int(g[0]), int(g[1]), int(g[2]), g[3] == "1"))
+        return cls(tuple(stages))
+
+    @classmethod
+    def from_vector(cls, vector: Sequence[float]) -> Architecture:
+        """Inverse of :meth:`to_vector`."""
+        if len(vector) != len(FEATURE_NAMES):
+            raise InvalidArchitectureError(
+                f"invalid architecture vector: expected {len(FEATURE_NAMES)} values, got {len(vector)}"
+            )
+        config: dict[str, Any] = {}
+        for name, value in zip(FEATURE_NAMES, vector, strict=True):
+            if float(value) != round(float(value)):
+                raise InvalidArchitectureError(f"invalid architecture vector: {name}={value} is not integral")
+            config[name] = bool(round(float(value))) if name.endswith("_se") else round(float(value))
+        return cls.from_config(config)
+
+    # -- encodings -------------------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """Compact string id, stable across versions."""
+        return "-".join(f"{s.e}{s.k}{s.l}{int(s.se)}" for s in self.stages)
+
+    def to_config(self) -> dict[str, Any]:
+        """Accel-NASBench config dict."""
+        out: dict[str, Any] = {}
+        for i, s in enumerate(self.stages):
+            out[f"block{i}_e"] = s.e
+            out[f"block{i}_k"] = s.k
+            out[f"block{i}_l"] = s.l
+            out[f"block{i}_se"] = s.se
+        return out
+
+    def to_vector(self) -> list[float]:
+        """Numeric feature vector ordered as :data:`FEATURE_NAMES`."""
+        return [float(v) for s in self.stages for v in (s.e, s.k, s.l, int(s.se))]
+
+    @property
+    def num_layers(self) -> int:
+        return sum(s.l for s in self.stages)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def _to_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in {"true", "false", "0", "1"}:
+        return value.strip().lower() in {"true", "1"}
+    raise InvalidArchitectureError(f"invalid architecture: {name}={value!r} is not a boolean")
+
+
+EFFICIENTNET_B0 = Architecture.from_lists(
+    e=[1, 6, 6, 6, 6, 6, 6],
+    k=[3, 3, 5, 3, 5, 5, 3],
+    l=[1, 2, 2, 3, 3, 4, 1],
+    se=[True] * NUM_STAGES,
+)
+
+
+def space_size() -> int:
+    """Number of distinct architectures in the space."""
+    total = 1
+    for i in range(NUM_STAGES):
+        total *= len(EXPANSIONS) * len(KERNELS) * len(LAYERS[i]) * len(SE_CHOICES)
+    return total
+
+
+def sample(num: int, seed: int = 0, *, exclude: set[str] | None = None) -> list[Architecture]:
+    """``num`` distinct architectures drawn uniformly at random; the same seed gives the same list."""
+    if num < 0:
+        raise ValueError("num must be >= 0")
+    if num > space_size():
+        raise ValueError("num exceeds the size of the space")
+    rng = random.Random(seed)
+    seen = set(exclude or ())
+    out: list[Architecture] = []
+    while len(out) < num:
+        arch = sample_one(rng)
+        if arch.id not in seen:
+            seen.add(arch.id)
+            out.append(arch)
+    return out
+
+
+def sample_one(rng: random.Random) -> Architecture:
+    """One architecture drawn uniformly with ``rng``."""
+    return Architecture(
+        tuple(
+            Stage(rng.choice(EXPANSIONS), rng.choice(KERNELS), rng.choice(LAYERS[i]), rng.choice(SE_CHOICES))
+            for i in range(NUM_STAGES)
+        )
+    )
+
+
+def iter_space() -> Iterator[Architecture]:  # pragma: no cover - 1e11 elements, for small slices only
+    """Every architecture, in a fixed order (use with ``itertools.islice``)."""
+    import itertools
+
+    per_stage = [
+        [Stage(e, k, l, se) for e in EXPANSIONS for k in KERNELS for l in LAYERS[i] for se in SE_CHOICES]  # noqa: E741
+        for i in range(NUM_STAGES)
+    ]
+    for combo in itertools.product(*per_stage):
+        yield Architecture(tuple(combo))
+
+
+def parse_architecture(text: str) -> Architecture:
+    """Parse what a user typed: a string id, ``b0``, a JSON config, or a path to a JSON config.
+
+    A JSON file may also be an Accel-NASBench ``result_N.json`` record (its ``architecture`` key).
+    """
+    text = text.strip()
+    if text.lower() in {"b0", "efficientnet-b0", "efficientnet_b0"}:
+        return EFFICIENTNET_B0
+    if text.startswith("{"):
+        return _from_json_text(text, "argument")
+    path = Path(text)
+    if text.endswith(".json") or (path.suffix and path.exists()):
+        if not path.is_file():
+            raise InvalidArchitectureError(f"architecture file not found: {text}")
+        return _from_json_text(path.read_text(), str(path))
+    return Architecture.from_string(text)
+
+
+def _from_json_text(text: str, where: str) -> Architecture:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArchitectureError(f"invalid architecture JSON in {where}: {exc.msg} (line {exc.lineno})") from None
+    if isinstance(data, dict) and isinstance(data.get("architecture"), dict):
+        data = data["architecture"]
+    return Architecture.from_config(data)

@@ -1,0 +1,248 @@
+"""The campaign store: an SQLite (WAL) ledger with one row per (architecture, target, metric, settings).
+
+Every result is committed in its own transaction as soon as it exists, so a process killed at any
+moment loses at most the measurement in flight; the unique key makes re-runs idempotent. A row is
+``ok`` (measured) or ``failed`` (with the error); an ``ok`` row is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from accelnas.core.errors import StoreError
+from accelnas.core.records import Measurement
+from accelnas.core.space import Architecture
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x41434E53  # "ACNS"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS architectures (
+    arch_id TEXT PRIMARY KEY,
+    config TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY,
+    arch_id TEXT NOT NULL REFERENCES architectures(arch_id),
+    target TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    settings_key TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    value REAL,
+    std REAL,
+    ci_low REAL,
+    ci_high REAL,
+    unit TEXT,
+    batch_size INTEGER,
+    input_size INTEGER,
+    precision_reached INTEGER,
+    samples TEXT,
+    extra TEXT,
+    provenance TEXT,
+    plugin TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (arch_id, target, metric, settings_key)
+);
+CREATE INDEX IF NOT EXISTS results_by_target ON results(target, metric, status);
+"""
+
+_UPSERT_OK = """
+INSERT INTO results (arch_id, target, metric, settings_key, settings, status, value, std, ci_low, ci_high,
+                     unit, batch_size, input_size, precision_reached, samples, extra, provenance, plugin,
+                     error, attempts, created_at, updated_at)
+VALUES (:arch_id, :target, :metric, :settings_key, :settings, 'ok', :value, :std, :ci_low, :ci_high,
+        :unit, :batch_size, :input_size, :precision_reached, :samples, :extra, :provenance, :plugin,
+        NULL, 1, :now, :now)
+ON CONFLICT (arch_id, target, metric, settings_key) DO UPDATE SET
+    status = 'ok', value = excluded.value, std = excluded.std, ci_low = excluded.ci_low,
+    ci_high = excluded.ci_high, unit = excluded.unit, batch_size = excluded.batch_size,
+    input_size = excluded.input_size, precision_reached = excluded.precision_reached,
+    samples = excluded.samples, extra = excluded.extra, provenance = excluded.provenance,
+    plugin = excluded.plugin, error = NULL, attempts = results.attempts + 1, updated_at = excluded.updated_at
+WHERE results.status != 'ok'
+"""
+
+_UPSERT_FAILED = """
+INSERT INTO results (arch_id, target, metric, settings_key, settings, status, plugin, error, attempts,
+                     created_at, updated_at)
+VALUES (:arch_id, :target, :metric, :settings_key, :settings, 'failed', :plugin, :error, 1, :now, :now)
+ON CONFLICT (arch_id, target, metric, settings_key) DO UPDATE SET
+    error = excluded.error, plugin = excluded.plugin, attempts = results.attempts + 1,
+    updated_at = excluded.updated_at
+WHERE results.status != 'ok'
+"""
+
+
+class Store:
+    """Open (or create) a campaign store at ``path``."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists() and not create:
+            raise StoreError(f"campaign store not found: {self.path}")
+        if self.path.exists() and self.path.is_dir():
+            raise StoreError(f"campaign store path is a directory: {self.path}")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self._init()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable accelnas store: {exc}") from None
+
+    def _init(self) -> None:
+        c = self.conn
+        app_id = c.execute("PRAGMA application_id").fetchone()[0]
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and app_id != APPLICATION_ID:
+            raise StoreError(f"{self.path} is an SQLite file but not an accelnas store")
+        if app_id == APPLICATION_ID and version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has store schema {version}; this accelnas reads up to {SCHEMA_VERSION} (upgrade it)"
+            )
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=FULL")
+        c.execute("PRAGMA foreign_keys=ON")
+        if not tables:
+            with self.transaction():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes ----------------------------------------------------------------------------------
+    def _ensure_arch(self, arch: Architecture) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO architectures (arch_id, config) VALUES (?, ?)",
+            (arch.id, json.dumps(arch.to_config())),
+        )
+
+    def record_ok(
+        self,
+        arch: Architecture,
+        target: str,
+        settings_key: str,
+        settings: dict[str, Any],
+        measurement: Measurement,
+        plugin: str | None = None,
+    ) -> bool:
+        """Commit a measurement; False when an ``ok`` row for the same key already existed."""
+        params = {
+            "arch_id": arch.id,
+            "target": target,
+            "metric": measurement.metric,
+            "settings_key": settings_key,
+            "settings": json.dumps(settings, sort_keys=True, default=str),
+            "value": measurement.mean,
+            "std": measurement.std,
+            "ci_low": measurement.ci_low,
+            "ci_high": measurement.ci_high,
+            "unit": measurement.unit,
+            "batch_size": measurement.batch_size,
+            "input_size": measurement.input_size,
+            "precision_reached": int(measurement.precision_reached),
+            "samples": json.dumps(measurement.samples),
+            "extra": json.dumps(measurement.extra, default=str),
+            "provenance": json.dumps(measurement.provenance, default=str),
+            "plugin": plugin,
+            "now": time.time(),
+        }
+        with self.transaction() as c:
+            self._ensure_arch(arch)
+            return c.execute(_UPSERT_OK, params).rowcount > 0
+
+    def record_failure(
+        self,
+        arch: Architecture,
+        target: str,
+        metric: str,
+        settings_key: str,
+        settings: dict[str, Any],
+        error: str,
+        plugin: str | None = None,
+    ) -> None:
+        """Commit a failure (never replaces an ``ok`` row)."""
+        params = {
+            "arch_id": arch.id,
+            "target": target,
+            "metric": metric,
+            "settings_key": settings_key,
+            "settings": json.dumps(settings, sort_keys=True, default=str),
+            "plugin": plugin,
+            "error": error,
+            "now": time.time(),
+        }
+        with self.transaction() as c:
+            self._ensure_arch(arch)
+            c.execute(_UPSERT_FAILED, params)
+
+    # -- reads -----------------------------------------------------------------------------------
+    def status_of(self, target: str, settings_key: str) -> dict[tuple[str, str], str]:
+        """{(arch_id, metric): status} for one target and settings."""
+        rows = self.conn.execute(
+            "SELECT arch_id, metric, status FROM results WHERE target = ? AND settings_key = ?",
+            (target, settings_key),
+        )
+        return {(r["arch_id"], r["metric"]): r["status"] for r in rows}
+
+    def results(self, target: str | None = None, status: str | None = "ok") -> list[dict[str, Any]]:
+        """Result rows joined with the architecture config, decoded."""
+        query = "SELECT r.*, a.config FROM results r JOIN architectures a USING (arch_id) WHERE 1=1"
+        args: list[Any] = []
+        if target is not None:
+            query += " AND r.target = ?"
+            args.append(target)
+        if status is not None:
+            query += " AND r.status = ?"
+            args.append(status)
+        out = []
+        for row in self.conn.execute(query + " ORDER BY r.id", args):
+            d = dict(row)
+            for key in ("config", "settings", "samples", "extra", "provenance"):
+                if d.get(key) is not None:
+                    d[key] = json.loads(d[key])
+            out.append(d)
+        return out
+
+    def targets(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT target FROM results ORDER BY target")]
+
+    def counts(self) -> list[dict[str, Any]]:
+        """Rows of (target, metric, status, n)."""
+        rows = self.conn.execute(
+            "SELECT target, metric, status, COUNT(*) AS n FROM results GROUP BY target, metric, status "
+            "ORDER BY target, metric, status"
+        )
+        return [dict(r) for r in rows]

@@ -1,0 +1,200 @@
+"""The timing protocol every measurement follows.
+
+1. Warm-up: call at least ``min_warmup`` times, then in windows of ``window`` calls until the mean
+   of a window is within ``steady_tolerance`` of the previous one (steady) or the warm-up budget ends.
+2. Timed phase: one sample per call until the 95% confidence interval of the mean (Student t) is
+   within ``precision`` of the mean, with at least ``min_samples`` samples, or until the time
+   budget ends. The result says whether the precision was reached.
+
+:func:`throughput_measurement` and :func:`latency_measurement` turn a :class:`TimingResult` into the
+:class:`~accelnas.core.records.Measurement` records plugins return.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from accelnas.core.records import UNITS, Measurement, MeasureSettings
+
+
+@dataclass
+class TimingResult:
+    """Samples in seconds per call and their statistics."""
+
+    samples: list[float]
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+    precision: float
+    precision_reached: bool
+    warmup_calls: int
+    warmup_seconds: float
+    steady: bool
+    timed_seconds: float
+
+    @property
+    def relative_half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2 / self.mean
+
+
+@lru_cache(maxsize=4096)
+def t_quantile(dof: int, confidence: float = 0.95) -> float:
+    """Two-sided Student-t critical value."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2, dof))
+
+
+def mean_ci(samples: list[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """(mean, std, ci_low, ci_high) of the mean of ``samples``."""
+    n = len(samples)
+    mean = statistics.fmean(samples)
+    if n < 2:
+        return mean, 0.0, mean, mean
+    std = statistics.stdev(samples)
+    half = t_quantile(n - 1, confidence) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def measure(
+    fn: Callable[[], Any],
+    *,
+    precision: float = 0.02,
+    max_seconds: float = 30.0,
+    warmup_seconds: float = 5.0,
+    min_samples: int = 10,
+    max_samples: int = 1_000_000,
+    min_warmup: int = 3,
+    window: int = 5,
+    steady_tolerance: float = 0.05,
+    confidence: float = 0.95,
+    clock: Callable[[], float] = time.perf_counter,
+) -> TimingResult:
+    """Time ``fn`` (one call = one sample) with warm-up and adaptive stopping."""
+    # warm-up
+    start = clock()
+    calls = 0
+    for _ in range(min_warmup):
+        fn()
+        calls += 1
+    steady = False
+    previous: float | None = None
+    while clock() - start < warmup_seconds:
+        t0 = clock()
+        for _ in range(window):
+            fn()
+        current = (clock() - t0) / window
+        calls += window
+        if previous is not None and abs(current - previous) <= steady_tolerance * previous:
+            steady = True
+            break
+        previous = current
+    warmup_elapsed = clock() - start
+
+    # timed phase
+    samples: list[float] = []
+    begin = clock()
+    reached = False
+    while True:
+        t0 = clock()
+        fn()
+        samples.append(clock() - t0)
+        n = len(samples)
+        if n >= min_samples:
+            mean, _, low, high = mean_ci(samples, confidence)
+            if (high - low) / 2 <= precision * mean:
+                reached = True
+                break
+        if n >= max_samples or clock() - begin >= max_seconds:
+            break
+    timed = clock() - begin
+    mean, std, low, high = mean_ci(samples, confidence)
+    if len(samples) >= min_samples and (high - low) / 2 <= precision * mean:
+        reached = True
+    return TimingResult(samples, mean, std, low, high, precision, reached, calls, warmup_elapsed, steady, timed)
+
+
+def measure_for(fn: Callable[[], Any], settings: MeasureSettings) -> TimingResult:
+    """:func:`measure` with the precision, budgets and minimum samples a campaign's settings ask for."""
+    return measure(
+        fn,
+        precision=settings.precision,
+        max_seconds=settings.max_seconds,
+        warmup_seconds=settings.warmup_seconds,
+        min_samples=settings.min_samples,
+    )
+
+
+def _common_extra(result: TimingResult) -> dict[str, Any]:
+    return {
+        "warmup_calls": result.warmup_calls,
+        "warmup_seconds": round(result.warmup_seconds, 4),
+        "warmup_steady": result.steady,
+        "timed_seconds": round(result.timed_seconds, 4),
+        "n_samples": len(result.samples),
+        "relative_ci": result.relative_half_width,
+        "requested_precision": result.precision,
+    }
+
+
+def throughput_measurement(
+    result: TimingResult, *, batch_size: int, input_size: int, provenance: dict[str, Any] | None = None
+) -> Measurement:
+    """Images/s at ``batch_size`` from per-batch times: batch / mean time, CI inverted from the times."""
+    mean = batch_size / result.mean
+    rel_std = result.std / result.mean
+    low = batch_size / result.ci_high if result.ci_high > 0 else 0.0
+    high = batch_size / result.ci_low if result.ci_low > 0 else math.inf
+    if not math.isfinite(high):
+        high = mean * 10
+    extra = _common_extra(result) | {"batch_ms_mean": result.mean * 1e3}
+    return Measurement(
+        metric="throughput",
+        unit=UNITS["throughput"],
+        mean=mean,
+        std=mean * rel_std,
+        ci_low=low,
+        ci_high=high,
+        samples=[batch_size / s for s in result.samples],
+        batch_size=batch_size,
+        input_size=input_size,
+        precision_reached=result.precision_reached,
+        extra=extra,
+        provenance=dict(provenance or {}),
+    ).validate()
+
+
+def latency_measurement(
+    result: TimingResult, *, input_size: int, batch_size: int = 1, provenance: dict[str, Any] | None = None
+) -> Measurement:
+    """Milliseconds per inference with p50/p90/p99 and the minimum in ``extra``."""
+    ms = [s * 1e3 for s in result.samples]
+    ordered = sorted(ms)
+
+    def pct(q: float) -> float:
+        pos = (len(ordered) - 1) * q
+        lo, hi = math.floor(pos), math.ceil(pos)
+        return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+    extra = _common_extra(result) | {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "min": ordered[0]}
+    return Measurement(
+        metric="latency",
+        unit=UNITS["latency"],
+        mean=result.mean * 1e3,
+        std=result.std * 1e3,
+        ci_low=result.ci_low * 1e3,
+        ci_high=result.ci_high * 1e3,
+        samples=ms,
+        batch_size=batch_size,
+        input_size=input_size,
+        precision_reached=result.precision_reached,
+        extra=extra,
+        provenance=dict(provenance or {}),
+    ).validate()

@@ -1,0 +1,1 @@
+"""The embedded default plugin: CPUs through ONNX Runtime (``cpu/onnxruntime``) or PyTorch (``cpu/torch``)."""

@@ -1,0 +1,190 @@
+"""Hook implementations of the CPU plugin.
+
+``cpu/onnxruntime`` exports ONNX (dynamic batch axis), builds an ONNX Runtime session with explicit
+thread settings and denormals flushed to zero; ``cpu/torch`` runs the eager PyTorch module in
+``channels_last`` with ``torch.set_flush_denormal``. Both time with :mod:`accelnas.core.timing`.
+BatchNorm statistics are calibrated by the core before export, so no path sees denormal storms.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from accelnas.core.hookspecs import hookimpl
+from accelnas.core.provenance import host_provenance, package_version, physical_cores
+from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
+from accelnas.core.space import Architecture
+from accelnas.core.timing import latency_measurement, measure_for, throughput_measurement
+
+log = logging.getLogger(__name__)
+
+DEVICE = "cpu"
+ORT = "onnxruntime"
+TORCH = "torch"
+DEFAULT_BATCH = 16
+OPSET = 17
+
+
+def _serves(target: Target) -> bool:
+    return target.device == DEVICE and target.backend in (ORT, TORCH)
+
+
+@hookimpl
+def register_targets(register) -> None:
+    ort_version = package_version("onnxruntime")
+    register(
+        Target(
+            device=DEVICE,
+            backend=ORT,
+            description="this machine's CPU through ONNX Runtime (CPUExecutionProvider)",
+            kind="cpu",
+            default_batch_size=DEFAULT_BATCH,
+            requires=("onnxruntime", "onnx"),
+            available=ort_version is not None,
+            reason=None if ort_version else "onnxruntime is not installed (pip install onnxruntime)",
+        )
+    )
+    register(
+        Target(
+            device=DEVICE,
+            backend=TORCH,
+            description="this machine's CPU through eager PyTorch, channels_last",
+            kind="cpu",
+            default_batch_size=DEFAULT_BATCH,
+            requires=("torch",),
+        )
+    )
+
+
+def _threads(settings: MeasureSettings) -> int:
+    return settings.threads or physical_cores()
+
+
+def export_onnx(model: Any, path: Path, input_size: int) -> Path:
+    """Export ``model`` to ONNX with a dynamic batch axis (TorchScript exporter; dynamo as fallback)."""
+    import torch
+
+    example = (torch.randn(1, 3, input_size, input_size),)
+    kwargs: dict[str, Any] = {
+        "input_names": ["input"],
+        "output_names": ["logits"],
+        "opset_version": OPSET,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                model,
+                example,
+                str(path),
+                dynamo=False,
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                **kwargs,
+            )
+        except (TypeError, RuntimeError, NotImplementedError) as exc:  # exporter without TorchScript path
+            log.debug("TorchScript ONNX export unavailable (%s); using the dynamo exporter", exc)
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            torch.onnx.export(model, example, str(path), dynamo=True, dynamic_shapes=({0: batch},), **kwargs)
+    return path
+
+
+@hookimpl
+def export_model(
+    target: Target, architecture: Architecture, model: Any, settings: MeasureSettings, workdir: Path
+) -> ExportedModel | None:
+    if not _serves(target):
+        return None
+    if target.backend == TORCH:
+        import torch
+
+        return ExportedModel(format="torch-module", obj=model.to(memory_format=torch.channels_last))
+    path = export_onnx(model, Path(workdir) / f"{architecture.id}.onnx", settings.input_size)
+    return ExportedModel(format="onnx", path=path, info={"opset": OPSET, "bytes": path.stat().st_size})
+
+
+@hookimpl
+def compile(target: Target, exported: ExportedModel, settings: MeasureSettings, workdir: Path) -> CompiledModel | None:
+    if not _serves(target):
+        return None
+    threads = _threads(settings)
+    if target.backend == TORCH:
+        import torch
+
+        torch.set_num_threads(threads)
+        flushed = torch.set_flush_denormal(True)
+        info = {
+            "threads": threads,
+            "memory_format": "channels_last",
+            "denormals": "batchnorm-calibrated" + (", flush-to-zero" if flushed else ""),
+        }
+        return CompiledModel(handle=exported.obj, info=info)
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(exported.path), options, providers=["CPUExecutionProvider"])
+    info = {
+        "threads": threads,
+        "providers": session.get_providers(),
+        "graph_optimization": "ORT_ENABLE_ALL",
+        "denormals": "batchnorm-calibrated, flush-to-zero",
+    }
+    return CompiledModel(handle=session, info=info)
+
+
+def _runner(target: Target, compiled: CompiledModel, batch: int, input_size: int):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, input_size, input_size), dtype=np.float32)
+    if target.backend == TORCH:
+        import torch
+
+        module = compiled.handle
+        tensor = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+
+        def run() -> None:
+            with torch.inference_mode():
+                module(tensor)
+
+        return run
+    session = compiled.handle
+    name = session.get_inputs()[0].name
+    feed = {name: x}
+    return lambda: session.run(None, feed)
+
+
+def _provenance(target: Target, compiled: CompiledModel) -> dict[str, Any]:
+    versions = {"onnxruntime": package_version("onnxruntime")} if target.backend == ORT else {}
+    return host_provenance() | versions | {"backend": target.backend, **compiled.info}
+
+
+def _time(target: Target, compiled: CompiledModel, settings: MeasureSettings, batch: int):
+    return measure_for(_runner(target, compiled, batch, settings.input_size), settings)
+
+
+@hookimpl
+def measure_throughput(target: Target, compiled: CompiledModel, settings: MeasureSettings) -> Measurement | None:
+    if not _serves(target):
+        return None
+    batch = settings.batch_for(target)
+    result = _time(target, compiled, settings, batch)
+    return throughput_measurement(
+        result, batch_size=batch, input_size=settings.input_size, provenance=_provenance(target, compiled)
+    )
+
+
+@hookimpl
+def measure_latency(target: Target, compiled: CompiledModel, settings: MeasureSettings) -> Measurement | None:
+    if not _serves(target):
+        return None
+    result = _time(target, compiled, settings, 1)
+    return latency_measurement(result, input_size=settings.input_size, provenance=_provenance(target, compiled))

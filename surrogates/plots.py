@@ -1,0 +1,50 @@
+"""Plots people look at: predicted-vs-measured scatter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class ScatterPanel:
+    title: str
+    measured: np.ndarray
+    predicted: np.ndarray
+    unit: str = ""
+    kendall_tau: float | None = None
+    r2: float | None = None
+
+
+def predicted_vs_measured(panels: Sequence[ScatterPanel], path: str | Path) -> Path:
+    """One scatter per panel with the identity line and τ/R² in the title; writes a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), squeeze=False)
+    for ax, p in zip(axes[0], panels, strict=True):
+        lo = float(min(p.measured.min(), p.predicted.min()))
+        hi = float(max(p.measured.max(), p.predicted.max()))
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1, ls="--", label="y = x")
+        ax.scatter(p.measured, p.predicted, s=18, alpha=0.8)
+        stats = []
+        if p.kendall_tau is not None:
+            stats.append(f"τ={p.kendall_tau:.3f}")
+        if p.r2 is not None:
+            stats.append(f"R²={p.r2:.3f}")
+        ax.set_title(f"{p.title}\n{', '.join(stats)}  (n={len(p.measured)})", fontsize=10)
+        ax.set_xlabel(f"measured [{p.unit}]")
+        ax.set_ylabel(f"predicted [{p.unit}]")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,144 @@
+"""Campaigns with real ONNX Runtime / PyTorch measurements at a small input size, and faulty plugins."""
+
+import math
+
+import pytest
+
+from accelnas import hookimpl
+from accelnas.core.campaign import run_campaign
+from accelnas.core.plugins import load_registry
+from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
+from accelnas.core.space import EFFICIENTNET_B0, sample
+from accelnas.core.store import Store
+
+FAST = MeasureSettings(input_size=32, batch_size=4, precision=0.05, max_seconds=0.5, warmup_seconds=0.2, threads=1)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(["cpu_ort"])
+
+
+def test_real_onnxruntime_campaign_stores_everything_and_resumes(registry, tmp_path):
+    target = registry.target("cpu/onnxruntime")
+    archs = [EFFICIENTNET_B0, *sample(2, seed=11)]
+    events = []
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, target, archs, FAST, store, progress=events.append)
+        assert (report.measured, report.failed, report.already_done) == (6, 0, 0)
+        rows = store.results(target="cpu/onnxruntime")
+        assert len(rows) == 6
+        for row in rows:
+            assert row["status"] == "ok" and row["value"] > 0 and math.isfinite(row["value"])
+            assert row["ci_low"] <= row["value"] <= row["ci_high"]
+            assert row["input_size"] == 32 and row["plugin"] == "cpu_ort"
+            prov = row["provenance"]
+            assert prov["onnxruntime"] and prov["cpu_model"] and prov["threads"] == 1
+            assert "flush-to-zero" in prov["denormals"] and "batchnorm-calibrated" in prov["denormals"]
+        latency = {r["arch_id"]: r for r in rows if r["metric"] == "latency"}
+        assert all(r["batch_size"] == 1 and r["extra"]["p50"] > 0 for r in latency.values())
+        assert {r["batch_size"] for r in rows if r["metric"] == "throughput"} == {4}
+        assert [e.status for e in events].count("ok") == 6
+
+        again = run_campaign(registry, target, archs, FAST, store)
+        assert (again.measured, again.already_done) == (0, 6)
+        assert len(store.results()) == 6
+        # other settings are another campaign
+        other = MeasureSettings(
+            input_size=48, batch_size=4, precision=0.05, max_seconds=0.3, warmup_seconds=0.1, threads=1
+        )
+        run_campaign(registry, target, archs[:1], other, store, metrics=["latency"])
+        assert len(store.results()) == 7
+
+
+def test_real_torch_backend(registry, tmp_path):
+    target = registry.target("cpu/torch")
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, target, sample(1, seed=5), FAST, store)
+        assert report.measured == 2 and report.failed == 0
+        prov = store.results()[0]["provenance"]
+        assert prov["backend"] == "torch" and prov["memory_format"] == "channels_last"
+
+
+class Faulty:
+    """A device plugin whose measurements go wrong in different ways."""
+
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("fake", "faulty", default_batch_size=2))
+
+    @hookimpl
+    def export_model(self, target, architecture):
+        if target.name != "fake/faulty":
+            return None
+        if architecture.stages[0].e == 1:
+            raise MemoryError("out of memory while exporting")
+        return ExportedModel(format="none")
+
+    @hookimpl
+    def compile(self, target, exported):
+        return CompiledModel(handle=None) if target.name == "fake/faulty" else None
+
+    @hookimpl
+    def measure_throughput(self, target, settings):
+        if target.name != "fake/faulty":
+            return None
+        return Measurement(
+            metric="throughput",
+            unit="images/s",
+            mean=math.nan,
+            std=0.0,
+            ci_low=0.0,
+            ci_high=0.0,
+            samples=[1.0],
+            batch_size=2,
+            input_size=settings.input_size,
+            precision_reached=True,
+        )
+
+    @hookimpl
+    def measure_latency(self, target, settings):
+        if target.name != "fake/faulty":
+            return None
+        return Measurement(
+            metric="latency",
+            unit="ms",
+            mean=2.0,
+            std=0.1,
+            ci_low=1.9,
+            ci_high=2.1,
+            samples=[2.0, 2.0],
+            batch_size=1,
+            input_size=settings.input_size,
+            precision_reached=True,
+        )
+
+
+def test_plugin_failures_are_recorded_and_the_campaign_goes_on(tmp_path):
+    registry = load_registry([])
+    registry.register(Faulty(), "faulty")
+    target = registry.target("fake/faulty")
+    archs = sample(12, seed=3)
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, target, archs, FAST, store)
+        exporting_fails = [a for a in archs if a.stages[0].e == 1]
+        assert 0 < len(exporting_fails) < len(archs)
+        ok = store.results(status="ok")
+        failed = store.results(status="failed")
+        assert {r["metric"] for r in ok} == {"latency"}
+        assert len(ok) == len(archs) - len(exporting_fails)
+        assert len(failed) == 2 * len(exporting_fails) + len(ok)
+        assert report.failed == len(failed) and report.measured == len(ok)
+        for r in failed:
+            assert "faulty" in r["error"] and r["plugin"] == "faulty"
+            if r["metric"] == "throughput" and r["arch_id"] not in {a.id for a in exporting_fails}:
+                assert "malformed measurement" in r["error"] and "mean" in r["error"]
+            else:
+                assert "MemoryError: out of memory while exporting" in r["error"]
+        # a second run retries the failures and keeps the successes
+        again = run_campaign(registry, target, archs, FAST, store)
+        assert again.already_done == len(ok) and again.measured == 0
+        attempts = {r["attempts"] for r in store.results(status="failed")}
+        assert attempts == {2}
+        third = run_campaign(registry, target, archs, FAST, store, retry_failed=False)
+        assert third.failed == 0 and third.already_done == 2 * len(archs)

@@ -1,0 +1,134 @@
+"""The command line: help everywhere, and one-line errors with a non-zero exit for bad input."""
+
+import json
+
+import pytest
+from cli_helpers import run_cli
+
+from accelnas.core.model import count_macs, count_params
+from accelnas.core.space import EFFICIENTNET_B0
+
+COMMANDS = ["info", "sample", "plugins", "targets", "collect", "export", "fit", "query", "demo"]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(command):
+    result = run_cli(*([command] if command else []), "--help")
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout
+
+
+def test_info_b0_json():
+    result = run_cli("info", "b0", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["id"] == EFFICIENTNET_B0.id
+    assert data["params"] == count_params(EFFICIENTNET_B0) and data["macs"] == count_macs(EFFICIENTNET_B0)
+
+
+def test_targets_and_plugins_listing():
+    targets = run_cli("targets")
+    assert targets.returncode == 0 and "cpu/onnxruntime" in targets.stdout and "available" in targets.stdout
+    plugins = run_cli("plugins", "--json")
+    entry = next(p for p in json.loads(plugins.stdout) if p["name"] == "cpu_ort")
+    assert "measure_latency" in entry["hooks"] and entry["version"]
+
+
+def _assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_invalid_architecture_string():
+    _assert_one_line_error(run_cli("info", "1311-6321-6521-6331-6531-6551-6311"), "block5_l=5")
+    _assert_one_line_error(run_cli("info", "not-an-arch"), "invalid architecture id")
+    _assert_one_line_error(run_cli("info", '{"block0_e": 2}'), "invalid architecture")
+
+
+def test_unknown_target(tmp_path):
+    result = run_cli("collect", "--target", "gpu/nothing", "--num", "1", "--db", str(tmp_path / "c.sqlite"))
+    _assert_one_line_error(result, "unknown target 'gpu/nothing'", "cpu/onnxruntime")
+
+
+def test_unknown_plugin_in_env():
+    _assert_one_line_error(run_cli("targets", env={"ACCELNAS_PLUGINS": "cpu_ort,nope"}), "unknown plugin 'nope'")
+
+
+def test_missing_and_corrupt_store(tmp_path):
+    _assert_one_line_error(
+        run_cli("export", "--db", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "o")), "not found"
+    )
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"garbage" * 1000)
+    _assert_one_line_error(run_cli("export", "--db", str(corrupt), "--out", str(tmp_path / "o")), "corrupt.sqlite")
+    before = corrupt.read_bytes()
+    _assert_one_line_error(run_cli("collect", "--num", "1", "--db", str(corrupt)), "not a usable accelnas store")
+    assert corrupt.read_bytes() == before  # never touched
+
+
+def test_malformed_dataset(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arch_id,value\nx,1\n")
+    _assert_one_line_error(
+        run_cli(
+            "fit",
+            "--data",
+            str(bad),
+            "--target",
+            "cpu/onnxruntime",
+            "--metric",
+            "latency",
+            "--out",
+            str(tmp_path / "s"),
+        ),
+        "missing column",
+    )
+    cfg = EFFICIENTNET_B0.to_config() | {"block2_k": 4}
+    header = ",".join(["arch_id", *cfg, "target", "metric", "value"])
+    row = ",".join([EFFICIENTNET_B0.id, *map(str, cfg.values()), "cpu/onnxruntime", "latency", "1.0"])
+    bad.write_text(header + "\n" + row + "\n")
+    _assert_one_line_error(
+        run_cli(
+            "fit",
+            "--data",
+            str(bad),
+            "--target",
+            "cpu/onnxruntime",
+            "--metric",
+            "latency",
+            "--out",
+            str(tmp_path / "s"),
+        ),
+        "row 0",
+        "block2_k=4",
+    )
+    _assert_one_line_error(
+        run_cli(
+            "fit",
+            "--data",
+            str(tmp_path / "nothing.parquet"),
+            "--target",
+            "cpu/onnxruntime",
+            "--metric",
+            "latency",
+            "--out",
+            str(tmp_path / "s"),
+        ),
+        "not found",
+    )
+
+
+def test_corrupt_surrogate(tmp_path):
+    (tmp_path / "surrogate.json").write_text("{broken")
+    _assert_one_line_error(run_cli("query", "b0", "--surrogate", str(tmp_path)), "corrupt surrogate metadata")
+    _assert_one_line_error(run_cli("query", "b0", "--surrogate", str(tmp_path / "none")), "no surrogate")
+
+
+def test_bad_settings_are_usage_errors(tmp_path):
+    result = run_cli("collect", "--num", "1", "--input-size", "4", "--db", str(tmp_path / "c.sqlite"))
+    assert result.returncode == 2 and "input size" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,88 @@
+import sqlite3
+
+import pytest
+
+from accelnas.core.errors import StoreError
+from accelnas.core.records import Measurement
+from accelnas.core.space import sample
+from accelnas.core.store import Store
+
+
+def _m(value=10.0, metric="latency"):
+    unit = "ms" if metric == "latency" else "images/s"
+    return Measurement(
+        metric=metric,
+        unit=unit,
+        mean=value,
+        std=0.1,
+        ci_low=value - 0.1,
+        ci_high=value + 0.1,
+        samples=[value],
+        batch_size=1,
+        input_size=32,
+        precision_reached=True,
+    )
+
+
+def test_ok_rows_are_unique_and_never_overwritten(tmp_path):
+    arch = sample(1, 0)[0]
+    with Store(tmp_path / "s.sqlite") as store:
+        assert store.record_ok(arch, "cpu/x", "k", {}, _m(10.0))
+        assert not store.record_ok(arch, "cpu/x", "k", {}, _m(99.0))
+        store.record_failure(arch, "cpu/x", "latency", "k", {}, "boom")
+        rows = store.results()
+        assert len(rows) == 1 and rows[0]["value"] == 10.0 and rows[0]["status"] == "ok"
+        # another settings key is another result
+        store.record_ok(arch, "cpu/x", "k2", {}, _m(11.0))
+        assert len(store.results()) == 2
+
+
+def test_failure_then_success_replaces_the_failure(tmp_path):
+    arch = sample(1, 0)[0]
+    with Store(tmp_path / "s.sqlite") as store:
+        store.record_failure(arch, "cpu/x", "latency", "k", {}, "first")
+        store.record_failure(arch, "cpu/x", "latency", "k", {}, "second")
+        failed = store.results(status="failed")
+        assert len(failed) == 1 and failed[0]["error"] == "second" and failed[0]["attempts"] == 2
+        store.record_ok(arch, "cpu/x", "k", {}, _m())
+        assert store.results(status="failed") == []
+        ok = store.results()
+        assert len(ok) == 1 and ok[0]["attempts"] == 3 and ok[0]["config"] == arch.to_config()
+        assert store.status_of("cpu/x", "k") == {(arch.id, "latency"): "ok"}
+
+
+def test_reopen_keeps_results(tmp_path):
+    path = tmp_path / "s.sqlite"
+    archs = sample(3, 1)
+    with Store(path) as store:
+        for a in archs:
+            store.record_ok(a, "cpu/x", "k", {"input_size": 32}, _m())
+    with Store(path, create=False) as store:
+        assert {r["arch_id"] for r in store.results()} == {a.id for a in archs}
+        assert store.counts() == [{"target": "cpu/x", "metric": "latency", "status": "ok", "n": 3}]
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_missing_corrupt_and_foreign_files(tmp_path):
+    with pytest.raises(StoreError, match="not found"):
+        Store(tmp_path / "missing.sqlite", create=False)
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a usable accelnas store"):
+        Store(corrupt)
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError, match="not an accelnas store"):
+        Store(foreign)
+    with pytest.raises(StoreError, match="directory"):
+        Store(tmp_path)
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version=99")
+    with pytest.raises(StoreError, match="schema 99"):
+        Store(path)

@@ -1,0 +1,122 @@
+import itertools
+import math
+
+import pytest
+
+from accelnas.core.records import Measurement
+from accelnas.core.timing import latency_measurement, mean_ci, measure, throughput_measurement
+
+
+class FakeClock:
+    """A clock that advances by the durations a fake workload declares."""
+
+    def __init__(self, durations):
+        self.now = 0.0
+        self.durations = iter(durations)
+
+    def __call__(self):
+        return self.now
+
+    def work(self):
+        self.now += next(self.durations)
+
+
+def test_stops_as_soon_as_precision_is_reached():
+    # constant 10 ms calls: the CI collapses, so the timed phase stops at min_samples
+    clock = FakeClock(itertools.repeat(0.010))
+    r = measure(clock.work, precision=0.02, max_seconds=100, warmup_seconds=1, min_samples=10, clock=clock)
+    assert r.precision_reached and len(r.samples) == 10
+    assert r.mean == pytest.approx(0.010) and r.steady
+
+
+def test_noisy_workload_needs_more_samples_and_reaches_precision():
+    pattern = [0.008, 0.012] * 10_000
+    clock = FakeClock(itertools.cycle(pattern))
+    r = measure(clock.work, precision=0.02, max_seconds=100, warmup_seconds=0.5, min_samples=10, clock=clock)
+    assert r.precision_reached and len(r.samples) > 10
+    assert r.relative_half_width <= 0.02
+    # one more sample fewer would not have been enough
+    _, _, low, high = mean_ci(r.samples[:-1])
+    assert (high - low) / 2 > 0.02 * sum(r.samples[:-1]) / (len(r.samples) - 1)
+
+
+def test_budget_ends_before_precision():
+    pattern = [0.001, 0.1]
+    clock = FakeClock(itertools.cycle(pattern))
+    r = measure(clock.work, precision=0.001, max_seconds=1.0, warmup_seconds=0.1, min_samples=5, clock=clock)
+    assert not r.precision_reached
+    assert r.timed_seconds >= 1.0
+    assert r.ci_low < r.mean < r.ci_high
+
+
+def test_warmup_runs_until_steady():
+    # slow first calls (compilation, caches), then steady
+    durations = itertools.chain([1.0, 0.5, 0.2, 0.1, 0.05], itertools.repeat(0.01))
+    clock = FakeClock(durations)
+    r = measure(clock.work, precision=0.05, max_seconds=10, warmup_seconds=30, min_samples=5, clock=clock)
+    assert r.steady and r.warmup_calls >= 3
+    assert max(r.samples) == pytest.approx(0.01)
+
+
+def test_mean_ci_matches_student_t():
+    samples = [1.0, 2.0, 3.0, 4.0]
+    mean, std, low, high = mean_ci(samples)
+    assert mean == 2.5 and std == pytest.approx(math.sqrt(5 / 3))
+    assert (high - low) / 2 == pytest.approx(3.182446 * std / 2, rel=1e-5)
+
+
+def _result(samples):
+    clock = FakeClock(itertools.cycle(samples))
+    return measure(
+        clock.work,
+        precision=0.5,
+        max_seconds=1,
+        warmup_seconds=0,
+        min_samples=len(samples),
+        max_samples=len(samples),
+        clock=clock,
+    )
+
+
+def test_throughput_and_latency_records():
+    r = _result([0.010, 0.012, 0.011, 0.009])
+    tp = throughput_measurement(r, batch_size=8, input_size=64)
+    assert tp.unit == "images/s" and tp.batch_size == 8
+    assert tp.mean == pytest.approx(8 / r.mean)
+    assert tp.ci_low < tp.mean < tp.ci_high
+    lat = latency_measurement(r, input_size=64)
+    assert lat.unit == "ms" and lat.batch_size == 1
+    assert lat.mean == pytest.approx(r.mean * 1e3)
+    assert lat.extra["min"] == pytest.approx(9.0) and lat.extra["p50"] == pytest.approx(10.5)
+    assert lat.extra["p99"] <= 12.0 + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mean": float("nan")}, "mean"),
+        ({"mean": -1.0}, "positive"),
+        ({"unit": "s"}, "unit"),
+        ({"samples": []}, "samples"),
+        ({"ci_low": 50.0}, "confidence"),
+        ({"metric": "energy"}, "metric"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"std": -0.1}, "std"),
+    ],
+)
+def test_measurement_validation(change, message):
+    fields = dict(
+        metric="latency",
+        unit="ms",
+        mean=10.0,
+        std=1.0,
+        ci_low=9.0,
+        ci_high=11.0,
+        samples=[10.0],
+        batch_size=1,
+        input_size=64,
+        precision_reached=True,
+    )
+    Measurement(**fields).validate()
+    with pytest.raises(ValueError, match=message):
+        Measurement(**(fields | change)).validate()
