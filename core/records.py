@@ -55,7 +55,7 @@ class MeasureSettings:
     precision: float = 0.02  # relative half-width of the 95% CI of the mean
     max_seconds: float = 30.0  # time budget of the timed phase, per metric
     warmup_seconds: float = 5.0  # upper bound of the warm-up phase
-    min_samples: int = 10
+    min_samples: int = 20
     threads: int | None = None  # intra-op threads; None = all physical cores
     options: tuple[tuple[str, Any], ...] = ()  # backend-specific options, sorted (key, value) pairs
 

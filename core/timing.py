@@ -4,7 +4,11 @@
    of a window is within ``steady_tolerance`` of the previous one (steady) or the warm-up budget ends.
 2. Timed phase: one sample per call until the 95% confidence interval of the mean (Student t) is
    within ``precision`` of the mean, with at least ``min_samples`` samples, or until the time
-   budget ends. The result says whether the precision was reached.
+   budget ends. The result says whether the precision was reached. The stopping rule keeps running
+   statistics, so checking after every sample costs O(1).
+
+Throughput is ``batch / mean time per batch``; its CI is the time's CI inverted, so its relative
+half-width is ``h / (1 - h²)`` for a time half-width ``h`` (2.0008% for 2%).
 
 :func:`throughput_measurement` and :func:`latency_measurement` turn a :class:`TimingResult` into the
 :class:`~accelnas.core.records.Measurement` records plugins return.
@@ -44,12 +48,22 @@ class TimingResult:
         return (self.ci_high - self.ci_low) / 2 / self.mean
 
 
-@lru_cache(maxsize=4096)
-def t_quantile(dof: int, confidence: float = 0.95) -> float:
-    """Two-sided Student-t critical value."""
+_EXACT_T_DOF = 200
+
+
+@lru_cache(maxsize=512)
+def _t_exact(dof: int, confidence: float) -> float:
     from scipy.stats import t
 
     return float(t.ppf(0.5 + confidence / 2, dof))
+
+
+def t_quantile(dof: int, confidence: float = 0.95) -> float:
+    """Two-sided Student-t critical value (exact up to 200 degrees of freedom, then a 3-term expansion)."""
+    if dof <= _EXACT_T_DOF:
+        return _t_exact(dof, confidence)
+    z = _t_exact(10**9, confidence)
+    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
 
 
 def mean_ci(samples: list[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
@@ -63,13 +77,33 @@ def mean_ci(samples: list[float], confidence: float = 0.95) -> tuple[float, floa
     return mean, std, mean - half, mean + half
 
 
+class _Running:
+    """Welford's running mean and variance: O(1) per sample for the stopping rule."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def add(self, x: float) -> None:
+        self.n += 1
+        delta = x - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (x - self.mean)
+
+    def half_width(self, confidence: float) -> float:
+        if self.n < 2:
+            return math.inf
+        return t_quantile(self.n - 1, confidence) * math.sqrt(self.m2 / (self.n - 1) / self.n)
+
+
 def measure(
     fn: Callable[[], Any],
     *,
     precision: float = 0.02,
     max_seconds: float = 30.0,
     warmup_seconds: float = 5.0,
-    min_samples: int = 10,
+    min_samples: int = 20,
     max_samples: int = 1_000_000,
     min_warmup: int = 3,
     window: int = 5,
@@ -88,36 +122,40 @@ def measure(
     previous: float | None = None
     while clock() - start < warmup_seconds:
         t0 = clock()
-        for _ in range(window):
+        done = 0
+        while done < window and clock() - start < warmup_seconds:
             fn()
+            done += 1
+        calls += done
+        if done < window:  # budget ended inside a window
+            break
         current = (clock() - t0) / window
-        calls += window
         if previous is not None and abs(current - previous) <= steady_tolerance * previous:
             steady = True
             break
         previous = current
     warmup_elapsed = clock() - start
+    t_quantile(max(min_samples - 1, 1), confidence)  # load scipy before the timed phase
 
     # timed phase
     samples: list[float] = []
-    begin = clock()
+    running = _Running()
     reached = False
+    begin = clock()
     while True:
         t0 = clock()
         fn()
-        samples.append(clock() - t0)
+        elapsed = clock() - t0
+        samples.append(elapsed)
+        running.add(elapsed)
         n = len(samples)
-        if n >= min_samples:
-            mean, _, low, high = mean_ci(samples, confidence)
-            if (high - low) / 2 <= precision * mean:
-                reached = True
-                break
+        if n >= min_samples and running.half_width(confidence) <= precision * running.mean:
+            reached = True
+            break
         if n >= max_samples or clock() - begin >= max_seconds:
             break
     timed = clock() - begin
     mean, std, low, high = mean_ci(samples, confidence)
-    if len(samples) >= min_samples and (high - low) / 2 <= precision * mean:
-        reached = True
     return TimingResult(samples, mean, std, low, high, precision, reached, calls, warmup_elapsed, steady, timed)
 
 

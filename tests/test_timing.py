@@ -4,7 +4,7 @@ import math
 import pytest
 
 from accelnas.core.records import Measurement
-from accelnas.core.timing import latency_measurement, mean_ci, measure, throughput_measurement
+from accelnas.core.timing import latency_measurement, mean_ci, measure, t_quantile, throughput_measurement
 
 
 class FakeClock:
@@ -56,6 +56,20 @@ def test_warmup_runs_until_steady():
     r = measure(clock.work, precision=0.05, max_seconds=10, warmup_seconds=30, min_samples=5, clock=clock)
     assert r.steady and r.warmup_calls >= 3
     assert max(r.samples) == pytest.approx(0.01)
+
+
+def test_warmup_budget_is_an_upper_bound():
+    clock = FakeClock(itertools.cycle([0.3, 0.1]))  # never steady
+    r = measure(clock.work, precision=0.5, max_seconds=1, warmup_seconds=2.0, min_samples=2, clock=clock)
+    assert not r.steady
+    assert r.warmup_seconds <= 2.0 + 0.3  # at most one call past the budget
+
+
+def test_t_quantile_expansion_matches_scipy():
+    from scipy.stats import t
+
+    for dof in (1, 9, 200, 201, 350, 1000, 10_000):
+        assert t_quantile(dof) == pytest.approx(t.ppf(0.975, dof), rel=1e-6)
 
 
 def test_mean_ci_matches_student_t():

@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from accelnas.core.dataset import COLUMNS, select, validate
+from accelnas.core.errors import DatasetError, SurrogateError
+from accelnas.core.model import count_macs
+from accelnas.core.space import EFFICIENTNET_B0, sample
+from accelnas.surrogates import artifact
+from accelnas.surrogates.features import encode
+from accelnas.surrogates.fit import fit_surrogate
+from accelnas.surrogates.metrics import regression_metrics
+from accelnas.surrogates.xgboost_model import XGBoostSurrogate
+
+
+def _frame(n=240, seed=0, noise=0.0):
+    """A dataset whose latency is a known function of the architecture (MACs at 64 px)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a in sample(n, seed):
+        value = count_macs(a, 64) / 1e6 * (1 + noise * rng.standard_normal())
+        rows.append({"arch_id": a.id, **a.to_config(), "target": "sim/x", "metric": "latency", "value": value,
+                     "unit": "ms", "settings_key": "k"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_metrics():
+    m = regression_metrics([1, 2, 3, 4], [1, 2, 3, 4])
+    assert m["r2"] == 1 and m["kendall_tau"] == 1 and m["within_5pct"] == 1
+    m = regression_metrics([1, 2, 3, 4], [4, 3, 2, 1])
+    assert m["kendall_tau"] == -1 and m["r2"] < 0
+
+
+def test_fit_ranks_held_out_architectures(tmp_path):
+    result = fit_surrogate(_frame(noise=0.01), "sim/x", "latency", test_fraction=0.25, seed=0)
+    test = result.artifact.metrics["test"]
+    assert test["n"] == 60 and result.artifact.metrics["n_train"] == 180
+    assert test["kendall_tau"] > 0.8 and test["r2"] > 0.9
+    assert len(set(result.test_ids)) == 60 and set(result.test_ids) <= set(_frame()["arch_id"])
+
+
+def test_save_load_round_trip_and_corruption(tmp_path):
+    result = fit_surrogate(_frame(120), "sim/x", "latency", seed=1)
+    out = artifact.save(result.artifact, tmp_path / "s")
+    loaded = artifact.load(out)
+    archs = [EFFICIENTNET_B0, *sample(5, 9)]
+    np.testing.assert_allclose(loaded.predict(archs), result.artifact.predict(archs), rtol=1e-6)
+    assert loaded.metric == "latency" and loaded.unit == "ms" and loaded.dataset["rows"] == 120
+    meta = json.loads((out / "surrogate.json").read_text())
+    assert meta["params"]["encoding"] == "raw" and meta["versions"]["xgboost"]
+    assert not list(out.glob("*.pkl")) and not list(out.glob("*.pickle"))
+
+    model_file = out / "model.json"
+    original = model_file.read_bytes()
+    model_file.write_bytes(original[:-50])
+    with pytest.raises(SurrogateError, match="checksum"):
+        artifact.load(out)
+    model_file.write_bytes(original)
+    (out / "surrogate.json").write_text(json.dumps(meta | {"format_version": 99}))
+    with pytest.raises(SurrogateError, match="format 99"):
+        artifact.load(out)
+    (out / "surrogate.json").write_text(json.dumps(meta | {"encoding": "mystery"}))
+    with pytest.raises(SurrogateError, match="mystery"):
+        artifact.load(out)
+    (out / "surrogate.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(SurrogateError, match="not an accelnas surrogate"):
+        artifact.load(out)
+
+
+def test_estimator_protocol():
+    model = XGBoostSurrogate(n_estimators=10)
+    assert model.get_params()["n_estimators"] == 10
+    assert model.set_params(max_depth=2) is model and model.max_depth == 2
+    with pytest.raises(ValueError, match="unknown parameter"):
+        model.set_params(depth=3)
+    with pytest.raises(RuntimeError, match="fit"):
+        model.predict([EFFICIENTNET_B0])
+    with pytest.raises(ValueError, match="transform"):
+        XGBoostSurrogate(transform="sqrt")
+    archs = sample(30, 2)
+    X = encode(archs, "raw+products")
+    assert X.shape == (30, 56)
+    fitted = XGBoostSurrogate(encoding="raw+products", n_estimators=20).fit(archs, np.arange(1, 31))
+    np.testing.assert_allclose(fitted.predict(archs), fitted.predict(X))
+
+
+def test_dataset_validation_and_selection():
+    frame = _frame(20)
+    assert validate(frame) is not None
+    with pytest.raises(DatasetError, match="missing column 'value'"):
+        validate(frame.drop(columns=["value"]))
+    bad = frame.astype({"value": object})
+    bad.loc[3, "value"] = "n/a"
+    with pytest.raises(DatasetError, match="row 3"):
+        validate(bad)
+    bad = frame.copy()
+    bad.loc[5, "arch_id"] = EFFICIENTNET_B0.id
+    with pytest.raises(DatasetError, match="does not match"):
+        validate(bad)
+    with pytest.raises(DatasetError, match="no throughput rows"):
+        select(frame, "sim/x", "throughput")
+    mixed = frame.copy()
+    mixed.loc[:4, "settings_key"] = "other"
+    with pytest.raises(DatasetError, match="2 different settings"):
+        select(mixed, "sim/x", "latency")
+    assert "settings_key" in COLUMNS
