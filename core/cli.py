@@ -277,7 +277,7 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Directory for the surrogate (model.json + surrogate.json).",
+    help="Directory for the surrogate (surrogate.json + native model files).",
 )
 @click.option("--test-fraction", default=0.2, show_default=True, help="Held-out share for the metrics.")
 @click.option("--seed", default=0, show_default=True, help="Split and model seed.")
@@ -333,26 +333,141 @@ def fit(
     "--surrogate",
     "surrogate_dirs",
     multiple=True,
-    required=True,
     type=click.Path(path_type=Path),
     help="Surrogate directory (repeatable).",
 )
+@click.option(
+    "--benchmark", "benchmark_dir", type=click.Path(path_type=Path), help="Benchmark directory (surrogates build)."
+)
+@click.option("--device", default=None, help="With --benchmark: device or target, e.g. zcu102 [all].")
+@click.option("--metric", default=None, help="With --benchmark: accuracy, throughput or latency [all].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def query(archs: tuple[str, ...], surrogate_dirs: tuple[Path, ...], as_json: bool) -> None:
-    """Predict metrics of architectures (ids, b0, JSON configs) with fitted surrogates."""
+def query(
+    archs: tuple[str, ...],
+    surrogate_dirs: tuple[Path, ...],
+    benchmark_dir: Path | None,
+    device: str | None,
+    metric: str | None,
+    as_json: bool,
+) -> None:
+    """Predict metrics of architectures (ids, b0, JSON configs) with surrogates or a benchmark."""
     from accelnas.surrogates import artifact
+    from accelnas.surrogates.benchmark import Benchmark
 
+    if bool(surrogate_dirs) == bool(benchmark_dir):
+        raise click.UsageError("give either --surrogate DIR (repeatable) or --benchmark DIR")
     parsed = _arch_list(archs)
-    loaded = [artifact.load(d) for d in surrogate_dirs]
+    if benchmark_dir:
+        bench = Benchmark.load(benchmark_dir)
+        if device or metric:
+            surrogates = [bench.surrogate(device, metric or "accuracy")]
+        else:
+            surrogates = [bench.surrogate(t, m) for t, m in bench.pairs()]
+    else:
+        surrogates = [artifact.load(d) for d in surrogate_dirs]
     rows = []
-    for s in loaded:
-        for a, value in zip(parsed, s.predict(parsed), strict=True):
-            rows.append({"arch": a.id, "target": s.target, "metric": s.metric, "value": float(value), "unit": s.unit})
+    for s in surrogates:
+        mean, std = s.predict_dist(parsed)
+        for a, mu, sd in zip(parsed, mean, std, strict=True):
+            rows.append(
+                {
+                    "arch": a.id,
+                    "target": s.target,
+                    "metric": s.metric,
+                    "mean": float(mu),
+                    "std": float(sd),
+                    "unit": s.unit,
+                }
+            )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        click.echo(f"{r['arch']}  {r['target']:<18} {r['metric']:<10} {r['value']:12.3f} {r['unit'] or ''}")
+        spread = f" ± {r['std']:.3f}" if r["std"] else ""
+        click.echo(f"{r['arch']}  {r['target']:<18} {r['metric']:<10} {r['mean']:12.3f}{spread} {r['unit'] or ''}")
+
+
+@cli.command("import-anb")
+@click.argument("source", required=False)
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+    help="Directory for the per-target dataset files.",
+)  # fmt: skip
+def import_anb_command(source: str | None, out_dir: Path) -> None:
+    """Import the public Accel-NASBench dataset into per-target Parquet/CSV files.
+
+    SOURCE is a directory of result_*.json files, the anb_dataset_jsons.tar.gz archive, or its URL
+    (downloaded once into ~/.cache/accelnas); default: the archive of the public repository.
+    """
+    from accelnas.core import dataset
+    from accelnas.surrogates.anb_dataset import ANB_URL, import_anb
+
+    frame, report = import_anb(source or ANB_URL)
+    click.echo(report.summary(), err=True)
+    for path in dataset.write(frame, out_dir):
+        click.echo(str(path))
+
+
+@cli.group()
+def surrogates() -> None:
+    """Build benchmark directories of surrogates."""
+
+
+@surrogates.command("build")
+@click.option("--from-anb", "anb_source", default=None, help="Accel-NASBench directory, archive or URL.")
+@click.option("--from-db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A campaign store.")  # fmt: skip
+@click.option("--from-data", "data_path", type=click.Path(path_type=Path), default=None,
+              help="Dataset file(s) from export or import-anb.")  # fmt: skip
+@click.option("--target", "target_names", multiple=True, help="Only these targets (repeatable) [all].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--test-fraction", default=0.1, show_default=True, help="Held-out share for the reported metrics.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--ensemble", type=int, default=None, help="Seed-ensemble size [per-target recipe].")
+@click.option("--family", default=None, help="Force one family (auto, xgboost, lightgbm, ...) [recipe].")
+@click.option("--train-only", is_flag=True, help="Keep the models fitted without the held-out rows.")
+def surrogates_build(
+    anb_source: str | None,
+    db_path: Path | None,
+    data_path: Path | None,
+    target_names: tuple[str, ...],
+    out_dir: Path,
+    test_fraction: float,
+    seed: int,
+    ensemble: int | None,
+    family: str | None,
+    train_only: bool,
+) -> None:
+    """Fit, evaluate (held-out τ, R²), save and plot surrogates for every target of a dataset."""
+    from accelnas.core import dataset
+    from accelnas.core.store import Store
+    from accelnas.surrogates.build import build_all, pairs
+
+    sources = [x for x in (anb_source, db_path, data_path) if x is not None]
+    if len(sources) != 1:
+        raise click.UsageError("give exactly one of --from-anb, --from-db, --from-data")
+    if anb_source is not None:
+        from accelnas.surrogates.anb_dataset import import_anb
+
+        frame, report = import_anb(anb_source)
+        click.echo(report.summary(), err=True)
+        source = {"anb": anb_source, "import": report.summary()}
+    elif db_path is not None:
+        with Store(db_path, create=False) as store:
+            frame = dataset.from_store(store)
+        source = {"db": str(db_path)}
+    else:
+        frame = dataset.read(data_path)
+        source = {"data": str(data_path)}
+    available = pairs(frame)
+    chosen = [p for p in available if not target_names or p[0] in target_names or p[0].split("/")[0] in target_names]
+    if not chosen:
+        raise AccelnasError(f"no data for {', '.join(target_names)} (have: {', '.join(t for t, _ in available)})")
+    index = build_all(
+        frame, out_dir, targets=chosen, test_fraction=test_fraction, seed=seed, ensemble=ensemble,
+        refit_all=not train_only, family=family, source=source, echo=click.echo,
+    )  # fmt: skip
+    click.echo(f"built {len(index['surrogates'])} surrogates in {index['build_seconds']:.0f}s: {out_dir}")
 
 
 # -- the end-to-end demo ---------------------------------------------------------------------------

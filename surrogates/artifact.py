@@ -1,36 +1,40 @@
 """Saving and loading surrogates without pickle.
 
-A surrogate is a directory holding the model in its library's native format (XGBoost JSON) and
-``surrogate.json``: format version, family, parameters, feature encoding, target and metric, the
-dataset's hash, library versions, fidelity metrics, seed, and the model file's SHA-256 (so a
-corrupt or swapped file is detected before use).
+A surrogate is a directory: ``surrogate.json`` (format version, target, metric, unit, the model's
+family, parameters and fitted state as JSON, fidelity metrics, dataset hash, library versions,
+creation time) and the native model files it names (XGBoost JSON, LightGBM text), each with its
+SHA-256 so that a corrupt or swapped file is detected before use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from accelnas.core.errors import SurrogateError
 from accelnas.core.provenance import package_version
+from accelnas.surrogates import models
 from accelnas.surrogates.features import ENCODINGS
-from accelnas.surrogates.xgboost_model import XGBoostSurrogate
+from accelnas.surrogates.models import SeedEnsemble, Surrogate
 
 FORMAT = "accelnas-surrogate"
 FORMAT_VERSION = 1
 METADATA_FILE = "surrogate.json"
-MODEL_FILES = {"xgboost": "model.json"}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass
 class SurrogateArtifact:
     """A fitted model and what is known about it."""
 
-    model: XGBoostSurrogate
+    model: Surrogate | SeedEnsemble
     target: str
     metric: str
     unit: str | None = None
@@ -38,40 +42,60 @@ class SurrogateArtifact:
     dataset: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, archs):
+    def predict(self, archs) -> np.ndarray:
         return self.model.predict(archs)
 
+    def predict_dist(self, archs) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and spread (over ensemble members; zero for a single model)."""
+        if isinstance(self.model, SeedEnsemble):
+            return self.model.predict_dist(archs)
+        mean = self.model.predict(archs)
+        return mean, np.zeros_like(mean)
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
     """Write ``artifact`` into ``out_dir`` (created); return the directory."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = artifact.model
-    model_path = out / MODEL_FILES[model.family]
-    model.booster_.save_model(str(model_path))
+    state, files = artifact.model.to_state()
+    for name, data in files.items():
+        if not _SAFE_NAME.match(name):
+            raise SurrogateError(f"refusing model file name {name!r}")
+        (out / name).write_bytes(data)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "family": model.family,
-        "params": model.get_params(),
-        "encoding": model.encoding,
         "target": artifact.target,
         "metric": artifact.metric,
         "unit": artifact.unit,
+        "model": state,
+        "files": {name: _sha256(data) for name, data in files.items()},
         "metrics": artifact.metrics,
         "dataset": artifact.dataset,
         "extra": artifact.extra,
-        "model_file": model_path.name,
-        "model_sha256": _sha256(model_path),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": {name: package_version(name) for name in ("accelnas", "xgboost", "numpy")},
+        "versions": {name: package_version(name) for name in ("accelnas", "xgboost", "lightgbm", "numpy")},
     }
-    (out / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    (out / METADATA_FILE).write_text(json.dumps(meta, default=_json_default) + "\n")
     return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _encodings(state: dict[str, Any]) -> list[str]:
+    if "members" in state:
+        return [e for m in state["members"] for e in _encodings(m)]
+    return [state.get("params", {}).get("encoding")]
 
 
 def load(path: str | Path) -> SurrogateArtifact:
@@ -86,33 +110,34 @@ def load(path: str | Path) -> SurrogateArtifact:
         raise SurrogateError(f"corrupt surrogate metadata {meta_path}: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise SurrogateError(f"{meta_path} is not an accelnas surrogate")
-    if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
-        raise SurrogateError(
-            f"{meta_path} has surrogate format {meta.get('format_version')}; this accelnas reads up to {FORMAT_VERSION}"
-        )
-    family = meta.get("family")
-    if family not in MODEL_FILES:
-        raise SurrogateError(f"{meta_path}: unknown model family {family!r}")
-    if meta.get("encoding") not in ENCODINGS:
-        raise SurrogateError(f"{meta_path}: unknown feature encoding {meta.get('encoding')!r}")
-    model_path = meta_path.parent / str(meta.get("model_file", MODEL_FILES[family]))
-    if not model_path.is_file():
-        raise SurrogateError(f"surrogate model file missing: {model_path}")
-    if _sha256(model_path) != meta.get("model_sha256"):
-        raise SurrogateError(f"surrogate model file {model_path} does not match its recorded checksum (corrupt?)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise SurrogateError(f"{meta_path} has surrogate format {version}; this accelnas reads up to {FORMAT_VERSION}")
+    state = meta.get("model")
+    if not isinstance(state, dict):
+        raise SurrogateError(f"{meta_path}: no model state")
+    unknown = [e for e in _encodings(state) if e not in ENCODINGS]
+    if unknown:
+        raise SurrogateError(f"{meta_path}: unknown feature encoding {unknown[0]!r}")
+    files: dict[str, bytes] = {}
+    for name, digest in (meta.get("files") or {}).items():
+        file = meta_path.parent / name
+        if not _SAFE_NAME.match(name) or not file.is_file():
+            raise SurrogateError(f"surrogate model file missing: {file}")
+        data = file.read_bytes()
+        if _sha256(data) != digest:
+            raise SurrogateError(f"surrogate model file {file} does not match its recorded checksum (corrupt?)")
+        files[name] = data
     try:
-        import xgboost as xgb
-
-        model = XGBoostSurrogate(**meta.get("params", {}))
-        booster = xgb.Booster()
-        booster.load_model(str(model_path))
-        model.booster_ = booster
+        model = models.from_state(state, files)
+    except SurrogateError:
+        raise
     except Exception as exc:
-        raise SurrogateError(f"cannot load surrogate model {model_path}: {type(exc).__name__}: {exc}") from None
+        raise SurrogateError(f"cannot load surrogate {meta_path}: {type(exc).__name__}: {exc}") from None
     return SurrogateArtifact(
         model=model,
-        target=meta["target"],
-        metric=meta["metric"],
+        target=str(meta.get("target")),
+        metric=str(meta.get("metric")),
         unit=meta.get("unit"),
         metrics=meta.get("metrics", {}),
         dataset=meta.get("dataset", {}),

@@ -1,36 +1,102 @@
-"""Feature encodings of architectures for surrogate models (named, so artifacts can record them)."""
+"""Feature encodings of architectures for surrogate models (named, so artifacts can record them).
+
+* ``raw``: ``[e, k, l, se]`` per stage (28 columns), the paper's encoding.
+* ``onehot``: per stage one-hot of expansion, kernel and layers, plus se (64 columns).
+* ``raw+products``: raw plus per-stage ``l*e``, ``l*k``, ``l*se``, ``l*e*k^2`` (56 columns).
+* ``additive``: the design matrix of a per-layer additive cost model: per stage, one-hot of
+  (e, k, se) for the first layer and the same one-hot weighted by the remaining ``l - 1`` layers
+  (168 columns). A linear model on it is "cost = sum of the costs of the layers".
+* ``analytic``: raw plus per-stage MACs and parameters, total MACs, parameters and depth.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
 from accelnas.core.errors import SurrogateError
-from accelnas.core.space import FEATURE_NAMES, NUM_STAGES, Architecture
+from accelnas.core.model import block_specs, count_macs, count_params
+from accelnas.core.space import EXPANSIONS, FEATURE_NAMES, KERNELS, LAYERS, NUM_STAGES, Architecture
+
+_COMBOS = [(e, k, se) for e in EXPANSIONS for k in KERNELS for se in (False, True)]
+_COMBO_INDEX = {c: i for i, c in enumerate(_COMBOS)}
 
 
 def raw(archs: Sequence[Architecture]) -> np.ndarray:
-    """``[e, k, l, se]`` per stage, 28 columns."""
-    return np.asarray([a.to_vector() for a in archs], dtype=np.float32).reshape(len(archs), len(FEATURE_NAMES))
+    return np.asarray([a.to_vector() for a in archs], dtype=np.float64).reshape(len(archs), len(FEATURE_NAMES))
+
+
+def onehot(archs: Sequence[Architecture]) -> np.ndarray:
+    width = sum(len(EXPANSIONS) + len(KERNELS) + len(LAYERS[i]) + 1 for i in range(NUM_STAGES))
+    out = np.zeros((len(archs), width))
+    for row, a in enumerate(archs):
+        col = 0
+        for i, s in enumerate(a.stages):
+            out[row, col + EXPANSIONS.index(s.e)] = 1
+            col += len(EXPANSIONS)
+            out[row, col + KERNELS.index(s.k)] = 1
+            col += len(KERNELS)
+            out[row, col + LAYERS[i].index(s.l)] = 1
+            col += len(LAYERS[i])
+            out[row, col] = float(s.se)
+            col += 1
+    return out
 
 
 def raw_products(archs: Sequence[Architecture]) -> np.ndarray:
-    """Raw features plus per-stage ``l*e``, ``l*k``, ``l*se`` and ``l*e*k^2`` (work done by each stage)."""
     extra = np.asarray(
         [[v for s in a.stages for v in (s.l * s.e, s.l * s.k, s.l * s.se, s.l * s.e * s.k * s.k)] for a in archs],
-        dtype=np.float32,
+        dtype=np.float64,
     ).reshape(len(archs), 4 * NUM_STAGES)
     return np.hstack([raw(archs), extra])
 
 
+def additive(archs: Sequence[Architecture]) -> np.ndarray:
+    per_stage = 2 * len(_COMBOS)
+    out = np.zeros((len(archs), NUM_STAGES * per_stage))
+    for row, a in enumerate(archs):
+        for i, s in enumerate(a.stages):
+            c = i * per_stage + _COMBO_INDEX[(s.e, s.k, s.se)]
+            out[row, c] = 1.0
+            out[row, c + len(_COMBOS)] = s.l - 1
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _analytic_row(arch: Architecture) -> tuple[float, ...]:
+    macs = [0.0] * NUM_STAGES
+    params = [0.0] * NUM_STAGES
+    size = 112
+    for b in block_specs(arch):
+        h = b.hidden
+        out_size = (size + 2 * (b.kernel // 2) - b.kernel) // b.stride + 1
+        m = (size * size * b.in_channels * h if b.expansion != 1 else 0) + out_size * out_size * h * b.kernel**2
+        m += out_size * out_size * h * b.out_channels + (2 * b.squeeze * h if b.se else 0)
+        p = (b.in_channels * h if b.expansion != 1 else 0) + h * b.kernel**2 + h * b.out_channels
+        p += 2 * b.squeeze * h if b.se else 0
+        macs[b.stage] += m / 1e6
+        params[b.stage] += p / 1e6
+        size = out_size
+    return (*arch.to_vector(), *macs, *params, count_macs(arch) / 1e6, count_params(arch) / 1e6, arch.num_layers)
+
+
+def analytic(archs: Sequence[Architecture]) -> np.ndarray:
+    return np.asarray([_analytic_row(a) for a in archs], dtype=np.float64)
+
+
 ENCODINGS: dict[str, Callable[[Sequence[Architecture]], np.ndarray]] = {
     "raw": raw,
+    "onehot": onehot,
     "raw+products": raw_products,
+    "additive": additive,
+    "analytic": analytic,
 }
 
 
 def encode(archs: Sequence[Architecture], encoding: str) -> np.ndarray:
+    """Feature matrix of ``archs`` under the named encoding."""
     try:
         fn = ENCODINGS[encoding]
     except KeyError:

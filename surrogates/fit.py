@@ -1,9 +1,11 @@
-"""Fit a surrogate on a dataset frame and evaluate it on held-out architectures."""
+"""Fit a surrogate for one (target, metric) of a dataset: choose, evaluate on held-out architectures, refit."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,8 @@ from accelnas.core.errors import DatasetError
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.artifact import SurrogateArtifact
 from accelnas.surrogates.metrics import regression_metrics
-from accelnas.surrogates.xgboost_model import XGBoostSurrogate
+from accelnas.surrogates.models import SeedEnsemble, Surrogate, make
+from accelnas.surrogates.selection import DEFAULT_CANDIDATES, Selection, select_family, split
 
 
 @dataclass
@@ -22,11 +25,21 @@ class FitResult:
     test_true: np.ndarray
     test_pred: np.ndarray
     test_ids: list[str]
+    selection: Selection | None = None
 
 
 def dataset_hash(part: pd.DataFrame) -> str:
     text = "\n".join(f"{a},{v!r}" for a, v in sorted(zip(part["arch_id"], part["value"], strict=True)))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def architectures(part: pd.DataFrame) -> list[Architecture]:
+    return [Architecture.from_config(row) for row in part[list(FEATURE_NAMES)].to_dict("records")]
+
+
+def _model(family: str, params: dict[str, Any], ensemble: int, seed: int) -> Surrogate | SeedEnsemble:
+    base = make(family, seed=seed, **params)
+    return SeedEnsemble(base, n_members=ensemble) if ensemble > 1 else base
 
 
 def fit_surrogate(
@@ -36,23 +49,37 @@ def fit_surrogate(
     *,
     test_fraction: float = 0.2,
     seed: int = 0,
-    model: XGBoostSurrogate | None = None,
+    family: str = "auto",
+    params: dict[str, Any] | None = None,
+    ensemble: int = 1,
+    refit_all: bool = False,
+    candidates=DEFAULT_CANDIDATES,
 ) -> FitResult:
-    """Fit on a seeded random split of ``frame``'s rows for (target, metric); report held-out metrics."""
+    """Fit on a seeded split of ``frame``'s rows for (target, metric) and report held-out metrics.
+
+    ``family="auto"`` picks the best candidate on a validation split inside the training part.
+    With ``refit_all`` the saved model is refitted on every row after the held-out evaluation.
+    """
     part = select(frame, target, metric)
     if len(part) < 8:
         raise DatasetError(f"{target}:{metric} has {len(part)} architectures; at least 8 are needed to fit and test")
     if not 0 < test_fraction < 1:
         raise ValueError("test_fraction must be within (0, 1)")
-    archs = [Architecture.from_config(row) for row in part[list(FEATURE_NAMES)].to_dict("records")]
+    archs = architectures(part)
     y = part["value"].to_numpy(dtype=float)
-    order = np.random.default_rng(seed).permutation(len(part))
-    n_test = max(2, round(test_fraction * len(part)))
-    test, train = order[:n_test], order[n_test:]
-    model = model or XGBoostSurrogate(seed=seed)
-    model.fit([archs[i] for i in train], y[train])
+    train, test = split(len(part), test_fraction, seed)
+    train_archs = [archs[i] for i in train]
+    start = time.perf_counter()
+    selection = None
+    if family == "auto":
+        selection = select_family(train_archs, y[train], candidates=candidates, seed=seed)
+        family, params = selection.family, selection.params
+    params = dict(params or {})
+    model = _model(family, params, ensemble, seed).fit(train_archs, y[train])
     pred = model.predict([archs[i] for i in test])
     metrics = regression_metrics(y[test], pred)
+    if refit_all:
+        model = _model(family, params, ensemble, seed).fit(archs, y)
     unit = part["unit"].iloc[0] if "unit" in part.columns else None
     artifact = SurrogateArtifact(
         model=model,
@@ -65,6 +92,11 @@ def fit_surrogate(
             "n_test": len(test),
             "test_fraction": test_fraction,
             "split_seed": seed,
+            "fitted_on": "all" if refit_all else "train",
+            "fit_seconds": round(time.perf_counter() - start, 2),
+            "selection": None
+            if selection is None
+            else {"validation": selection.validation, "scores": selection.scores},
         },
         dataset={
             "sha256": dataset_hash(part),
@@ -74,7 +106,7 @@ def fit_surrogate(
             "settings_key": _single(part, "settings_key"),
         },
     )
-    return FitResult(artifact, y[test], pred, [archs[i].id for i in test])
+    return FitResult(artifact, y[test], pred, [archs[i].id for i in test], selection)
 
 
 def _single(part: pd.DataFrame, column: str):

@@ -12,7 +12,7 @@ from accelnas.surrogates import artifact
 from accelnas.surrogates.features import encode
 from accelnas.surrogates.fit import fit_surrogate
 from accelnas.surrogates.metrics import regression_metrics
-from accelnas.surrogates.xgboost_model import XGBoostSurrogate
+from accelnas.surrogates.models import XGBoostSurrogate
 
 
 def _frame(n=240, seed=0, noise=0.0):
@@ -36,23 +36,26 @@ def test_metrics():
 def test_fit_ranks_held_out_architectures(tmp_path):
     result = fit_surrogate(_frame(noise=0.01), "sim/x", "latency", test_fraction=0.25, seed=0)
     test = result.artifact.metrics["test"]
+    chosen = result.selection
+    assert chosen is not None and len(chosen.scores) >= 4
+    assert max(s["kendall_tau"] for s in chosen.scores) == chosen.validation["kendall_tau"]
     assert test["n"] == 60 and result.artifact.metrics["n_train"] == 180
     assert test["kendall_tau"] > 0.8 and test["r2"] > 0.9
     assert len(set(result.test_ids)) == 60 and set(result.test_ids) <= set(_frame()["arch_id"])
 
 
 def test_save_load_round_trip_and_corruption(tmp_path):
-    result = fit_surrogate(_frame(120), "sim/x", "latency", seed=1)
+    result = fit_surrogate(_frame(120), "sim/x", "latency", seed=1, family="xgboost", params={"n_estimators": 100})
     out = artifact.save(result.artifact, tmp_path / "s")
     loaded = artifact.load(out)
     archs = [EFFICIENTNET_B0, *sample(5, 9)]
     np.testing.assert_allclose(loaded.predict(archs), result.artifact.predict(archs), rtol=1e-6)
     assert loaded.metric == "latency" and loaded.unit == "ms" and loaded.dataset["rows"] == 120
     meta = json.loads((out / "surrogate.json").read_text())
-    assert meta["params"]["encoding"] == "raw" and meta["versions"]["xgboost"]
+    assert meta["model"]["params"]["encoding"] == "raw" and meta["versions"]["xgboost"]
     assert not list(out.glob("*.pkl")) and not list(out.glob("*.pickle"))
 
-    model_file = out / "model.json"
+    model_file = out / "xgboost.json"
     original = model_file.read_bytes()
     model_file.write_bytes(original[:-50])
     with pytest.raises(SurrogateError, match="checksum"):
@@ -61,7 +64,9 @@ def test_save_load_round_trip_and_corruption(tmp_path):
     (out / "surrogate.json").write_text(json.dumps(meta | {"format_version": 99}))
     with pytest.raises(SurrogateError, match="format 99"):
         artifact.load(out)
-    (out / "surrogate.json").write_text(json.dumps(meta | {"encoding": "mystery"}))
+    mystery = json.loads(json.dumps(meta))
+    mystery["model"]["params"]["encoding"] = "mystery"
+    (out / "surrogate.json").write_text(json.dumps(mystery))
     with pytest.raises(SurrogateError, match="mystery"):
         artifact.load(out)
     (out / "surrogate.json").write_text(json.dumps({"format": "something-else"}))
@@ -82,7 +87,7 @@ def test_estimator_protocol():
     archs = sample(30, 2)
     X = encode(archs, "raw+products")
     assert X.shape == (30, 56)
-    fitted = XGBoostSurrogate(encoding="raw+products", n_estimators=20).fit(archs, np.arange(1, 31))
+    fitted = XGBoostSurrogate(encoding="raw+products", n_estimators=20).fit(archs, np.arange(1.0, 31.0))
     np.testing.assert_allclose(fitted.predict(archs), fitted.predict(X))
 
 

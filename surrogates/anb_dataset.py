@@ -1,0 +1,194 @@
+"""Import the public Accel-NASBench dataset (``result_N.json`` records) into the dataset schema.
+
+Sources: a directory of ``result_*.json`` files (searched recursively), the
+``anb_dataset_jsons.tar.gz`` archive, or a URL of that archive (downloaded once into a cache).
+Every record yields up to nine rows: accuracy (``val_top1``), throughput on six devices and latency
+on the two FPGAs. Malformed records and incomplete entries are counted with their reasons and
+skipped, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tarfile
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from accelnas.core.dataset import COLUMNS
+from accelnas.core.errors import DatasetError, InvalidArchitectureError
+from accelnas.core.space import Architecture
+
+log = logging.getLogger(__name__)
+
+ANB_URL = "https://github.com/afzalxo/Accel-NASBench/raw/master/anb_dataset/anb_dataset_jsons.tar.gz"
+ACCURACY_TARGET = "imagenet/anb"
+# platform_perf key -> (device, metric); targets are "<device>/anb"
+PERF_KEYS: dict[str, tuple[str, str]] = {
+    "throughput_a100": ("a100", "throughput"),
+    "throughput_3090": ("3090", "throughput"),
+    "throughput_tpuv2": ("tpuv2", "throughput"),
+    "throughput_tpuv3": ("tpuv3", "throughput"),
+    "throughput_zcu102": ("zcu102", "throughput"),
+    "throughput_vck190": ("vck190", "throughput"),
+    "latency_zcu102": ("zcu102", "latency"),
+    "latency_vck190": ("vck190", "latency"),
+}
+UNITS = {"throughput": "images/s", "latency": "ms", "accuracy": "%"}
+
+
+def anb_target(device: str) -> str:
+    return f"{device}/anb"
+
+
+@dataclass
+class ImportReport:
+    """What an import read, kept and skipped (with reasons and a few examples per reason)."""
+
+    source: str
+    records: int = 0
+    records_ok: int = 0
+    rows: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def skip(self, reason: str, name: str) -> None:
+        self.skipped[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(name)
+
+    def summary(self) -> str:
+        head = f"{self.records} records read from {self.source}: {self.records_ok} complete, {self.rows} rows"
+        if not self.skipped:
+            return head + ", nothing skipped"
+        parts = [f"{n} x {reason} (e.g. {', '.join(self.examples[reason])})" for reason, n in self.skipped.items()]
+        return head + "; skipped: " + "; ".join(parts)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("ACCELNAS_CACHE") or os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "accelnas"
+
+
+def fetch(url: str = ANB_URL, cache_dir: Path | None = None, timeout: float = 120) -> Path:
+    """Download ``url`` into the cache once (atomic rename); return the local path."""
+    cache = Path(cache_dir or default_cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)
+    name = Path(url.split("?")[0]).name or "download"
+    path = cache / f"{sha256(url.encode()).hexdigest()[:12]}-{name}"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    partial = path.with_suffix(path.suffix + ".part")
+    log.info("downloading %s to %s", url, path)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise DatasetError(f"cannot download {url}: {exc}") from None
+    partial.replace(path)
+    return path
+
+
+def _iter_sources(source: Path) -> Iterator[tuple[str, bytes]]:
+    if source.is_dir():
+        files = sorted(source.rglob("result_*.json"))
+        if not files:
+            raise DatasetError(f"no result_*.json files under {source}")
+        for f in files:
+            yield f.name, f.read_bytes()
+        return
+    if not source.is_file():
+        raise DatasetError(f"Accel-NASBench source not found: {source}")
+    try:
+        with tarfile.open(source) as tar:
+            found = False
+            for member in tar:
+                if member.isfile() and Path(member.name).name.startswith("result_") and member.name.endswith(".json"):
+                    found = True
+                    handle = tar.extractfile(member)
+                    yield Path(member.name).name, handle.read() if handle else b""
+            if not found:
+                raise DatasetError(f"no result_*.json records in {source}")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DatasetError(f"cannot read archive {source}: {exc}") from None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _record_rows(name: str, record: Any, report: ImportReport, source: str) -> list[dict[str, Any]]:
+    if not isinstance(record, dict):
+        report.skip("not a JSON object", name)
+        return []
+    try:
+        arch = Architecture.from_config(record.get("architecture"))
+    except InvalidArchitectureError as exc:
+        report.skip(f"invalid architecture ({str(exc).split(': ', 1)[-1]})", name)
+        return []
+    base = {"arch_id": arch.id, **arch.to_config(), "source": source, "settings_key": "anb"}
+    rows = []
+    complete = True
+    top1 = _number((record.get("metrics") or {}).get("val_top1"))
+    if top1 is None or not 0 < top1 <= 100:
+        report.skip("missing or invalid metrics.val_top1", name)
+        complete = False
+    else:
+        rows.append(base | {"target": ACCURACY_TARGET, "metric": "accuracy", "value": top1, "unit": "%"})
+    perf = record.get("platform_perf")
+    perf = perf if isinstance(perf, dict) else {}
+    for key, (device, metric) in PERF_KEYS.items():
+        entry = perf.get(key)
+        mean = _number(entry.get(f"{metric}_mean")) if isinstance(entry, dict) else None
+        if mean is None or mean <= 0:
+            report.skip(f"missing or invalid {key}", name)
+            complete = False
+            continue
+        std = _number(entry.get(f"{metric}_std"))
+        rows.append(base | {"target": anb_target(device), "metric": metric, "value": mean,
+                            "std": std, "unit": UNITS[metric]})  # fmt: skip
+    report.records_ok += complete
+    return rows
+
+
+def import_anb(source: str | Path = ANB_URL, *, cache_dir: Path | None = None) -> tuple[pd.DataFrame, ImportReport]:
+    """Read Accel-NASBench records from a directory, archive or URL into a dataset frame."""
+    text = str(source)
+    path = fetch(text, cache_dir) if text.startswith(("http://", "https://")) else Path(text)
+    report = ImportReport(source=text)
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    for name, payload in _iter_sources(path):
+        report.records += 1
+        try:
+            record = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            report.skip("malformed JSON", name)
+            continue
+        new = _record_rows(name, record, report, f"anb:{name}")
+        if new and new[0]["arch_id"] in seen:
+            report.skip("duplicate architecture", f"{name} (same as {seen[new[0]['arch_id']]})")
+            continue
+        if new:
+            seen[new[0]["arch_id"]] = name
+        rows += new
+    if not rows:
+        raise DatasetError(f"no usable Accel-NASBench records in {text} ({report.summary()})")
+    report.rows = len(rows)
+    frame = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
+    return frame, report

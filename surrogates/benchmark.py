@@ -1,0 +1,86 @@
+"""Query a directory of surrogates: ``Benchmark.query(archs, device=..., metric=...)``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from accelnas.core.errors import AccelnasError, SurrogateError
+from accelnas.core.space import Architecture, parse_architecture
+from accelnas.surrogates import artifact
+from accelnas.surrogates.artifact import SurrogateArtifact
+from accelnas.surrogates.build import INDEX_FILE
+
+
+@dataclass
+class Prediction:
+    """Predicted mean and spread (seed-ensemble std) per architecture, in ``unit``."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    unit: str | None
+    target: str
+    metric: str
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+
+class Benchmark:
+    """Surrogates by (target, metric); a device name alone finds its target (``zcu102`` -> ``zcu102/anb``)."""
+
+    def __init__(self, surrogates: Sequence[SurrogateArtifact]) -> None:
+        self._by_pair = {(s.target, s.metric): s for s in surrogates}
+
+    @classmethod
+    def load(cls, path: str | Path) -> Benchmark:
+        """Load every surrogate listed in ``benchmark.json`` (or found below ``path``)."""
+        root = Path(path)
+        index = root / INDEX_FILE
+        if index.is_file():
+            try:
+                entries = json.loads(index.read_text())["surrogates"]
+                dirs = [root / e["path"] for e in entries]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise SurrogateError(f"corrupt benchmark index {index}: {exc}") from None
+        elif root.is_dir():
+            dirs = sorted(p.parent for p in root.rglob(artifact.METADATA_FILE))
+        else:
+            raise SurrogateError(f"no benchmark at {root}")
+        if not dirs:
+            raise SurrogateError(f"no surrogates under {root}")
+        return cls([artifact.load(d) for d in dirs])
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return sorted(self._by_pair)
+
+    def surrogate(self, device: str | None = None, metric: str = "accuracy") -> SurrogateArtifact:
+        """The surrogate for a device (or full target name) and metric."""
+        matches = [
+            s
+            for (target, m), s in self._by_pair.items()
+            if m == metric and (device is None or target == device or target.split("/")[0] == device)
+        ]
+        if len(matches) != 1:
+            known = ", ".join(f"{t}:{m}" for t, m in self.pairs())
+            what = f"{device}:{metric}" if device else metric
+            reason = "no surrogate" if not matches else "several surrogates"
+            raise AccelnasError(f"{reason} for {what} (available: {known})")
+        return matches[0]
+
+    def query(
+        self,
+        archs: Architecture | str | Sequence[Architecture | str],
+        device: str | None = None,
+        metric: str = "accuracy",
+    ) -> Prediction:
+        """Predicted mean and std of ``metric`` on ``device`` for one or many architectures."""
+        items = [archs] if isinstance(archs, (Architecture, str)) else list(archs)
+        parsed = [a if isinstance(a, Architecture) else parse_architecture(a) for a in items]
+        s = self.surrogate(device, metric)
+        mean, std = s.predict_dist(parsed)
+        return Prediction(np.asarray(mean), np.asarray(std), s.unit, s.target, s.metric)

@@ -1,0 +1,108 @@
+"""Build the surrogates of many (target, metric) pairs of a dataset into one benchmark directory.
+
+Layout: ``OUT/<device>__<backend>/<metric>/`` per surrogate (``surrogate.json``, model files,
+``predicted_vs_true.png``) and ``OUT/benchmark.json``, the index :class:`~accelnas.surrogates.
+benchmark.Benchmark` reads (targets, metrics, units, held-out fidelity, dataset facts).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from accelnas.core.dataset import file_stem
+from accelnas.surrogates import artifact
+from accelnas.surrogates.fit import fit_surrogate
+from accelnas.surrogates.plots import ScatterPanel, predicted_vs_measured
+from accelnas.surrogates.recipes import recipe_for
+
+INDEX_FILE = "benchmark.json"
+
+
+def pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The (target, metric) pairs present in ``frame``, sorted."""
+    return sorted({(str(t), str(m)) for t, m in zip(frame["target"], frame["metric"], strict=True)})
+
+
+def build_all(
+    frame: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    targets: list[tuple[str, str]] | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    ensemble: int | None = None,
+    refit_all: bool = True,
+    family: str | None = None,
+    source: dict[str, Any] | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Fit, evaluate on held-out architectures, save and plot every pair; write the index."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    start = time.perf_counter()
+    todo = targets or pairs(frame)
+    for i, (target, metric) in enumerate(todo, 1):
+        recipe = recipe_for(target, metric)
+        if family is not None:
+            recipe = recipe | {"family": family, "params": {}}
+        if ensemble is not None:
+            recipe = recipe | {"ensemble": ensemble}
+        t0 = time.perf_counter()
+        result = fit_surrogate(
+            frame,
+            target,
+            metric,
+            test_fraction=test_fraction,
+            seed=seed,
+            family=recipe["family"],
+            params=recipe.get("params"),
+            ensemble=recipe.get("ensemble", 1),
+            refit_all=refit_all,
+        )
+        where = out / file_stem(target) / metric
+        artifact.save(result.artifact, where)
+        m = result.artifact.metrics["test"]
+        predicted_vs_measured(
+            [
+                ScatterPanel(
+                    f"{target} {metric}",
+                    result.test_true,
+                    result.test_pred,
+                    result.artifact.unit or "",
+                    m["kendall_tau"],
+                    m["r2"],
+                )
+            ],
+            where / "predicted_vs_true.png",
+        )
+        seconds = time.perf_counter() - t0
+        model = result.artifact.model
+        chosen = getattr(getattr(model, "base", model), "family", "?")
+        entries.append({
+            "target": target, "metric": metric, "unit": result.artifact.unit,
+            "path": str(where.relative_to(out)), "family": chosen, "ensemble": recipe.get("ensemble", 1),
+            "test": m, "n_train": result.artifact.metrics["n_train"], "rows": result.artifact.dataset["rows"],
+            "seconds": round(seconds, 1),
+        })  # fmt: skip
+        echo(f"[{i}/{len(todo)}] {target:<16} {metric:<10} {chosen:<9} held-out n={m['n']:<5} "
+             f"τ={m['kendall_tau']:.4f}  R²={m['r2']:.4f}  ({seconds:.0f}s)")  # fmt: skip
+    index = {
+        "format": "accelnas-benchmark",
+        "format_version": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source or {},
+        "test_fraction": test_fraction,
+        "seed": seed,
+        "fitted_on": "all" if refit_all else "train",
+        "build_seconds": round(time.perf_counter() - start, 1),
+        "surrogates": entries,
+    }
+    (out / INDEX_FILE).write_text(json.dumps(index, indent=2, default=str) + "\n")
+    return index

@@ -1,0 +1,116 @@
+"""The additive per-layer model and the hybrid (additive + gradient-boosted residual).
+
+Latency on these networks is close to a sum over layers, each layer's cost set by its stage, its
+position (first layer of the stage or not), expansion, kernel and squeeze-excite. The additive model
+is ridge regression on the ``additive`` encoding; the hybrid fits XGBoost on what it leaves over.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from accelnas.surrogates.features import encode
+from accelnas.surrogates.models.base import Files, Surrogate
+from accelnas.surrogates.models.boosting import XGBoostSurrogate
+
+
+def ridge(X: np.ndarray, z: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    """Ridge regression with an unpenalised intercept (closed form)."""
+    x_mean, z_mean = X.mean(axis=0), z.mean()
+    Xc = X - x_mean
+    coef = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ (z - z_mean))
+    return coef, float(z_mean - x_mean @ coef)
+
+
+class AdditiveSurrogate(Surrogate):
+    """Linear in per-stage one-hot (e, k, se) weighted by layer counts; JSON coefficients."""
+
+    family = "additive"
+    _own_params: ClassVar[dict[str, Any]] = {"alpha": 1e-3}
+
+    def __init__(self, *, encoding: str = "additive", transform: str = "none", seed: int = 0, **params: Any) -> None:
+        super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
+
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        self.coef_, self.intercept_ = ridge(X, z, self.alpha)
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.coef_ + self.intercept_
+
+    def _state(self) -> tuple[dict[str, Any], Files]:
+        return {"coef": self.coef_.tolist(), "intercept": self.intercept_}, {}
+
+    def _load_state(self, data: dict[str, Any], files: Files) -> None:
+        self.coef_, self.intercept_ = np.asarray(data["coef"], dtype=np.float64), float(data["intercept"])
+
+
+class HybridSurrogate(Surrogate):
+    """Additive model plus XGBoost on its residuals (in the transformed target space).
+
+    ``encoding`` is the residual model's encoding; the additive part always uses ``additive``.
+    """
+
+    family = "hybrid"
+    _own_params: ClassVar[dict[str, Any]] = {
+        "alpha": 1e-3,
+        "n_estimators": 600,
+        "max_depth": 4,
+        "learning_rate": 0.03,
+        "subsample": 0.8,
+        "colsample_bytree": 0.7,
+        "n_jobs": 1,
+    }
+
+    def __init__(self, *, encoding: str = "raw", transform: str = "log", seed: int = 0, **params: Any) -> None:
+        super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
+
+    def features(self, X):
+        if isinstance(X, np.ndarray):
+            raise TypeError("the hybrid surrogate needs architectures (it uses two encodings)")
+        archs = list(X)
+        return np.hstack([encode(archs, "additive"), encode(archs, self.encoding)])
+
+    def _split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        width = 168
+        return X[:, :width], X[:, width:]
+
+    def _residual_model(self) -> XGBoostSurrogate:
+        return XGBoostSurrogate(
+            encoding=self.encoding,
+            transform="none",
+            seed=self.seed,
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree,
+            n_jobs=self.n_jobs,
+        )
+
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        additive_X, residual_X = self._split(X)
+        self.coef_, self.intercept_ = ridge(additive_X, z, self.alpha)
+        residual = z - (additive_X @ self.coef_ + self.intercept_)
+        self.residual_scale_ = float(residual.std()) or 1.0  # trees regularise in absolute units
+        self.residual_ = self._residual_model()
+        self.residual_._fit(residual_X, residual / self.residual_scale_)
+        self.residual_.fitted_ = True
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        additive_X, residual_X = self._split(X)
+        residual = self.residual_._predict(residual_X) * self.residual_scale_
+        return additive_X @ self.coef_ + self.intercept_ + residual
+
+    def _state(self) -> tuple[dict[str, Any], Files]:
+        data, files = self.residual_._state()
+        state = {"coef": self.coef_.tolist(), "intercept": self.intercept_, "residual_scale": self.residual_scale_}
+        return state | {"residual": data}, files
+
+    def _load_state(self, data: dict[str, Any], files: Files) -> None:
+        self.coef_, self.intercept_ = np.asarray(data["coef"], dtype=np.float64), float(data["intercept"])
+        self.residual_scale_ = float(data["residual_scale"])
+        self.residual_ = self._residual_model()
+        self.residual_._load_state(data["residual"], files)
+        self.residual_.fitted_ = True

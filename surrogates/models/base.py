@@ -1,0 +1,126 @@
+"""The estimator interface every surrogate family implements (scikit-learn style).
+
+``fit(X, y)`` and ``predict(X)`` take architectures (encoded with ``encoding``) or ready feature
+rows; ``get_params``/``set_params`` expose the constructor parameters. ``transform`` fits the model
+on ``log(y)`` or ``1/y`` and maps predictions back. ``to_state`` returns a JSON-able dict plus named
+native model files (no pickle); ``from_state`` rebuilds a fitted model from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from accelnas.core.space import Architecture
+from accelnas.surrogates.features import encode
+
+TRANSFORMS = ("none", "log", "inverse")
+Files = dict[str, bytes]
+
+
+class Surrogate:
+    """Base class: parameter handling, feature encoding and target transforms."""
+
+    family: ClassVar[str] = ""
+    _own_params: ClassVar[dict[str, Any]] = {}  # family hyperparameters and their defaults
+
+    def __init__(self, *, encoding: str = "raw", transform: str = "log", seed: int = 0, **params: Any) -> None:
+        if transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+        unknown = sorted(set(params) - set(self._own_params))
+        if unknown:
+            raise ValueError(f"unknown parameter {unknown[0]!r} for {type(self).__name__}")
+        self.encoding = encoding
+        self.transform = transform
+        self.seed = seed
+        for name, default in self._own_params.items():
+            setattr(self, name, params.get(name, default))
+        self.fitted_ = False
+
+    # -- scikit-learn protocol -------------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"encoding": self.encoding, "transform": self.transform, "seed": self.seed} | {
+            name: getattr(self, name) for name in self._own_params
+        }
+
+    def set_params(self, **params: Any) -> Surrogate:
+        allowed = {"encoding", "transform", "seed", *self._own_params}
+        for name, value in params.items():
+            if name not in allowed:
+                raise ValueError(f"unknown parameter {name!r} for {type(self).__name__}")
+            if name == "transform" and value not in TRANSFORMS:
+                raise ValueError(f"transform must be one of {TRANSFORMS}, got {value!r}")
+            setattr(self, name, value)
+        return self
+
+    def features(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
+        if isinstance(X, np.ndarray):
+            return X.astype(np.float64, copy=False)
+        X = list(X)
+        if X and isinstance(X[0], Architecture):
+            return encode(X, self.encoding)
+        return np.asarray(X, dtype=np.float64)
+
+    def _forward(self, y: np.ndarray) -> np.ndarray:
+        if self.transform == "none":
+            return y
+        if np.any(y <= 0):
+            raise ValueError(f"the {self.transform} transform needs positive targets")
+        return np.log(y) if self.transform == "log" else 1.0 / y
+
+    def _inverse(self, z: np.ndarray) -> np.ndarray:
+        if self.transform == "log":
+            return np.exp(z)
+        if self.transform == "inverse":
+            return 1.0 / np.maximum(z, 1e-12)
+        return z
+
+    def fit(self, X: Sequence[Architecture] | np.ndarray, y: Sequence[float]) -> Surrogate:
+        """Fit on architectures (or feature rows) and targets in their natural unit."""
+        features = self.features(X)
+        target = self._forward(np.asarray(y, dtype=np.float64))
+        if len(features) != len(target):
+            raise ValueError(f"{len(features)} feature rows but {len(target)} targets")
+        self._fit(features, target)
+        self.fitted_ = True
+        return self
+
+    def predict(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
+        """Predictions in the target's natural unit."""
+        if not self.fitted_:
+            raise RuntimeError(f"fit the {self.family} surrogate before predicting")
+        return self._inverse(self._predict(self.features(X)))
+
+    # -- to implement ----------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state(self) -> tuple[dict[str, Any], Files]:
+        """Fitted state as JSON-able data and native files."""
+        raise NotImplementedError
+
+    def _load_state(self, data: dict[str, Any], files: Files) -> None:
+        raise NotImplementedError
+
+    # -- persistence -----------------------------------------------------------------------------
+    def to_state(self) -> tuple[dict[str, Any], Files]:
+        if not self.fitted_:
+            raise RuntimeError("only fitted surrogates can be saved")
+        data, files = self._state()
+        return {"family": self.family, "params": self.get_params(), "state": data}, files
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], files: Files) -> Surrogate:
+        model = cls(**state["params"])
+        model._load_state(state.get("state", {}), files)
+        model.fitted_ = True
+        return model
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({shown})"

@@ -1,0 +1,81 @@
+"""Seed ensembles: the same family fitted with several seeds; mean and spread of their predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from accelnas.core.space import Architecture
+from accelnas.surrogates.models.base import Files, Surrogate
+
+
+class SeedEnsemble:
+    """``n_members`` copies of ``base`` fitted with seeds ``seed, seed+1, ...``."""
+
+    family = "ensemble"
+
+    def __init__(self, base: Surrogate, n_members: int = 5) -> None:
+        if n_members < 1:
+            raise ValueError("n_members must be >= 1")
+        self.base = base
+        self.n_members = n_members
+        self.members_: list[Surrogate] = []
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        params = {"n_members": self.n_members, "base_family": self.base.family}
+        if deep:
+            params |= {f"base__{k}": v for k, v in self.base.get_params().items()}
+        return params
+
+    def set_params(self, **params: Any) -> SeedEnsemble:
+        base = {k.removeprefix("base__"): v for k, v in params.items() if k.startswith("base__")}
+        if base:
+            self.base.set_params(**base)
+        if "n_members" in params:
+            self.n_members = int(params["n_members"])
+        unknown = set(params) - {"n_members"} - {k for k in params if k.startswith("base__")}
+        if unknown:
+            raise ValueError(f"unknown parameter {sorted(unknown)[0]!r} for SeedEnsemble")
+        return self
+
+    @property
+    def encoding(self) -> str:
+        return self.base.encoding
+
+    def fit(self, X: Sequence[Architecture] | np.ndarray, y: Sequence[float]) -> SeedEnsemble:
+        features = X if type(self.base).features is not Surrogate.features else self.base.features(X)
+        self.members_ = []
+        for i in range(self.n_members):
+            member = type(self.base)(**(self.base.get_params() | {"seed": self.base.seed + i}))
+            self.members_.append(member.fit(features, y))
+        return self
+
+    def _member_predictions(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
+        if not self.members_:
+            raise RuntimeError("fit the ensemble before predicting")
+        shared = type(self.base).features is Surrogate.features
+        features = self.members_[0].features(X) if shared else X
+        return np.vstack([m.predict(features) for m in self.members_])
+
+    def predict(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
+        return self._member_predictions(X).mean(axis=0)
+
+    def predict_dist(self, X: Sequence[Architecture] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation over the members."""
+        preds = self._member_predictions(X)
+        return preds.mean(axis=0), preds.std(axis=0)
+
+    def to_state(self) -> tuple[dict[str, Any], Files]:
+        states, files = [], {}
+        for i, member in enumerate(self.members_):
+            state, member_files = member.to_state()
+            prefix = f"member{i}-"
+            if "model_file" in state["state"]:
+                state["state"]["model_file"] = prefix + state["state"]["model_file"]
+            if "residual" in state["state"] and "model_file" in state["state"]["residual"]:
+                state["state"]["residual"]["model_file"] = prefix + state["state"]["residual"]["model_file"]
+            files |= {prefix + name: data for name, data in member_files.items()}
+            states.append(state)
+        return {"family": self.family, "params": self.get_params(), "members": states}, files

@@ -1,0 +1,119 @@
+"""Choosing a surrogate on a validation split: among families, and hyperparameters with Optuna."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from accelnas.core.space import Architecture
+from accelnas.surrogates.metrics import regression_metrics
+from accelnas.surrogates.models import SeedEnsemble, Surrogate, make
+
+log = logging.getLogger(__name__)
+
+# (family, parameters) tried by default; ordered from cheapest to fit
+DEFAULT_CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("additive", {"transform": "none"}),
+    ("additive", {"transform": "log"}),
+    ("hybrid", {"transform": "log", "encoding": "raw"}),
+    ("hybrid", {"transform": "inverse", "encoding": "raw"}),
+    ("xgboost", {"transform": "log", "encoding": "raw+products"}),
+    ("lightgbm", {"transform": "log", "encoding": "onehot"}),
+)
+
+
+@dataclass
+class Selection:
+    family: str
+    params: dict[str, Any]
+    validation: dict[str, float]
+    scores: list[dict[str, Any]] = field(default_factory=list)  # every candidate's validation metrics
+
+
+def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) index arrays of a seeded random split."""
+    order = np.random.default_rng(seed).permutation(n)
+    held = max(2, round(fraction * n))
+    return order[held:], order[:held]
+
+
+def _score(m: dict[str, float]) -> tuple[float, float]:
+    return (m["kendall_tau"], m["r2"])
+
+
+def select_family(
+    archs: Sequence[Architecture],
+    y: Sequence[float],
+    *,
+    candidates: Sequence[tuple[str, dict[str, Any]]] = DEFAULT_CANDIDATES,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> Selection:
+    """Fit every candidate on an inner split of (archs, y) and keep the best by Kendall τ, then R²."""
+    y = np.asarray(y, dtype=float)
+    inner, val = split(len(archs), val_fraction, seed)
+    train_archs, val_archs = [archs[i] for i in inner], [archs[i] for i in val]
+    best: tuple[tuple[float, float], str, dict[str, Any], dict[str, float]] | None = None
+    scores = []
+    for family, params in candidates:
+        start = time.perf_counter()
+        model = make(family, seed=seed, **params).fit(train_archs, y[inner])
+        metrics = regression_metrics(y[val], model.predict(val_archs))
+        scores.append({"family": family, "params": params, **metrics, "fit_seconds": time.perf_counter() - start})
+        log.info("candidate %s %s: tau=%.4f r2=%.4f", family, params, metrics["kendall_tau"], metrics["r2"])
+        if best is None or _score(metrics) > best[0]:
+            best = (_score(metrics), family, params, metrics)
+    assert best is not None
+    return Selection(best[1], dict(best[2]), best[3], scores)
+
+
+def tune(
+    family: str,
+    archs: Sequence[Architecture],
+    y: Sequence[float],
+    *,
+    space: dict[str, tuple[str, Any, Any]],
+    fixed: dict[str, Any] | None = None,
+    budget_seconds: float = 60.0,
+    max_trials: int = 100,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> Selection:
+    """Optuna TPE search of ``space`` ({name: ("int"|"float"|"logfloat", low, high)}) within a time budget."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    y = np.asarray(y, dtype=float)
+    inner, val = split(len(archs), val_fraction, seed)
+    train_archs, val_archs = [archs[i] for i in inner], [archs[i] for i in val]
+    fixed = dict(fixed or {})
+    scores: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        params = dict(fixed)
+        for name, (kind, low, high) in space.items():
+            if kind == "int":
+                params[name] = trial.suggest_int(name, low, high)
+            else:
+                params[name] = trial.suggest_float(name, low, high, log=kind == "logfloat")
+        model = make(family, seed=seed, **params).fit(train_archs, y[inner])
+        metrics = regression_metrics(y[val], model.predict(val_archs))
+        scores.append({"family": family, "params": params, **metrics})
+        return metrics["kendall_tau"] + 1e-3 * metrics["r2"]
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=max_trials, timeout=budget_seconds)
+    best = max(scores, key=lambda s: (s["kendall_tau"], s["r2"]))
+    metrics = {k: v for k, v in best.items() if k not in ("family", "params")}
+    return Selection(family, best["params"], metrics, scores)
+
+
+def build_model(selection: Selection, ensemble: int = 1, seed: int = 0) -> Surrogate | SeedEnsemble:
+    """The selected family and parameters, as one model or a seed ensemble (unfitted)."""
+    base = make(selection.family, seed=seed, **selection.params)
+    return SeedEnsemble(base, n_members=ensemble) if ensemble > 1 else base
