@@ -132,15 +132,16 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _record_rows(name: str, record: Any, report: ImportReport, source: str) -> list[dict[str, Any]]:
+def _record_rows(name: str, record: Any, report: ImportReport, source: str) -> tuple[list[dict[str, Any]], bool]:
+    """The rows of one record and whether it was complete; problems go to ``report``."""
     if not isinstance(record, dict):
         report.skip("not a JSON object", name)
-        return []
+        return [], False
     try:
         arch = Architecture.from_config(record.get("architecture"))
     except InvalidArchitectureError as exc:
         report.skip(f"invalid architecture ({str(exc).split(': ', 1)[-1]})", name)
-        return []
+        return [], False
     base = {"arch_id": arch.id, **arch.to_config(), "source": source, "settings_key": "anb"}
     rows = []
     complete = True
@@ -162,8 +163,7 @@ def _record_rows(name: str, record: Any, report: ImportReport, source: str) -> l
         std = _number(entry.get(f"{metric}_std"))
         rows.append(base | {"target": anb_target(device), "metric": metric, "value": mean,
                             "std": std, "unit": UNITS[metric]})  # fmt: skip
-    report.records_ok += complete
-    return rows
+    return rows, complete
 
 
 def import_anb(source: str | Path = ANB_URL, *, cache_dir: Path | None = None) -> tuple[pd.DataFrame, ImportReport]:
@@ -180,12 +180,13 @@ def import_anb(source: str | Path = ANB_URL, *, cache_dir: Path | None = None) -
         except (json.JSONDecodeError, UnicodeDecodeError):
             report.skip("malformed JSON", name)
             continue
-        new = _record_rows(name, record, report, f"anb:{name}")
+        new, complete = _record_rows(name, record, report, f"anb:{name}")
         if new and new[0]["arch_id"] in seen:
             report.skip("duplicate architecture", f"{name} (same as {seen[new[0]['arch_id']]})")
             continue
         if new:
             seen[new[0]["arch_id"]] = name
+        report.records_ok += complete
         rows += new
     if not rows:
         raise DatasetError(f"no usable Accel-NASBench records in {text} ({report.summary()})")

@@ -6,6 +6,9 @@
 * ``additive``: the design matrix of a per-layer additive cost model: per stage, one-hot of
   (e, k, se) for the first layer and the same one-hot weighted by the remaining ``l - 1`` layers
   (168 columns). A linear model on it is "cost = sum of the costs of the layers".
+* ``additive-compact``: the same per-layer additive structure with each layer's cost linear in
+  ``1, e, k², e·k², se, e·se`` (84 columns): fewer coefficients, so it learns from fewer
+  measurements (a layer's MACs are exactly linear in these).
 * ``analytic``: raw plus per-stage MACs and parameters, total MACs, parameters and depth.
 """
 
@@ -64,6 +67,17 @@ def additive(archs: Sequence[Architecture]) -> np.ndarray:
     return out
 
 
+def additive_compact(archs: Sequence[Architecture]) -> np.ndarray:
+    out = np.zeros((len(archs), NUM_STAGES * 12))
+    for row, a in enumerate(archs):
+        for i, s in enumerate(a.stages):
+            terms = (1.0, s.e, s.k**2, s.e * s.k**2, float(s.se), s.e * float(s.se))
+            for pos, count in enumerate((1.0, s.l - 1.0)):
+                start = i * 12 + pos * 6
+                out[row, start : start + 6] = [count * t for t in terms]
+    return out
+
+
 @lru_cache(maxsize=65536)
 def _analytic_row(arch: Architecture) -> tuple[float, ...]:
     macs = [0.0] * NUM_STAGES
@@ -91,6 +105,7 @@ ENCODINGS: dict[str, Callable[[Sequence[Architecture]], np.ndarray]] = {
     "onehot": onehot,
     "raw+products": raw_products,
     "additive": additive,
+    "additive-compact": additive_compact,
     "analytic": analytic,
 }
 

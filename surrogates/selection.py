@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("additive", {"transform": "none"}),
     ("additive", {"transform": "log"}),
+    ("additive", {"transform": "none", "encoding": "additive-compact"}),
+    ("additive", {"transform": "inverse", "encoding": "additive-compact"}),
     ("hybrid", {"transform": "log", "encoding": "raw"}),
     ("hybrid", {"transform": "inverse", "encoding": "raw"}),
     ("xgboost", {"transform": "log", "encoding": "raw+products"}),

@@ -15,26 +15,48 @@ from accelnas.surrogates.features import encode
 from accelnas.surrogates.models.base import Files, Surrogate
 from accelnas.surrogates.models.boosting import XGBoostSurrogate
 
+ALPHAS = tuple(10.0**p for p in range(-6, 4))
 
-def ridge(X: np.ndarray, z: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    """Ridge regression with an unpenalised intercept (closed form)."""
+
+def ridge(X: np.ndarray, z: np.ndarray, alpha: float | str) -> tuple[np.ndarray, float, float]:
+    """Ridge regression with an unpenalised intercept; ``alpha="auto"`` picks it by leave-one-out error.
+
+    Returns (coefficients, intercept, alpha used). Features are scaled by their mean absolute value
+    (so one alpha fits all columns) and the coefficients mapped back.
+    """
     x_mean, z_mean = X.mean(axis=0), z.mean()
-    Xc = X - x_mean
-    coef = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ (z - z_mean))
-    return coef, float(z_mean - x_mean @ coef)
+    Xc, zc = X - x_mean, z - z_mean
+    scale = np.abs(Xc).mean(axis=0)
+    scale[scale == 0] = 1.0
+    Xs = Xc / scale
+    U, S, Vt = np.linalg.svd(Xs, full_matrices=False)
+    Uz = U.T @ zc
+    candidates = ALPHAS if alpha == "auto" else (float(alpha),)
+    best: tuple[float, float] | None = None
+    for a in candidates:
+        shrink = S**2 / (S**2 + a * len(z))
+        fitted = U @ (shrink * Uz)
+        leverage = (U**2) @ shrink + 1.0 / len(z)
+        loo = np.mean(((zc - fitted) / np.maximum(1.0 - leverage, 1e-9)) ** 2)
+        if best is None or loo < best[0]:
+            best = (loo, a)
+    assert best is not None
+    a = best[1]
+    coef = Vt.T @ ((S / (S**2 + a * len(z))) * Uz) / scale
+    return coef, float(z_mean - x_mean @ coef), a
 
 
 class AdditiveSurrogate(Surrogate):
     """Linear in per-stage one-hot (e, k, se) weighted by layer counts; JSON coefficients."""
 
     family = "additive"
-    _own_params: ClassVar[dict[str, Any]] = {"alpha": 1e-3}
+    _own_params: ClassVar[dict[str, Any]] = {"alpha": "auto"}
 
     def __init__(self, *, encoding: str = "additive", transform: str = "none", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
 
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
-        self.coef_, self.intercept_ = ridge(X, z, self.alpha)
+        self.coef_, self.intercept_, self.alpha_ = ridge(X, z, self.alpha)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         return X @ self.coef_ + self.intercept_
@@ -54,7 +76,7 @@ class HybridSurrogate(Surrogate):
 
     family = "hybrid"
     _own_params: ClassVar[dict[str, Any]] = {
-        "alpha": 1e-3,
+        "alpha": "auto",
         "n_estimators": 600,
         "max_depth": 4,
         "learning_rate": 0.03,
@@ -91,7 +113,7 @@ class HybridSurrogate(Surrogate):
 
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
         additive_X, residual_X = self._split(X)
-        self.coef_, self.intercept_ = ridge(additive_X, z, self.alpha)
+        self.coef_, self.intercept_, self.alpha_ = ridge(additive_X, z, self.alpha)
         residual = z - (additive_X @ self.coef_ + self.intercept_)
         self.residual_scale_ = float(residual.std()) or 1.0  # trees regularise in absolute units
         self.residual_ = self._residual_model()

@@ -1,0 +1,109 @@
+"""Importing Accel-NASBench records: archive, directory, URL (cached), and malformed records."""
+
+import http.server
+import json
+import tarfile
+import threading
+
+import pytest
+from conftest import ANB_ARCHIVE
+
+from accelnas.core.errors import DatasetError
+from accelnas.core.space import EFFICIENTNET_B0, sample
+from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, fetch, import_anb
+
+
+def _record(arch, top1=70.0, drop=None, std=1.0):
+    perf = {}
+    for key, (_, metric) in PERF_KEYS.items():
+        perf[key] = {f"{metric}_mean": 100.0 + len(perf), f"{metric}_std": std}
+    if drop:
+        perf[drop] = None
+    return {"architecture": arch.to_config(), "metrics": {"val_top1": top1, "val_top5": 90.0},
+            "model_info": {}, "platform_perf": perf}  # fmt: skip
+
+
+@pytest.fixture
+def records_dir(tmp_path):
+    d = tmp_path / "anb_dataset_jsons"
+    d.mkdir()
+    archs = sample(6, 3)
+    (d / "result_0.json").write_text(json.dumps(_record(archs[0])))
+    (d / "result_1.json").write_text(json.dumps(_record(archs[1], std=None)))
+    (d / "result_2.json").write_text(json.dumps(_record(archs[2], drop="throughput_tpuv3")))
+    (d / "result_3.json").write_text("{truncated")
+    bad = _record(archs[3])
+    bad["architecture"]["block5_l"] = 7
+    (d / "result_4.json").write_text(json.dumps(bad))
+    (d / "result_5.json").write_text(json.dumps(_record(archs[4], top1=float("nan"))))
+    (d / "result_6.json").write_text(json.dumps(_record(archs[0])))  # duplicate of result_0
+    return d
+
+
+def test_directory_import_reports_every_skip(records_dir):
+    frame, report = import_anb(records_dir)
+    assert report.records == 7 and report.records_ok == 2
+    assert report.skipped["malformed JSON"] == 1
+    assert report.skipped["missing or invalid throughput_tpuv3"] == 1
+    assert report.skipped["missing or invalid metrics.val_top1"] == 1
+    assert report.skipped["duplicate architecture"] == 1
+    assert any("block5_l=7" in reason for reason in report.skipped)
+    assert "result_3.json" in report.summary()
+    # 2 complete records x 9 rows + 8 rows (no tpuv3) + 8 rows (no accuracy)
+    assert len(frame) == 9 + 9 + 8 + 8 == report.rows
+    perf = frame[frame["metric"] != "accuracy"]
+    assert perf["std"].isna().sum() == 8  # result_1 had null stds; accuracy has none (one seed)
+    acc = frame[frame["target"] == ACCURACY_TARGET]
+    assert set(acc["metric"]) == {"accuracy"} and set(acc["unit"]) == {"%"}
+
+
+def test_archive_and_url_with_cache(records_dir, tmp_path):
+    archive = tmp_path / "anb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(records_dir, arcname="anb_dataset_jsons")
+    frame, _ = import_anb(archive)
+    assert len(frame) == 34
+
+    hits = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args):
+            hits.append(args)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/anb.tar.gz"
+        cache = tmp_path / "cache"
+        frame_url, _ = import_anb(url, cache_dir=cache)
+        assert len(frame_url) == 34 and len(hits) == 1
+        assert fetch(url, cache).read_bytes() == archive.read_bytes() and len(hits) == 1  # cached
+        with pytest.raises(DatasetError, match="cannot download"):
+            fetch(url.replace("anb.tar.gz", "missing.tar.gz"), cache)
+    finally:
+        server.shutdown()
+
+
+def test_unusable_sources(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        import_anb(tmp_path / "nothing.tar.gz")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no result_"):
+        import_anb(tmp_path / "empty")
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not an archive")
+    with pytest.raises(DatasetError, match="cannot read archive"):
+        import_anb(junk)
+
+
+def test_public_sample(anb_records):
+    frame, report = import_anb(ANB_ARCHIVE)
+    assert report.records == len(anb_records) > 4000
+    counts = frame.groupby(["target", "metric"]).size()
+    assert len(counts) == 9 and counts.min() > 0.98 * len(anb_records)
+    assert sum(report.skipped.values()) > 0  # the public files have incomplete entries; they are reported
+    b0 = frame[frame["arch_id"] == EFFICIENTNET_B0.id]
+    assert b0.empty or set(b0["metric"]) <= {"accuracy", "throughput", "latency"}

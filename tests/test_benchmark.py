@@ -1,0 +1,88 @@
+"""Building a benchmark directory and querying it, from Python and the command line."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from cli_helpers import run_cli
+
+from accelnas.core.errors import AccelnasError, SurrogateError
+from accelnas.core.model import count_macs
+from accelnas.core.records import Measurement
+from accelnas.core.space import EFFICIENTNET_B0, sample
+from accelnas.core.store import Store
+from accelnas.surrogates.benchmark import Benchmark
+from accelnas.surrogates.build import build_all
+
+
+def _frame(n=160):
+    rows = []
+    for a in sample(n, 5):
+        macs = count_macs(a, 224) / 1e6
+        base = {"arch_id": a.id, **a.to_config(), "settings_key": "k"}
+        rows.append(
+            base | {"target": "dev/sim", "metric": "latency", "value": 0.01 * macs + a.num_layers, "unit": "ms"}
+        )
+        rows.append(base | {"target": "dev/sim", "metric": "throughput", "value": 1e5 / macs, "unit": "images/s"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    index = build_all(_frame(), out, test_fraction=0.2, echo=lambda line: None)
+    assert len(index["surrogates"]) == 2
+    return out
+
+
+def test_build_writes_index_models_and_plots(bench_dir):
+    index = json.loads((bench_dir / "benchmark.json").read_text())
+    assert index["fitted_on"] == "all"
+    for entry in index["surrogates"]:
+        where = bench_dir / entry["path"]
+        assert (where / "surrogate.json").is_file() and (where / "predicted_vs_true.png").is_file()
+        # both targets are additive over layers (throughput in 1/y): an additive family wins
+        assert entry["test"]["kendall_tau"] > 0.95 and entry["family"] in {"additive", "hybrid"}
+
+
+def test_query_one_and_many(bench_dir):
+    bench = Benchmark.load(bench_dir)
+    assert bench.pairs() == [("dev/sim", "latency"), ("dev/sim", "throughput")]
+    one = bench.query(EFFICIENTNET_B0, device="dev", metric="latency")
+    assert len(one) == 1 and one.unit == "ms" and one.std[0] == 0
+    expected = 0.01 * count_macs(EFFICIENTNET_B0) / 1e6 + EFFICIENTNET_B0.num_layers
+    assert one.mean[0] == pytest.approx(expected, rel=0.05)
+    many = bench.query([EFFICIENTNET_B0.id, *sample(50, 8)], device="dev/sim", metric="throughput")
+    assert many.mean.shape == (51,) and np.all(many.mean > 0)
+    with pytest.raises(AccelnasError, match="no surrogate for zcu102:latency"):
+        bench.query(EFFICIENTNET_B0, device="zcu102", metric="latency")
+
+
+def test_corrupt_index(tmp_path):
+    (tmp_path / "benchmark.json").write_text("[1, 2")
+    with pytest.raises(SurrogateError, match="corrupt benchmark index"):
+        Benchmark.load(tmp_path)
+    with pytest.raises(SurrogateError, match="no benchmark"):
+        Benchmark.load(tmp_path / "missing")
+
+
+def test_cli_build_from_db_and_query(tmp_path):
+    db = tmp_path / "campaign.sqlite"
+    with Store(db) as store:
+        for a in sample(40, 2):
+            ms = 0.02 * count_macs(a, 64) / 1e6
+            store.record_ok(a, "cpu/onnxruntime", "key", {"input_size": 64}, Measurement(
+                metric="latency", unit="ms", mean=ms, std=0.01, ci_low=ms * 0.99, ci_high=ms * 1.01, samples=[ms],
+                batch_size=1, input_size=64, precision_reached=True))  # fmt: skip
+    out = tmp_path / "bench"
+    built = run_cli("surrogates", "build", "--from-db", str(db), "--out", str(out), "--ensemble", "3",
+                    "--test-fraction", "0.2")  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "cpu/onnxruntime" in built.stdout and "τ=" in built.stdout
+    queried = run_cli("query", "b0", "--benchmark", str(out), "--device", "cpu", "--metric", "latency", "--json")
+    assert queried.returncode == 0, queried.stderr
+    rows = json.loads(queried.stdout)
+    assert rows[0]["arch"] == EFFICIENTNET_B0.id and rows[0]["mean"] > 0 and rows[0]["std"] >= 0
+    usage = run_cli("surrogates", "build", "--out", str(out))
+    assert usage.returncode == 2 and "exactly one of" in usage.stderr
