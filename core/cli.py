@@ -167,6 +167,14 @@ def targets(as_json: bool) -> None:
     help="Campaign store (SQLite); created if missing, resumed if present.",
 )
 @click.option("--no-retry-failed", is_flag=True, help="Leave stored failures alone instead of retrying them.")
+@click.option(
+    "--selection",
+    type=click.Choice(["random", "space-filling", "active"]),
+    default="random",
+    show_default=True,
+    help="How --num architectures are chosen: uniformly, a farthest-point design, or in rounds where a "
+    "seed ensemble fitted on the measured ones disagrees most.",
+)
 @click.pass_context
 def collect(
     ctx: click.Context,
@@ -183,12 +191,13 @@ def collect(
     threads: int | None,
     db_path: Path,
     no_retry_failed: bool,
+    selection: str,
 ) -> None:
     """Measure architectures on a target, committing each result to the store as it arrives.
 
     Re-running the same command resumes: stored results are skipped, failures are retried.
     """
-    from accelnas.core.campaign import run_campaign
+    from accelnas.core.campaign import CampaignReport, run_campaign
     from accelnas.core.progress import ProgressPrinter
     from accelnas.core.space import sample as draw
     from accelnas.core.store import Store
@@ -196,11 +205,18 @@ def collect(
     archs = _arch_list(arch_texts)
     if num is None and not archs:
         raise click.UsageError("give --num N and/or --arch ARCH")
+    if selection != "random" and (num is None or archs):
+        raise click.UsageError(f"--selection {selection} chooses --num architectures itself; drop --arch")
     if num is not None:
         if num < 1:
             raise click.UsageError("--num must be >= 1")
-        seen = {a.id for a in archs}
-        archs += draw(num, seed, exclude=seen)
+        if selection == "space-filling":
+            from accelnas.surrogates.active import select
+
+            archs = select("space-filling", num, seed=seed)
+        elif selection == "random":
+            seen = {a.id for a in archs}
+            archs += draw(num, seed, exclude=seen)
     settings = _settings(
         input_size=input_size,
         batch_size=batch_size,
@@ -213,20 +229,33 @@ def collect(
     target = registry.target(target_name)
     with Store(db_path) as store:
         click.echo(
-            f"measuring {len(archs)} architectures on {target.name} at {input_size}x{input_size}, "
-            f"throughput batch {settings.batch_for(target)}; store: {db_path}",
+            f"measuring {num if selection == 'active' else len(archs)} architectures ({selection} selection) on "
+            f"{target.name} at {input_size}x{input_size}, throughput batch {settings.batch_for(target)}; "
+            f"store: {db_path}",
             err=True,
         )
-        report = run_campaign(
-            registry,
-            target,
-            archs,
-            settings,
-            store,
-            metrics=metrics or None,
-            retry_failed=not no_retry_failed,
-            progress=ProgressPrinter(),
-        )
+        if selection == "active":
+            from accelnas.surrogates.active import active_campaign
+
+            rounds = active_campaign(registry, target, settings, store, num=num, seed=seed, progress=ProgressPrinter())
+            report = CampaignReport(target=target.name, settings_key=rounds[0].settings_key, planned=num)
+            for r in rounds:
+                report.measured += r.measured
+                report.already_done += r.already_done
+                report.failed += r.failed
+                report.errors += r.errors
+                report.seconds += r.seconds
+        else:
+            report = run_campaign(
+                registry,
+                target,
+                archs,
+                settings,
+                store,
+                metrics=metrics or None,
+                retry_failed=not no_retry_failed,
+                progress=ProgressPrinter(),
+            )
     click.echo(
         f"done in {report.seconds:.1f}s: {report.measured} measured, {report.already_done} already stored, "
         f"{report.failed} failed; store: {db_path}"

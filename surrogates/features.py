@@ -9,7 +9,8 @@
 * ``additive-compact``: the same per-layer additive structure with each layer's cost linear in
   ``1, e, k², e·k², se, e·se`` (84 columns): fewer coefficients, so it learns from fewer
   measurements (a layer's MACs are exactly linear in these).
-* ``analytic``: raw plus per-stage MACs and parameters, total MACs, parameters and depth.
+* ``analytic``: raw plus per-stage analytic costs (expand, depthwise, squeeze-excite, project and
+  BatchNorm MACs, parameters, activation volumes), layers per stage and totals (99 columns).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from accelnas.core.errors import SurrogateError
-from accelnas.core.model import block_specs, count_macs, count_params
+from accelnas.core.model import BN_MACS, block_specs, count_macs, count_params
 from accelnas.core.space import EXPANSIONS, FEATURE_NAMES, KERNELS, LAYERS, NUM_STAGES, Architecture
 
 _COMBOS = [(e, k, se) for e in EXPANSIONS for k in KERNELS for se in (False, True)]
@@ -80,20 +81,44 @@ def additive_compact(archs: Sequence[Architecture]) -> np.ndarray:
 
 @lru_cache(maxsize=65536)
 def _analytic_row(arch: Architecture) -> tuple[float, ...]:
-    macs = [0.0] * NUM_STAGES
-    params = [0.0] * NUM_STAGES
-    size = 112
+    """Per stage: expand, depthwise, squeeze-excite, project and BatchNorm MACs, parameters, hidden
+    and block activations (millions); then layers per stage and totals."""
+    costs = np.zeros((NUM_STAGES, 8))
+    size = 112  # after the stem
     for b in block_specs(arch):
-        h = b.hidden
-        out_size = (size + 2 * (b.kernel // 2) - b.kernel) // b.stride + 1
-        m = (size * size * b.in_channels * h if b.expansion != 1 else 0) + out_size * out_size * h * b.kernel**2
-        m += out_size * out_size * h * b.out_channels + (2 * b.squeeze * h if b.se else 0)
-        p = (b.in_channels * h if b.expansion != 1 else 0) + h * b.kernel**2 + h * b.out_channels
-        p += 2 * b.squeeze * h if b.se else 0
-        macs[b.stage] += m / 1e6
-        params[b.stage] += p / 1e6
-        size = out_size
-    return (*arch.to_vector(), *macs, *params, count_macs(arch) / 1e6, count_params(arch) / 1e6, arch.num_layers)
+        h, area_in = b.hidden, size * size
+        row = costs[b.stage]
+        params = 0
+        if b.expansion != 1:
+            row[0] += area_in * h * b.in_channels
+            row[4] += BN_MACS * area_in * h
+            params += b.in_channels * h + 2 * h
+        size = (size + 2 * (b.kernel // 2) - b.kernel) // b.stride + 1
+        area = size * size
+        row[1] += area * h * b.kernel**2
+        row[4] += BN_MACS * area * h
+        params += h * b.kernel**2 + 2 * h
+        if b.se:
+            row[2] += (area + 1) * h + 2 * b.squeeze * h
+            params += 2 * h * b.squeeze + b.squeeze + h
+        row[3] += area * b.out_channels * h
+        row[4] += BN_MACS * area * b.out_channels
+        params += h * b.out_channels + 2 * b.out_channels
+        row[5] += params
+        row[6] += h * (area_in + area) + (h * area_in if b.expansion != 1 else 0)
+        row[7] += b.in_channels * area_in + b.out_channels * area
+    layers = [s.l for s in arch.stages]
+    totals = (
+        count_macs(arch) / 1e6,
+        count_params(arch) / 1e6,
+        float(sum(layers)),
+        float(sum(s.l for s in arch.stages if s.se)),
+        (costs[:, 6].sum() + costs[:, 7].sum()) / 1e6,
+        costs[:, 1].sum() / 1e6,
+        (costs[:, 0].sum() + costs[:, 3].sum()) / 1e6,
+        costs[:, 2].sum() / 1e6,
+    )
+    return (*arch.to_vector(), *(costs.ravel() / 1e6), *map(float, layers), *totals)
 
 
 def analytic(archs: Sequence[Architecture]) -> np.ndarray:

@@ -11,7 +11,23 @@ from typing import Any
 
 AUTO: dict[str, Any] = {"family": "auto", "params": None, "ensemble": 1}
 
-RECIPES: dict[tuple[str, str], dict[str, Any]] = {}
+def _hybrid(transform: str) -> dict[str, Any]:
+    return {"family": "hybrid", "params": {"transform": transform, "encoding": "analytic"}, "ensemble": 1}
+
+
+# Throughput is images over a time that is nearly additive over layers, so it is fitted as 1/y;
+# latency and accuracy as they are. TPUv3 throughput is the exception (log fits it better).
+RECIPES: dict[tuple[str, str], dict[str, Any]] = {
+    ("imagenet/anb", "accuracy"): _hybrid("none"),
+    ("a100/anb", "throughput"): _hybrid("inverse"),
+    ("3090/anb", "throughput"): _hybrid("inverse"),
+    ("tpuv2/anb", "throughput"): _hybrid("inverse"),
+    ("tpuv3/anb", "throughput"): _hybrid("log"),
+    ("zcu102/anb", "throughput"): _hybrid("inverse"),
+    ("vck190/anb", "throughput"): _hybrid("inverse"),
+    ("zcu102/anb", "latency"): _hybrid("none"),
+    ("vck190/anb", "latency"): _hybrid("none"),
+}
 
 
 def recipe_for(target: str, metric: str) -> dict[str, Any]:

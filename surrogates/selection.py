@@ -22,8 +22,9 @@ DEFAULT_CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("additive", {"transform": "log"}),
     ("additive", {"transform": "none", "encoding": "additive-compact"}),
     ("additive", {"transform": "inverse", "encoding": "additive-compact"}),
-    ("hybrid", {"transform": "log", "encoding": "raw"}),
-    ("hybrid", {"transform": "inverse", "encoding": "raw"}),
+    ("hybrid", {"transform": "none"}),
+    ("hybrid", {"transform": "log"}),
+    ("hybrid", {"transform": "inverse"}),
     ("xgboost", {"transform": "log", "encoding": "raw+products"}),
     ("lightgbm", {"transform": "log", "encoding": "onehot"}),
 )

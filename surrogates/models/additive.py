@@ -71,21 +71,22 @@ class AdditiveSurrogate(Surrogate):
 class HybridSurrogate(Surrogate):
     """Additive model plus XGBoost on its residuals (in the transformed target space).
 
-    ``encoding`` is the residual model's encoding; the additive part always uses ``additive``.
+    ``encoding`` is the residual model's encoding (the additive prediction is added to it as one more
+    feature); the additive part always uses ``additive``.
     """
 
     family = "hybrid"
     _own_params: ClassVar[dict[str, Any]] = {
         "alpha": "auto",
-        "n_estimators": 600,
-        "max_depth": 4,
+        "n_estimators": 3000,
+        "max_depth": 3,
         "learning_rate": 0.03,
-        "subsample": 0.8,
-        "colsample_bytree": 0.7,
+        "subsample": 0.6,
+        "colsample_bytree": 0.5,
         "n_jobs": 1,
     }
 
-    def __init__(self, *, encoding: str = "raw", transform: str = "log", seed: int = 0, **params: Any) -> None:
+    def __init__(self, *, encoding: str = "analytic", transform: str = "log", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
 
     def features(self, X):
@@ -114,16 +115,17 @@ class HybridSurrogate(Surrogate):
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
         additive_X, residual_X = self._split(X)
         self.coef_, self.intercept_, self.alpha_ = ridge(additive_X, z, self.alpha)
-        residual = z - (additive_X @ self.coef_ + self.intercept_)
+        linear = additive_X @ self.coef_ + self.intercept_
+        residual = z - linear
         self.residual_scale_ = float(residual.std()) or 1.0  # trees regularise in absolute units
         self.residual_ = self._residual_model()
-        self.residual_._fit(residual_X, residual / self.residual_scale_)
+        self.residual_._fit(np.column_stack([residual_X, linear]), residual / self.residual_scale_)
         self.residual_.fitted_ = True
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         additive_X, residual_X = self._split(X)
-        residual = self.residual_._predict(residual_X) * self.residual_scale_
-        return additive_X @ self.coef_ + self.intercept_ + residual
+        linear = additive_X @ self.coef_ + self.intercept_
+        return linear + self.residual_._predict(np.column_stack([residual_X, linear])) * self.residual_scale_
 
     def _state(self) -> tuple[dict[str, Any], Files]:
         data, files = self.residual_._state()

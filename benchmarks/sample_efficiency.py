@@ -1,0 +1,103 @@
+"""How many measured architectures a surrogate needs, and whether choosing them helps.
+
+    python benchmarks/sample_efficiency.py [--source ARCHIVE_OR_DIR] [--sizes 25,50,100,200,500,1000,all]
+        [--targets accuracy,throughput_a100,...] [--seeds 3] [--strategies random,space-filling,active]
+
+For each target, a fixed 20% of the Accel-NASBench architectures is the test set. From the rest,
+``n`` architectures are chosen (random, space-filling, or active: a space-filling quarter, then
+rounds of the architectures a seed ensemble disagrees most on) and the target's default surrogate
+is fitted on them; Kendall τ and R² on the test set are printed (mean ± std over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from accelnas.core.space import FEATURE_NAMES, Architecture
+from accelnas.surrogates.active import disagreement_ensemble, most_uncertain, space_filling
+from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, ANB_URL, PERF_KEYS, anb_target, import_anb
+from accelnas.surrogates.metrics import regression_metrics
+from accelnas.surrogates.models import make
+from accelnas.surrogates.recipes import recipe_for
+from accelnas.surrogates.selection import select_family
+
+TARGETS = {"accuracy": (ACCURACY_TARGET, "accuracy")} | {
+    key: (anb_target(device), metric) for key, (device, metric) in PERF_KEYS.items()
+}
+
+
+def fit_default(target: str, metric: str, archs, y, seed: int):
+    recipe = recipe_for(target, metric)
+    if recipe["family"] == "auto":
+        chosen = select_family(archs, y, seed=seed)
+        return make(chosen.family, seed=seed, **chosen.params).fit(archs, y)
+    return make(recipe["family"], seed=seed, **(recipe.get("params") or {})).fit(archs, y)
+
+
+def choose(strategy: str, pool: list[Architecture], values: dict[str, float], n: int, seed: int):
+    if strategy == "random":
+        order = np.random.default_rng(seed).permutation(len(pool))[:n]
+        return [pool[i] for i in order]
+    if strategy == "space-filling":
+        return space_filling(pool, n, seed=seed)
+    chosen = space_filling(pool, max(8, n // 4), seed=seed)
+    batch = max(4, n // 8)
+    while len(chosen) < n:
+        ensemble = disagreement_ensemble(seed).fit(chosen, [values[a.id] for a in chosen])
+        chosen += most_uncertain(ensemble, pool, min(batch, n - len(chosen)), {a.id for a in chosen})
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default=ANB_URL)
+    parser.add_argument("--sizes", default="25,50,100,200,500,1000,all")
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--strategies", default="random,space-filling,active")
+    args = parser.parse_args(argv)
+    frame, report = import_anb(args.source)
+    print(report.summary(), file=sys.stderr)
+    strategies = args.strategies.split(",")
+    for name in args.targets.split(","):
+        target, metric = TARGETS[name]
+        part = frame[(frame["target"] == target) & (frame["metric"] == metric)].reset_index(drop=True)
+        archs = [Architecture.from_config(r) for r in part[list(FEATURE_NAMES)].to_dict("records")]
+        values = dict(zip((a.id for a in archs), part["value"], strict=True))
+        order = np.random.default_rng(1234).permutation(len(archs))
+        n_test = len(archs) // 5
+        test = [archs[i] for i in order[:n_test]]
+        pool = [archs[i] for i in order[n_test:]]
+        y_test = np.array([values[a.id] for a in test])
+        print(f"\n{name} ({target} {metric}): test {len(test)} architectures, pool {len(pool)}")
+        print(f"{'n':>6}  " + "  ".join(f"{s + ' τ':>22}  {'R²':>15}" for s in strategies))
+        for size in args.sizes.split(","):
+            n = len(pool) if size == "all" else int(size)
+            if n > len(pool):
+                continue
+            cells = []
+            for strategy in strategies:
+                if size == "all" and strategy != "random":
+                    cells.append(f"{'-':>22}  {'-':>15}")
+                    continue
+                taus, r2s = [], []
+                for seed in range(args.seeds if size != "all" else 1):
+                    chosen = choose(strategy, pool, values, n, seed)
+                    model = fit_default(target, metric, chosen, [values[a.id] for a in chosen], seed)
+                    m = regression_metrics(y_test, model.predict(test))
+                    taus.append(m["kendall_tau"])
+                    r2s.append(m["r2"])
+                cells.append(f"{np.mean(taus):>14.4f} ± {np.std(taus):.4f}  {np.mean(r2s):>7.4f} ± {np.std(r2s):.3f}")
+            print(f"{size:>6}  " + "  ".join(cells), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    code = main()
+    print(f"\n{time.perf_counter() - start:.0f}s", file=sys.stderr)
+    sys.exit(code)

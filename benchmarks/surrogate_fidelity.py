@@ -1,0 +1,120 @@
+"""Fidelity of the default surrogate build on architectures it was not fitted on.
+
+    python benchmarks/surrogate_fidelity.py --train DIR --test DIR [--json PATH]
+    python benchmarks/surrogate_fidelity.py --split ARCHIVE_OR_DIR [--test-fraction 0.2] [--seed 0]
+
+``--train``/``--test`` take Accel-NASBench sources (a directory of result_*.json, the archive, or a
+URL). ``--split`` makes a seeded random split of one source instead. Fits every target with the
+default build (the per-target recipes, no hand tuning) on the training records, predicts the test
+records and prints Kendall τ and R² against the paper and the goals; ``--json`` writes
+{"accuracy": {"r2": .., "kendall_tau": ..}, "throughput_a100": {...}, ..., "latency_vck190": {...}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from accelnas.core.space import FEATURE_NAMES, Architecture
+from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, anb_target, import_anb
+from accelnas.surrogates.fit import fit_surrogate
+from accelnas.surrogates.metrics import regression_metrics
+from accelnas.surrogates.recipes import recipe_for
+
+PAPER = {"accuracy": "τ 0.917, R² 0.984"}
+GOALS = {  # name: (tau, r2)
+    "accuracy": (0.930, 0.987),
+    "throughput_a100": (0.990, 0.998),
+    "throughput_3090": (0.980, 0.995),
+    "throughput_tpuv2": (0.970, 0.995),
+    "throughput_tpuv3": (0.900, 0.975),
+    "throughput_zcu102": (0.985, 0.998),
+    "throughput_vck190": (0.970, 0.994),
+    "latency_zcu102": (0.990, 0.999),
+    "latency_vck190": (0.980, 0.999),
+}
+
+
+def targets() -> dict[str, tuple[str, str]]:
+    out = {"accuracy": (ACCURACY_TARGET, "accuracy")}
+    for key, (device, metric) in PERF_KEYS.items():
+        out[key] = (anb_target(device), metric)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", help="training records (directory, archive or URL)")
+    parser.add_argument("--test", help="test records (directory, archive or URL)")
+    parser.add_argument("--split", help="one source to split into train and test instead")
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="write the measured figures here")
+    args = parser.parse_args(argv)
+    if bool(args.split) == bool(args.train and args.test):
+        parser.error("give --train and --test, or --split")
+
+    if args.split:
+        frame, report = import_anb(args.split)
+        ids = np.array(sorted(set(frame["arch_id"])))
+        order = np.random.default_rng(args.seed).permutation(len(ids))
+        test_ids = set(ids[order[: round(args.test_fraction * len(ids))]])
+        train, test = frame[~frame["arch_id"].isin(test_ids)], frame[frame["arch_id"].isin(test_ids)]
+        print(f"split {args.split}: {len(ids) - len(test_ids)} train / {len(test_ids)} test architectures "
+              f"(seed {args.seed}); {report.summary()}", file=sys.stderr)  # fmt: skip
+    else:
+        train, train_report = import_anb(args.train)
+        test, test_report = import_anb(args.test)
+        overlap = set(train["arch_id"]) & set(test["arch_id"])
+        test = test[~test["arch_id"].isin(overlap)]
+        print(f"train: {train_report.summary()}\ntest: {test_report.summary()}", file=sys.stderr)
+        if overlap:
+            print(f"{len(overlap)} test architectures also in train were dropped from test", file=sys.stderr)
+
+    results: dict[str, dict[str, float]] = {}
+    rows = []
+    start = time.perf_counter()
+    for name, (target, metric) in targets().items():
+        recipe = recipe_for(target, metric)
+        t0 = time.perf_counter()
+        fitted = fit_surrogate(
+            train,
+            target,
+            metric,
+            test_fraction=0.1,
+            seed=args.seed,
+            family=recipe["family"],
+            params=recipe.get("params"),
+            ensemble=recipe.get("ensemble", 1),
+            refit_all=True,
+        )
+        part = test[(test["target"] == target) & (test["metric"] == metric)]
+        archs = [Architecture.from_config(r) for r in part[list(FEATURE_NAMES)].to_dict("records")]
+        m = regression_metrics(part["value"].to_numpy(float), fitted.artifact.predict(archs))
+        family = getattr(getattr(fitted.artifact.model, "base", fitted.artifact.model), "family", "?")
+        results[name] = {"r2": m["r2"], "kendall_tau": m["kendall_tau"], "spearman": m["spearman"],
+                         "within_5pct": m["within_5pct"], "n_test": m["n"], "family": family,
+                         "fit_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        goal_tau, goal_r2 = GOALS[name]
+        ok = "yes" if m["kendall_tau"] >= goal_tau and m["r2"] >= goal_r2 else "no"
+        rows.append((name, PAPER.get(name, "> 0.9 / > 0.98"), f"{goal_tau:.3f} / {goal_r2:.3f}",
+                     f"{m['kendall_tau']:.4f} / {m['r2']:.4f}", m["n"], family, ok))  # fmt: skip
+    total = time.perf_counter() - start
+
+    header = ("target", "paper (τ / R²)", "goal τ / R²", "measured τ / R²", "n test", "family", "met")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
+    print(f"fitted all {len(rows)} targets in {total:.0f}s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Choosing which architectures to measure: space-filling designs and ensemble disagreement.
+
+A device's surrogate gets good faster when the measured architectures cover the space (a
+farthest-point design) and when later measurements go where a seed ensemble fitted on the earlier
+ones disagrees most. :func:`active_campaign` runs a campaign in such rounds; every round is a normal
+campaign, so a killed active campaign resumes like any other (the rounds are re-derived from the
+stored results, deterministically).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from accelnas.core.campaign import CampaignReport, Progress, run_campaign
+from accelnas.core.plugins import PluginRegistry
+from accelnas.core.records import MeasureSettings, Target
+from accelnas.core.space import Architecture, sample
+from accelnas.core.store import Store
+from accelnas.surrogates.features import encode
+from accelnas.surrogates.models import SeedEnsemble, make
+
+log = logging.getLogger(__name__)
+
+
+def space_filling(
+    pool: Sequence[Architecture],
+    n: int,
+    *,
+    seed: int = 0,
+    chosen: Sequence[Architecture] = (),
+    encoding: str = "onehot",
+) -> list[Architecture]:
+    """Greedy farthest-point selection of ``n`` architectures from ``pool`` (after ``chosen``)."""
+    X = encode(list(pool), encoding)
+    picked: list[int] = []
+    if chosen:
+        dist = np.full(len(pool), np.inf)
+        for row in encode(list(chosen), encoding):
+            dist = np.minimum(dist, ((X - row) ** 2).sum(1))
+    else:
+        first = int(np.random.default_rng(seed).integers(len(pool)))
+        picked.append(first)
+        dist = ((X - X[first]) ** 2).sum(1)
+    while len(picked) < n:
+        nxt = int(np.argmax(dist))
+        picked.append(nxt)
+        dist = np.minimum(dist, ((X - X[nxt]) ** 2).sum(1))
+    return [pool[i] for i in picked[:n]]
+
+
+def most_uncertain(
+    ensemble: SeedEnsemble, pool: Sequence[Architecture], n: int, exclude: set[str] | None = None
+) -> list[Architecture]:
+    """The ``n`` architectures of ``pool`` with the largest relative ensemble spread."""
+    candidates = [a for a in pool if a.id not in (exclude or set())]
+    mean, std = ensemble.predict_dist(candidates)
+    order = np.argsort(-(std / np.maximum(np.abs(mean), 1e-12)), kind="stable")
+    return [candidates[i] for i in order[:n]]
+
+
+def disagreement_ensemble(seed: int = 0) -> SeedEnsemble:
+    """The ensemble used to find disagreement: XGBoost on raw features with row/column subsampling."""
+    base = make("xgboost", seed=seed, n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.7,
+                colsample_bytree=0.7, transform="log")  # fmt: skip
+    return SeedEnsemble(base, n_members=5)
+
+
+def select(strategy: str, num: int, *, seed: int = 0, pool_size: int = 5000) -> list[Architecture]:
+    """Non-adaptive selections: ``random`` or ``space-filling`` (from a seeded random pool)."""
+    if strategy == "random":
+        return sample(num, seed)
+    if strategy == "space-filling":
+        return space_filling(sample(max(pool_size, num), seed), num, seed=seed)
+    raise ValueError(f"unknown selection {strategy!r}")
+
+
+def active_campaign(
+    registry: PluginRegistry,
+    target: Target,
+    settings: MeasureSettings,
+    store: Store,
+    *,
+    num: int,
+    metric: str | None = None,
+    initial: int | None = None,
+    batch: int | None = None,
+    seed: int = 0,
+    pool_size: int = 5000,
+    progress: Callable[[Progress], None] | None = None,
+) -> list[CampaignReport]:
+    """Measure ``num`` architectures in rounds: a space-filling start, then the most disputed ones."""
+    metric = metric or target.metrics[0]
+    initial = initial or max(8, num // 4)
+    batch = batch or max(4, num // 10)
+    pool = sample(pool_size, seed)
+    chosen = space_filling(pool, min(initial, num), seed=seed)
+    reports = [run_campaign(registry, target, chosen, settings, store, progress=progress)]
+    key = settings.key(target)
+    while len(chosen) < num:
+        values = {
+            r["arch_id"]: r["value"] for r in store.results(target=target.name) if r["metric"] == metric
+            and r["settings_key"] == key
+        }  # fmt: skip
+        known = [a for a in chosen if a.id in values]
+        if len(known) < 4:
+            log.warning("too few successful %s measurements to fit an ensemble; continuing space-filling", metric)
+            nxt = space_filling(pool, min(batch, num - len(chosen)), chosen=chosen)
+        else:
+            ensemble = disagreement_ensemble(seed).fit(known, [values[a.id] for a in known])
+            nxt = most_uncertain(ensemble, pool, min(batch, num - len(chosen)), {a.id for a in chosen})
+        chosen += nxt
+        reports.append(run_campaign(registry, target, nxt, settings, store, progress=progress))
+    return reports
