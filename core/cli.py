@@ -455,6 +455,10 @@ def surrogates() -> None:
 @click.option("--ensemble", type=int, default=None, help="Seed-ensemble size [per-target recipe].")
 @click.option("--family", default=None, help="Force one family (auto, xgboost, lightgbm, ...) [recipe].")
 @click.option("--train-only", is_flag=True, help="Keep the models fitted without the held-out rows.")
+@click.option(
+    "--tune-seconds", type=float, default=0.0, show_default=True,
+    help="Optuna search of the hyperparameters per target for this long (on a validation split).",
+)  # fmt: skip
 def surrogates_build(
     anb_source: str | None,
     db_path: Path | None,
@@ -466,6 +470,7 @@ def surrogates_build(
     ensemble: int | None,
     family: str | None,
     train_only: bool,
+    tune_seconds: float,
 ) -> None:
     """Fit, evaluate (held-out τ, R²), save and plot surrogates for every target of a dataset."""
     from accelnas.core import dataset
@@ -494,7 +499,7 @@ def surrogates_build(
         raise AccelnasError(f"no data for {', '.join(target_names)} (have: {', '.join(t for t, _ in available)})")
     index = build_all(
         frame, out_dir, targets=chosen, test_fraction=test_fraction, seed=seed, ensemble=ensemble,
-        refit_all=not train_only, family=family, source=source, echo=click.echo,
+        refit_all=not train_only, family=family, tune_seconds=tune_seconds, source=source, echo=click.echo,
     )  # fmt: skip
     click.echo(f"built {len(index['surrogates'])} surrogates in {index['build_seconds']:.0f}s: {out_dir}")
 

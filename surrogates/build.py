@@ -39,10 +39,15 @@ def build_all(
     ensemble: int | None = None,
     refit_all: bool = True,
     family: str | None = None,
+    tune_seconds: float = 0.0,
     source: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Fit, evaluate on held-out architectures, save and plot every pair; write the index."""
+    """Fit, evaluate on held-out architectures, save and plot every pair; write the index.
+
+    With ``tune_seconds`` the recipe's family gets an Optuna search of its hyperparameters on a
+    validation split of the training rows (never the held-out ones) for that long per target.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -55,6 +60,8 @@ def build_all(
         if ensemble is not None:
             recipe = recipe | {"ensemble": ensemble}
         t0 = time.perf_counter()
+        if tune_seconds > 0:
+            recipe = _tuned(frame, target, metric, recipe, tune_seconds, test_fraction, seed)
         result = fit_surrogate(
             frame,
             target,
@@ -86,6 +93,7 @@ def build_all(
         model = result.artifact.model
         chosen = getattr(getattr(model, "base", model), "family", "?")
         entries.append({
+            "recipe": {"family": recipe["family"], "params": recipe.get("params")},
             "target": target, "metric": metric, "unit": result.artifact.unit,
             "path": str(where.relative_to(out)), "family": chosen, "ensemble": recipe.get("ensemble", 1),
             "test": m, "n_train": result.artifact.metrics["n_train"], "rows": result.artifact.dataset["rows"],
@@ -106,3 +114,32 @@ def build_all(
     }
     (out / INDEX_FILE).write_text(json.dumps(index, indent=2, default=str) + "\n")
     return index
+
+
+def _tuned(
+    frame: pd.DataFrame,
+    target: str,
+    metric: str,
+    recipe: dict[str, Any],
+    seconds: float,
+    test_fraction: float,
+    seed: int,
+) -> dict[str, Any]:
+    """The recipe with hyperparameters tuned on the rows :func:`fit_surrogate` will train on."""
+    from accelnas.core.dataset import select
+    from accelnas.surrogates.fit import architectures
+    from accelnas.surrogates.selection import SPACES, select_family, split, tune
+
+    part = select(frame, target, metric)
+    train, _ = split(len(part), test_fraction, seed)  # the same split fit_surrogate makes
+    archs = architectures(part)
+    train_archs, y = [archs[i] for i in train], part["value"].to_numpy(float)[train]
+    family, params = recipe["family"], dict(recipe.get("params") or {})
+    if family == "auto":
+        chosen = select_family(train_archs, y, seed=seed)
+        family, params = chosen.family, chosen.params
+    if family not in SPACES:
+        return recipe | {"family": family, "params": params}
+    fixed = {k: v for k, v in params.items() if k not in SPACES[family]}
+    best = tune(family, train_archs, y, space=SPACES[family], fixed=fixed, budget_seconds=seconds, seed=seed)
+    return recipe | {"family": family, "params": best.params}

@@ -22,68 +22,98 @@ import numpy as np
 
 from accelnas.core.errors import SurrogateError
 from accelnas.core.model import BN_MACS, block_specs, count_macs, count_params
-from accelnas.core.space import EXPANSIONS, FEATURE_NAMES, KERNELS, LAYERS, NUM_STAGES, Architecture
+from accelnas.core.space import (
+    EFFICIENTNET_B0,
+    EXPANSIONS,
+    FEATURE_NAMES,
+    KERNELS,
+    LAYERS,
+    NUM_STAGES,
+    Architecture,
+    Stage,
+)
 
-_COMBOS = [(e, k, se) for e in EXPANSIONS for k in KERNELS for se in (False, True)]
-_COMBO_INDEX = {c: i for i, c in enumerate(_COMBOS)}
+_E = np.array(EXPANSIONS)
+_K = np.array(KERNELS)
+_MAX_L = max(len(choices) for choices in LAYERS)
+_STAGE_COSTS = 8  # expand, depthwise, SE, project, BN MACs; params; hidden and block activations
 
 
 def raw(archs: Sequence[Architecture]) -> np.ndarray:
-    return np.asarray([a.to_vector() for a in archs], dtype=np.float64).reshape(len(archs), len(FEATURE_NAMES))
+    """``[e, k, l, se]`` per stage, as :meth:`Architecture.to_vector` (built without per-value calls)."""
+    values = (v for a in archs for s in a.stages for v in (s.e, s.k, s.l, s.se))
+    return np.fromiter(values, dtype=np.float64, count=len(archs) * len(FEATURE_NAMES)).reshape(len(archs), -1)
 
 
-def onehot(archs: Sequence[Architecture]) -> np.ndarray:
-    width = sum(len(EXPANSIONS) + len(KERNELS) + len(LAYERS[i]) + 1 for i in range(NUM_STAGES))
-    out = np.zeros((len(archs), width))
-    for row, a in enumerate(archs):
-        col = 0
-        for i, s in enumerate(a.stages):
-            out[row, col + EXPANSIONS.index(s.e)] = 1
-            col += len(EXPANSIONS)
-            out[row, col + KERNELS.index(s.k)] = 1
-            col += len(KERNELS)
-            out[row, col + LAYERS[i].index(s.l)] = 1
-            col += len(LAYERS[i])
-            out[row, col] = float(s.se)
-            col += 1
-    return out
+def _columns(R: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(e, k, l, se) as (N, 7) arrays from raw rows."""
+    return R[:, 0::4], R[:, 1::4], R[:, 2::4], R[:, 3::4]
 
 
-def raw_products(archs: Sequence[Architecture]) -> np.ndarray:
-    extra = np.asarray(
-        [[v for s in a.stages for v in (s.l * s.e, s.l * s.k, s.l * s.se, s.l * s.e * s.k * s.k)] for a in archs],
-        dtype=np.float64,
-    ).reshape(len(archs), 4 * NUM_STAGES)
-    return np.hstack([raw(archs), extra])
+def onehot(R: np.ndarray) -> np.ndarray:
+    e, k, l, se = _columns(R)  # noqa: E741
+    cols = []
+    for i in range(NUM_STAGES):
+        cols += [e[:, i] == v for v in EXPANSIONS] + [k[:, i] == v for v in KERNELS]
+        cols += [l[:, i] == v for v in LAYERS[i]] + [se[:, i] == 1]
+    return np.stack(cols, axis=1).astype(np.float64)
 
 
-def additive(archs: Sequence[Architecture]) -> np.ndarray:
-    per_stage = 2 * len(_COMBOS)
-    out = np.zeros((len(archs), NUM_STAGES * per_stage))
-    for row, a in enumerate(archs):
-        for i, s in enumerate(a.stages):
-            c = i * per_stage + _COMBO_INDEX[(s.e, s.k, s.se)]
-            out[row, c] = 1.0
-            out[row, c + len(_COMBOS)] = s.l - 1
-    return out
+def raw_products(R: np.ndarray) -> np.ndarray:
+    e, k, l, se = _columns(R)  # noqa: E741
+    extra = np.stack([l * e, l * k, l * se, l * e * k * k], axis=2).reshape(len(R), 4 * NUM_STAGES)
+    return np.hstack([R, extra])
 
 
-def additive_compact(archs: Sequence[Architecture]) -> np.ndarray:
-    out = np.zeros((len(archs), NUM_STAGES * 12))
-    for row, a in enumerate(archs):
-        for i, s in enumerate(a.stages):
-            terms = (1.0, s.e, s.k**2, s.e * s.k**2, float(s.se), s.e * float(s.se))
-            for pos, count in enumerate((1.0, s.l - 1.0)):
-                start = i * 12 + pos * 6
-                out[row, start : start + 6] = [count * t for t in terms]
-    return out
+def _combo(e: np.ndarray, k: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """Index 0..11 of the (e, k, se) combination of each stage."""
+    return (np.searchsorted(_E, e) * len(KERNELS) + np.searchsorted(_K, k)) * 2 + se.astype(np.int64)
 
 
-@lru_cache(maxsize=65536)
-def _analytic_row(arch: Architecture) -> tuple[float, ...]:
-    """Per stage: expand, depthwise, squeeze-excite, project and BatchNorm MACs, parameters, hidden
-    and block activations (millions); then layers per stage and totals."""
-    costs = np.zeros((NUM_STAGES, 8))
+def additive(R: np.ndarray) -> np.ndarray:
+    e, k, l, se = _columns(R)  # noqa: E741
+    combos = len(EXPANSIONS) * len(KERNELS) * 2
+    out = np.zeros((len(e), NUM_STAGES, 2, combos))
+    rows = np.arange(len(e))[:, None]
+    stages = np.arange(NUM_STAGES)[None, :]
+    c = _combo(e, k, se)
+    out[rows, stages, 0, c] = 1.0
+    out[rows, stages, 1, c] = l - 1
+    return out.reshape(len(e), -1)
+
+
+def additive_compact(R: np.ndarray) -> np.ndarray:
+    e, k, l, se = _columns(R)  # noqa: E741
+    terms = np.stack([np.ones_like(e), e, k**2, e * k**2, se, e * se], axis=2)  # (N, 7, 6)
+    counts = np.stack([np.ones_like(l), l - 1], axis=2)  # (N, 7, 2)
+    return (counts[:, :, :, None] * terms[:, :, None, :]).reshape(len(e), -1)
+
+
+@lru_cache(maxsize=1)
+def _stage_tables() -> tuple[np.ndarray, float, float]:
+    """Per stage and (e, k, l, se): summed layer costs (8) and the stage's MACs and parameters in the
+    dataset's convention; plus the constant MACs and parameters of stem, head and classifier."""
+    table = np.zeros((NUM_STAGES, len(EXPANSIONS), len(KERNELS), _MAX_L, 2, _STAGE_COSTS + 2))
+    base = EFFICIENTNET_B0
+    for i in range(NUM_STAGES):
+        for a, e in enumerate(EXPANSIONS):
+            for b, k in enumerate(KERNELS):
+                for l in LAYERS[i]:  # noqa: E741
+                    for se in (False, True):
+                        stages = list(base.stages)
+                        stages[i] = Stage(e, k, l, se)
+                        costs = _layer_costs(Architecture(tuple(stages)))[i]
+                        macs = costs[0] + costs[1] + costs[2] + costs[3] + costs[4]
+                        table[i, a, b, l - 1, int(se)] = (*costs, macs, costs[5])
+    stage_macs = sum(table[i, EXPANSIONS.index(s.e), KERNELS.index(s.k), s.l - 1, int(s.se), 8]
+                     for i, s in enumerate(base.stages))  # fmt: skip
+    stage_params = sum(table[i, EXPANSIONS.index(s.e), KERNELS.index(s.k), s.l - 1, int(s.se), 9]
+                       for i, s in enumerate(base.stages))  # fmt: skip
+    return table, count_macs(base) - stage_macs, count_params(base) - stage_params
+
+
+def _layer_costs(arch: Architecture) -> np.ndarray:
+    costs = np.zeros((NUM_STAGES, _STAGE_COSTS))
     size = 112  # after the stem
     for b in block_specs(arch):
         h, area_in = b.hidden, size * size
@@ -107,26 +137,37 @@ def _analytic_row(arch: Architecture) -> tuple[float, ...]:
         row[5] += params
         row[6] += h * (area_in + area) + (h * area_in if b.expansion != 1 else 0)
         row[7] += b.in_channels * area_in + b.out_channels * area
-    layers = [s.l for s in arch.stages]
-    totals = (
-        count_macs(arch) / 1e6,
-        count_params(arch) / 1e6,
-        float(sum(layers)),
-        float(sum(s.l for s in arch.stages if s.se)),
-        (costs[:, 6].sum() + costs[:, 7].sum()) / 1e6,
-        costs[:, 1].sum() / 1e6,
-        (costs[:, 0].sum() + costs[:, 3].sum()) / 1e6,
-        costs[:, 2].sum() / 1e6,
+    return costs
+
+
+def analytic(R: np.ndarray) -> np.ndarray:
+    """Raw, then per stage the expand, depthwise, squeeze-excite, project and BatchNorm MACs,
+    parameters, hidden and block activations (millions), layers per stage, and totals: MACs,
+    parameters, layers, squeeze-excite layers, activations, depthwise, pointwise and SE MACs."""
+    table, const_macs, const_params = _stage_tables()
+    e, k, l, se = _columns(R)  # noqa: E741
+    idx = (np.arange(NUM_STAGES)[None, :], np.searchsorted(_E, e), np.searchsorted(_K, k),
+           l.astype(np.int64) - 1, se.astype(np.int64))  # fmt: skip
+    stage = table[idx]  # (N, 7, 10)
+    costs = stage[:, :, :_STAGE_COSTS]
+    totals = np.stack(
+        [
+            (stage[:, :, 8].sum(1) + const_macs) / 1e6,
+            (stage[:, :, 9].sum(1) + const_params) / 1e6,
+            l.sum(1),
+            (l * se).sum(1),
+            (costs[:, :, 6].sum(1) + costs[:, :, 7].sum(1)) / 1e6,
+            costs[:, :, 1].sum(1) / 1e6,
+            (costs[:, :, 0].sum(1) + costs[:, :, 3].sum(1)) / 1e6,
+            costs[:, :, 2].sum(1) / 1e6,
+        ],
+        axis=1,
     )
-    return (*arch.to_vector(), *(costs.ravel() / 1e6), *map(float, layers), *totals)
+    return np.hstack([R, costs.reshape(len(R), -1) / 1e6, l, totals])
 
 
-def analytic(archs: Sequence[Architecture]) -> np.ndarray:
-    return np.asarray([_analytic_row(a) for a in archs], dtype=np.float64)
-
-
-ENCODINGS: dict[str, Callable[[Sequence[Architecture]], np.ndarray]] = {
-    "raw": raw,
+ENCODINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "raw": lambda R: R,
     "onehot": onehot,
     "raw+products": raw_products,
     "additive": additive,
@@ -135,10 +176,10 @@ ENCODINGS: dict[str, Callable[[Sequence[Architecture]], np.ndarray]] = {
 }
 
 
-def encode(archs: Sequence[Architecture], encoding: str) -> np.ndarray:
-    """Feature matrix of ``archs`` under the named encoding."""
+def encode(archs: Sequence[Architecture] | np.ndarray, encoding: str) -> np.ndarray:
+    """Feature matrix of ``archs`` (or of their raw rows) under the named encoding."""
     try:
         fn = ENCODINGS[encoding]
     except KeyError:
         raise SurrogateError(f"unknown feature encoding {encoding!r} (known: {', '.join(ENCODINGS)})") from None
-    return fn(archs)
+    return fn(archs if isinstance(archs, np.ndarray) else raw(archs))

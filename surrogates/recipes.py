@@ -11,6 +11,7 @@ from typing import Any
 
 AUTO: dict[str, Any] = {"family": "auto", "params": None, "ensemble": 1}
 
+
 def _hybrid(transform: str) -> dict[str, Any]:
     return {"family": "hybrid", "params": {"transform": transform, "encoding": "analytic"}, "ensemble": 1}
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from accelnas.core.space import Architecture
 from accelnas.surrogates.metrics import regression_metrics
-from accelnas.surrogates.models import SeedEnsemble, Surrogate, make
+from accelnas.surrogates.models import make
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,18 @@ def tune(
     return Selection(family, best["params"], metrics, scores)
 
 
-def build_model(selection: Selection, ensemble: int = 1, seed: int = 0) -> Surrogate | SeedEnsemble:
-    """The selected family and parameters, as one model or a seed ensemble (unfitted)."""
-    base = make(selection.family, seed=seed, **selection.params)
-    return SeedEnsemble(base, n_members=ensemble) if ensemble > 1 else base
+# Search spaces for :func:`tune`: {parameter: (kind, low, high)}
+SPACES: dict[str, dict[str, tuple[str, Any, Any]]] = {
+    "xgboost": {"n_estimators": ("int", 200, 3000), "max_depth": ("int", 2, 8),
+                "learning_rate": ("logfloat", 0.01, 0.2), "subsample": ("float", 0.5, 1.0),
+                "colsample_bytree": ("float", 0.3, 1.0)},
+    "lightgbm": {"n_estimators": ("int", 200, 3000), "num_leaves": ("int", 4, 64),
+                 "learning_rate": ("logfloat", 0.01, 0.2), "subsample": ("float", 0.5, 1.0),
+                 "colsample_bytree": ("float", 0.3, 1.0)},
+    "hybrid": {"n_estimators": ("int", 300, 3000), "max_depth": ("int", 2, 6),
+               "learning_rate": ("logfloat", 0.01, 0.2), "subsample": ("float", 0.5, 1.0),
+               "colsample_bytree": ("float", 0.3, 1.0)},
+    "random_forest": {"n_estimators": ("int", 100, 600), "max_features": ("float", 0.2, 1.0),
+                      "min_samples_leaf": ("int", 1, 8)},
+    "svr": {"C": ("logfloat", 0.1, 1000.0), "epsilon": ("logfloat", 1e-4, 0.1)},
+}  # fmt: skip

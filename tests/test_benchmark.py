@@ -86,3 +86,11 @@ def test_cli_build_from_db_and_query(tmp_path):
     assert rows[0]["arch"] == EFFICIENTNET_B0.id and rows[0]["mean"] > 0 and rows[0]["std"] >= 0
     usage = run_cli("surrogates", "build", "--out", str(out))
     assert usage.returncode == 2 and "exactly one of" in usage.stderr
+
+
+def test_build_with_optuna_tuning(tmp_path):
+    index = build_all(_frame(80), tmp_path, family="xgboost", tune_seconds=3, test_fraction=0.2,
+                      echo=lambda line: None)  # fmt: skip
+    for entry in index["surrogates"]:
+        params = entry["recipe"]["params"]
+        assert entry["family"] == "xgboost" and {"max_depth", "learning_rate", "n_estimators"} <= set(params)

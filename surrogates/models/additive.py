@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from accelnas.surrogates.features import encode
+from accelnas.surrogates.features import encode, raw
 from accelnas.surrogates.models.base import Files, Surrogate
 from accelnas.surrogates.models.boosting import XGBoostSurrogate
 
@@ -92,8 +92,8 @@ class HybridSurrogate(Surrogate):
     def features(self, X):
         if isinstance(X, np.ndarray):
             raise TypeError("the hybrid surrogate needs architectures (it uses two encodings)")
-        archs = list(X)
-        return np.hstack([encode(archs, "additive"), encode(archs, self.encoding)])
+        R = raw(list(X))
+        return np.hstack([encode(R, "additive"), encode(R, self.encoding)])
 
     def _split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         width = 168

@@ -1,0 +1,53 @@
+"""Query speed of a benchmark directory: one architecture at a time, and batches of 10,000.
+
+    python benchmarks/query_speed.py BENCH_DIR [--device zcu102 --metric latency] [--repeats 5]
+
+Prints, for every surrogate (or the chosen one), the median time of a single-architecture query and
+the throughput of batched queries (architectures per second), with the goals (≤ 2 ms, ≥ 50,000/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from accelnas.core.space import sample
+from accelnas.surrogates.benchmark import Benchmark
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bench_dir")
+    parser.add_argument("--device")
+    parser.add_argument("--metric")
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    bench = Benchmark.load(args.bench_dir)
+    pairs = [(args.device, args.metric)] if args.metric else bench.pairs()
+    archs = sample(args.batch, seed=123)
+    singles = archs[:200]
+    print(f"{'target':<18} {'metric':<10} {'single (median)':>16} {'batch of ' + str(args.batch):>20}")
+    for device, metric in pairs:
+        bench.query(singles[:10], device=device, metric=metric)  # warm caches and lazy imports
+        times = []
+        for a in singles:
+            t0 = time.perf_counter()
+            bench.query(a, device=device, metric=metric)
+            times.append(time.perf_counter() - t0)
+        batch_times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            bench.query(archs, device=device, metric=metric)
+            batch_times.append(time.perf_counter() - t0)
+        single_ms = statistics.median(times) * 1e3
+        rate = args.batch / statistics.median(batch_times)
+        print(f"{device or '-':<18} {metric:<10} {single_ms:>13.3f} ms {rate:>15,.0f} /s")
+    print("goals: single ≤ 2 ms, batch ≥ 50,000 architectures/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
