@@ -10,6 +10,7 @@ size, a layer count and a squeeze-excite switch. It converts losslessly to and f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,6 +48,7 @@ class Architecture:
     """An immutable, validated point of the search space."""
 
     stages: tuple[Stage, ...]
+    _vector: tuple[float, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, tuple) or len(self.stages) != NUM_STAGES:
@@ -67,6 +69,8 @@ class Architecture:
                     raise InvalidArchitectureError(
                         f"invalid architecture: block{i}_{field}={value!r} is not one of {{{shown}}}"
                     )
+        vector = tuple(float(v) for s in self.stages for v in (s.e, s.k, s.l, int(s.se)))
+        object.__setattr__(self, "_vector", vector)
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -164,7 +168,7 @@ class Architecture:
 
     def to_vector(self) -> list[float]:
         """Numeric feature vector ordered as :data:`FEATURE_NAMES`."""
-        return [float(v) for s in self.stages for v in (s.e, s.k, s.l, int(s.se))]
+        return list(self._vector)
 
     @property
     def num_layers(self) -> int:

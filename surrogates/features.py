@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from itertools import chain
 
 import numpy as np
 
@@ -40,8 +41,8 @@ _STAGE_COSTS = 8  # expand, depthwise, SE, project, BN MACs; params; hidden and 
 
 
 def raw(archs: Sequence[Architecture]) -> np.ndarray:
-    """``[e, k, l, se]`` per stage, as :meth:`Architecture.to_vector` (built without per-value calls)."""
-    values = (v for a in archs for s in a.stages for v in (s.e, s.k, s.l, s.se))
+    """``[e, k, l, se]`` per stage, as :meth:`Architecture.to_vector`."""
+    values = chain.from_iterable(a._vector for a in archs)
     return np.fromiter(values, dtype=np.float64, count=len(archs) * len(FEATURE_NAMES)).reshape(len(archs), -1)
 
 

@@ -12,14 +12,17 @@ from typing import Any
 AUTO: dict[str, Any] = {"family": "auto", "params": None, "ensemble": 1}
 
 
-def _hybrid(transform: str) -> dict[str, Any]:
-    return {"family": "hybrid", "params": {"transform": transform, "encoding": "analytic"}, "ensemble": 1}
+def _hybrid(transform: str, trees: int = 1000, learning_rate: float = 0.09) -> dict[str, Any]:
+    params = {"transform": transform, "encoding": "analytic", "n_estimators": trees, "learning_rate": learning_rate}
+    return {"family": "hybrid", "params": params, "ensemble": 1}
 
 
 # Throughput is images over a time that is nearly additive over layers, so it is fitted as 1/y;
 # latency and accuracy as they are. TPUv3 throughput is the exception (log fits it better).
+# Accuracy keeps 3000 trees at a 0.03 learning rate (about +0.002 τ over 1000 at 0.09); for the
+# devices 1000 trees at 0.09 are as good (within 0.0005 τ) and three times faster to query.
 RECIPES: dict[tuple[str, str], dict[str, Any]] = {
-    ("imagenet/anb", "accuracy"): _hybrid("none"),
+    ("imagenet/anb", "accuracy"): _hybrid("none", trees=3000, learning_rate=0.03),
     ("a100/anb", "throughput"): _hybrid("inverse"),
     ("3090/anb", "throughput"): _hybrid("inverse"),
     ("tpuv2/anb", "throughput"): _hybrid("inverse"),

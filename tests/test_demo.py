@@ -35,7 +35,7 @@ def test_demo_end_to_end(tmp_path):
     queried = run_cli("query", "b0", EFFICIENTNET_B0.id, "--surrogate", str(tmp_path / "lat"), "--json")
     assert queried.returncode == 0, queried.stderr
     rows = json.loads(queried.stdout)
-    assert len(rows) == 2 and rows[0]["value"] == rows[1]["value"] > 0 and rows[0]["unit"] == "ms"
+    assert len(rows) == 2 and rows[0]["mean"] == rows[1]["mean"] > 0 and rows[0]["unit"] == "ms"
 
     # re-running the demo resumes from the store
     again = run_cli("demo", "--num", "12", "--input-size", "32", "--out", str(out))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,6 +41,12 @@ class XGBoostSurrogate(Surrogate):
             "nthread": self.n_jobs,
         }
         self.booster_ = xgb.train(params, xgb.DMatrix(X, label=z), num_boost_round=self.n_estimators)
+        self._for_prediction()
+
+    def _for_prediction(self) -> None:
+        # n_jobs governs fitting (one thread is fastest for these small tables); predictions of
+        # large batches use every core
+        self.booster_.set_param({"nthread": os.cpu_count() or 1})
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster_.inplace_predict(X), dtype=np.float64)
@@ -52,6 +59,7 @@ class XGBoostSurrogate(Surrogate):
 
         self.booster_ = xgb.Booster()
         self.booster_.load_model(bytearray(files[data["model_file"]]))
+        self._for_prediction()
 
 
 class LightGBMSurrogate(Surrogate):
