@@ -300,7 +300,7 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     help="Dataset file (.parquet/.csv) or directory of .parquet files.",
 )
 @click.option("--target", "target_name", required=True, help="device/backend, e.g. cpu/onnxruntime.")
-@click.option("--metric", type=click.Choice(["throughput", "latency"]), required=True)
+@click.option("--metric", type=click.Choice(["throughput", "latency", "accuracy"]), required=True)
 @click.option(
     "--out",
     "out_dir",
@@ -308,6 +308,13 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     required=True,
     help="Directory for the surrogate (surrogate.json + native model files).",
 )
+@click.option(
+    "--family",
+    default="auto",
+    show_default=True,
+    help="auto (best on a validation split), xgboost, lightgbm, random_forest, svr, additive or hybrid.",
+)
+@click.option("--ensemble", default=1, show_default=True, help="Seed-ensemble size (>1 gives a spread).")
 @click.option("--test-fraction", default=0.2, show_default=True, help="Held-out share for the metrics.")
 @click.option("--seed", default=0, show_default=True, help="Split and model seed.")
 @click.option(
@@ -322,18 +329,22 @@ def fit(
     target_name: str,
     metric: str,
     out_dir: Path,
+    family: str,
+    ensemble: int,
     test_fraction: float,
     seed: int,
     plot_path: Path | None,
 ) -> None:
-    """Fit an XGBoost surrogate for one target and metric; report τ and R² on held-out architectures."""
+    """Fit a surrogate for one target and metric; report τ and R² on held-out architectures."""
     from accelnas.core import dataset
     from accelnas.surrogates import artifact
     from accelnas.surrogates.fit import fit_surrogate
     from accelnas.surrogates.plots import ScatterPanel, predicted_vs_measured
 
     frame = dataset.read(data_path)
-    result = fit_surrogate(frame, target_name, metric, test_fraction=test_fraction, seed=seed)
+    result = fit_surrogate(
+        frame, target_name, metric, test_fraction=test_fraction, seed=seed, family=family, ensemble=ensemble
+    )
     artifact.save(result.artifact, out_dir)
     m = result.artifact.metrics["test"]
     png = predicted_vs_measured(

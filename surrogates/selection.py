@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 # (family, parameters) tried by default; ordered from cheapest to fit
 DEFAULT_CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("additive", {"transform": "none", "encoding": "analytic"}),
+    ("additive", {"transform": "log", "encoding": "analytic"}),
     ("additive", {"transform": "none"}),
     ("additive", {"transform": "log"}),
     ("additive", {"transform": "none", "encoding": "additive-compact"}),
@@ -49,6 +51,16 @@ def _score(m: dict[str, float]) -> tuple[float, float]:
     return (m["kendall_tau"], m["r2"])
 
 
+def folds(n: int, seed: int, val_fraction: float = 0.2, cv_below: int = 1000) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Validation folds: k-fold cross-validation (k ≤ 5) for small data, one split for large data."""
+    if n >= cv_below:
+        return [split(n, val_fraction, seed)]
+    k = max(2, min(5, n // 4))
+    order = np.random.default_rng(seed).permutation(n)
+    parts = np.array_split(order, k)
+    return [(np.concatenate(parts[:i] + parts[i + 1 :]), parts[i]) for i in range(k)]
+
+
 def select_family(
     archs: Sequence[Architecture],
     y: Sequence[float],
@@ -57,16 +69,23 @@ def select_family(
     val_fraction: float = 0.2,
     seed: int = 0,
 ) -> Selection:
-    """Fit every candidate on an inner split of (archs, y) and keep the best by Kendall τ, then R²."""
+    """Keep the candidate with the best validation Kendall τ (then R²).
+
+    Small datasets (under 1000 architectures) are scored by k-fold cross-validation, pooling the
+    out-of-fold predictions, so that the choice does not hinge on a handful of architectures.
+    """
     y = np.asarray(y, dtype=float)
-    inner, val = split(len(archs), val_fraction, seed)
-    train_archs, val_archs = [archs[i] for i in inner], [archs[i] for i in val]
+    splits = folds(len(archs), seed, val_fraction)
     best: tuple[tuple[float, float], str, dict[str, Any], dict[str, float]] | None = None
     scores = []
     for family, params in candidates:
         start = time.perf_counter()
-        model = make(family, seed=seed, **params).fit(train_archs, y[inner])
-        metrics = regression_metrics(y[val], model.predict(val_archs))
+        truth, pred = [], []
+        for train, val in splits:
+            model = make(family, seed=seed, **params).fit([archs[i] for i in train], y[train])
+            truth.append(y[val])
+            pred.append(model.predict([archs[i] for i in val]))
+        metrics = regression_metrics(np.concatenate(truth), np.concatenate(pred))
         scores.append({"family": family, "params": params, **metrics, "fit_seconds": time.perf_counter() - start})
         log.info("candidate %s %s: tau=%.4f r2=%.4f", family, params, metrics["kendall_tau"], metrics["r2"])
         if best is None or _score(metrics) > best[0]:
