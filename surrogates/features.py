@@ -38,6 +38,7 @@ _E = np.array(EXPANSIONS)
 _K = np.array(KERNELS)
 _MAX_L = max(len(choices) for choices in LAYERS)
 _STAGE_COSTS = 8  # expand, depthwise, SE, project, BN MACs; params; hidden and block activations
+ADDITIVE_WIDTH = NUM_STAGES * 2 * len(EXPANSIONS) * len(KERNELS) * 2  # columns of the additive encoding
 
 
 def raw(archs: Sequence[Architecture]) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from accelnas.surrogates.features import encode, raw
+from accelnas.surrogates.features import ADDITIVE_WIDTH, encode, raw
 from accelnas.surrogates.models.base import Files, Surrogate
 from accelnas.surrogates.models.boosting import XGBoostSurrogate
 
@@ -96,8 +96,7 @@ class HybridSurrogate(Surrogate):
         return np.hstack([encode(R, "additive"), encode(R, self.encoding)])
 
     def _split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        width = 168
-        return X[:, :width], X[:, width:]
+        return X[:, :ADDITIVE_WIDTH], X[:, ADDITIVE_WIDTH:]
 
     def _residual_model(self) -> XGBoostSurrogate:
         return XGBoostSurrogate(
