@@ -25,14 +25,16 @@ from accelnas.surrogates.models import make
 from accelnas.surrogates.recipes import recipe_for
 from accelnas.surrogates.selection import select_family
 
+SMALL = 500
 TARGETS = {"accuracy": (ACCURACY_TARGET, "accuracy")} | {
     key: (anb_target(device), metric) for key, (device, metric) in PERF_KEYS.items()
 }
 
 
 def fit_default(target: str, metric: str, archs, y, seed: int):
+    """The default build: the target's recipe on large data, automatic selection below 500 architectures."""
     recipe = recipe_for(target, metric)
-    if recipe["family"] == "auto":
+    if recipe["family"] == "auto" or len(archs) < SMALL:
         chosen = select_family(archs, y, seed=seed)
         return make(chosen.family, seed=seed, **chosen.params).fit(archs, y)
     return make(recipe["family"], seed=seed, **(recipe.get("params") or {})).fit(archs, y)

@@ -67,3 +67,13 @@ def test_seed_ensemble_mean_and_spread(tmp_path):
     m2, s2 = loaded.predict_dist(TEST)
     np.testing.assert_allclose(m2, mean, rtol=1e-9)
     np.testing.assert_allclose(s2, std, rtol=1e-6, atol=1e-12)
+
+
+def test_extrapolation_is_bounded():
+    """A model fitted on few architectures must not predict absurd values far from its data."""
+    few = TRAIN[:12]
+    y = 1e5 / np.array([count_macs(a, 224) / 1e6 for a in few])  # a throughput-like target
+    model = make("additive", transform="inverse").fit(few, y)
+    pred = model.predict(TEST)
+    assert np.all(np.isfinite(pred)) and np.all(pred > 0)
+    assert pred.max() <= 10 * y.max() and pred.min() >= y.min() / 10

@@ -84,6 +84,7 @@ class Surrogate:
         if len(features) != len(target):
             raise ValueError(f"{len(features)} feature rows but {len(target)} targets")
         self._fit(features, target)
+        self.z_range_ = (float(target.min()), float(target.max()))
         self.fitted_ = True
         return self
 
@@ -91,7 +92,15 @@ class Surrogate:
         """Predictions in the target's natural unit."""
         if not self.fitted_:
             raise RuntimeError(f"fit the {self.family} surrogate before predicting")
-        return self._inverse(self._predict(self.features(X)))
+        return self._inverse(self._clip(self._predict(self.features(X))))
+
+    def _clip(self, z: np.ndarray) -> np.ndarray:
+        """Keep extrapolation within the training range widened by its own span on both sides (and
+        positive for 1/y), so that a linear part far outside its data cannot produce absurd values."""
+        lo, hi = self.z_range_
+        span = max(hi - lo, abs(hi) * 1e-3, 1e-12)
+        low = max(lo - span, lo / 10) if self.transform == "inverse" else lo - span
+        return np.clip(z, low, hi + span)
 
     # -- to implement ----------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
@@ -112,12 +121,18 @@ class Surrogate:
         if not self.fitted_:
             raise RuntimeError("only fitted surrogates can be saved")
         data, files = self._state()
-        return {"family": self.family, "params": self.get_params(), "state": data}, files
+        return {
+            "family": self.family,
+            "params": self.get_params(),
+            "z_range": list(self.z_range_),
+            "state": data,
+        }, files
 
     @classmethod
     def from_state(cls, state: dict[str, Any], files: Files) -> Surrogate:
         model = cls(**state["params"])
         model._load_state(state.get("state", {}), files)
+        model.z_range_ = tuple(state.get("z_range", (-np.inf, np.inf)))
         model.fitted_ = True
         return model
 
