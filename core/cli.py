@@ -37,7 +37,28 @@ def _arch_list(texts: tuple[str, ...]):
     return [parse_architecture(t) for t in texts]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Commands that live beside the code they drive, imported only when invoked (or listed by --help):
+# name -> "module:attribute" of a click command or group.
+LAZY_COMMANDS: dict[str, str] = {
+}
+
+
+class _LazyGroup(click.Group):
+    """A click group whose commands in :data:`LAZY_COMMANDS` import on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            import importlib
+
+            module_name, attr = LAZY_COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="accelnas")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def cli(verbose: int) -> None:

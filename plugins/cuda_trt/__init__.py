@@ -1,0 +1,1 @@
+"""NVIDIA GPUs through TensorRT (``gpu/tensorrt``) and PyTorch CUDA (``gpu/torch``)."""

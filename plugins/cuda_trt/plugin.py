@@ -1,0 +1,3 @@
+"""Hook implementations of the cuda_trt plugin."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Hook implementations of the tpu_xla plugin."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Hardware-aware NAS on benchmarks: optimizers, objectives, Pareto fronts, verification on devices."""

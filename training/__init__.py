@@ -1,0 +1,1 @@
+"""Training architectures under recipes, and the search for training proxies that keep rankings."""
