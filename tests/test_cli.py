@@ -2,19 +2,36 @@
 
 import json
 
+import click
 import pytest
 from cli_helpers import run_cli
 
+from accelnas.core.cli import cli
 from accelnas.core.model import count_macs, count_params
 from accelnas.core.space import EFFICIENTNET_B0
 
 COMMANDS = ["info", "sample", "plugins", "targets", "collect", "export", "fit", "query", "demo"]
 
 
-@pytest.mark.parametrize("command", [None, *COMMANDS])
-def test_help(command):
-    result = run_cli(*([command] if command else []), "--help")
-    assert result.returncode == 0
+def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    ctx = click.Context(group)
+    paths = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        paths.append((*prefix, name))
+        if isinstance(command, click.Group):
+            paths.extend(_command_paths(command, (*prefix, name)))
+    return paths
+
+
+def test_expected_commands_exist():
+    assert set(COMMANDS) <= {path[0] for path in _command_paths(cli)}
+
+
+@pytest.mark.parametrize("path", [(), *_command_paths(cli)], ids=lambda p: " ".join(p) or "accelnas")
+def test_help(path):
+    result = run_cli(*path, "--help")
+    assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
 
 
