@@ -39,8 +39,7 @@ def _arch_list(texts: tuple[str, ...]):
 
 # Commands that live beside the code they drive, imported only when invoked (or listed by --help):
 # name -> "module:attribute" of a click command or group.
-LAZY_COMMANDS: dict[str, str] = {
-}
+LAZY_COMMANDS: dict[str, str] = {}
 
 
 class _LazyGroup(click.Group):
