@@ -1,0 +1,305 @@
+"""Hardware check of the NVIDIA GPU plugin: real measurements of ``gpu/torch`` and ``gpu/tensorrt``.
+
+Measures EfficientNet-B0 and ``--num-random`` seeded random architectures (20 by default) on
+``gpu/torch`` (throughput at the batch size, latency at batch 1), then the same list on
+``gpu/tensorrt`` where TensorRT imports, for as many architectures as the time budget allows
+(engine builds take tens of seconds each; EfficientNet-B0 comes first). Everything goes through the
+plugin hooks and the core campaign runner, as ``accelnas collect`` does, into an SQLite store beside
+the JSON; the JSON is rewritten after every architecture, so a run cut short still leaves its results.
+
+Normally started through ``benchmarks/gpu_check.sh`` (which installs the package without touching
+torch); directly::
+
+    python benchmarks/gpu_check.py --out gpu_check_out              # JSON: gpu_check_out/gpu_check.json
+    python benchmarks/gpu_check.py --num-random 3 --budget 120      # a quick look
+    python benchmarks/gpu_check.py --missing                        # pip names of missing requirements
+
+It runs from an uninstalled checkout too (the repository root is put on ``sys.path`` as ``accelnas``).
+Exit code: 0 when it ran (failed measurements are in the JSON), 3 when there is no usable CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+# module -> pip name of what the check needs besides torch
+REQUIREMENTS = {
+    "pluggy": "pluggy",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "psutil": "psutil",
+    "onnx": "onnx",
+    "onnxruntime": "onnxruntime",
+    "onnxconverter_common": "onnxconverter-common",
+    "pynvml": "nvidia-ml-py",
+}
+TARGETS = ("gpu/torch", "gpu/tensorrt")
+EXTRA_KEYS = (
+    "gpu_compute_ms_mean",
+    "host_wall_ms_mean",
+    "enqueue_ms_mean",
+    "host_images_per_s",
+    "enqueue_bound",
+    "gpu_compute_unstable",
+    "n_samples",
+    "warmup_seconds",
+    "timed_seconds",
+)
+PROVENANCE_KEYS = ("engine_cache", "build_seconds", "first_call_seconds", "engine_bytes", "fp16_check")
+
+
+def missing_requirements() -> list[str]:
+    return [pip for module, pip in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+
+
+def ensure_importable() -> str:
+    """Make ``import accelnas`` load this checkout: installed from here, or through a symlink on ``sys.path``.
+
+    An accelnas installed from another folder is left alone; this checkout is put in front of it.
+    """
+    spec = importlib.util.find_spec("accelnas")
+    installed = Path(spec.origin).resolve().parent if spec and spec.origin else None
+    how = "installed from this checkout"
+    if installed != REPO:
+        shim = Path(tempfile.mkdtemp(prefix="accelnas-path-"))
+        (shim / "accelnas").symlink_to(REPO, target_is_directory=True)
+        sys.path.insert(0, str(shim))
+        how = "this checkout through a path shim" + (f" (an accelnas at {installed} is ignored)" if installed else "")
+    import accelnas
+
+    if Path(accelnas.__file__).resolve().parent != REPO:
+        raise RuntimeError(f"imported accelnas from {accelnas.__file__}, expected {REPO}")
+    return how
+
+
+def _row(row: dict[str, Any], label: str) -> dict[str, Any]:
+    extra = row.get("extra") or {}
+    prov = row.get("provenance") or {}
+    out = {
+        "target": row["target"],
+        "arch_id": row["arch_id"],
+        "label": label,
+        "metric": row["metric"],
+        "status": row["status"],
+        "value": row.get("value"),
+        "unit": row.get("unit"),
+        "ci_low": row.get("ci_low"),
+        "ci_high": row.get("ci_high"),
+        "batch_size": row.get("batch_size"),
+        "precision_reached": bool(row["precision_reached"]) if row.get("precision_reached") is not None else None,
+        "error": row.get("error"),
+    }
+    out |= {k: extra[k] for k in EXTRA_KEYS if k in extra}
+    out |= {k: prov[k] for k in PROVENANCE_KEYS if k in prov}
+    return out
+
+
+def _kendall(a: dict[str, float], b: dict[str, float]) -> float | None:
+    common = sorted(set(a) & set(b))
+    if len(common) < 3:
+        return None
+    from scipy.stats import kendalltau
+
+    return float(kendalltau([a[k] for k in common], [b[k] for k in common]).statistic)
+
+
+def summarise(rows: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    for target in TARGETS:
+        mine = [r for r in rows if r["target"] == target]
+        ok = [r for r in mine if r["status"] == "ok"]
+        entry: dict[str, Any] = {
+            "ok": len(ok),
+            "failed": len(mine) - len(ok),
+            "skipped_architectures": sum(1 for s in skipped if s["target"] == target),
+        }
+        for metric in ("throughput", "latency"):
+            got = {r["arch_id"]: r["value"] for r in ok if r["metric"] == metric}
+            values[(target, metric)] = got
+            if got:
+                entry[f"{metric}_median"] = statistics.median(got.values())
+                entry[f"{metric}_range"] = [min(got.values()), max(got.values())]
+        entry["enqueue_bound"] = sum(1 for r in ok if r.get("enqueue_bound"))
+        entry["precision_not_reached"] = sum(1 for r in ok if r.get("precision_reached") is False)
+        summary[target] = entry
+    summary["kendall_tau_torch_vs_tensorrt"] = {
+        m: _kendall(values[("gpu/torch", m)], values[("gpu/tensorrt", m)]) for m in ("throughput", "latency")
+    }
+    return summary
+
+
+def plot(rows: list[dict[str, Any]], macs: dict[str, float], path: Path) -> Path | None:
+    """Throughput against MACs for both targets (PNG)."""
+    ok = [r for r in rows if r["status"] == "ok" and r["metric"] == "throughput"]
+    if not ok:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for target, marker in zip(TARGETS, ("o", "s"), strict=True):
+        mine = [r for r in ok if r["target"] == target]
+        if mine:
+            ax.scatter([macs[r["arch_id"]] for r in mine], [r["value"] for r in mine], marker=marker, label=target)
+    ax.set_xlabel("MACs (millions, 224x224)")
+    ax.set_ylabel("throughput (images/s)")
+    ax.set_title("GPU throughput of EfficientNet-B0 and random architectures")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    where = ensure_importable()
+    from accelnas.core.campaign import run_campaign
+    from accelnas.core.errors import AccelnasError
+    from accelnas.core.model import count_macs
+    from accelnas.core.plugins import PluginRegistry
+    from accelnas.core.provenance import host_provenance
+    from accelnas.core.records import MeasureSettings
+    from accelnas.core.space import EFFICIENTNET_B0, sample
+    from accelnas.core.store import Store
+    from accelnas.plugins.cuda_trt.plugin import CudaTrtPlugin
+
+    start = time.perf_counter()
+    deadline = start + args.budget
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "gpu_check.json"
+    registry = PluginRegistry()
+    registry.register(CudaTrtPlugin(cache_dir=args.engine_cache) if args.engine_cache else CudaTrtPlugin(), "cuda_trt")
+    targets = registry.targets()
+    archs = [EFFICIENTNET_B0, *sample(args.num_random, seed=args.seed, exclude={EFFICIENTNET_B0.id})]
+    labels = {a.id: ("EfficientNet-B0" if a == EFFICIENTNET_B0 else f"random-{i}") for i, a in enumerate(archs)}
+    macs = {a.id: count_macs(a, args.input_size) / 1e6 for a in archs}
+    options: dict[str, tuple[tuple[str, Any], ...]] = {
+        "gpu/torch": (("precision", args.precision_mode),),
+        "gpu/tensorrt": (("cuda_graphs", args.cuda_graphs), ("precision", args.precision_mode)),
+    }
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "accelnas": where,
+        "host": host_provenance(),
+        "availability": {name: t.reason or "available" for name, t in targets.items()},
+        "missing_requirements": missing_requirements(),
+        "settings": {
+            "input_size": args.input_size,
+            "batch_size": args.batch_size,
+            "precision": args.precision,
+            "max_seconds": args.max_seconds,
+            "warmup_seconds": args.warmup_seconds,
+            "options": {k: dict(v) for k, v in options.items()},
+            "budget_seconds": args.budget,
+        },
+        "architectures": [{"arch_id": a.id, "label": labels[a.id], "macs_m": macs[a.id]} for a in archs],
+        "gpu": None,
+        "results": [],
+        "skipped": [],
+    }
+
+    def save() -> None:
+        report["elapsed_seconds"] = round(time.perf_counter() - start, 1)
+        report["summary"] = summarise(report["results"], report["skipped"])
+        json_path.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+
+    if not targets["gpu/torch"].available:
+        report["error"] = f"no usable CUDA GPU: {targets['gpu/torch'].reason}"
+        save()
+        logging.error("%s; wrote %s", report["error"], json_path)
+        return 3
+    from accelnas.plugins.cuda_trt.gpu_provenance import gpu_provenance
+
+    report["gpu"] = gpu_provenance(0)
+    db = out_dir / "gpu_check.sqlite"
+    with Store(db) as store:
+        for name in TARGETS:
+            target = targets[name]
+            if not target.available:
+                logging.warning("%s skipped: %s", name, target.reason)
+                continue
+            settings = MeasureSettings(
+                input_size=args.input_size,
+                batch_size=args.batch_size,
+                precision=args.precision,
+                max_seconds=args.max_seconds,
+                warmup_seconds=args.warmup_seconds,
+                options=tuple(sorted(options[name])),
+            )
+            key = settings.key(target)
+            longest = 0.0  # the slowest architecture so far: do not start one that would overrun the budget
+            for index, arch in enumerate(archs, 1):
+                if time.perf_counter() + longest > deadline:
+                    report["skipped"].append({"target": name, "arch_id": arch.id, "reason": "time budget spent"})
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    run_campaign(registry, target, [arch], settings, store)
+                except AccelnasError as exc:  # a campaign-level error; per-architecture ones are stored
+                    failure = {"target": name, "arch_id": arch.id, "label": labels[arch.id], "metric": None}
+                    report["results"].append(failure | {"status": "failed", "error": str(exc)})
+                rows = [
+                    r
+                    for r in store.results(target=name, status=None)
+                    if r["arch_id"] == arch.id and r["settings_key"] == key
+                ]
+                report["results"] += [_row(r, labels[arch.id]) for r in rows]
+                logging.info(
+                    "%s %2d/%d %s: %s in %.1f s",
+                    name,
+                    index,
+                    len(archs),
+                    arch.id,
+                    ", ".join(f"{r['metric']} {r['status']}" for r in rows) or "no result",
+                    time.perf_counter() - t0,
+                )
+                longest = max(longest, time.perf_counter() - t0)
+                save()
+    png = plot(report["results"], macs, out_dir / "gpu_check_throughput.png")
+    report["plot"] = str(png) if png else None
+    save()
+    logging.info("wrote %s (%.0f s)", json_path, time.perf_counter() - start)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="gpu_check_out", help="output folder (JSON, SQLite store, PNG)")
+    parser.add_argument("--num-random", type=int, default=20, help="random architectures besides EfficientNet-B0")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed of the random architectures")
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=None, help="throughput batch [target default, 256]")
+    parser.add_argument("--precision", type=float, default=0.02, help="relative CI half-width to reach")
+    parser.add_argument("--max-seconds", type=float, default=2.0, help="timed budget per metric")
+    parser.add_argument("--warmup-seconds", type=float, default=1.0, help="warm-up budget per metric")
+    parser.add_argument("--precision-mode", choices=("fp16", "fp32"), default="fp16", help="numeric precision")
+    parser.add_argument("--cuda-graphs", action="store_true", help="gpu/tensorrt: replay CUDA graphs")
+    parser.add_argument("--budget", type=float, default=400.0, help="seconds for all measurements")
+    parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder [ACCELNAS_TRT_CACHE]")
+    parser.add_argument("--missing", action="store_true", help="print pip names of missing requirements and exit")
+    args = parser.parse_args(argv)
+    if args.missing:
+        print(" ".join(missing_requirements()))
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Hardware check of the NVIDIA GPU plugin (cuda_trt): one prepared command, under 8 minutes.
+#
+# Measures gpu/torch (eager PyTorch CUDA, channels_last, fp16 autocast) on EfficientNet-B0 and 20
+# seeded random architectures (throughput at batch 256, latency at batch 1, 224x224), then
+# gpu/tensorrt (strongly typed fp16 engines) on as many of them as the time budget allows when
+# TensorRT imports, and writes OUT_DIR/gpu_check.json (plus the SQLite store and a PNG plot).
+#
+# Exact invocation, from the root of a fresh copy of the repository on a machine with an NVIDIA GPU
+# and its own CUDA build of torch:
+#
+#     bash benchmarks/gpu_check.sh [OUT_DIR]          # OUT_DIR defaults to ./gpu_check_out
+#
+# What it does:
+#   1. checks that `python -c "import torch"` works and that torch sees a CUDA device;
+#   2. where accelnas is not importable yet, installs it with `pip install --no-deps -e .` (retried
+#      with --no-build-isolation when offline), so torch and everything else already installed are
+#      never reinstalled; then `pip install`s only the missing non-torch requirements printed by
+#      `gpu_check.py --missing`. An accelnas installed from another folder is left alone. Offline,
+#      both steps may fail: gpu_check.py always measures this checkout (through a path shim when it
+#      is not the installed one) and lists what was missing in the JSON;
+#   3. runs `python benchmarks/gpu_check.py --out OUT_DIR` under `timeout 470`.
+# TensorRT is not installed by this script: `pip install tensorrt` (see docs/devices.md) beforehand
+# to include gpu/tensorrt.
+#
+# Environment: PYTHON (interpreter, default python3), GPU_CHECK_BUDGET (seconds for measurements,
+# default 400), GPU_CHECK_ARGS (extra arguments for gpu_check.py, e.g. "--num-random 5"),
+# ACCELNAS_TRT_CACHE (engine cache folder; "off" disables it).
+# Exit codes: 0 ran (failed measurements are listed in the JSON), 2 torch missing, 3 no usable GPU,
+# 124 the time limit cut the run short (the JSON holds everything measured until then).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+OUT="${1:-gpu_check_out}"
+BUDGET="${GPU_CHECK_BUDGET:-400}"
+
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    echo "error: torch does not import with $PY; install a CUDA build of PyTorch first" >&2
+    exit 2
+fi
+"$PY" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU available:', torch.cuda.is_available())"
+
+if ! "$PY" -c "import accelnas" 2>/dev/null; then
+    if ! "$PY" -m pip install --no-deps -e . -q 2>/dev/null; then
+        "$PY" -m pip install --no-deps --no-build-isolation -e . -q 2>/dev/null \
+            || echo "note: could not install accelnas; running from the checkout" >&2
+    fi
+fi
+MISSING="$("$PY" benchmarks/gpu_check.py --missing)"
+if [ -n "$MISSING" ]; then
+    # shellcheck disable=SC2086  # one pip name per word
+    "$PY" -m pip install -q $MISSING \
+        || echo "note: could not install: $MISSING (they are listed in the JSON)" >&2
+fi
+
+# shellcheck disable=SC2086  # GPU_CHECK_ARGS holds several words
+timeout 470 "$PY" benchmarks/gpu_check.py --out "$OUT" --budget "$BUDGET" ${GPU_CHECK_ARGS:-}
+status=$?
+echo "gpu_check: exit $status; results in $OUT/gpu_check.json" >&2
+exit $status
