@@ -1,3 +1,171 @@
-"""Hook implementations of the fpga_vitis plugin."""
+"""Hook implementations of the fpga_vitis plugin: Xilinx DPUs through Vitis AI, measured on a remote board.
+
+Targets: ``fpga/zcu102``, ``fpga/vck190`` and ``fpga/dpu`` (any DPU with an arch.json). Per architecture:
+
+* ``export_model``: DPU-friendly activations (:mod:`.activations`), then 8-bit quantization with the
+  best quantizer present (:mod:`.quantize`); float-vs-int8 agreement goes into the record.
+* ``compile``: ``vai_c_xir`` for the board's arch.json (:mod:`.vai_compile`); DPU subgraphs and
+  CPU-fallback ops are recorded, a failure is recorded for that architecture and the campaign goes on.
+* ``measure_throughput`` / ``measure_latency``: the xmodel is copied to the board over SSH and timed
+  with ``xdputil benchmark`` (:mod:`.measure`).
+
+The board comes from a YAML file (:mod:`.board`) named by ``ACCELNAS_FPGA_BOARD`` (or the measurement
+option ``fpga_board``). Without the Vitis AI container or a board the targets are listed as unavailable
+with the reason.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from accelnas.core.hookspecs import hookimpl
+from accelnas.core.provenance import package_version
+from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
+from accelnas.core.space import Architecture
+from accelnas.plugins.fpga_vitis import activations, quantize
+from accelnas.plugins.fpga_vitis.board import ENV_BOARD, BoardConfig, load_board
+from accelnas.plugins.fpga_vitis.calibration import calibration_for
+from accelnas.plugins.fpga_vitis.devices import PROFILES, mapping_notes
+from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError
+from accelnas.plugins.fpga_vitis.vai_compile import compile_xmodel, find_compiler, net_name_for, read_arch
+
+DEVICE = "fpga"
+
+
+def _serves(target: Target) -> bool:
+    return target.device == DEVICE and target.backend in PROFILES
+
+
+def _availability(backend: str) -> tuple[list[str], BoardConfig | None]:
+    """What is missing for ``fpga/<backend>`` here, and its board entry when one is configured."""
+    problems: list[str] = []
+    if find_compiler() is None:
+        problems.append("vai_c_xir not found (run inside the Vitis AI 3.5 container)")
+    if not quantize.importable("vai_q_pytorch"):
+        problems.append("vai_q_pytorch (pytorch_nndct) not importable: its xmodel is what vai_c_xir compiles")
+    if package_version("asyncssh") is None:
+        problems.append("asyncssh not installed (pip install 'accelnas[fpga]')")
+    board: BoardConfig | None = None
+    try:
+        board = load_board(backend)
+    except FpgaError as exc:
+        problems.append(str(exc))
+    arch = board.arch if board else PROFILES[backend].arch
+    if arch and not Path(arch).is_file():
+        problems.append(f"arch.json {arch} not found")
+    return problems, board
+
+
+@hookimpl
+def register_targets(register: Callable[[Target], None]) -> None:
+    for backend, profile in PROFILES.items():
+        problems, board = _availability(backend)
+        dpu = (board.dpu if board else profile.dpu) or "DPU named in the board entry"
+        register(
+            Target(
+                device=DEVICE,
+                backend=backend,
+                description=f"{profile.title}, {dpu}: Vitis AI int8 xmodel timed with xdputil over SSH",
+                kind="fpga",
+                default_batch_size=board.batch if board else profile.batch,
+                requires=(
+                    "Vitis AI 3.5 container (vai_q_pytorch, vai_c_xir, arch.json) for quantize + compile",
+                    f"a board YAML with a '{backend}' entry named by {ENV_BOARD}",
+                    "asyncssh (pip install 'accelnas[fpga]')",
+                ),
+                available=not problems,
+                reason="; ".join(problems) or None,
+            )
+        )
+
+
+def _dpu(target: Target, settings: MeasureSettings) -> str:
+    """The DPU the model is quantized for: the arch.json's target, else the board entry's or the default."""
+    try:
+        board = load_board(target.backend, settings)
+    except BoardConfigError:
+        return PROFILES[target.backend].dpu
+    if board.arch and Path(board.arch).is_file():
+        try:
+            return str(read_arch(Path(board.arch)).get("target") or board.dpu)
+        except CompileError:
+            return board.dpu
+    return board.dpu
+
+
+@hookimpl
+def export_model(
+    target: Target, architecture: Architecture, model: Any, settings: MeasureSettings, workdir: Path
+) -> ExportedModel | None:
+    if not _serves(target):
+        return None
+    from accelnas.plugins.cpu_ort.plugin import export_onnx
+
+    workdir = Path(workdir)
+    dpu = _dpu(target, settings)
+    mode = settings.option(activations.OPTION, "hard")
+    deployable, act_info = activations.dpu_activations(model, settings.input_size, mode)
+    images, calibration = calibration_for(settings)
+    quantizer = quantize.choose_quantizer(settings.option(quantize.OPTION, "auto"))
+    float_onnx = None
+    if quantizer != "vai_q_pytorch":
+        float_onnx = export_onnx(deployable, workdir / f"{architecture.id}.onnx", settings.input_size)
+    result = quantize.quantize(deployable, images, workdir, float_onnx=float_onnx, quantizer=quantizer, dpu=dpu)
+    info = {
+        "net_name": net_name_for(architecture.id),
+        "dpu": dpu,
+        "quantization": result.info() | {"calibration": calibration},
+        "activations": act_info,
+        "mapping_notes": mapping_notes(architecture, dpu),
+    }
+    return ExportedModel(format=result.format, path=result.path, input_name="input", info=info)
+
+
+@hookimpl
+def compile(target: Target, exported: ExportedModel, settings: MeasureSettings, workdir: Path) -> CompiledModel | None:
+    if not _serves(target):
+        return None
+    if exported.format != "xmodel" or exported.path is None:
+        quantizer = exported.info.get("quantization", {}).get("quantizer", "?")
+        raise CompileError(
+            f"vai_c_xir compiles the xmodel of vai_q_pytorch; this model was quantized by {quantizer} "
+            f"({exported.format}), which no DPU compiler takes: run inside the Vitis AI PyTorch container"
+        )
+    board = load_board(target.backend, settings)
+    net_name = exported.info.get("net_name") or net_name_for(Path(exported.path).stem)
+    result = compile_xmodel(
+        Path(exported.path),
+        Path(str(board.arch)),
+        net_name,
+        Path(workdir) / "compiled",
+        timeout=board.compile_timeout_s,
+    )
+    return CompiledModel(handle=result.xmodel, info=exported.info | result.info() | {"net_name": net_name})
+
+
+def _measure(target: Target, compiled: CompiledModel, settings: MeasureSettings, metric: str) -> Measurement:
+    from accelnas.plugins.fpga_vitis.measure import measure_on_board
+
+    board = load_board(target.backend, settings)
+    if metric == "throughput" and settings.batch_size not in (None, board.batch):
+        raise BoardConfigError(
+            f"{target.name} runs at its DPU's batch {board.batch} (board entry 'batch'); "
+            f"batch size {settings.batch_size} cannot apply"
+        )
+    return measure_on_board(board, compiled, settings, metric)
+
+
+@hookimpl
+def measure_throughput(target: Target, compiled: CompiledModel, settings: MeasureSettings) -> Measurement | None:
+    if not _serves(target):
+        return None
+    return _measure(target, compiled, settings, "throughput")
+
+
+@hookimpl
+def measure_latency(target: Target, compiled: CompiledModel, settings: MeasureSettings) -> Measurement | None:
+    if not _serves(target):
+        return None
+    return _measure(target, compiled, settings, "latency")

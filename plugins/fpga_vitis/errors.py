@@ -1,0 +1,37 @@
+"""Errors of the FPGA plugin: each one is a one-line :class:`~accelnas.core.errors.AccelnasError`."""
+
+from __future__ import annotations
+
+from accelnas.core.errors import AccelnasError
+
+
+class FpgaError(AccelnasError):
+    """Base class of the FPGA plugin's errors."""
+
+
+class BoardConfigError(FpgaError):
+    """The board YAML is missing, malformed or lacks the entry a target needs."""
+
+
+class CalibrationError(FpgaError):
+    """The calibration images are missing or malformed."""
+
+
+class QuantizeError(FpgaError):
+    """Quantization failed or produced something the compiler cannot take."""
+
+
+class CompileError(FpgaError):
+    """``vai_c_xir`` is missing, failed, timed out or produced no xmodel."""
+
+
+class BoardUnreachableError(FpgaError):
+    """The board did not accept an SSH connection within the retries."""
+
+
+class RemoteCommandError(FpgaError):
+    """A command on the board exited non-zero or printed output that could not be parsed."""
+
+
+class RemoteTimeoutError(FpgaError):
+    """A command on the board did not finish within its time-out."""

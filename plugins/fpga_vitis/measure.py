@@ -1,0 +1,181 @@
+"""DPU throughput and latency on a board: upload the xmodel, run ``xdputil benchmark``, clean up.
+
+Protocol (Accel-NASBench): throughput with the board's ``throughput_threads`` (5 on ZCU102, 6 on
+VCK190; ``MeasureSettings.threads`` overrides it), latency with one thread at the DPU's batch (1 on
+ZCU102, 6 on VCK190). ``xdputil benchmark <xmodel> -i -1 <threads>`` runs the whole graph for
+``SLEEP_MS`` milliseconds and prints frames per second, DPU execution only (no pre- or
+post-processing). Each run is one sample; runs repeat until at least ``runs`` samples are in and the
+95% CI of the mean is within the requested precision, or ``max_runs`` / the time budget is reached.
+Latency samples are the mean time per job of a one-thread run, ``1000 * batch / FPS`` milliseconds;
+xdputil reports no per-job times, so no percentiles are given.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from accelnas.core.provenance import host_provenance, package_version
+from accelnas.core.records import UNITS, CompiledModel, Measurement, MeasureSettings
+from accelnas.core.timing import mean_ci
+from accelnas.plugins.fpga_vitis.board import BoardConfig
+from accelnas.plugins.fpga_vitis.errors import RemoteCommandError
+from accelnas.plugins.fpga_vitis.parsers import (
+    BenchmarkRun,
+    OutputFormatError,
+    failure_reason,
+    parse_xdputil_benchmark,
+    parse_xdputil_query,
+)
+from accelnas.plugins.fpga_vitis.transport import BoardClient, run_sync, with_retries
+
+log = logging.getLogger(__name__)
+
+IDENTITY_TIMEOUT_S = 60.0
+
+
+async def board_identity(client: BoardClient) -> dict[str, Any]:
+    """``uname -a`` and ``xdputil query`` of the board (DPU arch, fingerprints, VART/XIR versions)."""
+    board = client.board
+    uname = await client.run(["uname", "-a"], timeout=IDENTITY_TIMEOUT_S)
+    query = await client.run([board.xdputil, "query"], timeout=IDENTITY_TIMEOUT_S, check=False)
+    identity: dict[str, Any] = {"uname": uname.stdout.strip()}
+    try:
+        parsed = parse_xdputil_query(query.output)
+    except OutputFormatError as exc:
+        reason = failure_reason(query.output) or str(exc)
+        raise RemoteCommandError(f"xdputil query on board {board.name} failed: {reason}") from None
+    raw = parsed.pop("raw")
+    identity |= {"xdputil_query": parsed, "dpu_ip_spec": raw.get("DPU IP Spec")}
+    return identity
+
+
+def check_dpu(identity: dict[str, Any], compiled_target: str | None, board: BoardConfig) -> None:
+    """Refuse a board whose DPU is not the one the xmodel was compiled for (xdputil would abort)."""
+    on_board = identity.get("xdputil_query", {}).get("dpu_arch") or []
+    if not compiled_target or not on_board:
+        return
+    if not any(compiled_target.startswith(a) or a.startswith(compiled_target) for a in on_board):
+        raise RemoteCommandError(
+            f"board {board.name} carries {', '.join(on_board)} but the xmodel was compiled for {compiled_target}"
+        )
+
+
+async def benchmark_run(client: BoardClient, remote_xmodel: str, threads: int, seconds: float) -> BenchmarkRun:
+    """One ``xdputil benchmark`` run of ``seconds`` with ``threads`` threads."""
+    board = client.board
+    argv = [board.xdputil, "benchmark", remote_xmodel, "-i", "-1", str(threads)]
+    env = {"SLEEP_MS": str(max(1, round(seconds * 1000)))}
+    result = await client.run(argv, timeout=board.command_timeout(seconds), env=env, check=False)
+    if result.exit_status != 0:
+        reason = failure_reason(result.output)
+        lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+        detail = reason or (lines[-1] if lines else "no output")
+        raise RemoteCommandError(
+            f"xdputil benchmark on board {board.name} exited with status {result.exit_status}: {detail}"
+        )
+    try:
+        return parse_xdputil_benchmark(result.output)
+    except OutputFormatError as exc:
+        raise RemoteCommandError(f"board {board.name}: {exc}") from None
+
+
+def _enough(samples: list[float], board: BoardConfig, precision: float) -> bool:
+    if len(samples) < board.runs:
+        return False
+    mean, _, low, high = mean_ci(samples)
+    return (high - low) / 2 <= precision * mean
+
+
+async def _session(
+    board: BoardConfig, xmodel: Path, compiled_target: str | None, threads: int, settings: MeasureSettings
+) -> dict[str, Any]:
+    async with BoardClient(board) as client:
+        identity = await board_identity(client)
+        check_dpu(identity, compiled_target, board)
+        remote_dir = posixpath.join(board.workdir, f"{xmodel.stem}-{uuid.uuid4().hex[:8]}")
+        runs: list[BenchmarkRun] = []
+        cleanup: str = "removed"
+        start = time.perf_counter()
+        try:
+            remote = await client.upload(xmodel, remote_dir)
+            while len(runs) < board.max_runs:
+                runs.append(await benchmark_run(client, remote, threads, board.run_seconds))
+                fps = [r.fps for r in runs]
+                log.info("board %s: run %d, %d thread(s): %.2f FPS", board.name, len(runs), threads, fps[-1])
+                if _enough(fps, board, settings.precision):
+                    break
+                if len(runs) >= board.runs and time.perf_counter() - start >= settings.max_seconds:
+                    break
+        finally:
+            try:
+                await client.remove_tree(remote_dir)
+            except Exception as exc:  # the measurement stands; say the directory is left behind
+                cleanup = f"failed: {type(exc).__name__}: {exc}"
+                log.warning("board %s: could not remove %s: %s", board.name, remote_dir, exc)
+        return {
+            "identity": identity,
+            "runs": runs,
+            "remote_dir": remote_dir,
+            "cleanup": cleanup,
+            "seconds": time.perf_counter() - start,
+        }
+
+
+def _provenance(board: BoardConfig, compiled: CompiledModel, session: dict[str, Any]) -> dict[str, Any]:
+    return (
+        host_provenance()
+        | {"asyncssh": package_version("asyncssh"), "backend": f"vitis-ai/{board.name}"}
+        | {"board": board.public(), "board_identity": session["identity"], "remote_cleanup": session["cleanup"]}
+        | compiled.info
+    )
+
+
+def measure_on_board(
+    board: BoardConfig, compiled: CompiledModel, settings: MeasureSettings, metric: str
+) -> Measurement:
+    """Throughput (images/s) or latency (ms per job) of the compiled xmodel on ``board``."""
+    xmodel = Path(compiled.handle)
+    if not xmodel.is_file():
+        raise RemoteCommandError(f"compiled xmodel {xmodel} does not exist")
+    threads = board.throughput_threads if metric == "throughput" else board.latency_threads
+    if metric == "throughput" and settings.threads:
+        threads = settings.threads
+    target = compiled.info.get("compiled_target")
+    session = run_sync(lambda: with_retries(board, lambda: _session(board, xmodel, target, threads, settings)))
+    runs: list[BenchmarkRun] = session["runs"]
+    fps = [r.fps for r in runs]
+    samples = fps if metric == "throughput" else [1000.0 * board.batch / f for f in fps]
+    mean, std, low, high = mean_ci(samples)
+    extra = {
+        "threads": threads,
+        "dpu_batch": board.batch,
+        "runs": [asdict(r) for r in runs],
+        "run_seconds": board.run_seconds,
+        "n_samples": len(samples),
+        "relative_ci": (high - low) / 2 / mean,
+        "requested_precision": settings.precision,
+        "session_seconds": round(session["seconds"], 3),
+        "timer": "xdputil benchmark (DPU execution only)",
+    }
+    if metric == "latency":
+        extra["percentiles"] = "not available: xdputil reports the mean time per job of each run"
+    return Measurement(
+        metric=metric,
+        unit=UNITS[metric],
+        mean=mean,
+        std=std,
+        ci_low=low,
+        ci_high=high,
+        samples=samples,
+        batch_size=board.batch,
+        input_size=settings.input_size,
+        precision_reached=len(samples) >= 2 and extra["relative_ci"] <= settings.precision,
+        extra=extra,
+        provenance=_provenance(board, compiled, session),
+    ).validate()

@@ -1,0 +1,233 @@
+"""8-bit post-training quantization with the best quantizer present, and its float-vs-int8 agreement.
+
+Order of preference (option ``fpga_quantizer``: ``auto``, ``vai_q_pytorch``, ``vai_q_onnx``,
+``onnxruntime``):
+
+1. ``vai_q_pytorch`` (``pytorch_nndct``, Vitis AI container): calibration pass, then the ``test`` pass
+   exports ``<Model>_int.xmodel``, the input of ``vai_c_xir``. The only quantizer whose output compiles.
+2. ``vai_q_onnx``: power-of-two, symmetric int8 QDQ ONNX for DPUs (``enable_dpu``); checks fidelity only.
+3. ONNX Runtime ``quantize_static``: QDQ, int8 per-channel weights, int8 symmetric activations (MinMax);
+   available everywhere, so the stage always runs and its agreement is always recorded.
+
+Agreement is measured on the calibration images: cosine similarity and top-1 agreement of the logits
+and their largest absolute difference, float model against quantized model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from accelnas.plugins.fpga_vitis.errors import QuantizeError
+
+log = logging.getLogger(__name__)
+
+OPTION = "fpga_quantizer"
+QUANTIZERS = ("vai_q_pytorch", "vai_q_onnx", "onnxruntime")
+MODULES = {"vai_q_pytorch": "pytorch_nndct", "vai_q_onnx": "vai_q_onnx", "onnxruntime": "onnxruntime"}
+
+
+@dataclass
+class QuantizeResult:
+    """A quantized model: the file, which quantizer made it, and how closely it follows the float one."""
+
+    quantizer: str
+    path: Path
+    format: str  # "xmodel" (compilable by vai_c_xir) or "onnx-qdq"
+    agreement: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def compilable(self) -> bool:
+        return self.format == "xmodel"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "quantizer": self.quantizer,
+            "format": self.format,
+            "agreement": self.agreement,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def importable(quantizer: str) -> bool:
+    return importlib.util.find_spec(MODULES[quantizer]) is not None
+
+
+def choose_quantizer(requested: str = "auto") -> str:
+    """The quantizer to run: the first importable one for ``auto``; raise if a named one is missing."""
+    if requested == "auto":
+        return next(q for q in QUANTIZERS if importable(q))
+    if requested not in QUANTIZERS:
+        raise QuantizeError(f"{OPTION} must be auto or one of {', '.join(QUANTIZERS)}, got {requested!r}")
+    if not importable(requested):
+        raise QuantizeError(f"quantizer {requested} is not importable here (module {MODULES[requested]})")
+    return requested
+
+
+def agreement(reference: np.ndarray, quantized: np.ndarray) -> dict[str, Any]:
+    """Cosine similarity (mean, min), top-1 agreement and max |difference| of two logit batches."""
+    ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    q = np.asarray(quantized, dtype=np.float64).reshape(len(quantized), -1)
+    if ref.shape != q.shape:
+        raise QuantizeError(f"quantized logits have shape {q.shape}, float logits {ref.shape}")
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(q, axis=1)
+    cos = np.where(norms > 0, np.sum(ref * q, axis=1) / np.maximum(norms, 1e-30), 0.0)
+    return {
+        "images": len(ref),
+        "cosine_mean": float(cos.mean()),
+        "cosine_min": float(cos.min()),
+        "top1_agreement": float(np.mean(ref.argmax(1) == q.argmax(1))),
+        "max_abs_diff": float(np.abs(ref - q).max()),
+        "logit_range": float(ref.max() - ref.min()),
+    }
+
+
+def float_logits(model: Any, images: np.ndarray, batch: int = 8) -> np.ndarray:
+    import torch
+
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            outs.append(model(torch.from_numpy(images[i : i + batch])).float().numpy())
+    return np.concatenate(outs)
+
+
+def _reader(input_name: str, images: np.ndarray):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class ImageReader(CalibrationDataReader):
+        """Feeds the calibration images one at a time."""
+
+        def __init__(self) -> None:
+            self.index = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.index >= len(images):
+                return None
+            self.index += 1
+            return {input_name: images[self.index - 1 : self.index]}
+
+        def rewind(self) -> None:
+            self.index = 0
+
+    return ImageReader()
+
+
+def _onnx_logits(path: Path, images: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: images[i : i + 1]})[0] for i in range(len(images))])
+
+
+def quantize_onnxruntime(float_onnx: Path, out: Path, images: np.ndarray, input_name: str = "input") -> Path:
+    """ONNX Runtime static quantization: QDQ, int8 per-channel weights, int8 symmetric activations."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(float_onnx),
+        str(out),
+        _reader(input_name, images),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    return out
+
+
+def quantize_vai_q_onnx(float_onnx: Path, out: Path, images: np.ndarray, input_name: str = "input") -> Path:
+    """Vitis AI ONNX quantizer: power-of-two scales, symmetric int8, DPU-compatible QDQ."""
+    import vai_q_onnx
+
+    vai_q_onnx.quantize_static(
+        str(float_onnx),
+        str(out),
+        _reader(input_name, images),
+        quant_format=vai_q_onnx.QuantFormat.QDQ,
+        calibrate_method=vai_q_onnx.PowerOfTwoMethod.MinMSE,
+        activation_type=vai_q_onnx.QuantType.QInt8,
+        weight_type=vai_q_onnx.QuantType.QInt8,
+        enable_dpu=True,
+        extra_options={"ActivationSymmetric": True},
+    )
+    return out
+
+
+def quantize_vai_q_pytorch(model: Any, out_dir: Path, images: np.ndarray, dpu: str) -> tuple[Path, np.ndarray]:
+    """vai_q_pytorch: calibrate, then export ``<Model>_int.xmodel``; return it and the int8 logits."""
+    import torch
+    from pytorch_nndct.apis import torch_quantizer
+
+    example = (torch.from_numpy(images[:1]),)
+    kwargs: dict[str, Any] = {"output_dir": str(out_dir), "device": torch.device("cpu")}
+    if dpu and "target" in inspect.signature(torch_quantizer).parameters:
+        kwargs["target"] = dpu  # target-aware quantization (Vitis AI >= 3.0)
+    calib = torch_quantizer("calib", model, example, **kwargs)
+    with torch.no_grad():
+        for i in range(len(images)):
+            calib.quant_model(torch.from_numpy(images[i : i + 1]))
+    calib.export_quant_config()
+    test = torch_quantizer("test", model, example, **kwargs)
+    with torch.no_grad():
+        logits = np.concatenate(
+            [test.quant_model(torch.from_numpy(images[i : i + 1])).float().numpy() for i in range(len(images))]
+        )
+    test.export_xmodel(output_dir=str(out_dir), deploy_check=False)
+    found = sorted(Path(out_dir).glob("*_int.xmodel"))
+    if not found:
+        raise QuantizeError(f"vai_q_pytorch exported no *_int.xmodel into {out_dir}")
+    return found[0], logits
+
+
+def quantize(
+    model: Any,
+    images: np.ndarray,
+    workdir: Path,
+    *,
+    float_onnx: Path | None = None,
+    quantizer: str = "auto",
+    dpu: str = "",
+) -> QuantizeResult:
+    """Quantize ``model`` (or its ONNX export ``float_onnx``) with the chosen quantizer; measure agreement."""
+    name = choose_quantizer(quantizer)
+    if name != "vai_q_pytorch" and float_onnx is None:
+        raise QuantizeError(f"{name} quantizes an ONNX export; none was given")
+    workdir = Path(workdir)
+    reference = float_logits(model, images)
+    start = time.perf_counter()
+    try:
+        if name == "vai_q_pytorch":
+            out_dir = workdir / "quantize_result"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path, logits = quantize_vai_q_pytorch(model, out_dir, images, dpu)
+            fmt = "xmodel"
+        else:
+            source = Path(str(float_onnx))
+            path = workdir / f"{source.stem}_int8.onnx"
+            run = quantize_vai_q_onnx if name == "vai_q_onnx" else quantize_onnxruntime
+            run(source, path, images)
+            logits = _onnx_logits(path, images)
+            fmt = "onnx-qdq"
+    except QuantizeError:
+        raise
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QuantizeError(f"{name} failed: {type(exc).__name__}: {message}") from exc
+    seconds = time.perf_counter() - start
+    result = QuantizeResult(name, path, fmt, agreement(reference, logits), seconds)
+    log.info("quantized with %s in %.1fs: %s", name, seconds, result.agreement)
+    return result
