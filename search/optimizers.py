@@ -1,0 +1,57 @@
+"""The optimizers by name; each takes an :class:`~accelnas.search.evaluator.Evaluator` and a seed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from accelnas.search import evolution
+from accelnas.search import nsga2 as nsga2_module
+from accelnas.search.evaluator import Evaluator
+from accelnas.search.evolution import regularized_evolution
+from accelnas.search.nsga2 import nsga2
+from accelnas.search.objectives import SearchSpecError
+from accelnas.search.random_search import random_search
+
+OPTIMIZERS: dict[str, Callable[..., None]] = {
+    "random": random_search,
+    "evolution": regularized_evolution,
+    "nsga2": nsga2,
+}
+# options each optimizer accepts (the command line passes only these)
+OPTIONS: dict[str, tuple[str, ...]] = {
+    "random": (),
+    "evolution": ("population", "sample_size", "batch"),
+    "nsga2": ("population",),
+}
+
+
+def optimizer(name: str) -> Callable[..., None]:
+    """The optimizer called ``name``."""
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise SearchSpecError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})") from None
+
+
+def _chosen(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (options or {}).items() if k in OPTIONS[name] and v is not None}
+
+
+def check(name: str, options: dict[str, Any] | None = None) -> None:
+    """Raise :class:`SearchSpecError` for an unknown optimizer or options it cannot run with."""
+    optimizer(name)
+    chosen = _chosen(name, options)
+    if name == "evolution":
+        evolution.check_options(
+            chosen.get("population", evolution.POPULATION),
+            chosen.get("sample_size"),
+            chosen.get("batch", evolution.BATCH),
+        )
+    elif name == "nsga2":
+        nsga2_module.check_options(chosen.get("population", nsga2_module.POPULATION))
+
+
+def run_optimizer(name: str, evaluator: Evaluator, seed: int, options: dict[str, Any] | None = None) -> None:
+    """Run optimizer ``name`` with the options it understands (others are ignored)."""
+    optimizer(name)(evaluator, seed, **_chosen(name, options))

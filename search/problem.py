@@ -1,0 +1,141 @@
+"""A search problem: objectives, constraints and an optional reward, answered by a Benchmark's surrogates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from accelnas.core.errors import AccelnasError
+from accelnas.core.space import Architecture
+from accelnas.search.objectives import Constraint, MnasReward, Objective, SearchSpecError
+from accelnas.surrogates.artifact import SurrogateArtifact
+from accelnas.surrogates.benchmark import Benchmark
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted mean and spread of every tracked objective (columns) for architectures (rows)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+
+class SearchProblem:
+    """Objectives to optimize, constraints to satisfy and an optional MnasNet reward on a Benchmark.
+
+    Every objective named by the objectives, the constraints or the reward is *tracked*: predicted
+    for each queried architecture, in the order of :attr:`tracked`.
+    """
+
+    def __init__(
+        self,
+        bench: Benchmark,
+        objectives: Sequence[Objective],
+        constraints: Sequence[Constraint] = (),
+        reward: MnasReward | None = None,
+    ) -> None:
+        if not objectives:
+            raise SearchSpecError("a search needs at least one objective")
+        self.objectives = list(objectives)
+        self.constraints = list(constraints)
+        self.reward = reward
+        tracked: list[Objective] = []
+        for o in [
+            *self.objectives,
+            *(c.objective for c in self.constraints),
+            *((reward.accuracy, reward.performance) if reward else ()),
+        ]:
+            if o not in tracked:
+                tracked.append(o)
+        self.tracked = tracked
+        self.surrogates: dict[Objective, SurrogateArtifact] = {}
+        for o in tracked:
+            try:
+                self.surrogates[o] = bench.surrogate(o.device, o.metric)
+            except AccelnasError as exc:
+                raise SearchSpecError(f"objective {o.name}: {exc}") from None
+        self._column = {o: i for i, o in enumerate(tracked)}
+
+    # -- facts -----------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def unit(self, objective: Objective) -> str:
+        return self.surrogates[objective].unit or ""
+
+    def target(self, objective: Objective) -> str:
+        """The benchmark target (``device/backend``) answering ``objective``."""
+        return self.surrogates[objective].target
+
+    def column(self, objective: Objective) -> int:
+        return self._column[objective]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description of the problem."""
+        return {
+            "objectives": [
+                {"name": o.name, "maximize": o.maximize, "unit": self.unit(o), "target": self.target(o)}
+                for o in self.objectives
+            ],
+            "constraints": [c.name for c in self.constraints],
+            "reward": None
+            if self.reward is None
+            else {
+                "formula": self.reward.name,
+                "performance": self.reward.performance.name,
+                "target": self.reward.target,
+                "w": self.reward.w,
+                "exponent": self.reward.exponent,
+            },
+        }
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def predict(self, archs: Sequence[Architecture]) -> Predictions:
+        """Predicted mean and std of every tracked objective for ``archs`` (one batch per surrogate)."""
+        n = len(archs)
+        mean = np.empty((n, len(self.tracked)))
+        std = np.empty((n, len(self.tracked)))
+        if n:
+            for j, o in enumerate(self.tracked):
+                mu, sd = self.surrogates[o].predict_dist(list(archs))
+                mean[:, j] = mu
+                std[:, j] = sd
+        return Predictions(mean, std)
+
+    def objective_values(self, mean: np.ndarray) -> np.ndarray:
+        """The columns of the search objectives, in their natural units and directions."""
+        mean = np.atleast_2d(mean)
+        return mean[:, [self._column[o] for o in self.objectives]]
+
+    def minimization(self, values: np.ndarray) -> np.ndarray:
+        """Objective values turned into minimization form (maximized objectives negated)."""
+        signs = np.array([-1.0 if o.maximize else 1.0 for o in self.objectives])
+        return np.atleast_2d(values) * signs
+
+    def violation(self, mean: np.ndarray) -> np.ndarray:
+        """Total relative constraint violation per architecture (0 = feasible)."""
+        mean = np.atleast_2d(mean)
+        total = np.zeros(len(mean))
+        for c in self.constraints:
+            total += c.violation(mean[:, self._column[c.objective]])
+        return total
+
+    def signed_constraints(self, mean: np.ndarray) -> np.ndarray:
+        """Constraint values in pymoo's ``G <= 0`` form, one column per constraint."""
+        mean = np.atleast_2d(mean)
+        if not self.constraints:
+            return np.zeros((len(mean), 0))
+        return np.column_stack([c.signed(mean[:, self._column[c.objective]]) for c in self.constraints])
+
+    def reward_values(self, mean: np.ndarray) -> np.ndarray | None:
+        """The MnasNet reward per architecture, or None without a reward."""
+        if self.reward is None:
+            return None
+        mean = np.atleast_2d(mean)
+        acc = mean[:, self._column[self.reward.accuracy]]
+        perf = mean[:, self._column[self.reward.performance]]
+        return self.reward(acc, perf)

@@ -1,0 +1,254 @@
+"""Close the loop: measure found architectures on a real target and compare with the predictions.
+
+The campaign machinery measures (and stores) the architectures; the report says which prediction
+they were compared against. Surrogates of the paper's devices predict other hardware than the one
+measured here, so only the ranking (Kendall τ, Spearman ρ) is comparable then; relative errors are
+reported when the prediction is for the measured target itself (a surrogate fitted on its campaign).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from accelnas.core.campaign import Progress, run_campaign
+from accelnas.core.errors import AccelnasError
+from accelnas.core.plugins import PluginRegistry
+from accelnas.core.records import MeasureSettings, Target
+from accelnas.core.space import Architecture
+from accelnas.core.store import Store
+from accelnas.search.objectives import Objective
+from accelnas.surrogates.artifact import SurrogateArtifact
+from accelnas.surrogates.benchmark import Benchmark
+from accelnas.surrogates.metrics import regression_metrics
+
+
+@dataclass(frozen=True)
+class PredictionSource:
+    """Predicted values of one metric for the architectures to verify, and where they come from."""
+
+    metric: str  # throughput or latency: what gets measured
+    target: str  # the target the prediction is for (e.g. a100/anb, cpu/onnxruntime)
+    label: str  # human-readable origin
+    mean: np.ndarray
+
+
+def _measurable(objective: Objective) -> None:
+    if objective.metric == "accuracy":
+        raise AccelnasError("accuracy cannot be measured on a device target; compare against a throughput or latency")
+    if objective.device is None:
+        raise AccelnasError(f"--against {objective.name}: name the device, e.g. {objective.metric}@a100")
+
+
+def from_front_column(frame: pd.DataFrame, objective: Objective, target: str | None = None) -> PredictionSource:
+    """The predictions stored in the front file's column for ``objective``.
+
+    ``target`` is the benchmark target that predicted them (``front.json`` records it); without it
+    the device name stands in.
+    """
+    _measurable(objective)
+    if objective.name not in frame.columns:
+        raise AccelnasError(
+            f"the front file has no column {objective.name!r}; give --benchmark DIR to predict it "
+            f"(columns: {', '.join(c for c in frame.columns if '@' in c and not c.endswith('_std')) or 'none'})"
+        )
+    values = pd.to_numeric(frame[objective.name], errors="coerce").to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)):
+        raise AccelnasError(f"the front file's column {objective.name!r} has missing or non-numeric values")
+    return PredictionSource(
+        objective.metric, target or str(objective.device), f"{objective.name} (front file column)", values
+    )
+
+
+def front_targets(front_json: Path) -> dict[str, str]:
+    """{objective name: benchmark target} recorded in a ``front.json`` (empty when absent or unreadable)."""
+    import json
+
+    try:
+        data = json.loads(front_json.read_text())
+        return {o["name"]: o["target"] for o in data.get("objectives", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def from_benchmark(bench: Benchmark, objective: Objective, archs: Sequence[Architecture]) -> PredictionSource:
+    """Fresh predictions of a benchmark for ``objective``."""
+    _measurable(objective)
+    pred = bench.query(list(archs), device=objective.device, metric=objective.metric)
+    return PredictionSource(
+        objective.metric, pred.target, f"{objective.name} (benchmark target {pred.target})", pred.mean
+    )
+
+
+def from_surrogate(artifact: SurrogateArtifact, archs: Sequence[Architecture], where: str) -> PredictionSource:
+    """Predictions of one surrogate (e.g. fitted on the user's own target)."""
+    if artifact.metric not in ("throughput", "latency"):
+        raise AccelnasError(f"surrogate {where} predicts {artifact.metric}, which a device target cannot measure")
+    mean = np.asarray(artifact.predict(list(archs)), dtype=float)
+    return PredictionSource(
+        artifact.metric, artifact.target, f"surrogate {where} ({artifact.target} {artifact.metric})", mean
+    )
+
+
+@dataclass
+class Verification:
+    """Predicted against measured values of the verified architectures."""
+
+    target: str
+    metric: str
+    unit: str | None
+    against: str
+    prediction_target: str
+    settings_key: str
+    ids: list[str]
+    predicted: np.ndarray
+    measured: np.ndarray
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def same_target(self) -> bool:
+        return self.prediction_target == self.target
+
+    def statistics(self) -> dict[str, float | None]:
+        """Kendall τ and Spearman ρ; relative errors only when the prediction is for the measured target."""
+        stats: dict[str, float | None] = {"kendall_tau": None, "spearman": None}
+        if len(self.measured) >= 2:
+            m = regression_metrics(self.measured, self.predicted)
+            stats["kendall_tau"], stats["spearman"] = m["kendall_tau"], m["spearman"]
+        if self.same_target and len(self.measured):
+            rel = np.abs(self.predicted - self.measured) / np.abs(self.measured)
+            stats["median_relative_error"] = float(np.median(rel))
+            stats["mean_relative_error"] = float(np.mean(rel))
+            stats["within_10pct"] = float(np.mean(rel <= 0.10))
+        return stats
+
+    def summary(self) -> str:
+        s = self.statistics()
+        tau = "n/a (fewer than 2 measured)" if s["kendall_tau"] is None else f"{s['kendall_tau']:.3f}"
+        rho = "" if s["spearman"] is None else f", Spearman ρ {s['spearman']:.3f}"
+        head = (
+            f"{len(self.measured)} architectures measured on {self.target} ({self.metric}) vs predicted "
+            f"{self.against}: Kendall τ {tau}{rho}"
+        )
+        if self.same_target:
+            if "median_relative_error" in s:
+                return (
+                    f"{head}; relative error median {100 * s['median_relative_error']:.1f}%, mean "
+                    f"{100 * s['mean_relative_error']:.1f}%, within ±10%: {100 * s['within_10pct']:.0f}%"
+                )
+            return head
+        return f"{head}; relative error not comparable: predictions are for {self.prediction_target}, not {self.target}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "metric": self.metric,
+            "unit": self.unit,
+            "against": self.against,
+            "prediction_target": self.prediction_target,
+            "same_target": self.same_target,
+            "settings_key": self.settings_key,
+            "statistics": self.statistics(),
+            "architectures": self.rows,
+            "errors": self.errors,
+        }
+
+
+def spread(archs: Sequence[Architecture], limit: int | None) -> list[int]:
+    """Indices of at most ``limit`` architectures evenly spaced along the (ordered) front."""
+    n = len(archs)
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit < 1:
+        raise AccelnasError("--limit must be >= 1")
+    return sorted({round(float(i)) for i in np.linspace(0, n - 1, limit)})
+
+
+def verify(
+    registry: PluginRegistry,
+    target: Target,
+    archs: Sequence[Architecture],
+    source: PredictionSource,
+    settings: MeasureSettings,
+    store: Store,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+) -> Verification:
+    """Measure ``archs`` on ``target`` (stored in ``store`` as they arrive) and pair them with ``source``."""
+    if len(source.mean) != len(archs):
+        raise ValueError("one prediction per architecture is needed")
+    report = run_campaign(registry, target, archs, settings, store, metrics=[source.metric], progress=progress)
+    key = settings.key(target)
+    stored = {
+        r["arch_id"]: r
+        for r in store.results(target=target.name, status="ok")
+        if r["metric"] == source.metric and r["settings_key"] == key
+    }
+    ids, predicted, measured, rows = [], [], [], []
+    unit = None
+    for a, p in zip(archs, source.mean, strict=True):
+        r = stored.get(a.id)
+        if r is None:
+            continue
+        unit = r["unit"]
+        ids.append(a.id)
+        predicted.append(float(p))
+        measured.append(float(r["value"]))
+        rows.append(
+            {
+                "id": a.id,
+                "predicted": float(p),
+                "measured": float(r["value"]),
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "precision_reached": bool(r["precision_reached"]),
+            }
+        )
+    return Verification(
+        target=target.name,
+        metric=source.metric,
+        unit=unit,
+        against=source.label,
+        prediction_target=source.target,
+        settings_key=key,
+        ids=ids,
+        predicted=np.array(predicted),
+        measured=np.array(measured),
+        rows=rows,
+        errors=list(report.errors),
+    )
+
+
+def write_verification(v: Verification, out_dir: str | Path) -> list[Path]:
+    """``verify.json``, ``verify.csv`` and (with two or more measured) ``verify.png`` under ``out_dir``."""
+    import json
+
+    from accelnas.search.plots import plot_verification
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "verify.json", out / "verify.csv"]
+    paths[0].write_text(json.dumps(v.to_dict(), indent=2))
+    pd.DataFrame(v.rows, columns=["id", "predicted", "measured", "ci_low", "ci_high", "precision_reached"]).to_csv(
+        paths[1], index=False
+    )
+    if len(v.measured) >= 2:
+        tau = v.statistics()["kendall_tau"]
+        paths.append(
+            plot_verification(
+                v.measured,
+                v.predicted,
+                out / "verify.png",
+                title=f"{v.target} {v.metric}: measured vs predicted\nKendall τ = {tau:.3f} (n={len(v.measured)})",
+                x_label=f"measured on {v.target} [{v.unit or ''}]",
+                y_label=f"predicted {v.against}",
+                same_scale=v.same_target,
+            )
+        )
+    return paths

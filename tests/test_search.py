@@ -1,0 +1,352 @@
+"""Search on a benchmark: objectives, budget, optimizers, Pareto fronts, hypervolume, B0 comparison, CLI."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+from cli_helpers import run_cli
+
+from accelnas.core.model import count_macs
+from accelnas.core.space import EFFICIENTNET_B0, FEATURE_NAMES, Architecture, sample
+from accelnas.search.compare import compare_with_b0
+from accelnas.search.configspace import BenchmarkObjective, configuration_space, from_configuration, to_configuration
+from accelnas.search.encoding import decode, encode
+from accelnas.search.evaluator import Evaluation, Evaluator, evaluate_free
+from accelnas.search.evolution import mutate
+from accelnas.search.objectives import (
+    SearchSpecError,
+    parse_constraint,
+    parse_objective,
+    parse_objectives,
+    parse_reward,
+)
+from accelnas.search.optimizers import run_optimizer
+from accelnas.search.pareto import Normalizer, anytime_hypervolume, front, hypervolume, non_dominated
+from accelnas.search.problem import SearchProblem
+from accelnas.search.run import search
+from accelnas.surrogates.benchmark import Benchmark
+from accelnas.surrogates.build import build_all
+
+
+def _synthetic_frame(n=150):
+    """Accuracy grows with MACs, throughput falls with them: a real trade-off on two devices."""
+    rows = []
+    for a in sample(n, 11):
+        macs = count_macs(a, 224) / 1e6
+        se = sum(s.se for s in a.stages)
+        base = {"arch_id": a.id, **a.to_config(), "settings_key": "k"}
+        rows += [
+            base | {"target": "imagenet/sim", "metric": "accuracy", "value": 30 + 5 * math.log(macs) + 0.5 * se},
+            base | {"target": "dev/sim", "metric": "throughput", "value": 1e5 / macs, "unit": "images/s"},
+            base | {"target": "dev/sim", "metric": "latency", "value": 0.01 * macs + 0.2 * a.num_layers, "unit": "ms"},
+            base | {"target": "edge/sim", "metric": "throughput", "value": 1e5 / (macs + 20 * a.num_layers)},
+        ]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    build_all(_synthetic_frame(), out, test_fraction=0.2, family="additive", echo=lambda line: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bench(bench_dir):
+    return Benchmark.load(bench_dir)
+
+
+@pytest.fixture(scope="module")
+def problem(bench):
+    return SearchProblem(bench, parse_objectives("accuracy,throughput@dev"))
+
+
+# -- specifications --------------------------------------------------------------------------------
+def test_parse_objectives_constraints_and_rewards():
+    objs = parse_objectives("accuracy, throughput@zcu102,latency@vck190")
+    assert [o.name for o in objs] == ["accuracy", "throughput@zcu102", "latency@vck190"]
+    assert [o.maximize for o in objs] == [True, True, False]
+    assert parse_objective("throughput@cpu/onnxruntime").device == "cpu/onnxruntime"
+    c = parse_constraint("latency@zcu102<=5")
+    assert (c.objective.name, c.op, c.bound) == ("latency@zcu102", "<=", 5.0)
+    assert c.violation(np.array([4.0, 6.0])).tolist() == [0.0, pytest.approx(0.2)]
+    assert parse_constraint("throughput@a100 >= 1e3").violation(np.array([500.0]))[0] == pytest.approx(0.5)
+    for bad in ("speed@zcu102", "throughput@", ""):
+        with pytest.raises(SearchSpecError):
+            parse_objectives(bad)
+    with pytest.raises(SearchSpecError, match="given twice"):
+        parse_objectives("accuracy,accuracy")
+    for bad in ("latency@zcu102<5", "latency@zcu102<=x", "latency@zcu102"):
+        with pytest.raises(SearchSpecError, match="malformed constraint"):
+            parse_constraint(bad)
+    with pytest.raises(SearchSpecError, match="throughput or latency"):
+        parse_reward("accuracy=70")
+    with pytest.raises(SearchSpecError, match="positive"):
+        parse_reward("latency@zcu102=0")
+
+
+def test_mnasnet_reward_sign_follows_the_metric():
+    latency = parse_reward("latency@zcu102=5")
+    assert latency.exponent == -0.07
+    assert latency(np.array([70.0]), np.array([10.0]))[0] == pytest.approx(70 * 2**-0.07)
+    assert latency(np.array([70.0]), np.array([2.5]))[0] > 70  # faster than the target: rewarded
+    throughput = parse_reward("throughput@zcu102=200", w=-0.07)
+    assert throughput.exponent == 0.07
+    assert throughput(np.array([70.0]), np.array([400.0]))[0] == pytest.approx(70 * 2**0.07)
+
+
+def test_problem_names_unknown_objectives(bench):
+    with pytest.raises(SearchSpecError, match=r"zcu102:throughput.*available: .*dev/sim:throughput"):
+        SearchProblem(bench, parse_objectives("accuracy,throughput@zcu102"))
+
+
+# -- budget ----------------------------------------------------------------------------------------
+def test_evaluator_counts_unique_architectures_and_caches(bench, problem):
+    a, b, *rest = sample(8, 3)
+    ev = Evaluator(problem, budget=5)
+    first = ev.evaluate([a, a, b])
+    assert ev.used == 2 and first[0] is first[1] and [e.query for e in ev.history] == [1, 2]
+    answers = ev.evaluate(rest)  # 6 new ones, 3 left in the budget
+    assert [x is None for x in answers] == [False] * 3 + [True] * 3 and ev.remaining == 0
+    assert ev.evaluate_one(a) is first[0]  # known ones stay free after the budget is spent
+    expected = bench.query([a, b], device="dev", metric="throughput").mean
+    column = problem.column(parse_objective("throughput@dev"))
+    assert [e.mean[column] for e in first[1:]] == pytest.approx(expected.tolist())
+    with pytest.raises(ValueError):
+        Evaluator(problem, budget=0)
+
+
+def test_encoding_and_mutation():
+    for a in [EFFICIENTNET_B0, *sample(20, 4)]:
+        assert decode(encode(a)) == a
+        child = mutate(a, random.Random(a.id))
+        assert int(np.sum(encode(child) != encode(a))) == 1
+    with pytest.raises(ValueError, match="outside"):
+        decode([9] * 28)
+
+
+# -- optimizers ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["random", "evolution", "nsga2"])
+def test_optimizers_spend_the_budget_on_unique_architectures_reproducibly(problem, name):
+    def ids(seed):
+        ev = Evaluator(problem, budget=150)
+        run_optimizer(name, ev, seed, {"population": 20, "sample_size": 5})
+        return [e.arch.id for e in ev.history]
+
+    first = ids(1)
+    assert len(first) == 150 == len(set(first))
+    assert ids(1) == first
+    assert ids(2) != first
+
+
+def test_guided_search_beats_random_search(problem):
+    outcome = search(problem, ["random", "evolution", "nsga2"], 600, [0, 1], {"population": 30, "sample_size": 8})
+    table = outcome.hypervolume_table([600])
+    assert table["evolution"][600][0] > table["random"][600][0]
+    assert table["nsga2"][600][0] > table["random"][600][0]
+    for run in outcome.runs:  # anytime hypervolume never falls and ends at the full history's
+        values = [hv for _, hv in run.curve]
+        assert values == sorted(values) and run.curve[-1][0] == 600
+        assert run.hypervolume == pytest.approx(hypervolume(_normalized(problem, outcome.normalizer, run.history)))
+    # the front merges every run: nothing queried dominates it
+    all_values = _min_values(problem, [e for r in outcome.runs for e in r.history])
+    for f in outcome.front:
+        mine = _min_values(problem, [f.evaluation])[0]
+        assert not np.any(np.all(all_values <= mine, axis=1) & np.any(all_values < mine, axis=1))
+
+
+def _min_values(problem, evaluations):
+    return problem.minimization(problem.objective_values(np.array([e.mean for e in evaluations])))
+
+
+def _normalized(problem, normalizer, evaluations):
+    return normalizer(_min_values(problem, evaluations))
+
+
+def test_constraints_keep_the_front_feasible(bench):
+    lat = bench.query(sample(200, 9), device="dev", metric="latency").mean
+    bound = float(np.quantile(lat, 0.3))
+    problem = SearchProblem(
+        bench, parse_objectives("accuracy,throughput@edge"), [parse_constraint(f"latency@dev<={bound}")]
+    )
+    outcome = search(problem, ["evolution", "nsga2"], 300, [0], {"population": 30, "sample_size": 8})
+    column = problem.column(parse_objective("latency@dev"))
+    assert outcome.front and all(f.evaluation.mean[column] <= bound for f in outcome.front)
+    for run in outcome.runs:
+        assert any(not e.feasible for e in run.history)  # the constraint was active
+        assert sum(e.feasible for e in run.history[-100:]) > sum(e.feasible for e in run.history[:100])
+
+
+def test_mnasnet_reward_search(bench):
+    lat = bench.query(sample(200, 9), device="dev", metric="latency").mean
+    reward = parse_reward(f"latency@dev={float(np.median(lat))}")
+    problem = SearchProblem(bench, parse_objectives("accuracy,latency@dev"), reward=reward)
+    outcome = search(problem, ["random", "evolution", "nsga2"], 300, [0], {"population": 30, "sample_size": 8})
+    best = {r.optimizer: max(e.reward for e in r.history) for r in outcome.runs}
+    assert best["evolution"] > best["random"] and best["nsga2"] > best["random"]
+    top = outcome.best_reward().evaluation
+    acc, perf = top.mean[problem.column(reward.accuracy)], top.mean[problem.column(reward.performance)]
+    assert top.reward == pytest.approx(acc * (perf / reward.target) ** -0.07)
+
+
+# -- fronts, hypervolume, B0 -----------------------------------------------------------------------
+def test_non_dominated_and_hypervolume():
+    points = np.array([[0.2, 0.5], [0.5, 0.2], [0.6, 0.6], [0.2, 0.5], [1.0, 0.1]])
+    assert non_dominated(points).tolist() == [True, True, False, False, True]
+    assert hypervolume([[0.2, 0.5], [0.5, 0.2]]) == pytest.approx(0.9 * 0.6 + 0.6 * 0.9 - 0.6 * 0.6)
+    assert hypervolume([[1.2, 0.0]]) == 0.0 and hypervolume(np.empty((0, 2))) == 0.0
+
+
+def test_normalizer_and_anytime_hypervolume(problem):
+    norm = Normalizer.for_problem(problem)
+    ev = Evaluator(problem, budget=60)
+    run_optimizer("random", ev, 0)
+    curve = anytime_hypervolume(problem, norm, ev.history, [10, 30, 60])
+    for n, hv in curve:
+        assert hv == pytest.approx(hypervolume(_normalized(problem, norm, ev.history[:n])))
+    assert norm.describe(problem)["reference_point_normalized"] == 1.1
+    ref = norm.reference_values(problem)
+    assert ref[0] < norm.describe(problem)["worst"]["accuracy"]  # beyond the worst sampled accuracy
+
+
+def _evaluation(arch, acc, value):
+    return Evaluation(arch, np.array([acc, value]), np.zeros(2), 0.0, None, 1)
+
+
+@pytest.mark.parametrize("metric", ["throughput", "latency"])
+def test_b0_comparison(bench, metric):
+    problem = SearchProblem(bench, parse_objectives(f"accuracy,{metric}@dev"))
+    better = 1.0 if metric == "throughput" else -1.0
+    b0_value = 100.0
+    archs = sample(4, 5)
+    evaluations = [
+        _evaluation(archs[0], 71.0, b0_value * (1 + 0.2 * better)),  # dominates: +1 point, 20% better
+        _evaluation(archs[1], 72.0, b0_value * (1 - 0.1 * better)),  # more accurate, slower
+        _evaluation(archs[2], 70.0, b0_value * (1 + 0.5 * better)),  # as accurate, 50% better
+        _evaluation(archs[3], 69.0, b0_value * (1 + 2.0 * better) if better > 0 else 1.0),  # less accurate
+    ]
+    [c] = compare_with_b0(problem, evaluations, _evaluation(EFFICIENTNET_B0, 70.0, b0_value))
+    assert c.dominating == 2 and c.objective == f"{metric}@dev"
+    assert c.most_accurate.arch_id == archs[0].id and c.most_accurate.accuracy_gain == pytest.approx(1.0)
+    assert c.most_accurate.value_change_pct == pytest.approx(20.0 * better)
+    assert c.best_value.arch_id == archs[2].id and c.best_value.value_change_pct == pytest.approx(50.0 * better)
+    assert "2 found architectures dominate EfficientNet-B0" in c.summary()
+
+
+# -- ConfigSpace -----------------------------------------------------------------------------------
+def test_configspace_roundtrip_and_objective(tmp_path, problem):
+    from ConfigSpace import ConfigurationSpace
+
+    from accelnas.search.configspace import write_space
+
+    cs = configuration_space(seed=3)
+    assert len(list(cs.values())) == 28
+    assert from_configuration(cs.get_default_configuration()) == EFFICIENTNET_B0
+    configs = cs.sample_configuration(20)
+    archs = [from_configuration(c) for c in configs]
+    assert len({a.id for a in archs}) > 15
+    for a in sample(10, 6):
+        assert from_configuration(to_configuration(a, cs)) == a
+    assert ConfigurationSpace.from_json(write_space(tmp_path / "space.json")) == configuration_space()
+    objective = BenchmarkObjective(problem)
+    values = objective.evaluate(configs[:3])
+    expected = problem.objective_values(problem.predict(archs[:3]).mean)
+    got = [[v["accuracy"], v["throughput@dev"]] for v in values]
+    assert np.allclose(got, expected)
+    assert objective.costs(configs[0]) == pytest.approx([-values[0]["accuracy"], -values[0]["throughput@dev"]])
+    assert objective.calls == 4
+    with pytest.raises(ValueError, match="invalid architecture"):
+        from_configuration({"block0_e": 2})
+
+
+# -- command line ----------------------------------------------------------------------------------
+def test_search_cli_writes_front_json_and_plots(tmp_path, bench_dir, bench):
+    out = tmp_path / "run"
+    result = run_cli(
+        "search", "--benchmark", str(bench_dir), "--objectives", "accuracy,throughput@dev", "--budget", "200",
+        "--optimizer", "nsga2,evolution", "--optimizer", "random", "--seeds", "2", "--population", "20",
+        "--constraint", "latency@dev<=1000", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "EfficientNet-B0" in result.stdout and "hypervolume" in result.stdout
+    assert result.stderr.count("queries, hypervolume") == 6
+    frame = pd.read_csv(out / "front.csv")
+    assert list(frame.columns[:29]) == ["id", *FEATURE_NAMES]
+    assert {"accuracy", "throughput@dev", "accuracy_std", "latency@dev", "found_by"} <= set(frame.columns)
+    archs = [Architecture.from_config({k: row[k] for k in FEATURE_NAMES}) for row in frame.to_dict("records")]
+    assert [a.id for a in archs] == frame["id"].tolist()
+    assert frame["accuracy"].tolist() == pytest.approx(bench.query(archs, metric="accuracy").mean.tolist())
+    values = np.column_stack([-frame["accuracy"], -frame["throughput@dev"]])
+    assert non_dominated(values).all()
+    data = json.loads((out / "front.json").read_text())
+    assert set(data["hypervolume"]["per_optimizer"]) == {"nsga2", "evolution", "random"}
+    assert data["hypervolume"]["per_optimizer"]["nsga2"]["200"]["seeds"] == 2
+    assert len(data["runs"]) == 6 and all(r["queries"] == 200 for r in data["runs"])
+    assert data["efficientnet_b0"]["id"] == EFFICIENTNET_B0.id and len(data["front"]) == len(frame)
+    assert data["b0_comparison"][0]["objective"] == "throughput@dev"
+    for png in ("front.png", "hypervolume.png"):
+        assert (out / png).stat().st_size > 10_000
+
+
+def test_search_cli_errors_are_one_line(tmp_path, bench_dir):
+    base = ("search", "--benchmark", str(bench_dir), "--budget", "20", "--out", str(tmp_path / "x"))
+    cases = [
+        (("--objectives", "accuracy,throughput@zcu102"), "no surrogate for zcu102:throughput"),
+        (("--objectives", "accuracy", "--optimizer", "annealing"), "unknown optimizer 'annealing'"),
+    ]
+    for args, fragment in cases:
+        result = run_cli(*base, *args)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        assert fragment in lines[0]
+    missing = run_cli("search", "--benchmark", str(tmp_path / "nope"), "--objectives", "accuracy", "--out", "x")
+    assert missing.returncode != 0 and "no benchmark" in missing.stderr
+
+
+def test_search_space_cli(tmp_path):
+    result = run_cli("search-space", "--out", str(tmp_path / "space.json"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "space.json").read_text())
+    assert [h["name"] for h in data["hyperparameters"]] == sorted(FEATURE_NAMES)
+
+
+# -- the public Accel-NASBench data ----------------------------------------------------------------
+def test_found_architectures_dominate_b0_on_real_data(tmp_path, anb_records):
+    from accelnas.surrogates.anb_dataset import import_anb
+
+    records = tmp_path / "records"
+    records.mkdir()
+    for i, r in enumerate(anb_records[:600]):
+        (records / f"result_{i}.json").write_text(json.dumps(r))
+    frame, _ = import_anb(records)
+    out = tmp_path / "anb"
+    build_all(frame, out, targets=[("imagenet/anb", "accuracy"), ("zcu102/anb", "throughput")], family="additive",
+              echo=lambda line: None)  # fmt: skip
+    problem = SearchProblem(Benchmark.load(out), parse_objectives("accuracy,throughput@zcu102"))
+    outcome = search(problem, ["nsga2"], 400, [0])
+    [c] = outcome.comparisons
+    assert c.dominating > 0 and c.best_value.value_change_pct > 0 and c.most_accurate.accuracy_gain >= 0
+    b0 = evaluate_free(problem, [EFFICIENTNET_B0])[0]
+    assert outcome.b0.mean.tolist() == b0.mean.tolist()
+    assert front(problem, outcome.runs[0].history)
+
+
+def test_verification_predictions_come_from_the_named_source(bench):
+    from accelnas.core.errors import AccelnasError
+    from accelnas.search.verify import from_benchmark, from_front_column
+
+    archs = sample(4, 12)
+    source = from_benchmark(bench, parse_objective("throughput@dev"), archs)
+    assert source.target == "dev/sim" and source.metric == "throughput"
+    assert source.mean.tolist() == bench.query(archs, device="dev", metric="throughput").mean.tolist()
+    frame = pd.DataFrame({"id": [a.id for a in archs], "latency@dev": [1.0, 2.0, 3.0, 4.0]})
+    column = from_front_column(frame, parse_objective("latency@dev"))
+    assert column.metric == "latency" and column.target == "dev" and column.mean.tolist() == [1, 2, 3, 4]
+    frame.loc[1, "latency@dev"] = None
+    with pytest.raises(AccelnasError, match="missing or non-numeric"):
+        from_front_column(frame, parse_objective("latency@dev"))
+    with pytest.raises(AccelnasError, match="name the device"):
+        from_benchmark(bench, parse_objective("throughput"), archs)

@@ -1,0 +1,129 @@
+"""Closing the loop: measuring a found front on the CPU target and comparing with predictions."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+from cli_helpers import run_cli
+from scipy import stats
+
+from accelnas.core.model import count_macs
+from accelnas.core.space import FEATURE_NAMES, sample
+from accelnas.search.report import FrontFileError, read_front
+from accelnas.search.verify import spread
+from accelnas.surrogates import artifact
+from accelnas.surrogates.fit import fit_surrogate
+
+FAST = ("--input-size", "32", "--batch-size", "4", "--precision", "0.05", "--max-seconds", "0.3",
+        "--warmup-seconds", "0.1", "--threads", "1")  # fmt: skip
+
+
+def _small_archs(n):
+    """Cheap architectures (few layers) so that measuring them takes seconds."""
+    return sorted(sample(200, 21), key=lambda a: count_macs(a, 32))[:n]
+
+
+@pytest.fixture(scope="module")
+def front_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("front")
+    archs = _small_archs(3)
+    rows = [{"id": a.id, **a.to_config(), "throughput@dev": 1e5 / count_macs(a, 224) * 1e6} for a in archs]
+    pd.DataFrame(rows).to_csv(out / "front.csv", index=False)
+    objectives = [{"name": "throughput@dev", "maximize": True, "unit": "images/s", "target": "dev/sim"}]
+    (out / "front.json").write_text(json.dumps({"objectives": objectives}))
+    return out
+
+
+def _one_line_error(result, fragment):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0]
+
+
+def test_verify_measures_stores_and_compares(front_dir, tmp_path):
+    db = tmp_path / "campaign.sqlite"
+    out = tmp_path / "report"
+    args = ("verify", str(front_dir / "front.csv"), "--db", str(db), "--limit", "2", *FAST)
+    result = run_cli(*args, "--against", "throughput@dev", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "2 architectures measured on cpu/onnxruntime (throughput)" in result.stdout
+    assert "predictions are for dev/sim, not cpu/onnxruntime" in result.stdout
+    with sqlite3.connect(db) as conn:
+        stored = dict(conn.execute("SELECT arch_id, value FROM results WHERE status='ok' AND metric='throughput'"))
+    report = json.loads((out / "verify.json").read_text())
+    front = pd.read_csv(front_dir / "front.csv")
+    chosen = front.iloc[spread(list(front["id"]), 2)]
+    assert sorted(stored) == sorted(chosen["id"]) == sorted(r["id"] for r in report["architectures"])
+    assert all(r["measured"] == stored[r["id"]] for r in report["architectures"])
+    predicted = dict(zip(chosen["id"], chosen["throughput@dev"], strict=True))
+    assert all(r["predicted"] == pytest.approx(predicted[r["id"]]) for r in report["architectures"])
+    assert report["prediction_target"] == "dev/sim" and not report["same_target"]
+    measured = [r["measured"] for r in report["architectures"]]
+    expected_tau = stats.kendalltau(measured, [r["predicted"] for r in report["architectures"]]).statistic
+    assert report["statistics"]["kendall_tau"] == pytest.approx(expected_tau)
+    assert "median_relative_error" not in report["statistics"]
+    assert (out / "verify.csv").is_file() and (out / "verify.png").stat().st_size > 5_000
+
+    # a surrogate of the measured target itself: errors become comparable; stored results are reused
+    frame = pd.DataFrame(
+        [
+            {"arch_id": a.id, **a.to_config(), "target": "cpu/onnxruntime", "metric": "throughput",
+             "value": 4e8 / count_macs(a, 32), "unit": "images/s"}
+            for a in sample(40, 8)
+        ]
+    )  # fmt: skip
+    surrogate = tmp_path / "cpu-surrogate"
+    artifact.save(fit_surrogate(frame, "cpu/onnxruntime", "throughput", family="additive").artifact, surrogate)
+    again = run_cli(*args, "--surrogate", str(surrogate), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "already stored" in again.stderr and "relative error median" in again.stdout
+    report = json.loads((out / "verify.json").read_text())
+    assert report["same_target"] and report["prediction_target"] == "cpu/onnxruntime"
+    pred = np.array([r["predicted"] for r in report["architectures"]])
+    meas = np.array([r["measured"] for r in report["architectures"]])
+    assert report["statistics"]["median_relative_error"] == pytest.approx(float(np.median(np.abs(pred - meas) / meas)))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2
+
+
+def test_verify_bad_input_is_one_line(front_dir, tmp_path):
+    db = str(tmp_path / "c.sqlite")
+    front = str(front_dir / "front.csv")
+    _one_line_error(run_cli("verify", front, "--db", db, "--against", "accuracy"), "accuracy cannot be measured")
+    _one_line_error(run_cli("verify", front, "--db", db, "--against", "throughput@zcu102"), "no column")
+    _one_line_error(
+        run_cli("verify", front, "--db", db, "--against", "throughput@dev", "--target", "gpu/none"),
+        "unknown target 'gpu/none'",
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,throughput@dev\n1311-6321-6521-6331-6531-6551-6311,3\n")
+    _one_line_error(run_cli("verify", str(bad), "--db", db, "--against", "throughput@dev"), "row 1: invalid")
+
+
+def test_read_front_rejects_malformed_files(front_dir, tmp_path):
+    archs, frame = read_front(front_dir / "front.csv")
+    assert [a.id for a in archs] == frame["id"].tolist() and len(archs) == 3
+    bad = tmp_path / "bad.csv"
+    with pytest.raises(FrontFileError, match="not found"):
+        read_front(bad)
+    bad.write_text("name,value\nx,1\n")
+    with pytest.raises(FrontFileError, match="needs an 'id' column"):
+        read_front(bad)
+    bad.write_text("id\n")
+    with pytest.raises(FrontFileError, match="no architectures"):
+        read_front(bad)
+    mismatch = frame.copy()
+    mismatch.loc[0, FEATURE_NAMES[0]] = 4 if mismatch.loc[0, FEATURE_NAMES[0]] != 4 else 6
+    mismatch.to_csv(bad, index=False)
+    with pytest.raises(FrontFileError, match=r"row 1: id .* does not match"):
+        read_front(bad)
+    assert spread(archs, 2) == [0, 2] and spread(archs, None) == [0, 1, 2]
+
+
+def test_verify_usage(front_dir, tmp_path):
+    db = str(tmp_path / "c.sqlite")
+    front = str(front_dir / "front.csv")
+    usage = run_cli("verify", front, "--db", db)
+    assert usage.returncode == 2 and "--against OBJECTIVE" in usage.stderr
