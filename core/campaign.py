@@ -2,28 +2,32 @@
 
 Re-running a campaign with the same target and settings skips what is already stored, so a killed
 campaign resumes where it stopped; failures are stored with their error and retried on the next run.
+
+The campaign is the single store writer: an executor (in-process by default, a child process per
+task, or a Ray cluster) runs the measurements and hands back outcomes, and each is committed as soon
+as it arrives. Transient failures are tried again within the run according to the target's
+:class:`~accelnas.core.retry.RetryPolicy`; a time budget ends the run early, leaving the rest pending.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from accelnas.core.errors import AccelnasError, PluginError
-from accelnas.core.model import build_model, calibrate_batchnorm
+from accelnas.core.executors import MEASURE_HOOKS, Executor, LocalExecutor, Outcome, Task, checked_measurement
 from accelnas.core.plugins import PluginRegistry
-from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
+from accelnas.core.records import Measurement, MeasureSettings, Target
+from accelnas.core.retry import RetryPolicy, policy_for
 from accelnas.core.space import Architecture
 from accelnas.core.store import Store
 
 log = logging.getLogger(__name__)
 
-MEASURE_HOOKS = {"throughput": "measure_throughput", "latency": "measure_latency"}
+__all__ = ["MEASURE_HOOKS", "CampaignReport", "Progress", "run_campaign"]
 
 
 @dataclass
@@ -50,25 +54,10 @@ class CampaignReport:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _checked(result: Any, cls: type, plugin: str, hook: str) -> Any:
-    if not isinstance(result, cls):
-        raise PluginError(
-            f"plugin {plugin!r} returned {type(result).__name__} from {hook}, expected {cls.__name__}", plugin
-        )
-    return result
-
-
-def _checked_measurement(result: Any, plugin: str, hook: str, metric: str) -> Measurement:
-    m = _checked(result, Measurement, plugin, hook)
-    try:
-        m.validate()
-    except (ValueError, TypeError) as exc:
-        raise PluginError(f"plugin {plugin!r} returned a malformed measurement from {hook}: {exc}", plugin) from None
-    if m.metric != metric:
-        raise PluginError(f"plugin {plugin!r} returned metric {m.metric!r} from {hook}, expected {metric!r}", plugin)
-    return m
+    retried: int = 0  # transient failures tried again within this run
+    pending: int = 0  # measurements left for a later run (time budget spent)
+    budget_exhausted: bool = False
+    executor: str = "local"
 
 
 def run_campaign(
@@ -81,69 +70,106 @@ def run_campaign(
     metrics: Sequence[str] | None = None,
     retry_failed: bool = True,
     progress: Callable[[Progress], None] | None = None,
+    executor: Executor | None = None,
+    retry: RetryPolicy | Mapping[str, RetryPolicy] | None = None,
+    time_budget: float | None = None,
 ) -> CampaignReport:
-    """Measure ``archs`` on ``target``; every result is committed to ``store`` as soon as it exists."""
+    """Measure ``archs`` on ``target``; every result is committed to ``store`` as soon as it exists.
+
+    ``executor`` runs the measurements (default: :class:`~accelnas.core.executors.LocalExecutor`);
+    ``retry`` is a policy or a {target, device or "*": policy} mapping; ``time_budget`` (seconds)
+    stops submitting and cancels what is in flight once spent.
+    """
     metrics = list(metrics or target.metrics)
     unsupported = [m for m in metrics if m not in target.metrics]
     if unsupported:
         raise AccelnasError(f"target {target.name} does not measure {unsupported[0]!r}")
+    if time_budget is not None and time_budget <= 0:
+        raise AccelnasError(f"the time budget must be positive, got {time_budget}")
+    executor = executor or LocalExecutor()
+    policy = policy_for(target.name, retry)
     key = settings.key(target)
     identity = settings.identity(target)
-    report = CampaignReport(target=target.name, settings_key=key, planned=len(archs))
+    report = CampaignReport(target=target.name, settings_key=key, planned=len(archs), executor=executor.name)
     start = time.perf_counter()
-    state = store.status_of(target.name, key)
+    deadline = start + time_budget if time_budget is not None else float("inf")
     emit = progress or (lambda event: None)
 
+    store.record_plan(archs, target.name, metrics, key, identity)
+    state = store.status_of(target.name, key)
+    queue: list[Task] = []
     for index, arch in enumerate(archs, 1):
-        todo = [
-            m
-            for m in metrics
-            if state.get((arch.id, m)) != "ok" and (retry_failed or state.get((arch.id, m)) != "failed")
-        ]
+        stored = {m: state.get((arch.id, m)) for m in metrics}
+        todo = tuple(m for m in metrics if stored[m] != "ok" and (retry_failed or stored[m] != "failed"))
         report.already_done += len(metrics) - len(todo)
-        if not todo:
+        if todo:
+            queue.append(Task(index, arch, todo))
+        else:
             emit(Progress(index, len(archs), arch, None, "skipped"))
-            continue
-        t0 = time.perf_counter()
+    queue.reverse()  # pop() from the end keeps the campaign order
 
-        def fail(metric_list: list[str], error: str, plugin: str | None, _arch=arch, _index=index, _t0=t0) -> None:
-            for metric in metric_list:
-                store.record_failure(_arch, target.name, metric, key, identity, error, plugin)
-                report.failed += 1
-                report.errors.append(f"{_arch.id} {metric}: {error}")
-                elapsed = time.perf_counter() - _t0
-                emit(Progress(_index, len(archs), _arch, metric, "failed", error=error, elapsed=elapsed))
+    delayed: list[tuple[float, int, Task]] = []  # (ready time, tie-break, task) of retries
+    waiting: dict[Task, set[str]] = {}  # tasks in flight -> metrics without an outcome yet
+    to_retry: dict[Task, list[str]] = {}
 
-        with tempfile.TemporaryDirectory(prefix="accelnas-") as tmp:
-            workdir = Path(tmp)
-            try:
-                model = calibrate_batchnorm(build_model(arch), settings.input_size)
-                result, plugin = registry.call_first(
-                    "export_model", target=target, architecture=arch, model=model, settings=settings, workdir=workdir
-                )
-                exported = _checked(result, ExportedModel, plugin, "export_model")
-                result, plugin = registry.call_first(
-                    "compile", target=target, exported=exported, settings=settings, workdir=workdir
-                )
-                compiled = _checked(result, CompiledModel, plugin, "compile")
-            except AccelnasError as exc:
-                fail(todo, str(exc), getattr(exc, "plugin", None))
-                continue
-            for metric in todo:
-                hook = MEASURE_HOOKS[metric]
-                try:
-                    result, plugin = registry.call_first(hook, target=target, compiled=compiled, settings=settings)
-                    measurement = _checked_measurement(result, plugin, hook, metric)
-                except AccelnasError as exc:
-                    fail([metric], str(exc), getattr(exc, "plugin", None))
-                    continue
-                store.record_ok(arch, target.name, key, identity, measurement, plugin)
+    def commit(task: Task, outcome: Outcome) -> None:
+        arch, metric = task.arch, outcome.metric
+        if outcome.ok:
+            try:  # validated where it was measured; checked again after the trip between processes
+                measurement = checked_measurement(outcome.measurement, outcome.plugin, MEASURE_HOOKS[metric], metric)
+            except PluginError as exc:
+                outcome = Outcome(metric, error=str(exc), plugin=outcome.plugin, where=outcome.where)
+            else:
+                measurement.provenance = {**measurement.provenance, "measured_by": outcome.where}
+                store.record_ok(arch, target.name, key, identity, measurement, outcome.plugin)
                 report.measured += 1
-                emit(
-                    Progress(
-                        index, len(archs), arch, metric, "ok", measurement=measurement, elapsed=time.perf_counter() - t0
-                    )
-                )
-            del compiled, exported, model
+                emit(Progress(task.index, len(archs), arch, metric, "ok", measurement, elapsed=outcome.seconds))
+                return
+        error = outcome.error or "unknown error"
+        store.record_failure(arch, target.name, metric, key, identity, error, outcome.plugin)
+        if policy.should_retry(error, task.attempt):
+            to_retry.setdefault(task, []).append(metric)
+            report.retried += 1
+            error = f"{error} (attempt {task.attempt}/{policy.max_attempts}; retrying)"
+        else:
+            report.failed += 1
+            report.errors.append(f"{arch.id} {metric}: {error}")
+        emit(Progress(task.index, len(archs), arch, metric, "failed", error=error, elapsed=outcome.seconds))
+
+    executor.open(registry, target, settings)
+    try:
+        while queue or delayed or waiting:
+            now = time.perf_counter()
+            if now >= deadline:
+                report.budget_exhausted = True
+                executor.cancel()
+                break
+            while delayed and delayed[0][0] <= now:
+                queue.append(heapq.heappop(delayed)[2])
+            while queue and len(waiting) < executor.capacity:
+                task = queue.pop()
+                waiting[task] = set(task.metrics)
+                executor.submit(task)
+            if not waiting:  # only retries waiting for their backoff
+                time.sleep(max(0.0, min(delayed[0][0], deadline) - time.perf_counter()))
+                continue
+            timeout = min(deadline, delayed[0][0] if delayed else float("inf"), now + 5.0) - now
+            for task, outcome in executor.poll(max(0.0, timeout)):
+                if outcome.metric not in waiting.get(task, ()):
+                    log.warning("ignoring a second outcome for %s %s", task.arch.id, outcome.metric)
+                    continue
+                waiting[task].discard(outcome.metric)
+                commit(task, outcome)
+                if not waiting[task]:
+                    del waiting[task]
+                    again = to_retry.pop(task, None)
+                    if again:
+                        ready = time.perf_counter() + policy.delay(task.attempt)
+                        retry_task = Task(task.index, task.arch, tuple(again), task.attempt + 1)
+                        heapq.heappush(delayed, (ready, id(retry_task), retry_task))
+    finally:
+        executor.close()
+    report.pending = sum(len(t.metrics) for t in queue) + sum(len(t.metrics) for _, _, t in delayed)
+    report.pending += sum(len(left) for left in waiting.values())
     report.seconds = time.perf_counter() - start
     return report

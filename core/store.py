@@ -2,7 +2,11 @@
 
 Every result is committed in its own transaction as soon as it exists, so a process killed at any
 moment loses at most the measurement in flight; the unique key makes re-runs idempotent. A row is
-``ok`` (measured) or ``failed`` (with the error); an ``ok`` row is never overwritten.
+``ok`` (measured) or ``failed`` (with the error); an ``ok`` row is never overwritten. Campaigns also
+record what they plan to measure, so :meth:`Store.summary` can tell done, failed and pending apart.
+
+Several processes may write one store at once (each write is an ``IMMEDIATE`` transaction and waits
+for the others); the store must then live on a local disk, as SQLite's WAL mode needs shared memory.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ from accelnas.core.errors import StoreError
 from accelnas.core.records import Measurement
 from accelnas.core.space import Architecture
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the planned table
 APPLICATION_ID = 0x41434E53  # "ACNS"
 
 SCHEMA = """
@@ -56,6 +60,33 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_by_target ON results(target, metric, status);
 """
 
+PLAN_SCHEMA = """
+CREATE TABLE IF NOT EXISTS planned (
+    arch_id TEXT NOT NULL REFERENCES architectures(arch_id),
+    target TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    settings_key TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (arch_id, target, metric, settings_key)
+)
+"""
+
+_SUMMARY = """
+WITH keys AS (
+    SELECT arch_id, target, metric, settings_key FROM planned
+    UNION SELECT arch_id, target, metric, settings_key FROM results
+)
+SELECT k.target, k.settings_key, k.metric,
+       COALESCE(SUM(r.status = 'ok'), 0) AS ok,
+       COALESCE(SUM(r.status = 'failed'), 0) AS failed,
+       COALESCE(SUM(r.status IS NULL), 0) AS pending,
+       COUNT(*) AS total
+FROM keys k LEFT JOIN results r USING (arch_id, target, metric, settings_key)
+GROUP BY k.target, k.settings_key, k.metric
+ORDER BY k.target, k.settings_key, k.metric
+"""
+
 _UPSERT_OK = """
 INSERT INTO results (arch_id, target, metric, settings_key, settings, status, value, std, ci_low, ci_high,
                      unit, batch_size, input_size, precision_reached, samples, extra, provenance, plugin,
@@ -86,8 +117,11 @@ WHERE results.status != 'ok'
 class Store:
     """Open (or create) a campaign store at ``path``."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            create = False
         if not self.path.exists() and not create:
             raise StoreError(f"campaign store not found: {self.path}")
         if self.path.exists() and self.path.is_dir():
@@ -95,33 +129,81 @@ class Store:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            if readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self.conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
             self._init()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable accelnas store: {exc}") from None
 
-    def _init(self) -> None:
+    def _inspect(self) -> tuple[int, int, set[str]]:
+        """application_id, user_version and table names, read together (in one transaction)."""
         c = self.conn
         app_id = c.execute("PRAGMA application_id").fetchone()[0]
         version = c.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return app_id, version, tables
+
+    def _check(self, app_id: int, version: int, tables: set[str]) -> None:
         if tables and app_id != APPLICATION_ID:
             raise StoreError(f"{self.path} is an SQLite file but not an accelnas store")
         if app_id == APPLICATION_ID and version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has store schema {version}; this accelnas reads up to {SCHEMA_VERSION} (upgrade it)"
             )
-        c.execute("PRAGMA journal_mode=WAL")
+
+    def _init(self) -> None:
+        c = self.conn
+        # validate before writing anything: a foreign or newer file is left exactly as it was
+        c.execute("BEGIN")
+        try:
+            app_id, version, tables = self._inspect()
+        finally:
+            c.execute("COMMIT")
+        self._check(app_id, version, tables)
+        if self.readonly:
+            if not tables:
+                raise StoreError(f"{self.path} is an empty file, not an accelnas store")
+            self.has_plan = "planned" in tables
+            return
+        self.has_plan = True
+        self._enable_wal()
         c.execute("PRAGMA synchronous=FULL")
         c.execute("PRAGMA foreign_keys=ON")
-        if not tables:
-            with self.transaction():
+        if tables and version >= SCHEMA_VERSION:
+            return
+        # several processes may open a new store at once: the first to take the write lock creates
+        # (or upgrades) it, the others find it done
+        with self.transaction():
+            app_id, version, tables = self._inspect()
+            self._check(app_id, version, tables)
+            if not tables:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
+                c.execute(PLAN_SCHEMA)
                 c.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version < SCHEMA_VERSION:  # additive upgrade of an older store
+                c.execute(PLAN_SCHEMA)
+                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _enable_wal(self, timeout: float = 60.0) -> None:
+        # switching to WAL needs a moment alone with the file; SQLite may report "locked" at once
+        # instead of waiting when another connection is doing the same, so wait here
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                transient = "locked" in str(exc) or "busy" in str(exc)
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -208,6 +290,27 @@ class Store:
             self._ensure_arch(arch)
             c.execute(_UPSERT_FAILED, params)
 
+    def record_plan(
+        self,
+        archs: Iterable[Architecture],
+        target: str,
+        metrics: Iterable[str],
+        settings_key: str,
+        settings: dict[str, Any],
+    ) -> None:
+        """Note that a campaign means to measure ``metrics`` of ``archs`` (idempotent, one transaction)."""
+        now = time.time()
+        text = json.dumps(settings, sort_keys=True, default=str)
+        metrics = list(metrics)
+        with self.transaction() as c:
+            for arch in archs:
+                self._ensure_arch(arch)
+                c.executemany(
+                    "INSERT OR IGNORE INTO planned (arch_id, target, metric, settings_key, settings, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(arch.id, target, metric, settings_key, text, now) for metric in metrics],
+                )
+
     # -- reads -----------------------------------------------------------------------------------
     def status_of(self, target: str, settings_key: str) -> dict[tuple[str, str], str]:
         """{(arch_id, metric): status} for one target and settings."""
@@ -238,6 +341,40 @@ class Store:
 
     def targets(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT target FROM results ORDER BY target")]
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per (target, settings_key, metric): ok, failed, pending (planned, no result yet) and total."""
+        query = (
+            _SUMMARY
+            if self.has_plan
+            else _SUMMARY.replace("SELECT arch_id, target, metric, settings_key FROM planned\n    UNION ", "")
+        )
+        return [dict(r) for r in self.conn.execute(query)]
+
+    def common_errors(self, limit: int = 5) -> list[dict[str, Any]]:
+        """The most frequent error texts of failed rows, per target: (target, error, n)."""
+        rows = self.conn.execute(
+            "SELECT target, error, COUNT(*) AS n FROM results WHERE status = 'failed' "
+            "GROUP BY target, error ORDER BY target, n DESC, error"
+        )
+        out: list[dict[str, Any]] = []
+        per_target: dict[str, int] = {}
+        for row in rows:
+            if per_target.get(row["target"], 0) < limit:
+                per_target[row["target"]] = per_target.get(row["target"], 0) + 1
+                out.append(dict(row))
+        return out
+
+    def settings_of(self, settings_key: str) -> dict[str, Any] | None:
+        """The settings (identity) stored under ``settings_key``."""
+        row = self.conn.execute(
+            "SELECT settings FROM results WHERE settings_key = ? LIMIT 1", (settings_key,)
+        ).fetchone()
+        if row is None and self.has_plan:
+            row = self.conn.execute(
+                "SELECT settings FROM planned WHERE settings_key = ? LIMIT 1", (settings_key,)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
 
     def counts(self) -> list[dict[str, Any]]:
         """Rows of (target, metric, status, n)."""

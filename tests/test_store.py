@@ -86,3 +86,23 @@ def test_newer_schema_is_refused(tmp_path):
         conn.execute("PRAGMA user_version=99")
     with pytest.raises(StoreError, match="schema 99"):
         Store(path)
+
+
+def _open_and_report(path: str) -> str:
+    try:
+        with Store(path):
+            return "ok"
+    except StoreError as exc:
+        return str(exc)
+
+
+def test_many_processes_may_create_the_same_store_at_once(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(6) as pool:
+        for i in range(8):
+            path = str(tmp_path / f"s{i}.sqlite")
+            assert pool.map(_open_and_report, [path] * 6) == ["ok"] * 6
+            with Store(path) as store:
+                assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,0 +1,140 @@
+"""Merge campaign stores (e.g. the shards of a job array) into one, idempotently.
+
+Per (architecture, target, metric, settings) key:
+
+- absent from the output: the row is copied as it is;
+- ``failed`` in the output, ``ok`` in the source: the measurement replaces the failure;
+- ``ok`` in the output, ``failed`` in the source: the measurement stays;
+- both ``failed``: the more recent failure is kept;
+- both ``ok`` with the same measurement: nothing changes;
+- both ``ok`` with different measurements: a **conflict**; the output keeps its row, the conflict is
+  reported and nothing is overwritten.
+
+Merging the same sources again changes nothing. Each source is merged in one transaction, so an
+interrupted merge leaves the output as it was before that source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accelnas.core.errors import StoreError
+from accelnas.core.store import Store
+
+log = logging.getLogger(__name__)
+
+KEY = ("arch_id", "target", "metric", "settings_key")
+# what makes two ok rows the same measurement
+MEASURED = ("value", "std", "ci_low", "ci_high", "unit", "batch_size", "input_size", "samples")
+
+
+@dataclass
+class Conflict:
+    """The same key measured twice with different results."""
+
+    arch_id: str
+    target: str
+    metric: str
+    settings_key: str
+    kept: float | None
+    other: float | None
+    source: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.target} {self.metric} {self.arch_id} [{self.settings_key}]: kept {self.kept!r}, "
+            f"{self.source} has {self.other!r}"
+        )
+
+
+@dataclass
+class MergeReport:
+    sources: list[str] = field(default_factory=list)
+    added: int = 0  # keys new to the output
+    replaced_failures: int = 0  # failed rows replaced by a measurement
+    newer_failures: int = 0  # failed rows replaced by a more recent failure
+    unchanged: int = 0  # identical, or an ok row kept against a failure
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return self.added + self.replaced_failures + self.newer_failures
+
+
+def _columns(store: Store) -> list[str]:
+    return [r[1] for r in store.conn.execute("PRAGMA table_info(results)") if r[1] != "id"]
+
+
+def _insert(out: Store, row: dict[str, Any], columns: list[str]) -> None:
+    names = ", ".join(columns)
+    marks = ", ".join(f":{c}" for c in columns)
+    out.conn.execute(f"INSERT INTO results ({names}) VALUES ({marks})", row)
+
+
+def _replace(out: Store, row: dict[str, Any], columns: list[str]) -> None:
+    sets = ", ".join(f"{c} = :{c}" for c in columns if c not in KEY)
+    where = " AND ".join(f"{c} = :{c}" for c in KEY)
+    out.conn.execute(f"UPDATE results SET {sets} WHERE {where}", row)
+
+
+def merge_stores(out_path: str | Path, sources: Sequence[str | Path]) -> MergeReport:
+    """Merge ``sources`` into the store at ``out_path`` (created when missing)."""
+    out_path = Path(out_path)
+    if not sources:
+        raise StoreError("nothing to merge: give at least one source store")
+    for source in sources:
+        if Path(source).exists() and out_path.exists() and Path(source).resolve() == out_path.resolve():
+            raise StoreError(f"{source} is the output store; merge into another file")
+    report = MergeReport()
+    with Store(out_path) as out:
+        columns = _columns(out)
+        for source in sources:
+            with Store(source, readonly=True) as src:
+                missing = [c for c in columns if c not in _columns(src)]
+                if missing:
+                    raise StoreError(f"{source} lacks result column {missing[0]!r}; not an accelnas store of this kind")
+                _merge_one(out, src, columns, str(source), report)
+            report.sources.append(str(source))
+    return report
+
+
+def _merge_one(out: Store, src: Store, columns: list[str], name: str, report: MergeReport) -> None:
+    with out.transaction() as c:
+        for arch_id, config in src.conn.execute("SELECT arch_id, config FROM architectures"):
+            c.execute("INSERT OR IGNORE INTO architectures (arch_id, config) VALUES (?, ?)", (arch_id, config))
+        if src.has_plan:
+            for row in src.conn.execute("SELECT * FROM planned"):
+                c.execute(
+                    "INSERT OR IGNORE INTO planned (arch_id, target, metric, settings_key, settings, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    tuple(row[k] for k in (*KEY, "settings", "created_at")),
+                )
+        select = "SELECT " + ", ".join(columns) + " FROM results ORDER BY id"
+        for src_row in src.conn.execute(select):
+            row = dict(src_row)
+            existing = c.execute(
+                "SELECT * FROM results WHERE arch_id = ? AND target = ? AND metric = ? AND settings_key = ?",
+                tuple(row[k] for k in KEY),
+            ).fetchone()
+            if existing is None:
+                _insert(out, row, columns)
+                report.added += 1
+            elif existing["status"] == "ok" and row["status"] == "ok":
+                if all(existing[k] == row[k] for k in MEASURED):
+                    report.unchanged += 1
+                else:
+                    conflict = Conflict(*(row[k] for k in KEY), existing["value"], row["value"], name)  # type: ignore[arg-type]
+                    log.warning("merge conflict: %s", conflict)
+                    report.conflicts.append(conflict)
+            elif existing["status"] == "failed" and row["status"] == "ok":
+                _replace(out, row, columns)
+                report.replaced_failures += 1
+            elif existing["status"] == "failed" and row["updated_at"] > existing["updated_at"]:
+                _replace(out, row, columns)
+                report.newer_failures += 1
+            else:
+                report.unchanged += 1

@@ -1,0 +1,219 @@
+"""Isolation of crashing and hanging plugins, retries, time budgets, status, and concurrent store writers.
+
+The plugin is the stress harness's ledger plugin (benchmarks/stress_resume.py): it really times a small
+matrix product, logs every value it returns, and injects faults on request (ACCELNAS_FAULTS).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_cli
+
+from accelnas.core.campaign import run_campaign
+from accelnas.core.isolation import IsolatedExecutor
+from accelnas.core.plugins import load_registry
+from accelnas.core.records import MeasureSettings
+from accelnas.core.retry import RetryPolicy
+from accelnas.core.space import sample
+from accelnas.core.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = MeasureSettings(input_size=32, precision=0.5, max_seconds=0.05, warmup_seconds=0.01)
+
+
+def _stress_module():
+    spec = importlib.util.spec_from_file_location("stress_resume", ROOT / "benchmarks" / "stress_resume.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stress = _stress_module()
+
+
+@pytest.fixture()
+def ledger_env(tmp_path, monkeypatch):
+    """The ledger plugin importable in this process and in children; returns (registry, ledger path, site)."""
+    site = stress.install_plugin(tmp_path)
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.syspath_prepend(str(site))
+    for key, value in stress.plugin_env(site, ledger).items():
+        if key.startswith(("ACCELNAS_", "OMP_", "OPENBLAS_", "MKL_")):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ACCELNAS_FAULT_DIR", str(tmp_path))
+    module = importlib.import_module("accelnas_ledger_plugin")
+    registry = load_registry([])
+    registry.register(module, "ledger")
+    yield registry, ledger, site
+    sys.modules.pop("accelnas_ledger_plugin", None)
+
+
+def _assert_values_were_measured(store: Store, ledger: Path) -> None:
+    measured = stress.read_ledger(ledger)
+    for row in store.results():
+        token = row["provenance"]["token"]
+        assert measured[token] == (row["arch_id"], row["metric"], row["value"])
+
+
+def test_hanging_and_crashing_plugins_fail_only_their_measurement(ledger_env, tmp_path, monkeypatch):
+    registry, ledger, _ = ledger_env
+    archs = sample(4, seed=21)
+    hang, crash = archs[1].id, archs[2].id
+    monkeypatch.setenv("ACCELNAS_FAULTS", json.dumps({hang: "hang", crash: "abort"}))
+    target = registry.target("bench/ledger")
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(
+            registry,
+            target,
+            archs,
+            FAST,
+            store,
+            executor=IsolatedExecutor(timeout=5.0),
+            retry=RetryPolicy(max_attempts=1),
+        )
+        assert report.executor == "isolated"
+        assert (report.measured, report.failed) == (6, 2)
+        failed = {r["arch_id"]: r for r in store.results(status="failed")}
+        assert set(failed) == {hang, crash}
+        assert all(r["metric"] == "latency" for r in failed.values())  # throughput was measured before the fault
+        assert "timed out after 5 s" in failed[hang]["error"]
+        assert "SIGABRT" in failed[crash]["error"] and "died" in failed[crash]["error"]
+        ok = store.results()
+        assert len(ok) == 6 and {r["arch_id"] for r in ok} == {a.id for a in archs}
+        assert all(r["provenance"]["measured_by"]["executor"] == "isolated" for r in ok)
+        _assert_values_were_measured(store, ledger)
+        # a child's work files are cleaned even when it was killed
+        assert not list(Path(tmp_path).glob("accelnas-isolated-*"))
+
+
+def test_transient_errors_are_retried_with_backoff(ledger_env, tmp_path, monkeypatch):
+    registry, ledger, _ = ledger_env
+    archs = sample(3, seed=5)
+    monkeypatch.setenv("ACCELNAS_FAULTS", json.dumps({archs[0].id: "flaky", archs[1].id: "flaky"}))
+    target = registry.target("bench/ledger")
+    events = []
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(
+            registry,
+            target,
+            archs,
+            FAST,
+            store,
+            retry={"bench": RetryPolicy(max_attempts=2, backoff_seconds=0.05)},
+            progress=events.append,
+        )
+        assert (report.measured, report.failed, report.retried) == (6, 0, 2)
+        rows = {(r["arch_id"], r["metric"]): r for r in store.results(status=None)}
+        assert all(r["status"] == "ok" for r in rows.values())
+        assert rows[(archs[0].id, "latency")]["attempts"] == 2  # the failure was recorded, then measured
+        assert rows[(archs[2].id, "latency")]["attempts"] == 1
+        retry_events = [e for e in events if e.status == "failed"]
+        assert len(retry_events) == 2 and all("retrying" in e.error for e in retry_events)
+        _assert_values_were_measured(store, ledger)
+
+    # a non-transient error is not retried; a transient one only as often as the policy says
+    policy = RetryPolicy(max_attempts=3)
+    assert policy.should_retry("connection reset by peer", 2) and not policy.should_retry("connection reset", 3)
+    assert not policy.should_retry("plugin 'x' raised in compile: ValueError: bad kernel", 1)
+    assert policy.delay(1) == 1.0 and policy.delay(3) == 4.0
+
+
+def test_time_budget_leaves_the_rest_pending_and_status_shows_it(ledger_env, tmp_path, monkeypatch):
+    registry, _, site = ledger_env
+    archs = sample(30, seed=9)
+    db = tmp_path / "c.sqlite"
+    target = registry.target("bench/ledger")
+    slow = MeasureSettings(input_size=32, precision=0.001, max_seconds=0.2, warmup_seconds=0.01)
+    with Store(db) as store:
+        report = run_campaign(registry, target, archs, slow, store, time_budget=1.0)
+        assert report.budget_exhausted and report.pending > 0
+        assert report.measured + report.pending == 2 * len(archs)
+        rows = store.summary()
+        assert {r["metric"] for r in rows} == {"throughput", "latency"}
+        totals = [sum(r[k] for r in rows) for k in ("ok", "failed", "pending", "total")]
+        assert totals == [report.measured, 0, report.pending, 2 * len(archs)]
+
+    # the command line: one crash recorded, the status table and its most common error
+    crash = archs[0].id
+    env = stress.plugin_env(site, tmp_path / "cli-ledger.jsonl", ACCELNAS_FAULTS=json.dumps({crash: "abort"}))
+    cli_db = tmp_path / "cli.sqlite"
+    proc = subprocess.run(
+        [*stress.collect_command(cli_db, 3, 9), "--isolate", "--task-timeout", "60", "--retries", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "error: 1 measurement(s) failed" in proc.stderr and "SIGABRT" in proc.stderr
+    shown = run_cli("status", str(cli_db))
+    assert shown.returncode == 0, shown.stderr
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("bench/ledger") and "latency" in x)
+    assert line.split()[-3:] == ["2", "1", "0"]  # done, failed, pending
+    assert "1x  child process died (killed by SIGABRT)" in shown.stdout
+    as_json = json.loads(run_cli("status", str(cli_db), "--json").stdout)
+    assert sum(r["ok"] for r in as_json["progress"]) == 5
+    missing = run_cli("status", str(tmp_path / "nope.sqlite"))
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_two_collect_processes_share_one_store(ledger_env, tmp_path):
+    _, _, site = ledger_env
+    db, ledger = tmp_path / "shared.sqlite", tmp_path / "shared-ledger.jsonl"
+    env = stress.plugin_env(site, ledger)
+    procs = [
+        subprocess.Popen(stress.collect_command(db, 6, 3), env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    expected = {(a.id, m) for a in sample(6, 3) for m in ("throughput", "latency")}
+    figures = stress.verify(db, ledger, expected)  # exactly once, all ok, every value measured, integrity ok
+    assert figures["rows"] == 12
+
+
+_WRITER = """
+import sys
+from accelnas.core.records import Measurement
+from accelnas.core.space import sample
+from accelnas.core.store import Store
+
+db, offset = sys.argv[1], int(sys.argv[2])
+archs = sample(160, 1)[offset:offset + 120]
+with Store(db) as store:
+    for i, arch in enumerate(archs):
+        value = float(1000 * offset + i + 1)
+        m = Measurement("latency", "ms", value, 0.0, value, value, [value], 1, 32, True)
+        store.record_ok(arch, "cpu/x", "k", {}, m)
+        store.record_failure(arch, "cpu/x", "throughput", "k", {}, f"writer {offset}")
+"""
+
+
+def test_concurrent_raw_writers_neither_corrupt_nor_lose(tmp_path):
+    db = tmp_path / "raw.sqlite"
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), str(off)]) for off in (0, 40)]
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with Store(db, create=False) as store:
+        ok = store.results()
+        assert len(ok) == 160 and len({r["arch_id"] for r in ok}) == 160
+        archs = sample(160, 1)
+        position = {a.id: i for i, a in enumerate(archs)}
+        for r in ok:  # one writer's value per key, never a mix or a later overwrite
+            i = position[r["arch_id"]]
+            by_writer = {0: float(i + 1) if i < 120 else None, 40: float(40000 + i - 40 + 1) if i >= 40 else None}
+            assert r["value"] in {v for v in by_writer.values() if v is not None}
+            assert r["samples"] == [r["value"]]
+        failed = store.results(status="failed")
+        assert len(failed) == 160
+        overlap = {a.id for a in archs[40:120]}
+        assert {r["arch_id"] for r in failed if r["attempts"] == 2} == overlap
