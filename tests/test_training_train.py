@@ -1,0 +1,127 @@
+"""Training architectures for real (tiny: digits at 16 px), accuracy campaigns in the store, DDP with Gloo."""
+
+import math
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from accelnas.core import dataset
+from accelnas.core.space import Architecture
+from accelnas.core.store import Store
+from accelnas.training.campaign import accuracy_target, run_accuracy_campaign, settings_for
+from accelnas.training.data import digits, subset_indices
+from accelnas.training.recipe import from_dict
+from accelnas.training.trainer import train
+
+SMALL = Architecture.from_string("1310-1310-1310-1310-1310-1310-1310")
+SMALL_SE = Architecture.from_string("1311-4310-1310-1311-1310-1310-1310")
+TINY = {
+    "name": "tiny", "epochs": 2, "batch_size": 64, "optimizer": "adamw", "lr": 0.02, "weight_decay": 0.05,
+    "resolution": 16, "label_smoothing": 0.0, "crop_scale": [0.6, 1.0], "hflip": False,
+    "warmup_epochs": 0.2, "bn_recalibration_images": 512, "data_fraction": 0.5,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.set_num_threads(1)
+    return digits(image_size=16, seed=0)
+
+
+def test_training_learns_and_reports_costs(data):
+    recipe = from_dict(TINY)
+    result = train(SMALL, recipe, data)
+    assert result.top1 > 40.0  # far above the 10% of guessing after two short epochs
+    assert result.top5 >= result.top1 and result.top5 <= 100.0
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.wall_seconds > 0 and result.cpu_seconds > 0 and result.devices == 1
+    assert math.isclose(result.device_hours, result.wall_seconds / 3600)
+    assert result.images_seen == 2 * round(len(data.train) * 0.5)
+    assert result.device.startswith("cpu")
+
+
+def test_recipe_features_run_together(data):
+    """bf16 autocast, channels_last, EMA, RMSprop, step schedule and progressive resizing in one run."""
+    recipe = from_dict({
+        **TINY, "epochs": 2, "data_fraction": 0.15, "optimizer": "rmsprop", "lr": 0.016, "schedule": "step",
+        "step_every": 1, "mixed_precision": True, "channels_last": True, "ema_decay": 0.9,
+        "resolution": [[0, 12], [1, 16]], "eval_resolution": 16, "hflip": True, "label_smoothing": 0.1,
+    })  # fmt: skip
+    result = train(SMALL_SE, recipe, data)
+    assert [h["size"] for h in result.history] == [12, 16]
+    assert result.ema and math.isfinite(result.top1) and 0 <= result.top1 <= 100
+    assert result.history[1]["lr"] < result.history[0]["lr"]
+
+
+def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path):
+    recipe = from_dict({**TINY, "epochs": 1, "data_fraction": 0.1})
+    corrupt = digits(image_size=16, seed=0)
+    corrupt.train.images[::7] = float("nan")  # corrupt pixels make the loss NaN: a failed run, not a crash
+    with Store(tmp_path / "acc.sqlite") as store:
+        report = run_accuracy_campaign([SMALL, SMALL_SE], recipe, data, store)
+        assert (report.trained, report.already_done, report.failed) == (2, 0, 0)
+        again = run_accuracy_campaign([SMALL, SMALL_SE], recipe, data, store)
+        assert (again.trained, again.already_done) == (0, 2)
+        assert again.evaluations[SMALL.id].top1 == report.evaluations[SMALL.id].top1
+        assert again.evaluations[SMALL.id].cached
+        bad = run_accuracy_campaign([SMALL], recipe, corrupt, store)
+        assert bad.failed == 1 and "loss became non-finite in epoch 1" in bad.errors[0]
+        failed = store.results(target=accuracy_target(data), status="failed")
+        assert len(failed) == 1 and "loss became non-finite in epoch 1" in failed[0]["error"]
+        rows = store.results(target=accuracy_target(data), status=None)
+        assert len(rows) == 3
+        ok = [r for r in rows if r["status"] == "ok"]
+        key, settings = settings_for(recipe, data)
+        assert {r["settings_key"] for r in ok} == {key} and settings["recipe_name"] == "tiny"
+        for r in ok:
+            assert r["metric"] == "accuracy" and r["unit"] == "%" and 0 <= r["value"] <= 100
+            assert r["extra"]["top5"] >= r["value"] and r["extra"]["device_hours"] > 0
+            assert r["input_size"] == 16 and r["plugin"] == "accelnas.training"
+        frame = dataset.from_store(store, accuracy_target(data))
+        part = dataset.select(frame, "train/digits16", "accuracy")
+        assert sorted(part["arch_id"]) == sorted([SMALL.id, SMALL_SE.id])
+    assert key != settings_for(recipe.replace(seed=1), data)[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, db: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    from accelnas.training.distributed import init_from_env, shutdown
+
+    ctx = init_from_env("cpu")
+    d = digits(image_size=16, seed=0)
+    recipe = from_dict({**TINY, "epochs": 1, "data_fraction": 0.2})
+    store = Store(db) if ctx.is_main else None
+    report = run_accuracy_campaign([SMALL], recipe, d, store, ctx=ctx)
+    ev = report.evaluations[SMALL.id]
+    with open(f"{out}.{rank}", "w") as fh:
+        fh.write(f"{ev.top1} {ev.top5} {report.trained} {ctx.world_size}")
+    shutdown(ctx)
+
+
+def test_ddp_with_two_gloo_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    db, out = str(tmp_path / "ddp.sqlite"), str(tmp_path / "result")
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), db, out), nprocs=2, join=True, start_method="spawn")
+    results = [Path(f"{out}.{r}").read_text().split() for r in range(2)]
+    assert results[0] == results[1]  # both ranks evaluated the same (reduced) accuracy
+    assert results[0][2:] == ["1", "2"]
+    with Store(db, create=False) as store:
+        rows = store.results(target="train/digits16")
+    assert len(rows) == 1 and rows[0]["extra"]["devices"] == 2
+    assert math.isclose(rows[0]["value"], float(results[0][0]))
+    # each rank trained half of the 20% subset (padded to equal shards); images_seen counts both
+    subset = len(subset_indices(digits(16).train.targets(), 0.2, 0))
+    assert rows[0]["extra"]["images_seen"] == 2 * math.ceil(subset / 2)

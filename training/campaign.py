@@ -1,0 +1,202 @@
+"""Accuracy campaigns: train architectures under a recipe and commit each result to the campaign store.
+
+A training result is stored like a hardware measurement: target ``train/<dataset>``, metric
+``accuracy`` (top-1, %), and a settings key hashing the recipe's identity together with the data's,
+so re-running a campaign skips what is stored and a failed run is retried. ``extra`` holds top-5,
+wall time, device-hours, the device and the per-epoch history; the rows export through
+:func:`accelnas.core.dataset.from_store` into the same dataset/surrogate path as throughput.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from accelnas.core.errors import AccelnasError
+from accelnas.core.provenance import host_provenance
+from accelnas.core.records import Measurement
+from accelnas.core.space import Architecture
+from accelnas.core.store import Store
+from accelnas.training.data import DataSplits
+from accelnas.training.distributed import DistContext, broadcast
+from accelnas.training.recipe import Recipe
+from accelnas.training.trainer import TrainResult, train
+
+log = logging.getLogger(__name__)
+
+METRIC = "accuracy"
+UNIT = "%"
+PLUGIN = "accelnas.training"
+
+
+def accuracy_target(data: DataSplits | str) -> str:
+    """The store target of accuracies on a dataset: ``train/<dataset>``."""
+    name = data if isinstance(data, str) else data.name
+    return f"train/{name}"
+
+
+def settings_for(recipe: Recipe, data: DataSplits) -> tuple[str, dict[str, Any]]:
+    """(settings key, settings) of training under ``recipe`` on ``data``."""
+    settings = {"recipe": recipe.identity(), "recipe_name": recipe.name, "data": data.identity()}
+    identity = {"recipe": recipe.identity(), "data": data.identity()}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return key, settings
+
+
+@dataclass
+class Evaluation:
+    """One architecture's accuracy under one recipe and what it cost."""
+
+    arch_id: str
+    top1: float
+    top5: float
+    wall_seconds: float
+    device_hours: float
+    cached: bool = False
+    cpu_seconds: float = float("nan")
+
+
+def to_measurement(result: TrainResult, recipe: Recipe) -> Measurement:
+    """The store record of a training result (metric ``accuracy``, top-1 in %)."""
+    extra = {
+        "top5": result.top5,
+        "val_loss": result.val_loss,
+        "wall_seconds": result.wall_seconds,
+        "cpu_seconds": result.cpu_seconds,
+        "train_seconds": result.train_seconds,
+        "device_hours": result.device_hours,
+        "devices": result.devices,
+        "device": result.device,
+        "epochs": result.epochs,
+        "images_seen": result.images_seen,
+        "final_train_loss": result.final_train_loss,
+        "ema": result.ema,
+        "recipe_name": recipe.name,
+        "history": result.history,
+    }
+    return Measurement(
+        metric=METRIC, unit=UNIT, mean=result.top1, std=0.0, ci_low=result.top1, ci_high=result.top1,
+        samples=[result.top1], batch_size=recipe.batch_size, input_size=recipe.final_eval_resolution,
+        precision_reached=True, extra=extra, provenance=host_provenance(),
+    )  # fmt: skip
+
+
+def stored_evaluations(store: Store, target: str, settings_key: str) -> dict[str, Evaluation]:
+    """The ``ok`` accuracy rows of one target and settings key, by architecture id."""
+    out = {}
+    for row in store.results(target=target, status="ok"):
+        if row["settings_key"] != settings_key or row["metric"] != METRIC:
+            continue
+        extra = row.get("extra") or {}
+        out[row["arch_id"]] = Evaluation(
+            row["arch_id"], float(row["value"]), float(extra.get("top5", float("nan"))),
+            float(extra.get("wall_seconds", float("nan"))), float(extra.get("device_hours", float("nan"))), cached=True,
+            cpu_seconds=float(extra.get("cpu_seconds", float("nan"))),
+        )  # fmt: skip
+    return out
+
+
+@dataclass
+class AccuracyReport:
+    target: str
+    settings_key: str
+    planned: int
+    trained: int = 0
+    already_done: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+
+
+def run_accuracy_campaign(
+    archs: Sequence[Architecture],
+    recipe: Recipe,
+    data: DataSplits,
+    store: Store | None,
+    *,
+    ctx: DistContext | None = None,
+    retry_failed: bool = True,
+    workers: int = 0,
+    progress: Callable[[int, int, Architecture, str, Evaluation | None, str | None], None] | None = None,
+) -> AccuracyReport:
+    """Train each of ``archs`` under ``recipe`` unless stored; commit every result as it arrives.
+
+    Under DDP every rank trains (each on its shard); rank 0 alone reads and writes the store
+    (``store`` may be None on the other ranks) and tells the others what is left to do.
+    """
+    ctx = ctx or DistContext()
+    target = accuracy_target(data)
+    key, settings = settings_for(recipe, data)
+    report = AccuracyReport(target=target, settings_key=key, planned=len(archs))
+    start = time.perf_counter()
+    done: dict[str, Evaluation] = {}
+    state: dict[tuple[str, str], str] = {}
+    if ctx.is_main:
+        if store is None:
+            raise AccelnasError("rank 0 needs a campaign store")
+        done = stored_evaluations(store, target, key)
+        state = store.status_of(target, key)
+    todo_ids = broadcast(
+        [a.id for a in archs if a.id not in done and (retry_failed or state.get((a.id, METRIC)) != "failed")], ctx
+    )
+    emit = progress or (lambda *args: None)
+    for index, arch in enumerate(archs, 1):
+        if arch.id in done:
+            report.already_done += 1
+            report.evaluations[arch.id] = done[arch.id]
+            emit(index, len(archs), arch, "skipped", done[arch.id], None)
+            continue
+        if arch.id not in todo_ids:
+            continue
+        try:
+            result = train(arch, recipe, data, ctx=ctx, workers=workers)
+        except (AccelnasError, RuntimeError, ValueError) as exc:  # a diverged or crashed run: keep going
+            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AccelnasError) else str(exc)
+            report.failed += 1
+            report.errors.append(f"{arch.id}: {error}")
+            if ctx.is_main and store is not None:
+                store.record_failure(arch, target, METRIC, key, settings, error, PLUGIN)
+            emit(index, len(archs), arch, "failed", None, error)
+            continue
+        evaluation = Evaluation(
+            arch.id, result.top1, result.top5, result.wall_seconds, result.device_hours, cpu_seconds=result.cpu_seconds
+        )
+        if ctx.is_main and store is not None:
+            store.record_ok(arch, target, key, settings, to_measurement(result, recipe), PLUGIN)
+        report.trained += 1
+        report.evaluations[arch.id] = evaluation
+        emit(index, len(archs), arch, "ok", evaluation, None)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+class ProgressLines:
+    """Progress callback for :func:`run_accuracy_campaign` writing one line per architecture."""
+
+    def __init__(self, echo: Callable[[str], None], label: str = "") -> None:
+        self.echo = echo
+        self.label = f"{label} " if label else ""
+        self.start = time.perf_counter()
+        self.worked = 0
+
+    def __call__(self, index: int, total: int, arch: Architecture, status: str, ev: Evaluation | None,
+                 error: str | None) -> None:  # fmt: skip
+        head = f"{self.label}[{index:>{len(str(total))}}/{total}] {arch.id}"
+        if status == "skipped":
+            self.echo(f"{head}  already stored: top-1 {ev.top1:.2f}%" if ev else f"{head}  already stored")
+            return
+        self.worked += 1
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.worked * (total - index)
+        if status == "ok" and ev is not None:
+            self.echo(
+                f"{head}  top-1 {ev.top1:6.2f}%  top-5 {ev.top5:6.2f}%  {ev.wall_seconds:6.1f}s  [eta {eta:.0f}s]"
+            )
+        else:
+            self.echo(f"{head}  FAILED: {error}")
