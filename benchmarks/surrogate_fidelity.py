@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             family=recipe["family"],
             params=recipe.get("params"),
             ensemble=recipe.get("ensemble", 1),
+            weighting=recipe.get("weighting", "none"),
             refit_all=True,
         )
         part = test[(test["target"] == target) & (test["metric"] == metric)]

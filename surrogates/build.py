@@ -71,6 +71,7 @@ def build_all(
             family=recipe["family"],
             params=recipe.get("params"),
             ensemble=recipe.get("ensemble", 1),
+            weighting=recipe.get("weighting", "none"),
             refit_all=refit_all,
         )
         where = out / file_stem(target) / metric
@@ -93,7 +94,8 @@ def build_all(
         model = result.artifact.model
         chosen = getattr(getattr(model, "base", model), "family", "?")
         entries.append({
-            "recipe": {"family": recipe["family"], "params": recipe.get("params")},
+            "recipe": {"family": recipe["family"], "params": recipe.get("params"),
+                       "weighting": recipe.get("weighting", "none")},
             "target": target, "metric": metric, "unit": result.artifact.unit,
             "path": str(where.relative_to(out)), "family": chosen, "ensemble": recipe.get("ensemble", 1),
             "test": m, "n_train": result.artifact.metrics["n_train"], "rows": result.artifact.dataset["rows"],

@@ -37,6 +37,31 @@ def architectures(part: pd.DataFrame) -> list[Architecture]:
     return [Architecture.from_config(row) for row in part[list(FEATURE_NAMES)].to_dict("records")]
 
 
+WEIGHTINGS = ("none", "noise")
+
+
+def noise_weights(y: np.ndarray, std: np.ndarray, transform: str) -> np.ndarray | None:
+    """Inverse-variance weights from measurement standard deviations, in the model's target space.
+
+    A measurement's noise maps to ``std`` (no transform), ``std/y`` (log) or ``std/y²`` (1/y). The
+    weight is ``1 / (noise² + floor²)`` with the floor at the median noise, so that precise
+    measurements count up to twice as much as a typical one while noisy ones count less; rows
+    without a std get the typical weight. ``None`` where no row has a std.
+    """
+    std = np.asarray(std, dtype=np.float64)
+    finite = np.isfinite(std) & (std >= 0)
+    if not finite.any():
+        return None
+    y = np.asarray(y, dtype=np.float64)
+    scale = {"none": 1.0, "log": 1.0 / np.abs(y), "inverse": 1.0 / y**2}[transform]
+    noise = np.where(finite, std, np.nan) * scale
+    floor = float(np.nanmedian(noise))
+    if floor <= 0:
+        return None
+    noise = np.where(np.isnan(noise), floor, noise)
+    return 1.0 / (noise**2 + floor**2)
+
+
 def _model(family: str, params: dict[str, Any], ensemble: int, seed: int) -> Surrogate | SeedEnsemble:
     base = make(family, seed=seed, **params)
     return SeedEnsemble(base, n_members=ensemble) if ensemble > 1 else base
@@ -54,12 +79,17 @@ def fit_surrogate(
     ensemble: int = 1,
     refit_all: bool = False,
     candidates=DEFAULT_CANDIDATES,
+    weighting: str = "none",
 ) -> FitResult:
     """Fit on a seeded split of ``frame``'s rows for (target, metric) and report held-out metrics.
 
     ``family="auto"`` picks the best candidate on a validation split inside the training part.
     With ``refit_all`` the saved model is refitted on every row after the held-out evaluation.
+    ``weighting="noise"`` weights rows by their measurement noise (the ``std`` column; see
+    :func:`noise_weights`).
     """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     part = select(frame, target, metric)
     if len(part) < 8:
         raise DatasetError(f"{target}:{metric} has {len(part)} architectures; at least 8 are needed to fit and test")
@@ -75,11 +105,18 @@ def fit_surrogate(
         selection = select_family(train_archs, y[train], candidates=candidates, seed=seed)
         family, params = selection.family, selection.params
     params = dict(params or {})
-    model = _model(family, params, ensemble, seed).fit(train_archs, y[train])
+    std = part["std"].to_numpy(dtype=float) if weighting == "noise" and "std" in part.columns else None
+    transform = params.get("transform", make(family).transform)
+
+    def weights(rows: np.ndarray) -> np.ndarray | None:
+        return None if std is None else noise_weights(y[rows], std[rows], transform)
+
+    train_weight = weights(train)
+    model = _model(family, params, ensemble, seed).fit(train_archs, y[train], train_weight)
     pred = model.predict([archs[i] for i in test])
     metrics = regression_metrics(y[test], pred)
     if refit_all:
-        model = _model(family, params, ensemble, seed).fit(archs, y)
+        model = _model(family, params, ensemble, seed).fit(archs, y, weights(np.arange(len(y))))
     unit = part["unit"].iloc[0] if "unit" in part.columns else None
     artifact = SurrogateArtifact(
         model=model,
@@ -94,6 +131,7 @@ def fit_surrogate(
             "split_seed": seed,
             "fitted_on": "all" if refit_all else "train",
             "fit_seconds": round(time.perf_counter() - start, 2),
+            "weighting": weighting if train_weight is not None else "none",
             "selection": None
             if selection is None
             else {"validation": selection.validation, "scores": selection.scores},

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from accelnas.core.figures import pyplot, save_figure
+
 
 @dataclass
 class ScatterPanel:
@@ -21,11 +23,7 @@ class ScatterPanel:
 
 def predicted_vs_measured(panels: Sequence[ScatterPanel], path: str | Path) -> Path:
     """One scatter per panel with the identity line and τ/R² in the title; writes a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), squeeze=False)
     for ax, p in zip(axes[0], panels, strict=True):
         lo = float(min(p.measured.min(), p.predicted.min()))
@@ -42,9 +40,4 @@ def predicted_vs_measured(panels: Sequence[ScatterPanel], path: str | Path) -> P
         ax.set_xlabel(f"measured [{p.unit}]")
         ax.set_ylabel(f"predicted [{p.unit}]")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -77,3 +77,29 @@ def test_extrapolation_is_bounded():
     pred = model.predict(TEST)
     assert np.all(np.isfinite(pred)) and np.all(pred > 0)
     assert pred.max() <= 10 * y.max() and pred.min() >= y.min() / 10
+
+
+@pytest.mark.parametrize("family", ["additive", "hybrid"])
+def test_sample_weight_discounts_noisy_rows(family):
+    """Rows whose targets are badly corrupted hurt less when their weight is small."""
+    y = _y(TRAIN)
+    rng = np.random.default_rng(0)
+    noisy = rng.random(len(y)) < 0.3
+    corrupted = np.where(noisy, y * rng.uniform(0.3, 3.0, len(y)), y)
+    weight = np.where(noisy, 1e-4, 1.0)
+    plain = make(family, **FAST[family]).fit(TRAIN, corrupted)
+    weighted = make(family, **FAST[family]).fit(TRAIN, corrupted, sample_weight=weight)
+    err = {name: np.abs(m.predict(TEST) - _y(TEST)).mean() for name, m in (("plain", plain), ("weighted", weighted))}
+    assert err["weighted"] < 0.7 * err["plain"], err
+
+
+def test_sample_weight_validation():
+    model = make("additive")
+    with pytest.raises(ValueError, match="sample_weight"):
+        model.fit(TRAIN, _y(TRAIN), sample_weight=np.ones(len(TRAIN) - 1))
+    with pytest.raises(ValueError, match="sample_weight"):
+        model.fit(TRAIN, _y(TRAIN), sample_weight=-np.ones(len(TRAIN)))
+    with pytest.raises(ValueError, match="all zero"):
+        model.fit(TRAIN, _y(TRAIN), sample_weight=np.zeros(len(TRAIN)))
+    uniform = make("additive").fit(TRAIN, _y(TRAIN), sample_weight=np.full(len(TRAIN), 3.0)).predict(TEST)
+    np.testing.assert_allclose(uniform, make("additive").fit(TRAIN, _y(TRAIN)).predict(TEST), rtol=1e-9)

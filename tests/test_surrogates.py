@@ -7,10 +7,10 @@ import pytest
 from accelnas.core.dataset import COLUMNS, select, validate
 from accelnas.core.errors import DatasetError, SurrogateError
 from accelnas.core.model import count_macs
-from accelnas.core.space import EFFICIENTNET_B0, sample
+from accelnas.core.space import EFFICIENTNET_B0, parse_architecture, sample
 from accelnas.surrogates import artifact
 from accelnas.surrogates.features import encode
-from accelnas.surrogates.fit import fit_surrogate
+from accelnas.surrogates.fit import fit_surrogate, noise_weights
 from accelnas.surrogates.metrics import regression_metrics
 from accelnas.surrogates.models import XGBoostSurrogate
 
@@ -111,3 +111,36 @@ def test_dataset_validation_and_selection():
     with pytest.raises(DatasetError, match="2 different settings"):
         select(mixed, "sim/x", "latency")
     assert "settings_key" in COLUMNS
+
+
+def test_noise_weights():
+    y = np.array([100.0, 100.0, 200.0, 50.0])
+    std = np.array([1.0, 4.0, np.nan, 1.0])
+    w = noise_weights(y, std, "none")
+    floor = np.median([1.0, 4.0, 1.0])
+    np.testing.assert_allclose(w, 1 / (np.array([1.0, 16.0, floor**2, 1.0]) + floor**2))
+    log_w = noise_weights(y, std, "log")  # relative noise: 1%, 4%, typical, 2%
+    assert log_w[0] > log_w[3] > log_w[1]
+    inv_w = noise_weights(y, std, "inverse")
+    assert inv_w[3] < inv_w[0]  # std/y² is larger for the smaller value
+    assert noise_weights(y, np.full(4, np.nan), "log") is None
+
+
+def test_fit_with_noise_weighting_records_it():
+    frame = _frame(240)
+    noisy = np.arange(len(frame)) % 3 == 0
+    rng = np.random.default_rng(1)
+    frame["std"] = np.where(noisy, 0.3, 0.001) * frame["value"]
+    frame["value"] *= 1 + np.where(noisy, 0.3, 0.001) * rng.standard_normal(len(frame))
+    weighted = fit_surrogate(frame, "sim/x", "latency", seed=0, family="additive", weighting="noise")
+    plain = fit_surrogate(frame, "sim/x", "latency", seed=0, family="additive")
+    assert weighted.artifact.metrics["weighting"] == "noise" and plain.artifact.metrics["weighting"] == "none"
+    # held-out targets are noisy too, so compare the predictions with the noiseless function
+    truth = np.array([count_macs(parse_architecture(i), 64) / 1e6 for i in weighted.test_ids])
+    assert weighted.test_ids == plain.test_ids
+    error = {name: np.abs(r.test_pred - truth).mean() for name, r in (("weighted", weighted), ("plain", plain))}
+    assert error["weighted"] < 0.5 * error["plain"], error
+    without_std = fit_surrogate(frame.drop(columns="std"), "sim/x", "latency", family="additive", weighting="noise")
+    assert without_std.artifact.metrics["weighting"] == "none"
+    with pytest.raises(ValueError, match="weighting"):
+        fit_surrogate(frame, "sim/x", "latency", family="additive", weighting="magic")

@@ -18,32 +18,44 @@ from accelnas.surrogates.models.boosting import XGBoostSurrogate
 ALPHAS = tuple(10.0**p for p in range(-6, 4))
 
 
-def ridge(X: np.ndarray, z: np.ndarray, alpha: float | str) -> tuple[np.ndarray, float, float]:
-    """Ridge regression with an unpenalised intercept; ``alpha="auto"`` picks it by leave-one-out error.
+def ridge(
+    X: np.ndarray, z: np.ndarray, alpha: float | str, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, float, float]:
+    """(Weighted) ridge regression with an unpenalised intercept; ``alpha="auto"`` picks it by
+    leave-one-out error.
 
     Returns (coefficients, intercept, alpha used). Features are scaled by their mean absolute value
-    (so one alpha fits all columns) and the coefficients mapped back.
+    (so one alpha fits all columns) and the coefficients mapped back. ``weight`` (mean 1) weights the
+    squared errors of the rows.
     """
-    x_mean, z_mean = X.mean(axis=0), z.mean()
+    w = np.ones(len(z)) if weight is None else np.asarray(weight, dtype=np.float64) / np.mean(weight)
+    x_mean, z_mean = (w @ X) / w.sum(), float(w @ z) / w.sum()
     Xc, zc = X - x_mean, z - z_mean
     scale = np.abs(Xc).mean(axis=0)
     scale[scale == 0] = 1.0
-    Xs = Xc / scale
+    root = np.sqrt(w)
+    Xs, zs = Xc / scale * root[:, None], zc * root
     U, S, Vt = np.linalg.svd(Xs, full_matrices=False)
-    Uz = U.T @ zc
+    Uz = U.T @ zs
     candidates = ALPHAS if alpha == "auto" else (float(alpha),)
     best: tuple[float, float] | None = None
     for a in candidates:
         shrink = S**2 / (S**2 + a * len(z))
         fitted = U @ (shrink * Uz)
-        leverage = (U**2) @ shrink + 1.0 / len(z)
-        loo = np.mean(((zc - fitted) / np.maximum(1.0 - leverage, 1e-9)) ** 2)
+        leverage = (U**2) @ shrink + w / w.sum()
+        loo = np.mean(((zs - fitted) / np.maximum(1.0 - leverage, 1e-9)) ** 2)
         if best is None or loo < best[0]:
             best = (loo, a)
     assert best is not None
     a = best[1]
     coef = Vt.T @ ((S / (S**2 + a * len(z))) * Uz) / scale
     return coef, float(z_mean - x_mean @ coef), a
+
+
+def linear(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    """``X @ coef + intercept`` without BLAS: a BLAS call leaves OpenBLAS threads spinning for a
+    while, and they slow the OpenMP threads of the tree predictions that follow (about 2x on 2 cores)."""
+    return np.einsum("ij,j->i", X, coef) + intercept
 
 
 class AdditiveSurrogate(Surrogate):
@@ -55,11 +67,11 @@ class AdditiveSurrogate(Surrogate):
     def __init__(self, *, encoding: str = "additive", transform: str = "none", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
 
-    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
-        self.coef_, self.intercept_, self.alpha_ = ridge(X, z, self.alpha)
+    def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
+        self.coef_, self.intercept_, self.alpha_ = ridge(X, z, self.alpha, weight)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        return X @ self.coef_ + self.intercept_
+        return linear(X, self.coef_, self.intercept_)
 
     def _state(self) -> tuple[dict[str, Any], Files]:
         return {"coef": self.coef_.tolist(), "intercept": self.intercept_}, {}
@@ -111,20 +123,20 @@ class HybridSurrogate(Surrogate):
             n_jobs=self.n_jobs,
         )
 
-    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         additive_X, residual_X = self._split(X)
-        self.coef_, self.intercept_, self.alpha_ = ridge(additive_X, z, self.alpha)
-        linear = additive_X @ self.coef_ + self.intercept_
-        residual = z - linear
+        self.coef_, self.intercept_, self.alpha_ = ridge(additive_X, z, self.alpha, weight)
+        base = linear(additive_X, self.coef_, self.intercept_)
+        residual = z - base
         self.residual_scale_ = float(residual.std()) or 1.0  # trees regularise in absolute units
         self.residual_ = self._residual_model()
-        self.residual_._fit(np.column_stack([residual_X, linear]), residual / self.residual_scale_)
+        self.residual_._fit(np.column_stack([residual_X, base]), residual / self.residual_scale_, weight)
         self.residual_.fitted_ = True
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         additive_X, residual_X = self._split(X)
-        linear = additive_X @ self.coef_ + self.intercept_
-        return linear + self.residual_._predict(np.column_stack([residual_X, linear])) * self.residual_scale_
+        base = linear(additive_X, self.coef_, self.intercept_)
+        return base + self.residual_._predict(np.column_stack([residual_X, base])) * self.residual_scale_
 
     def _state(self) -> tuple[dict[str, Any], Files]:
         data, files = self.residual_._state()

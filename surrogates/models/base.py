@@ -77,13 +77,27 @@ class Surrogate:
             return 1.0 / np.maximum(z, 1e-12)
         return z
 
-    def fit(self, X: Sequence[Architecture] | np.ndarray, y: Sequence[float]) -> Surrogate:
-        """Fit on architectures (or feature rows) and targets in their natural unit."""
+    def fit(
+        self,
+        X: Sequence[Architecture] | np.ndarray,
+        y: Sequence[float],
+        sample_weight: Sequence[float] | np.ndarray | None = None,
+    ) -> Surrogate:
+        """Fit on architectures (or feature rows) and targets in their natural unit; ``sample_weight``
+        weights each row's squared error (see :func:`noise_weights`)."""
         features = self.features(X)
         target = self._forward(np.asarray(y, dtype=np.float64))
         if len(features) != len(target):
             raise ValueError(f"{len(features)} feature rows but {len(target)} targets")
-        self._fit(features, target)
+        weight = None
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=np.float64)
+            if weight.shape != target.shape or not np.all(np.isfinite(weight)) or np.any(weight < 0):
+                raise ValueError("sample_weight needs one finite, non-negative weight per target")
+            if weight.sum() <= 0:
+                raise ValueError("sample_weight must not be all zero")
+            weight = weight / weight.mean()
+        self._fit(features, target, weight)
         self.z_range_ = (float(target.min()), float(target.max()))
         self.fitted_ = True
         return self
@@ -103,7 +117,7 @@ class Surrogate:
         return np.clip(z, low, hi + span)
 
     # -- to implement ----------------------------------------------------------------------------
-    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         raise NotImplementedError
 
     def _predict(self, X: np.ndarray) -> np.ndarray:

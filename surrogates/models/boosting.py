@@ -25,7 +25,7 @@ class XGBoostSurrogate(Surrogate):
         "n_jobs": 1,
     }
 
-    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         import xgboost as xgb
 
         params = {
@@ -40,15 +40,25 @@ class XGBoostSurrogate(Surrogate):
             "tree_method": "hist",
             "nthread": self.n_jobs,
         }
-        self.booster_ = xgb.train(params, xgb.DMatrix(X, label=z), num_boost_round=self.n_estimators)
+        self.booster_ = xgb.train(params, xgb.DMatrix(X, label=z, weight=weight), num_boost_round=self.n_estimators)
         self._for_prediction()
+
+    # Below this many rows one thread answers fastest: waking a thread pool costs more than the
+    # trees, and far more on a loaded machine (a single query: ~1 ms on one thread, tens of ms on all).
+    _PARALLEL_ROWS: ClassVar[int] = 1000
 
     def _for_prediction(self) -> None:
         # n_jobs governs fitting (one thread is fastest for these small tables); predictions of
         # large batches use every core
-        self.booster_.set_param({"nthread": os.cpu_count() or 1})
+        self._set_threads(1)
+
+    def _set_threads(self, threads: int) -> None:
+        if getattr(self, "_threads", None) != threads:
+            self.booster_.set_param({"nthread": threads})
+            self._threads = threads
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
+        self._set_threads(1 if len(X) < self._PARALLEL_ROWS else (os.cpu_count() or 1))
         return np.asarray(self.booster_.inplace_predict(X), dtype=np.float64)
 
     def _state(self) -> tuple[dict[str, Any], Files]:
@@ -77,7 +87,7 @@ class LightGBMSurrogate(Surrogate):
         "n_jobs": 1,
     }
 
-    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         import lightgbm as lgb
 
         params = {
@@ -93,10 +103,11 @@ class LightGBMSurrogate(Surrogate):
             "num_threads": self.n_jobs,
             "verbosity": -1,
         }
-        self.booster_ = lgb.train(params, lgb.Dataset(X, label=z), num_boost_round=self.n_estimators)
+        self.booster_ = lgb.train(params, lgb.Dataset(X, label=z, weight=weight), num_boost_round=self.n_estimators)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(self.booster_.predict(X), dtype=np.float64)
+        threads = 1 if len(X) < XGBoostSurrogate._PARALLEL_ROWS else (os.cpu_count() or 1)
+        return np.asarray(self.booster_.predict(X, num_threads=threads), dtype=np.float64)
 
     def _state(self) -> tuple[dict[str, Any], Files]:
         return {"model_file": "lightgbm.txt"}, {"lightgbm.txt": self.booster_.model_to_string().encode()}

@@ -44,12 +44,17 @@ class SeedEnsemble:
     def encoding(self) -> str:
         return self.base.encoding
 
-    def fit(self, X: Sequence[Architecture] | np.ndarray, y: Sequence[float]) -> SeedEnsemble:
+    def fit(
+        self,
+        X: Sequence[Architecture] | np.ndarray,
+        y: Sequence[float],
+        sample_weight: Sequence[float] | np.ndarray | None = None,
+    ) -> SeedEnsemble:
         features = X if type(self.base).features is not Surrogate.features else self.base.features(X)
         self.members_ = []
         for i in range(self.n_members):
             member = type(self.base)(**(self.base.get_params() | {"seed": self.base.seed + i}))
-            self.members_.append(member.fit(features, y))
+            self.members_.append(member.fit(features, y, sample_weight))
         return self
 
     def _member_predictions(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ class RandomForestSurrogate(Surrogate):
         "n_jobs": 1,
     }
 
-    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         from sklearn.ensemble import RandomForestRegressor
 
         forest = RandomForestRegressor(
@@ -44,7 +44,7 @@ class RandomForestSurrogate(Surrogate):
             max_depth=self.max_depth,
             random_state=self.seed,
             n_jobs=self.n_jobs,
-        ).fit(X, z)
+        ).fit(X, z, sample_weight=weight)
         self.trees_ = [
             {
                 "left": t.tree_.children_left.astype(np.int64),

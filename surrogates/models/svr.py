@@ -15,14 +15,14 @@ class SVRSurrogate(Surrogate):
     family = "svr"
     _own_params: ClassVar[dict[str, Any]] = {"C": 10.0, "epsilon": 0.01, "gamma": "scale"}
 
-    def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         from sklearn.svm import SVR
 
         self.mean_ = X.mean(axis=0)
         self.scale_ = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
         self.z_mean_, self.z_scale_ = float(z.mean()), float(z.std() or 1.0)
         model = SVR(C=self.C, epsilon=self.epsilon, gamma=self.gamma)
-        model.fit((X - self.mean_) / self.scale_, (z - self.z_mean_) / self.z_scale_)
+        model.fit((X - self.mean_) / self.scale_, (z - self.z_mean_) / self.z_scale_, sample_weight=weight)
         self.support_ = model.support_vectors_
         self.dual_ = model.dual_coef_[0]
         self.intercept_ = float(model.intercept_[0])
