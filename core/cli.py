@@ -31,6 +31,24 @@ def _settings(**kwargs: Any):
         raise click.UsageError(str(exc)) from None
 
 
+def _options(texts: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """``KEY=VALUE`` pairs as sorted settings options; values read as JSON when they parse (1, true)."""
+    parsed: dict[str, Any] = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {text!r}", param_hint="--option")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, (list, dict)):
+            value = raw
+        parsed[key] = value
+    return tuple(sorted(parsed.items()))
+
+
 def _arch_list(texts: tuple[str, ...]):
     from accelnas.core.space import parse_architecture
 
@@ -39,7 +57,16 @@ def _arch_list(texts: tuple[str, ...]):
 
 # Commands that live beside the code they drive, imported only when invoked (or listed by --help):
 # name -> "module:attribute" of a click command or group.
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "train": "accelnas.training.cli:train",
+    "search": "accelnas.search.cli:search",
+    "verify": "accelnas.search.cli:verify",
+    "search-space": "accelnas.search.cli:search_space",
+    "merge": "accelnas.core.cli_campaigns:merge",
+    "status": "accelnas.core.cli_campaigns:status",
+    "proxy-search": "accelnas.training.cli:proxy_search",
+    "proxy-analyse": "accelnas.training.cli:proxy_analyse",
+}
 
 
 class _LazyGroup(click.Group):
@@ -180,6 +207,13 @@ def targets(as_json: bool) -> None:
 @click.option("--warmup-seconds", type=float, default=5.0, show_default=True, help="Warm-up budget.")
 @click.option("--threads", type=int, default=None, help="Intra-op threads [physical cores].")
 @click.option(
+    "--option",
+    "option_texts",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Backend option of the target (repeatable), e.g. precision=fp32; part of each result's identity.",
+)
+@click.option(
     "--db",
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -195,6 +229,27 @@ def targets(as_json: bool) -> None:
     help="How --num architectures are chosen: uniformly, a farthest-point design, or in rounds where a "
     "seed ensemble fitted on the measured ones disagrees most.",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Measure in this process, or on the hosts of a Ray cluster that advertise the resource "
+    "accelnas/<target> (see docs/reliability.md).",
+)
+@click.option("--address", default=None, help="Ray cluster address (host:port) [RAY_ADDRESS, else a local Ray].")
+@click.option("--isolate", is_flag=True, help="Run each architecture's measurements in a child process.")
+@click.option(
+    "--task-timeout",
+    type=float,
+    default=None,
+    help="With --isolate: seconds one architecture may take before its child is killed [900].",
+)
+@click.option("--retries", type=int, default=1, show_default=True, help="Retries of transient failures per run.")
+@click.option("--retry-backoff", type=float, default=2.0, show_default=True, help="Seconds before the first retry.")
+@click.option("--ray-max-retries", type=int, default=3, show_default=True, help="Ray retries after a worker dies.")
+@click.option("--time-budget", type=float, default=None, help="Stop after this many seconds; the rest stays pending.")
+@click.option("--shard", default=None, help="Measure only shard i/n of the architectures (0 <= i < n).")
 @click.pass_context
 def collect(
     ctx: click.Context,
@@ -209,15 +264,26 @@ def collect(
     max_seconds: float,
     warmup_seconds: float,
     threads: int | None,
+    option_texts: tuple[str, ...],
     db_path: Path,
     no_retry_failed: bool,
     selection: str,
+    executor: str,
+    address: str | None,
+    isolate: bool,
+    task_timeout: float | None,
+    retries: int,
+    retry_backoff: float,
+    ray_max_retries: int,
+    time_budget: float | None,
+    shard: str | None,
 ) -> None:
     """Measure architectures on a target, committing each result to the store as it arrives.
 
     Re-running the same command resumes: stored results are skipped, failures are retried.
     """
     from accelnas.core.campaign import CampaignReport, run_campaign
+    from accelnas.core.cli_campaigns import campaign_options
     from accelnas.core.progress import ProgressPrinter
     from accelnas.core.space import sample as draw
     from accelnas.core.store import Store
@@ -237,6 +303,19 @@ def collect(
         elif selection == "random":
             seen = {a.id for a in archs}
             archs += draw(num, seed, exclude=seen)
+    options = campaign_options(
+        executor=executor,
+        address=address,
+        isolate=isolate,
+        task_timeout=task_timeout,
+        retries=retries,
+        retry_backoff=retry_backoff,
+        ray_max_retries=ray_max_retries,
+        time_budget=time_budget,
+        shard=shard,
+        active=selection == "active",
+    )
+    archs = options.select(archs)
     settings = _settings(
         input_size=input_size,
         batch_size=batch_size,
@@ -244,14 +323,15 @@ def collect(
         max_seconds=max_seconds,
         warmup_seconds=warmup_seconds,
         threads=threads,
+        options=_options(option_texts),
     )
     registry = _registry()
-    target = registry.target(target_name)
+    target = registry.target(target_name, require_available=executor == "local")
     with Store(db_path) as store:
         click.echo(
             f"measuring {num if selection == 'active' else len(archs)} architectures ({selection} selection) on "
             f"{target.name} at {input_size}x{input_size}, throughput batch {settings.batch_for(target)}; "
-            f"store: {db_path}",
+            f"store: {db_path}{options.describe()}",
             err=True,
         )
         if selection == "active":
@@ -275,11 +355,19 @@ def collect(
                 metrics=metrics or None,
                 retry_failed=not no_retry_failed,
                 progress=ProgressPrinter(),
+                executor=options.make_executor(),
+                retry=options.retry,
+                time_budget=options.time_budget,
             )
     click.echo(
         f"done in {report.seconds:.1f}s: {report.measured} measured, {report.already_done} already stored, "
         f"{report.failed} failed; store: {db_path}"
     )
+    if report.budget_exhausted:
+        click.echo(
+            f"time budget spent: {report.pending} measurement(s) pending; run the same command again to continue",
+            err=True,
+        )
     if report.failed:
         click.echo(f"error: {report.failed} measurement(s) failed, first: {report.errors[0]}", err=True)
         ctx.exit(1)

@@ -7,27 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from accelnas.core.figures import pyplot, save_figure
 from accelnas.search.run import RunResult, SearchOutcome
 
 MAX_BACKGROUND = 20000  # queried architectures drawn behind the front
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    _pyplot().close(fig)
-    return path
 
 
 def plot_front(outcome: SearchOutcome, path: str | Path) -> Path:
@@ -35,7 +18,7 @@ def plot_front(outcome: SearchOutcome, path: str | Path) -> Path:
 
     The first objective is on the y axis; with a single objective, its value against the query number.
     """
-    plt = _pyplot()
+    plt = pyplot()
     problem = outcome.problem
     queried = {e.arch.id: e for r in outcome.runs for e in r.history}
     every = list(queried.values())
@@ -72,12 +55,12 @@ def plot_front(outcome: SearchOutcome, path: str | Path) -> Path:
         ax.legend(fontsize=8)
     constraints = ", ".join(c.name for c in problem.constraints)
     fig.suptitle(f"{', '.join(problem.names)}" + (f"  (subject to {constraints})" if constraints else ""), fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_anytime(runs: Sequence[RunResult], path: str | Path, title: str = "") -> Path:
     """Hypervolume against queries: mean over seeds per optimizer with a ±1 std band."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for name in dict.fromkeys(r.optimizer for r in runs):
         group = [r for r in runs if r.optimizer == name]
@@ -92,7 +75,7 @@ def plot_anytime(runs: Sequence[RunResult], path: str | Path, title: str = "") -
     ax.set_title(title or "anytime hypervolume", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_verification(
@@ -106,7 +89,7 @@ def plot_verification(
     same_scale: bool,
 ) -> Path:
     """Measured (x) against predicted (y); the identity line only when both are the same quantity."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.0, 4.6))
     if same_scale:
         lo = float(min(measured.min(), predicted.min()))
@@ -118,4 +101,4 @@ def plot_verification(
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -10,7 +10,27 @@ from accelnas.core.cli import cli
 from accelnas.core.model import count_macs, count_params
 from accelnas.core.space import EFFICIENTNET_B0
 
-COMMANDS = ["info", "sample", "plugins", "targets", "collect", "export", "fit", "query", "demo"]
+COMMANDS = [
+    "info",
+    "sample",
+    "plugins",
+    "targets",
+    "collect",
+    "export",
+    "fit",
+    "query",
+    "demo",
+    "import-anb",
+    "surrogates",
+    "search",
+    "verify",
+    "search-space",
+    "merge",
+    "status",
+    "train",
+    "proxy-search",
+    "proxy-analyse",
+]
 
 
 def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -149,3 +169,37 @@ def test_corrupt_surrogate(tmp_path):
 def test_bad_settings_are_usage_errors(tmp_path):
     result = run_cli("collect", "--num", "1", "--input-size", "4", "--db", str(tmp_path / "c.sqlite"))
     assert result.returncode == 2 and "input size" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_option_values_parse_as_json_else_text():
+    from accelnas.core.cli import _options
+
+    assert _options(("precision=fp32", "count=8", "cuda_graphs=true", "devices=all", "count=16")) == (
+        ("count", 16),
+        ("cuda_graphs", True),
+        ("devices", "all"),
+        ("precision", "fp32"),
+    )
+    assert _options(("shape=[1, 2]",)) == (("shape", "[1, 2]"),)
+
+
+def test_bad_option_is_a_usage_error(tmp_path):
+    db = tmp_path / "c.sqlite"
+    result = run_cli("collect", "--arch", "b0", "--option", "novalue", "--db", str(db))
+    assert result.returncode == 2 and "KEY=VALUE" in result.stderr and "Traceback" not in result.stderr
+    assert not db.exists()
+
+
+def test_options_are_part_of_each_result(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "c.sqlite"
+    args = ["collect", "--arch", "b0", "--metric", "latency", "--input-size", "32", "--max-seconds", "0.3"]
+    args += ["--warmup-seconds", "0.05", "--threads", "1", "--db", str(db)]
+    for extra in ([], ["--option", "tag=a"]):
+        result = run_cli(*args, *extra)
+        assert result.returncode == 0, result.stderr
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT settings_key, settings FROM results WHERE status = 'ok'").fetchall()
+    assert len(rows) == 2 and rows[0][0] != rows[1][0]  # a different option is a different measurement
+    assert {json.loads(s)["options"].get("tag") for _, s in rows} == {None, "a"}
