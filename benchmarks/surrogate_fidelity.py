@@ -24,7 +24,7 @@ from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, anb_target, import_anb
 from accelnas.surrogates.fit import fit_surrogate
 from accelnas.surrogates.metrics import regression_metrics
-from accelnas.surrogates.recipes import recipe_for
+from accelnas.surrogates.recipes import fit_options, recipe_for
 
 PAPER = {"accuracy": "τ 0.917, R² 0.984"}
 GOALS = {  # name: (tau, r2)
@@ -88,11 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             metric,
             test_fraction=0.1,
             seed=args.seed,
-            family=recipe["family"],
-            params=recipe.get("params"),
-            ensemble=recipe.get("ensemble", 1),
-            weighting=recipe.get("weighting", "none"),
             refit_all=True,
+            **fit_options(recipe),
         )
         part = test[(test["target"] == target) & (test["metric"] == metric)]
         archs = [Architecture.from_config(r) for r in part[list(FEATURE_NAMES)].to_dict("records")]

@@ -19,7 +19,7 @@ from accelnas.core.dataset import file_stem
 from accelnas.surrogates import artifact
 from accelnas.surrogates.fit import fit_surrogate
 from accelnas.surrogates.plots import ScatterPanel, predicted_vs_measured
-from accelnas.surrogates.recipes import recipe_for
+from accelnas.surrogates.recipes import fit_options, recipe_for
 
 INDEX_FILE = "benchmark.json"
 
@@ -68,11 +68,8 @@ def build_all(
             metric,
             test_fraction=test_fraction,
             seed=seed,
-            family=recipe["family"],
-            params=recipe.get("params"),
-            ensemble=recipe.get("ensemble", 1),
-            weighting=recipe.get("weighting", "none"),
             refit_all=refit_all,
+            **fit_options(recipe),
         )
         where = out / file_stem(target) / metric
         artifact.save(result.artifact, where)
@@ -94,8 +91,7 @@ def build_all(
         model = result.artifact.model
         chosen = getattr(getattr(model, "base", model), "family", "?")
         entries.append({
-            "recipe": {"family": recipe["family"], "params": recipe.get("params"),
-                       "weighting": recipe.get("weighting", "none")},
+            "recipe": {k: v for k, v in fit_options(recipe).items() if k != "ensemble"},
             "target": target, "metric": metric, "unit": result.artifact.unit,
             "path": str(where.relative_to(out)), "family": chosen, "ensemble": recipe.get("ensemble", 1),
             "test": m, "n_train": result.artifact.metrics["n_train"], "rows": result.artifact.dataset["rows"],

@@ -40,14 +40,17 @@ def architectures(part: pd.DataFrame) -> list[Architecture]:
 WEIGHTINGS = ("none", "noise")
 
 
-def noise_weights(y: np.ndarray, std: np.ndarray, transform: str) -> np.ndarray | None:
+def noise_weights(y: np.ndarray, std: np.ndarray, transform: str, floor: float = 1.0) -> np.ndarray | None:
     """Inverse-variance weights from measurement standard deviations, in the model's target space.
 
     A measurement's noise maps to ``std`` (no transform), ``std/y`` (log) or ``std/y²`` (1/y). The
-    weight is ``1 / (noise² + floor²)`` with the floor at the median noise, so that precise
-    measurements count up to twice as much as a typical one while noisy ones count less; rows
-    without a std get the typical weight. ``None`` where no row has a std.
+    weight is ``1 / (noise² + f²)`` with ``f`` at ``floor`` times the median noise: with the default
+    1, precise measurements count up to twice as much as a typical one (with 0.5 up to five times)
+    while noisy ones count less; rows without a std get the weight of a median-noise row. ``None``
+    where no row has a std.
     """
+    if floor <= 0:
+        raise ValueError(f"the noise floor must be positive, got {floor!r}")
     std = np.asarray(std, dtype=np.float64)
     finite = np.isfinite(std) & (std >= 0)
     if not finite.any():
@@ -55,11 +58,11 @@ def noise_weights(y: np.ndarray, std: np.ndarray, transform: str) -> np.ndarray 
     y = np.asarray(y, dtype=np.float64)
     scale = {"none": 1.0, "log": 1.0 / np.abs(y), "inverse": 1.0 / y**2}[transform]
     noise = np.where(finite, std, np.nan) * scale
-    floor = float(np.nanmedian(noise))
-    if floor <= 0:
+    typical = float(np.nanmedian(noise))
+    if typical <= 0:
         return None
-    noise = np.where(np.isnan(noise), floor, noise)
-    return 1.0 / (noise**2 + floor**2)
+    noise = np.where(np.isnan(noise), typical, noise)
+    return 1.0 / (noise**2 + (floor * typical) ** 2)
 
 
 def _model(family: str, params: dict[str, Any], ensemble: int, seed: int) -> Surrogate | SeedEnsemble:
@@ -80,13 +83,14 @@ def fit_surrogate(
     refit_all: bool = False,
     candidates=DEFAULT_CANDIDATES,
     weighting: str = "none",
+    noise_floor: float = 1.0,
 ) -> FitResult:
     """Fit on a seeded split of ``frame``'s rows for (target, metric) and report held-out metrics.
 
     ``family="auto"`` picks the best candidate on a validation split inside the training part.
     With ``refit_all`` the saved model is refitted on every row after the held-out evaluation.
     ``weighting="noise"`` weights rows by their measurement noise (the ``std`` column; see
-    :func:`noise_weights`).
+    :func:`noise_weights`, which ``noise_floor`` is passed to).
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -109,7 +113,7 @@ def fit_surrogate(
     transform = params.get("transform", make(family).transform)
 
     def weights(rows: np.ndarray) -> np.ndarray | None:
-        return None if std is None else noise_weights(y[rows], std[rows], transform)
+        return None if std is None else noise_weights(y[rows], std[rows], transform, noise_floor)
 
     train_weight = weights(train)
     model = _model(family, params, ensemble, seed).fit(train_archs, y[train], train_weight)
@@ -132,6 +136,7 @@ def fit_surrogate(
             "fitted_on": "all" if refit_all else "train",
             "fit_seconds": round(time.perf_counter() - start, 2),
             "weighting": weighting if train_weight is not None else "none",
+            "noise_floor": noise_floor if train_weight is not None else None,
             "selection": None
             if selection is None
             else {"validation": selection.validation, "scores": selection.scores},

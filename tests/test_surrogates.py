@@ -13,6 +13,7 @@ from accelnas.surrogates.features import encode
 from accelnas.surrogates.fit import fit_surrogate, noise_weights
 from accelnas.surrogates.metrics import regression_metrics
 from accelnas.surrogates.models import XGBoostSurrogate
+from accelnas.surrogates.recipes import fit_options, recipe_for
 
 
 def _frame(n=240, seed=0, noise=0.0):
@@ -124,6 +125,23 @@ def test_noise_weights():
     inv_w = noise_weights(y, std, "inverse")
     assert inv_w[3] < inv_w[0]  # std/y² is larger for the smaller value
     assert noise_weights(y, np.full(4, np.nan), "log") is None
+    half = noise_weights(y, std, "none", floor=0.5)  # a lower floor spreads the weights further
+    np.testing.assert_allclose(half, 1 / (np.array([1.0, 16.0, floor**2, 1.0]) + (0.5 * floor) ** 2))
+    assert half[0] / half[1] > w[0] / w[1]
+    with pytest.raises(ValueError, match="floor"):
+        noise_weights(y, std, "none", floor=0.0)
+
+
+def test_recipes_pass_their_noise_floor_to_the_fit():
+    tpuv3 = fit_options(recipe_for("tpuv3/anb", "throughput"))
+    assert tpuv3["weighting"] == "noise" and tpuv3["noise_floor"] == 0.5
+    assert fit_options(recipe_for("sim/x", "latency"))["noise_floor"] == 1.0
+    frame = _frame(120)
+    frame["std"] = np.linspace(0.001, 0.2, len(frame)) * frame["value"]
+    options = {"family": "additive", "params": None, "ensemble": 1, "weighting": "noise"}
+    fits = {f: fit_surrogate(frame, "sim/x", "latency", seed=0, noise_floor=f, **options) for f in (1.0, 0.5)}
+    assert fits[0.5].artifact.metrics["noise_floor"] == 0.5
+    assert not np.allclose(fits[0.5].test_pred, fits[1.0].test_pred)
 
 
 def test_fit_with_noise_weighting_records_it():
