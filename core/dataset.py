@@ -88,13 +88,21 @@ def read(path: str | Path) -> pd.DataFrame:
         if not files:
             raise DatasetError(f"no *.parquet dataset files in {path}")
         return pd.concat([read(f) for f in files], ignore_index=True)
-    if not path.exists():
-        raise DatasetError(f"dataset file not found: {path}")
+    return validate(read_table(path), str(path))
+
+
+def read_table(path: str | Path, what: str = "dataset") -> pd.DataFrame:
+    """A Parquet (by suffix or magic bytes) or CSV file as a frame, unvalidated; unreadable files raise
+    ``DatasetError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{what} file not found: {path}")
     try:
-        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        with path.open("rb") as fh:
+            parquet = path.suffix == ".parquet" or fh.read(4) == b"PAR1"
+        return pd.read_parquet(path) if parquet else pd.read_csv(path)
     except Exception as exc:
-        raise DatasetError(f"cannot read dataset {path}: {type(exc).__name__}: {exc}") from None
-    return validate(frame, str(path))
+        raise DatasetError(f"cannot read {what} {path}: {type(exc).__name__}: {exc}") from None
 
 
 def validate(frame: pd.DataFrame, where: str = "dataset") -> pd.DataFrame:

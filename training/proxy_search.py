@@ -434,12 +434,7 @@ def read_reference(path: str | Path) -> dict[str, float]:
     from accelnas.core import dataset
 
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"reference file not found: {path}")
-    try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except Exception as exc:
-        raise DatasetError(f"cannot read reference file {path}: {type(exc).__name__}: {exc}") from None
+    frame = dataset.read_table(path, "reference")
     if "metric" in frame.columns:
         frame = dataset.validate(frame, str(path))
         frame = frame[frame["metric"] == "accuracy"]
