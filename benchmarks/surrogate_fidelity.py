@@ -24,6 +24,7 @@ from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, anb_target, import_anb
 from accelnas.surrogates.fit import fit_surrogate
 from accelnas.surrogates.metrics import regression_metrics
+from accelnas.surrogates.models import family_name
 from accelnas.surrogates.recipes import fit_options, recipe_for
 
 PAPER = {"accuracy": "τ 0.917, R² 0.984"}
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the measured figures here")
+    parser.add_argument("--only", help="comma-separated target names (default: all nine)")
     args = parser.parse_args(argv)
     if bool(args.split) == bool(args.train and args.test):
         parser.error("give --train and --test, or --split")
@@ -79,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, float]] = {}
     rows = []
     start = time.perf_counter()
-    for name, (target, metric) in targets().items():
+    chosen = targets()
+    if args.only:
+        unknown = sorted(set(args.only.split(",")) - set(chosen))
+        if unknown:
+            parser.error(f"unknown target {unknown[0]!r} (known: {', '.join(chosen)})")
+        chosen = {name: pair for name, pair in chosen.items() if name in args.only.split(",")}
+    for name, (target, metric) in chosen.items():
         recipe = recipe_for(target, metric)
         t0 = time.perf_counter()
         fitted = fit_surrogate(
@@ -94,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         part = test[(test["target"] == target) & (test["metric"] == metric)]
         archs = [Architecture.from_config(r) for r in part[list(FEATURE_NAMES)].to_dict("records")]
         m = regression_metrics(part["value"].to_numpy(float), fitted.artifact.predict(archs))
-        family = getattr(getattr(fitted.artifact.model, "base", fitted.artifact.model), "family", "?")
+        family = family_name(fitted.artifact.model)
         results[name] = {"r2": m["r2"], "kendall_tau": m["kendall_tau"], "spearman": m["spearman"],
                          "within_5pct": m["within_5pct"], "n_test": m["n"], "family": family,
                          "fit_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip

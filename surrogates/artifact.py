@@ -93,9 +93,12 @@ def _json_default(value: Any) -> Any:
 
 
 def _encodings(state: dict[str, Any]) -> list[str]:
-    if "members" in state:
+    if "members" in state:  # a seed ensemble
         return [e for m in state["members"] for e in _encodings(m)]
-    return [state.get("params", {}).get("encoding")]
+    own = state.get("state")
+    members = own.get("members") if isinstance(own, dict) else None  # a blend
+    nested = [e for m in members if isinstance(m, dict) for e in _encodings(m)] if isinstance(members, list) else []
+    return [state.get("params", {}).get("encoding"), *nested]
 
 
 def load(path: str | Path) -> SurrogateArtifact:

@@ -18,6 +18,7 @@ import pandas as pd
 from accelnas.core.dataset import file_stem
 from accelnas.surrogates import artifact
 from accelnas.surrogates.fit import fit_surrogate
+from accelnas.surrogates.models import family_name
 from accelnas.surrogates.plots import ScatterPanel, predicted_vs_measured
 from accelnas.surrogates.recipes import fit_options, recipe_for
 
@@ -88,8 +89,7 @@ def build_all(
             where / "predicted_vs_true.png",
         )
         seconds = time.perf_counter() - t0
-        model = result.artifact.model
-        chosen = getattr(getattr(model, "base", model), "family", "?")
+        chosen = family_name(result.artifact.model)
         entries.append({
             "recipe": {k: v for k, v in fit_options(recipe).items() if k != "ensemble"},
             "target": target, "metric": metric, "unit": result.artifact.unit,

@@ -94,3 +94,32 @@ def test_build_with_optuna_tuning(tmp_path):
     for entry in index["surrogates"]:
         params = entry["recipe"]["params"]
         assert entry["family"] == "xgboost" and {"max_depth", "learning_rate", "n_estimators"} <= set(params)
+
+
+def test_build_from_anb_records_follows_the_paper_recipes(tmp_path):
+    """The nine Accel-NASBench targets from result_N.json records: accuracy is the hybrid+GP blend."""
+    records = tmp_path / "anb_dataset_jsons"
+    records.mkdir()
+    rng = np.random.default_rng(0)
+    for i, a in enumerate(sample(60, 11)):
+        macs = count_macs(a, 224) / 1e6
+        perf = {}
+        for key in ("a100", "3090", "tpuv2", "tpuv3", "zcu102", "vck190"):
+            perf[f"throughput_{key}"] = {"throughput_mean": 4e5 / macs, "throughput_std": 1.0}
+        for key in ("zcu102", "vck190"):
+            perf[f"latency_{key}"] = {"latency_mean": 0.01 * macs + a.num_layers, "latency_std": 0.01}
+        top1 = 70.0 + 5.0 * np.tanh(macs / 400.0) + rng.normal(0, 0.05)
+        record = {"architecture": a.to_config(), "metrics": {"val_top1": top1}, "platform_perf": perf}
+        (records / f"result_{i}.json").write_text(json.dumps(record))
+    out = tmp_path / "anb"
+    built = run_cli("surrogates", "build", "--from-anb", str(records), "--out", str(out))
+    assert built.returncode == 0, built.stderr
+    index = json.loads((out / "benchmark.json").read_text())
+    families = {(e["target"], e["metric"]): e["family"] for e in index["surrogates"]}
+    assert len(families) == 9 and families[("imagenet/anb", "accuracy")] == "hybrid+gp"
+    assert families[("zcu102/anb", "latency")] == "hybrid"
+    bench = Benchmark.load(out)
+    archs = sample(30, 12)
+    predicted = bench.query(archs, metric="accuracy").mean
+    truth = [70.0 + 5.0 * np.tanh(count_macs(a, 224) / 1e6 / 400.0) for a in archs]
+    assert np.corrcoef(predicted, truth)[0, 1] > 0.9

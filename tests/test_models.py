@@ -1,8 +1,12 @@
 """Every surrogate family: fit, predict, parameters, and a lossless save/load without pickle."""
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 
+from accelnas.core.errors import SurrogateError
 from accelnas.core.model import count_macs
 from accelnas.core.space import sample
 from accelnas.surrogates import artifact
@@ -18,6 +22,8 @@ FAST = {
     "svr": {},
     "additive": {},
     "hybrid": {"n_estimators": 100},
+    "gp": {"steps": 60, "fit_subset": 200},  # fewer inducing points than rows: the sparse posterior
+    "blend": {"members": [{"family": "additive", "params": {}}, {"family": "gp", "params": {"steps": 40}}]},
 }
 
 
@@ -79,7 +85,7 @@ def test_extrapolation_is_bounded():
     assert pred.max() <= 10 * y.max() and pred.min() >= y.min() / 10
 
 
-@pytest.mark.parametrize("family", ["additive", "hybrid"])
+@pytest.mark.parametrize("family", ["additive", "hybrid", "gp"])
 def test_sample_weight_discounts_noisy_rows(family):
     """Rows whose targets are badly corrupted hurt less when their weight is small."""
     y = _y(TRAIN)
@@ -103,3 +109,117 @@ def test_sample_weight_validation():
         model.fit(TRAIN, _y(TRAIN), sample_weight=np.zeros(len(TRAIN)))
     uniform = make("additive").fit(TRAIN, _y(TRAIN), sample_weight=np.full(len(TRAIN), 3.0)).predict(TEST)
     np.testing.assert_allclose(uniform, make("additive").fit(TRAIN, _y(TRAIN)).predict(TEST), rtol=1e-9)
+
+
+def _smooth(archs):
+    """An accuracy-like target: smooth and saturating in the network's size."""
+    return np.array([75.0 + 3.0 * np.tanh(count_macs(a, 224) / 4e8 - 1.0) + 0.1 * a.num_layers for a in archs])
+
+
+def test_gp_sparse_posterior_keeps_up_with_the_exact_one():
+    y = _smooth(TRAIN)
+    exact = make("gp", transform="none", steps=80, fit_subset=len(TRAIN)).fit(TRAIN, y)
+    sparse = make("gp", transform="none", steps=80, fit_subset=120).fit(TRAIN, y)
+    assert len(exact.points_) == len(TRAIN) and len(sparse.points_) == 120
+    scores = {
+        name: regression_metrics(_smooth(TEST), m.predict(TEST)) for name, m in [("exact", exact), ("sparse", sparse)]
+    }
+
+    assert scores["exact"]["r2"] > 0.97, scores
+    assert scores["sparse"]["r2"] > scores["exact"]["r2"] - 0.02, scores
+    # the exact posterior mean nearly interpolates the (noise-free) training targets
+    assert np.abs(exact.predict(TRAIN[:50]) - y[:50]).max() < 0.2
+
+
+def test_gp_is_reproducible_and_validates_its_parameters():
+    y = _smooth(TRAIN)
+    a = make("gp", transform="none", steps=30, fit_subset=100, seed=3).fit(TRAIN, y).predict(TEST)
+    b = make("gp", transform="none", steps=30, fit_subset=100, seed=3).fit(TRAIN, y).predict(TEST)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="fit_subset"):
+        make("gp", fit_subset=1).fit(TRAIN, y)
+
+
+def test_gp_points_file_of_the_wrong_shape_is_refused(tmp_path):
+    import io
+
+    model = make("gp", transform="none", steps=20, fit_subset=100).fit(TRAIN, _smooth(TRAIN))
+    saved = artifact.save(SurrogateArtifact(model, "sim/x", "accuracy"), tmp_path / "gp")
+    points = saved / "gp-points.npy"
+    table = np.load(points, allow_pickle=False)
+    buffer = io.BytesIO()
+    np.save(buffer, table[:, :-2], allow_pickle=False)
+    points.write_bytes(buffer.getvalue())
+    meta = json.loads((saved / "surrogate.json").read_text())
+    meta["files"]["gp-points.npy"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    (saved / "surrogate.json").write_text(json.dumps(meta))
+    with pytest.raises(SurrogateError, match="points file has shape"):
+        artifact.load(saved)
+
+
+def test_blend_is_the_weighted_mean_of_its_members():
+    y = _y(TRAIN)
+    members = [
+        {"family": "additive", "params": {"transform": "log"}},
+        {"family": "xgboost", "params": {"n_estimators": 80}},
+    ]
+    blend = make("blend", members=members, weights=[3, 1]).fit(TRAIN, y)
+    parts = blend.member_predictions(TEST)
+    additive = make("additive", transform="log").fit(TRAIN, y).predict(TEST)
+    np.testing.assert_allclose(parts[0], additive, rtol=1e-12)
+    np.testing.assert_allclose(blend.predict(TEST), 0.75 * parts[0] + 0.25 * parts[1], rtol=1e-12)
+    assert blend.get_params()["members"] == members
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"members": [{"family": "blend", "params": {}}]}, "family other than blend"),
+        ({"members": [{"params": {}}]}, "family other than blend"),
+        ({"members": [{"family": "additive", "params": {}, "extra": 1}]}, "family other than blend"),
+        ({"members": [{"family": "additive"}], "weights": [1, 2]}, "one non-negative weight per member"),
+        ({"members": [{"family": "additive"}], "weights": [0]}, "not all zero"),
+    ],
+)
+def test_blend_validates_its_members(params, error):
+    with pytest.raises(ValueError, match=error):
+        make("blend", **params)
+
+
+def test_blend_needs_members_and_architectures():
+    with pytest.raises(ValueError, match="at least one member"):
+        make("blend").fit(TRAIN, _y(TRAIN))
+    with pytest.raises(TypeError, match="needs architectures"):
+        make("blend", members=[{"family": "additive"}]).fit(np.zeros((4, 28)), np.ones(4))
+
+
+def test_blend_member_with_an_unknown_encoding_is_refused(tmp_path):
+    blend = make("blend", members=[{"family": "additive", "params": {}}]).fit(TRAIN, _y(TRAIN))
+    saved = artifact.save(SurrogateArtifact(blend, "sim/x", "latency"), tmp_path / "b")
+    meta = json.loads((saved / "surrogate.json").read_text())
+    meta["model"]["state"]["members"][0]["params"]["encoding"] = "mystery"
+    (saved / "surrogate.json").write_text(json.dumps(meta))
+    with pytest.raises(SurrogateError, match="unknown feature encoding 'mystery'"):
+        artifact.load(saved)
+
+
+def test_ensembles_saved_with_prefixed_member_states_still_load(tmp_path):
+    """Earlier artifacts named each member's file inside its state ("member0-xgboost.json")."""
+    ensemble = SeedEnsemble(make("xgboost", n_estimators=30), n_members=2).fit(TRAIN, _y(TRAIN))
+    saved = artifact.save(SurrogateArtifact(ensemble, "sim/x", "latency"), tmp_path / "e")
+    meta = json.loads((saved / "surrogate.json").read_text())
+    for i, member in enumerate(meta["model"]["members"]):
+        member["state"]["model_file"] = f"member{i}-xgboost.json"
+    (saved / "surrogate.json").write_text(json.dumps(meta))
+    np.testing.assert_allclose(artifact.load(saved).predict(TEST), ensemble.predict(TEST), rtol=1e-9)
+
+
+def test_gp_fast_kernel_path_agrees_with_the_direct_one(monkeypatch):
+    from accelnas.surrogates.models import gp
+
+    model = make("gp", transform="none", steps=30, fit_subset=150).fit(TRAIN, _smooth(TRAIN))
+    far = model.features(TEST) * 3.0  # also rows far outside the data
+    fast = model.predict(np.vstack([model.features(TEST), far]))
+    monkeypatch.setattr(gp, "_EXP_SAFE", -np.inf)  # force the direct form
+    direct = model.predict(np.vstack([model.features(TEST), far]))
+    np.testing.assert_allclose(fast, direct, rtol=1e-9, atol=1e-9)

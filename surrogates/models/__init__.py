@@ -7,9 +7,11 @@ from typing import Any
 from accelnas.core.errors import SurrogateError
 from accelnas.surrogates.models.additive import AdditiveSurrogate, HybridSurrogate
 from accelnas.surrogates.models.base import Files, Surrogate
+from accelnas.surrogates.models.blend import BlendSurrogate
 from accelnas.surrogates.models.boosting import LightGBMSurrogate, XGBoostSurrogate
-from accelnas.surrogates.models.ensemble import SeedEnsemble
+from accelnas.surrogates.models.ensemble import SeedEnsemble, member_files
 from accelnas.surrogates.models.forest import RandomForestSurrogate
+from accelnas.surrogates.models.gp import GaussianProcessSurrogate
 from accelnas.surrogates.models.svr import SVRSurrogate
 
 FAMILIES: dict[str, type[Surrogate]] = {
@@ -19,8 +21,10 @@ FAMILIES: dict[str, type[Surrogate]] = {
         LightGBMSurrogate,
         RandomForestSurrogate,
         SVRSurrogate,
+        GaussianProcessSurrogate,
         AdditiveSurrogate,
         HybridSurrogate,
+        BlendSurrogate,
     )
 }
 
@@ -33,11 +37,20 @@ def make(family: str, **params: Any) -> Surrogate:
         raise SurrogateError(f"unknown surrogate family {family!r} (known: {', '.join(FAMILIES)})") from None
 
 
+def family_name(model: Surrogate | SeedEnsemble) -> str:
+    """A fitted model's family as people read it: a seed ensemble's base family, a blend's members
+    joined by ``+`` (``hybrid+gp``)."""
+    model = getattr(model, "base", model)
+    if isinstance(model, BlendSurrogate):
+        return "+".join(str(member.get("family")) for member in model.members)
+    return getattr(model, "family", "?")
+
+
 def from_state(state: dict[str, Any], files: Files) -> Surrogate | SeedEnsemble:
     """Rebuild a fitted model (or seed ensemble) from :meth:`to_state` output."""
     family = state.get("family")
     if family == SeedEnsemble.family:
-        members = [from_state(m, files) for m in state["members"]]
+        members = [from_state(m, member_files(files, i)) for i, m in enumerate(state["members"])]
         if not members:
             raise SurrogateError("an ensemble without members")
         ensemble = SeedEnsemble(type(members[0])(**members[0].get_params()), n_members=len(members))
@@ -51,6 +64,8 @@ def from_state(state: dict[str, Any], files: Files) -> Surrogate | SeedEnsemble:
 __all__ = [
     "FAMILIES",
     "AdditiveSurrogate",
+    "BlendSurrogate",
+    "GaussianProcessSurrogate",
     "HybridSurrogate",
     "LightGBMSurrogate",
     "RandomForestSurrogate",
@@ -58,6 +73,7 @@ __all__ = [
     "SeedEnsemble",
     "Surrogate",
     "XGBoostSurrogate",
+    "family_name",
     "from_state",
     "make",
 ]

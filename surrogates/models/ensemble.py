@@ -76,11 +76,18 @@ class SeedEnsemble:
         states, files = [], {}
         for i, member in enumerate(self.members_):
             state, member_files = member.to_state()
-            prefix = f"member{i}-"
-            if "model_file" in state["state"]:
-                state["state"]["model_file"] = prefix + state["state"]["model_file"]
-            if "residual" in state["state"] and "model_file" in state["state"]["residual"]:
-                state["state"]["residual"]["model_file"] = prefix + state["state"]["residual"]["model_file"]
-            files |= {prefix + name: data for name, data in member_files.items()}
+            files |= {member_prefix(i) + name: data for name, data in member_files.items()}
             states.append(state)
         return {"family": self.family, "params": self.get_params(), "members": states}, files
+
+
+def member_prefix(i: int) -> str:
+    """File-name prefix of member ``i``'s native files inside an ensemble's artifact."""
+    return f"member{i}-"
+
+
+def member_files(files: Files, i: int) -> Files:
+    """Member ``i``'s files under their own names (and, for artifacts whose member states name the
+    prefixed files, under those too)."""
+    prefix = member_prefix(i)
+    return files | {name.removeprefix(prefix): data for name, data in files.items() if name.startswith(prefix)}

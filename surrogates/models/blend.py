@@ -1,0 +1,102 @@
+"""Blends: a weighted mean of surrogates of different families fitted on the same rows.
+
+Families that err differently (boosted trees on an additive base, a Gaussian process) average to a
+better surrogate than either. Each member keeps its own encoding and transform; the blend averages
+their predictions in the target's natural unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from accelnas.core.errors import SurrogateError
+from accelnas.core.space import Architecture
+from accelnas.surrogates.models.base import Files, Surrogate
+from accelnas.surrogates.models.ensemble import member_files, member_prefix
+
+
+class BlendSurrogate(Surrogate):
+    """``members`` is a list of ``{"family": ..., "params": {...}}``; ``weights`` their shares
+    (equal when ``None``). Members are fitted with the blend's seed and the same sample weights
+    (the blend's ``transform`` names the target space those weights were made for)."""
+
+    family = "blend"
+    _own_params: ClassVar[dict[str, Any]] = {"members": (), "weights": None}
+
+    def __init__(self, *, encoding: str = "raw", transform: str = "none", seed: int = 0, **params: Any) -> None:
+        super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
+        self.members = [dict(m) for m in self.members]
+        for spec in self.members:
+            if spec.get("family") in (None, self.family) or set(spec) - {"family", "params"}:
+                shape = "{'family': <a family other than blend>, 'params': {...}}"
+                raise ValueError(f"a blend member is {shape}, got {spec!r}")
+        if self.weights is not None:
+            self.weights = [float(w) for w in self.weights]
+            if len(self.weights) != len(self.members) or min(self.weights) < 0 or sum(self.weights) <= 0:
+                raise ValueError("blend weights: one non-negative weight per member, not all zero")
+
+    def _shares(self) -> np.ndarray:
+        weights = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+        return weights / weights.sum()
+
+    def _make_members(self) -> list[Surrogate]:
+        from accelnas.surrogates.models import make
+
+        return [make(spec["family"], **({"seed": self.seed} | dict(spec.get("params") or {}))) for spec in self.members]
+
+    def features(self, X: Sequence[Architecture] | np.ndarray) -> list[Architecture]:  # type: ignore[override]
+        X = list(X) if not isinstance(X, np.ndarray) else X
+        if isinstance(X, np.ndarray) or (X and not isinstance(X[0], Architecture)):
+            raise TypeError("a blend needs architectures (its members use their own encodings)")
+        return X
+
+    def fit(
+        self,
+        X: Sequence[Architecture] | np.ndarray,
+        y: Sequence[float],
+        sample_weight: Sequence[float] | np.ndarray | None = None,
+    ) -> BlendSurrogate:
+        if not self.members:
+            raise ValueError("a blend needs at least one member")
+        archs = self.features(X)
+        y = np.asarray(y, dtype=np.float64)
+        if len(archs) != len(y):
+            raise ValueError(f"{len(archs)} architectures but {len(y)} targets")
+        self.members_ = [member.fit(archs, y, sample_weight) for member in self._make_members()]
+        self.z_range_ = (float(y.min()), float(y.max()))
+        self.fitted_ = True
+        return self
+
+    def member_predictions(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
+        """Each member's predictions, one row per member."""
+        if not self.fitted_:
+            raise RuntimeError("fit the blend surrogate before predicting")
+        archs = self.features(X)
+        return np.vstack([member.predict(archs) for member in self.members_])
+
+    def predict(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
+        return self._shares() @ self.member_predictions(X)
+
+    def _state(self) -> tuple[dict[str, Any], Files]:
+        states, files = [], {}
+        for i, member in enumerate(self.members_):
+            state, own = member.to_state()
+            states.append(state)
+            files |= {member_prefix(i) + name: data for name, data in own.items()}
+        return {"members": states}, files
+
+    def _load_state(self, data: dict[str, Any], files: Files) -> None:
+        from accelnas.surrogates.models import FAMILIES
+
+        states = data.get("members")
+        if not isinstance(states, list) or len(states) != len(self.members):
+            raise SurrogateError(f"a blend of {len(self.members)} members stores {len(states or [])} member states")
+        self.members_ = []
+        for i, state in enumerate(states):
+            family = state.get("family")
+            if family not in FAMILIES or family == self.family:
+                raise SurrogateError(f"unknown blend member family {family!r}")
+            self.members_.append(FAMILIES[family].from_state(state, member_files(files, i)))
