@@ -420,7 +420,7 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     "--family",
     default="auto",
     show_default=True,
-    help="auto (best on a validation split), xgboost, lightgbm, random_forest, svr, additive or hybrid.",
+    help="auto (best on a validation split), xgboost, lightgbm, random_forest, svr, gp, additive or hybrid.",
 )
 @click.option("--ensemble", default=1, show_default=True, help="Seed-ensemble size (>1 gives a spread).")
 @click.option("--test-fraction", default=0.2, show_default=True, help="Held-out share for the metrics.")
@@ -572,7 +572,7 @@ def surrogates() -> None:
 @click.option("--test-fraction", default=0.1, show_default=True, help="Held-out share for the reported metrics.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--ensemble", type=int, default=None, help="Seed-ensemble size [per-target recipe].")
-@click.option("--family", default=None, help="Force one family (auto, xgboost, lightgbm, ...) [recipe].")
+@click.option("--family", default=None, help="Force one family (auto, xgboost, lightgbm, gp, ...) [recipe].")
 @click.option("--train-only", is_flag=True, help="Keep the models fitted without the held-out rows.")
 @click.option(
     "--tune-seconds", type=float, default=0.0, show_default=True,
