@@ -22,7 +22,7 @@ from accelnas.core.errors import SurrogateError
 from accelnas.core.provenance import package_version
 from accelnas.surrogates import models
 from accelnas.surrogates.features import ENCODINGS
-from accelnas.surrogates.models import SeedEnsemble, Surrogate
+from accelnas.surrogates.models import BlendSurrogate, SeedEnsemble, Surrogate
 
 FORMAT = "accelnas-surrogate"
 FORMAT_VERSION = 1
@@ -46,8 +46,8 @@ class SurrogateArtifact:
         return self.model.predict(archs)
 
     def predict_dist(self, archs) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and spread (over ensemble members; zero for a single model)."""
-        if isinstance(self.model, SeedEnsemble):
+        """Mean and spread (over seed-ensemble or blend members; zero for a single model)."""
+        if isinstance(self.model, SeedEnsemble | BlendSurrogate):
             return self.model.predict_dist(archs)
         mean = self.model.predict(archs)
         return mean, np.zeros_like(mean)

@@ -169,6 +169,11 @@ def test_blend_is_the_weighted_mean_of_its_members():
     np.testing.assert_allclose(parts[0], additive, rtol=1e-12)
     np.testing.assert_allclose(blend.predict(TEST), 0.75 * parts[0] + 0.25 * parts[1], rtol=1e-12)
     assert blend.get_params()["members"] == members
+    even = make("blend", members=members).fit(TRAIN, y)
+    mean, spread = SurrogateArtifact(even, "sim/x", "latency").predict_dist(TEST)
+    a, b = even.member_predictions(TEST)
+    np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-12)
+    np.testing.assert_allclose(spread, np.abs(a - b) / 2, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,13 @@ class BlendSurrogate(Surrogate):
     def predict(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         return self._shares() @ self.member_predictions(X)
 
+    def predict_dist(self, X: Sequence[Architecture] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Weighted mean and weighted standard deviation of the members' predictions: how much the
+        families disagree, not a calibrated error."""
+        parts, shares = self.member_predictions(X), self._shares()
+        mean = shares @ parts
+        return mean, np.sqrt(np.maximum(shares @ (parts - mean) ** 2, 0.0))
+
     def _state(self) -> tuple[dict[str, Any], Files]:
         states, files = [], {}
         for i, member in enumerate(self.members_):
