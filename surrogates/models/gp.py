@@ -129,7 +129,7 @@ class GaussianProcessSurrogate(Surrogate):
         self.points_safe_ = bool(len(self.points_sq_)) and 0.5 * float(self.points_sq_.max()) < _EXP_SAFE
         self.scaled_weights_ = self.rbf_weights_ * np.exp(-0.5 * np.minimum(self.points_sq_, 2 * _EXP_SAFE))
         self.linear_coef_ = self.linear_var_ * (inducing.T @ weights) / inducing.shape[1]
-        self.inducing_ = inducing
+        self.inducing_, self.weights_ = inducing, weights
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         S = (X - self.mean_) / self.scale_
@@ -152,7 +152,7 @@ class GaussianProcessSurrogate(Surrogate):
 
     def _state(self) -> tuple[dict[str, Any], Files]:
         buffer = io.BytesIO()
-        np.save(buffer, np.column_stack([self.inducing_, self.rbf_weights_ / self.signal_var_]), allow_pickle=False)
+        np.save(buffer, np.column_stack([self.inducing_, self.weights_]), allow_pickle=False)
         data = {
             "mean": self.mean_.tolist(),
             "scale": self.scale_.tolist(),
