@@ -423,6 +423,13 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     help="auto (best on a validation split), xgboost, lightgbm, random_forest, svr, gp, additive or hybrid.",
 )
 @click.option("--ensemble", default=1, show_default=True, help="Seed-ensemble size (>1 gives a spread).")
+@click.option(
+    "--drift",
+    type=click.Choice(["none", "sequence", "auto"]),
+    default="none",
+    show_default=True,
+    help="Divide out measurement-session factors estimated from the 'sequence' column (auto: if known).",
+)
 @click.option("--test-fraction", default=0.2, show_default=True, help="Held-out share for the metrics.")
 @click.option("--seed", default=0, show_default=True, help="Split and model seed.")
 @click.option(
@@ -439,6 +446,7 @@ def fit(
     out_dir: Path,
     family: str,
     ensemble: int,
+    drift: str,
     test_fraction: float,
     seed: int,
     plot_path: Path | None,
@@ -451,8 +459,9 @@ def fit(
 
     frame = dataset.read(data_path)
     result = fit_surrogate(
-        frame, target_name, metric, test_fraction=test_fraction, seed=seed, family=family, ensemble=ensemble
-    )
+        frame, target_name, metric, test_fraction=test_fraction, seed=seed, family=family, ensemble=ensemble,
+        drift=drift,
+    )  # fmt: skip
     artifact.save(result.artifact, out_dir)
     m = result.artifact.metrics["test"]
     png = predicted_vs_measured(
@@ -575,6 +584,12 @@ def surrogates() -> None:
 @click.option("--family", default=None, help="Force one family (auto, xgboost, lightgbm, gp, ...) [recipe].")
 @click.option("--train-only", is_flag=True, help="Keep the models fitted without the held-out rows.")
 @click.option(
+    "--drift",
+    type=click.Choice(["none", "sequence", "auto"]),
+    default=None,
+    help="Divide out measurement-session factors estimated from the 'sequence' column [recipe].",
+)
+@click.option(
     "--tune-seconds", type=float, default=0.0, show_default=True,
     help="Optuna search of the hyperparameters per target for this long (on a validation split).",
 )  # fmt: skip
@@ -589,6 +604,7 @@ def surrogates_build(
     ensemble: int | None,
     family: str | None,
     train_only: bool,
+    drift: str | None,
     tune_seconds: float,
 ) -> None:
     """Fit, evaluate (held-out τ, R²), save and plot surrogates for every target of a dataset."""
@@ -618,7 +634,8 @@ def surrogates_build(
         raise AccelnasError(f"no data for {', '.join(target_names)} (have: {', '.join(t for t, _ in available)})")
     index = build_all(
         frame, out_dir, targets=chosen, test_fraction=test_fraction, seed=seed, ensemble=ensemble,
-        refit_all=not train_only, family=family, tune_seconds=tune_seconds, source=source, echo=click.echo,
+        refit_all=not train_only, family=family, drift=drift, tune_seconds=tune_seconds, source=source,
+        echo=click.echo,
     )  # fmt: skip
     click.echo(f"built {len(index['surrogates'])} surrogates in {index['build_seconds']:.0f}s: {out_dir}")
 

@@ -2,8 +2,10 @@
 
 One row per (architecture, target, metric, settings): the architecture's config columns
 (``block{i}_e/_k/_l/_se``), then ``target``, ``metric``, ``value`` (mean), ``std``, CI, ``unit``,
-batch and input size, ``settings_key`` and ``source``. Campaign exports and imports of the public
-Accel-NASBench files share this schema; files are Parquet (with a CSV copy for people).
+batch and input size, ``settings_key``, ``source`` and ``sequence`` (when the row was measured, as a
+sortable number: the measurement's timestamp, or a record number; drift correction uses it).
+Campaign exports and imports of the public Accel-NASBench files share this schema; files are
+Parquet (with a CSV copy for people).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ COLUMNS: tuple[str, ...] = (
     "precision_reached",
     "settings_key",
     "source",
+    "sequence",
 )
 REQUIRED: tuple[str, ...] = ("arch_id", *FEATURE_NAMES, "target", "metric", "value")
 
@@ -56,6 +59,7 @@ def from_store(store: Store, target: str | None = None) -> pd.DataFrame:
                 "precision_reached": bool(r["precision_reached"]),
                 "settings_key": r["settings_key"],
                 "source": f"store:{store.path.name}",
+                "sequence": r["updated_at"],
             }
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))

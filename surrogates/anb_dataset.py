@@ -3,8 +3,8 @@
 Sources: a directory of ``result_*.json`` files (searched recursively), the
 ``anb_dataset_jsons.tar.gz`` archive, or a URL of that archive (downloaded once into a cache).
 Every record yields up to nine rows: accuracy (``val_top1``), throughput on six devices and latency
-on the two FPGAs. Malformed records and incomplete entries are counted with their reasons and
-skipped, never silently dropped.
+on the two FPGAs; ``sequence`` is the record's number ``N``. Malformed records and incomplete
+entries are counted with their reasons and skipped, never silently dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import tarfile
 import urllib.request
 from collections import Counter
@@ -44,6 +45,7 @@ PERF_KEYS: dict[str, tuple[str, str]] = {
     "latency_vck190": ("vck190", "latency"),
 }
 UNITS = {"throughput": "images/s", "latency": "ms", "accuracy": "%"}
+RECORD_NUMBER = re.compile(r"result_(\d+)\.json$")  # sequence: record numbers follow measurement sessions
 
 
 def anb_target(device: str) -> str:
@@ -142,7 +144,9 @@ def _record_rows(name: str, record: Any, report: ImportReport, source: str) -> t
     except InvalidArchitectureError as exc:
         report.skip(f"invalid architecture ({str(exc).split(': ', 1)[-1]})", name)
         return [], False
-    base = {"arch_id": arch.id, **arch.to_config(), "source": source, "settings_key": "anb"}
+    number = RECORD_NUMBER.search(name)
+    base = {"arch_id": arch.id, **arch.to_config(), "source": source, "settings_key": "anb",
+            "sequence": int(number.group(1)) if number else None}  # fmt: skip
     rows = []
     complete = True
     top1 = _number((record.get("metrics") or {}).get("val_top1"))

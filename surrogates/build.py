@@ -40,12 +40,14 @@ def build_all(
     ensemble: int | None = None,
     refit_all: bool = True,
     family: str | None = None,
+    drift: str | None = None,
     tune_seconds: float = 0.0,
     source: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Fit, evaluate on held-out architectures, save and plot every pair; write the index.
 
+    ``family``, ``ensemble`` and ``drift`` override the recipes when given.
     With ``tune_seconds`` the recipe's family gets an Optuna search of its hyperparameters on a
     validation split of the training rows (never the held-out ones) for that long per target.
     """
@@ -60,6 +62,8 @@ def build_all(
             recipe = recipe | {"family": family, "params": {}}
         if ensemble is not None:
             recipe = recipe | {"ensemble": ensemble}
+        if drift is not None:
+            recipe = recipe | {"drift": drift}
         t0 = time.perf_counter()
         if tune_seconds > 0:
             recipe = _tuned(frame, target, metric, recipe, tune_seconds, test_fraction, seed)
@@ -95,10 +99,13 @@ def build_all(
             "target": target, "metric": metric, "unit": result.artifact.unit,
             "path": str(where.relative_to(out)), "family": chosen, "ensemble": recipe.get("ensemble", 1),
             "test": m, "n_train": result.artifact.metrics["n_train"], "rows": result.artifact.dataset["rows"],
+            "drift": result.artifact.metrics["drift"],
             "seconds": round(seconds, 1),
         })  # fmt: skip
+        found = result.artifact.metrics["drift"]
+        note = f"  drift corrected: ±{found['session_std_pct']:.1f}%" if found else ""
         echo(f"[{i}/{len(todo)}] {target:<16} {metric:<10} {chosen:<9} held-out n={m['n']:<5} "
-             f"τ={m['kendall_tau']:.4f}  R²={m['r2']:.4f}  ({seconds:.0f}s)")  # fmt: skip
+             f"τ={m['kendall_tau']:.4f}  R²={m['r2']:.4f}  ({seconds:.0f}s){note}")  # fmt: skip
     index = {
         "format": "accelnas-benchmark",
         "format_version": 1,

@@ -14,6 +14,9 @@ from accelnas.core.dataset import select
 from accelnas.core.errors import DatasetError
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.artifact import SurrogateArtifact
+from accelnas.surrogates.drift import DRIFTS, DriftCorrection
+from accelnas.surrogates.drift import estimate as drift_estimate
+from accelnas.surrogates.drift import resolve as resolve_drift
 from accelnas.surrogates.metrics import regression_metrics
 from accelnas.surrogates.models import SeedEnsemble, Surrogate, make
 from accelnas.surrogates.selection import DEFAULT_CANDIDATES, Selection, select_family, split
@@ -70,6 +73,58 @@ def _model(family: str, params: dict[str, Any], ensemble: int, seed: int) -> Sur
     return SeedEnsemble(base, n_members=ensemble) if ensemble > 1 else base
 
 
+def fit_model(
+    archs: list[Architecture],
+    y: np.ndarray,
+    *,
+    family: str,
+    params: dict[str, Any] | None = None,
+    ensemble: int = 1,
+    seed: int = 0,
+    std: np.ndarray | None = None,
+    weighting: str = "none",
+    noise_floor: float = 1.0,
+    sequence: np.ndarray | None = None,
+    drift: str = "none",
+) -> tuple[Surrogate | SeedEnsemble, DriftCorrection | None]:
+    """Fit one model of a recipe: noise weights from ``std`` and, with ``drift="sequence"``, the
+    session factors estimated from ``sequence`` divided out first (see :mod:`~accelnas.surrogates.drift`;
+    ``"auto"`` does so where every row has a sequence and there are enough rows).
+
+    Returns the model and the drift correction applied (``None`` without one).
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    drift = resolve_drift(drift, sequence, len(y))
+    params = dict(params or {})
+    y = np.asarray(y, dtype=np.float64)
+    std = None if weighting == "none" or std is None else np.asarray(std, dtype=np.float64)
+    transform = params.get("transform", make(family).transform)
+
+    def weights(values: np.ndarray, spreads: np.ndarray | None) -> np.ndarray | None:
+        return None if spreads is None else noise_weights(values, spreads, transform, noise_floor)
+
+    correction = None
+    if drift == "sequence":
+
+        def fit_predict(values: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+            spreads = None if std is None else std[train] * values[train] / y[train]
+            model = _model(family, params, 1, seed).fit(
+                [archs[i] for i in train], values[train], weights(values[train], spreads)
+            )
+            return model.predict([archs[i] for i in test])
+
+        correction = drift_estimate(fit_predict, y, sequence, seed=seed)
+        y = correction.apply(y)
+        std = None if std is None else correction.apply(std)
+    model = _model(family, params, ensemble, seed).fit(archs, y, weights(y, std))
+    return model, correction
+
+
+def _rows(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if values is None else values[rows]
+
+
 def fit_surrogate(
     frame: pd.DataFrame,
     target: str,
@@ -84,16 +139,22 @@ def fit_surrogate(
     candidates=DEFAULT_CANDIDATES,
     weighting: str = "none",
     noise_floor: float = 1.0,
+    drift: str = "none",
 ) -> FitResult:
     """Fit on a seeded split of ``frame``'s rows for (target, metric) and report held-out metrics.
 
     ``family="auto"`` picks the best candidate on a validation split inside the training part.
     With ``refit_all`` the saved model is refitted on every row after the held-out evaluation.
     ``weighting="noise"`` weights rows by their measurement noise (the ``std`` column; see
-    :func:`noise_weights`, which ``noise_floor`` is passed to).
+    :func:`noise_weights`, which ``noise_floor`` is passed to). ``drift="sequence"`` divides out
+    session factors estimated from the ``sequence`` column (see :mod:`~accelnas.surrogates.drift`);
+    ``drift="auto"`` does so where every row has a sequence and there are enough rows, and fits
+    without it otherwise. The held-out rows keep their measured values.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if drift not in DRIFTS:
+        raise ValueError(f"drift must be one of {DRIFTS}, got {drift!r}")
     part = select(frame, target, metric)
     if len(part) < 8:
         raise DatasetError(f"{target}:{metric} has {len(part)} architectures; at least 8 are needed to fit and test")
@@ -108,19 +169,21 @@ def fit_surrogate(
     if family == "auto":
         selection = select_family(train_archs, y[train], candidates=candidates, seed=seed)
         family, params = selection.family, selection.params
-    params = dict(params or {})
     std = part["std"].to_numpy(dtype=float) if weighting == "noise" and "std" in part.columns else None
-    transform = params.get("transform", make(family).transform)
+    sequence = part["sequence"].to_numpy(dtype=float) if drift != "none" and "sequence" in part.columns else None
+    recipe = {"family": family, "params": dict(params or {}), "ensemble": ensemble, "seed": seed}
+    recipe |= {"weighting": weighting, "noise_floor": noise_floor, "drift": drift}
 
-    def weights(rows: np.ndarray) -> np.ndarray | None:
-        return None if std is None else noise_weights(y[rows], std[rows], transform, noise_floor)
+    def fitted(rows: np.ndarray) -> tuple[Surrogate | SeedEnsemble, DriftCorrection | None]:
+        rows_archs = [archs[i] for i in rows]
+        return fit_model(rows_archs, y[rows], std=_rows(std, rows), sequence=_rows(sequence, rows), **recipe)
 
-    train_weight = weights(train)
-    model = _model(family, params, ensemble, seed).fit(train_archs, y[train], train_weight)
+    model, correction = fitted(train)
+    weighted = std is not None and np.isfinite(std).any()
     pred = model.predict([archs[i] for i in test])
     metrics = regression_metrics(y[test], pred)
     if refit_all:
-        model = _model(family, params, ensemble, seed).fit(archs, y, weights(np.arange(len(y))))
+        model, correction = fitted(np.arange(len(y)))
     unit = part["unit"].iloc[0] if "unit" in part.columns else None
     artifact = SurrogateArtifact(
         model=model,
@@ -135,8 +198,9 @@ def fit_surrogate(
             "split_seed": seed,
             "fitted_on": "all" if refit_all else "train",
             "fit_seconds": round(time.perf_counter() - start, 2),
-            "weighting": weighting if train_weight is not None else "none",
-            "noise_floor": noise_floor if train_weight is not None else None,
+            "weighting": weighting if weighted else "none",
+            "noise_floor": noise_floor if weighted else None,
+            "drift": None if correction is None else correction.summary(),
             "selection": None
             if selection is None
             else {"validation": selection.validation, "scores": selection.scores},

@@ -55,6 +55,9 @@ def test_directory_import_reports_every_skip(records_dir):
     assert perf["std"].isna().sum() == 8  # result_1 had null stds; accuracy has none (one seed)
     acc = frame[frame["target"] == ACCURACY_TARGET]
     assert set(acc["metric"]) == {"accuracy"} and set(acc["unit"]) == {"%"}
+    # each row carries its record's number as the measurement order
+    assert (frame["sequence"] == frame["source"].str.extract(r"result_(\d+)")[0].astype(int)).all()
+    assert set(frame["sequence"]) == {0, 1, 2, 5}
 
 
 def test_archive_and_url_with_cache(records_dir, tmp_path):
