@@ -1,8 +1,9 @@
 """Build the surrogates of many (target, metric) pairs of a dataset into one benchmark directory.
 
 Layout: ``OUT/<device>__<backend>/<metric>/`` per surrogate (``surrogate.json``, model files,
-``predicted_vs_true.png``) and ``OUT/benchmark.json``, the index :class:`~accelnas.surrogates.
-benchmark.Benchmark` reads (targets, metrics, units, held-out fidelity, dataset facts).
+``predicted_vs_true.png``, ``drift.png`` where drift was corrected) and ``OUT/benchmark.json``,
+the index :class:`~accelnas.surrogates.benchmark.Benchmark` reads (targets, metrics, units, held-out
+fidelity, dataset facts).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from accelnas.core.dataset import file_stem
 from accelnas.surrogates import artifact
 from accelnas.surrogates.fit import fit_surrogate
 from accelnas.surrogates.models import family_name
-from accelnas.surrogates.plots import ScatterPanel, predicted_vs_measured
+from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predicted_vs_measured
 from accelnas.surrogates.recipes import fit_options, recipe_for
 
 INDEX_FILE = "benchmark.json"
@@ -92,6 +93,8 @@ def build_all(
             ],
             where / "predicted_vs_true.png",
         )
+        if result.drift is not None:
+            drift_over_sequence(result.drift, f"{target} {metric}", where / "drift.png")
         seconds = time.perf_counter() - t0
         chosen = family_name(result.artifact.model)
         entries.append({
@@ -103,7 +106,7 @@ def build_all(
             "seconds": round(seconds, 1),
         })  # fmt: skip
         found = result.artifact.metrics["drift"]
-        note = f"  drift corrected: ±{found['session_std_pct']:.1f}%" if found else ""
+        note = f"  drift corrected: ±{found['spread_pct']:.1f}%" if found else ""
         echo(f"[{i}/{len(todo)}] {target:<16} {metric:<10} {chosen:<9} held-out n={m['n']:<5} "
              f"τ={m['kendall_tau']:.4f}  R²={m['r2']:.4f}  ({seconds:.0f}s){note}")  # fmt: skip
     index = {

@@ -3,7 +3,7 @@
 Measurements taken in one session (one host, one runtime build, one board temperature) can share a
 factor that has nothing to do with the architecture. Accel-NASBench's TPU throughputs show it:
 ordered by record number, the cross-fitted residuals of a surrogate move in runs of hundreds of
-records (TPUv3: records 3,750-4,050 about 5% low). Such a factor is noise to a model of the
+records (TPUv2: records 1,150-1,750 about 1.3% low). Such a factor is noise to a model of the
 architecture, so before the final fit it is estimated and divided out:
 
 1. cross-fitted residuals: each row's ``log(y) - log(prediction)`` from a model that did not see it;
@@ -42,9 +42,11 @@ class DriftCorrection:
     """Per-row log offsets and what they say about the dataset."""
 
     offsets: np.ndarray  # log factor per row
+    sequence: np.ndarray  # when each row was measured
+    residual: np.ndarray  # the first round's cross-fitted log residuals (centred)
     block: int
     blocks: int
-    session_std: float  # root mean square of the offsets
+    spread: float  # root mean square of the offsets
     explained: float  # share of the first cross-fitted residuals' variance the offsets account for
 
     def apply(self, y: np.ndarray) -> np.ndarray:
@@ -58,7 +60,7 @@ class DriftCorrection:
             "method": "sequence",
             "block": self.block,
             "blocks": self.blocks,
-            "session_std_pct": round(100 * self.session_std, 3),
+            "spread_pct": round(100 * self.spread, 3),
             "largest_offsets_pct": [round(100 * float(np.expm1(v)), 2) for v in extremes],
             "explained": round(self.explained, 4),
         }
@@ -140,6 +142,8 @@ def estimate(
         raise DatasetError("drift correction divides out session factors and needs positive values")
     if len(y) < 2 * block:
         raise DatasetError(f"drift correction needs at least {2 * block} rows (two blocks), got {len(y)}")
+    if rounds < 1 or folds < 2:
+        raise ValueError(f"drift estimation needs rounds >= 1 and folds >= 2, got {rounds} and {folds}")
     fold = np.random.default_rng(seed).permutation(len(y)) % folds
     offsets = np.zeros(len(y))
     first: np.ndarray | None = None
@@ -157,4 +161,5 @@ def estimate(
         offsets += more
     assert first is not None
     explained = 1.0 - float(np.mean((first - offsets) ** 2) / max(np.mean(first**2), 1e-300))
-    return DriftCorrection(offsets, block, blocks, float(np.sqrt(np.mean(offsets**2))), explained)
+    spread = float(np.sqrt(np.mean(offsets**2)))
+    return DriftCorrection(offsets, seq, first, block, blocks, spread, explained)

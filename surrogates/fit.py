@@ -29,6 +29,7 @@ class FitResult:
     test_pred: np.ndarray
     test_ids: list[str]
     selection: Selection | None = None
+    drift: DriftCorrection | None = None  # the saved model's, where drift was corrected
 
 
 def dataset_hash(part: pd.DataFrame) -> str:
@@ -213,7 +214,7 @@ def fit_surrogate(
             "settings_key": _single(part, "settings_key"),
         },
     )
-    return FitResult(artifact, y[test], pred, [archs[i].id for i in test], selection)
+    return FitResult(artifact, y[test], pred, [archs[i].id for i in test], selection, correction)
 
 
 def _single(part: pd.DataFrame, column: str):

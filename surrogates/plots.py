@@ -1,4 +1,4 @@
-"""Plots people look at: predicted-vs-measured scatter."""
+"""Plots people look at: predicted-vs-measured scatter, measurement drift."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from accelnas.core.figures import pyplot, save_figure
+from accelnas.surrogates.drift import DriftCorrection
 
 
 @dataclass
@@ -40,4 +41,23 @@ def predicted_vs_measured(panels: Sequence[ScatterPanel], path: str | Path) -> P
         ax.set_xlabel(f"measured [{p.unit}]")
         ax.set_ylabel(f"predicted [{p.unit}]")
         ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def drift_over_sequence(correction: DriftCorrection, title: str, path: str | Path) -> Path:
+    """Cross-fitted residuals against when they were measured, with the correction divided out; a PNG."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9.0, 3.6))
+    order = np.argsort(correction.sequence, kind="stable")
+    x = correction.sequence[order]
+    ax.scatter(x, 100 * np.expm1(correction.residual[order]), s=4, alpha=0.35, color="0.45", label="residual")
+    ax.plot(x, 100 * np.expm1(correction.offsets[order]), color="C3", lw=1.8, label="drift correction")
+    ax.axhline(0, color="0.6", lw=1, ls="--")
+    f = correction.summary()
+    ax.set_title(f"{title}: drift ±{f['spread_pct']:.1f}% over {f['blocks']} blocks of {f['block']}, "
+                 f"{100 * f['explained']:.0f}% of the residual variance", fontsize=10)  # fmt: skip
+    ax.set_xlabel("sequence (when measured)")
+    ax.set_ylabel("measured / predicted − 1 [%]")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
     return save_figure(fig, path)

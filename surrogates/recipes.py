@@ -58,10 +58,10 @@ def _with_gp(recipe: dict[str, Any], **gp: Any) -> dict[str, Any]:
 # TPUv3); on the GPUs, whose stds are 20-30 times smaller, weighting gains nothing. TPUv3 takes a
 # lower floor (half the median noise: precise rows count up to five times a typical one), +0.002 τ
 # at equal R² over five splits and three model seeds; on TPUv2 the lower floor costs R².
-# The TPUs' measurements also drift with the record number (sessions ±1-2%, TPUv3 records
-# 3,750-4,050 about 5% low), so their recipes divide out the drift where the data carry a
-# sequence (drift "auto"; surrogates/drift.py): five splits, R² 0.9945 -> 0.9949 (v2) and
-# 0.9726 -> 0.9742 (v3). The other devices show no drift.
+# The TPUs' measurements also drift with the record number (runs of records ±1-2%; in TPUv3
+# records 3,700-4,100 fast architectures sit at a ceiling near 1,400 images/s), so their recipes
+# divide out the drift where the data carry a sequence (drift "auto"; surrogates/drift.py): five
+# splits, R² 0.9945 -> 0.9949 (v2) and 0.9726 -> 0.9742 (v3). The other devices show no drift.
 # Accuracy averages the hybrid with a Gaussian process (ARD squared-exponential plus linear kernel on
 # the analytic encoding): over five splits τ 0.9257 -> 0.9313 and R² 0.9854 -> 0.9877. The GP alone
 # scores about as well as the hybrid (τ 0.928, R² 0.987), and the two err differently. On the TPUs

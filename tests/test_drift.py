@@ -61,7 +61,7 @@ def test_drift_correction_fits_the_architecture_not_the_session(tmp_path):
     assert error["drift"] < 0.4 * error["plain"], error
     facts = corrected.artifact.metrics["drift"]
     assert facts["method"] == "sequence" and facts["blocks"] == 10 and facts["explained"] > 0.25
-    assert 2.0 < facts["session_std_pct"] < 3.5 and plain.artifact.metrics["drift"] is None
+    assert 2.0 < facts["spread_pct"] < 3.5 and plain.artifact.metrics["drift"] is None
     saved = artifact.save(corrected.artifact, tmp_path / "s")
     assert json.loads((saved / "surrogate.json").read_text())["metrics"]["drift"] == facts
 
@@ -127,6 +127,7 @@ def test_cli_fit_drift_option(tmp_path):
                  "--drift", "sequence", "--out", str(tmp_path / "s"))  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert json.loads((tmp_path / "s" / "surrogate.json").read_text())["metrics"]["drift"]["blocks"] == 4
+    assert "drift corrected: ±" in ok.stdout and (tmp_path / "s" / "drift.png").is_file()
     failed = run_cli("fit", "--data", str(bad), "--target", "sim/x", "--metric", "throughput", "--family", "additive",
                      "--drift", "sequence", "--out", str(tmp_path / "t"))  # fmt: skip
     assert failed.returncode != 0 and "'sequence' column" in failed.stderr
@@ -153,8 +154,17 @@ def test_cli_build_drift_override(tmp_path):
     assert "drift corrected: ±" in built.stdout
     (entry,) = json.loads((tmp_path / "b" / "benchmark.json").read_text())["surrogates"]
     assert entry["recipe"]["drift"] == "sequence" and entry["drift"]["blocks"] == 5
+    assert (tmp_path / "b" / entry["path"] / "drift.png").read_bytes()[:4] == b"\x89PNG"
     plain = run_cli(
         "surrogates", "build", "--from-data", str(data), "--family", "additive", "--out", str(tmp_path / "p")
     )
     assert plain.returncode == 0 and "drift corrected" not in plain.stdout
-    assert json.loads((tmp_path / "p" / "benchmark.json").read_text())["surrogates"][0]["drift"] is None
+    (plain_entry,) = json.loads((tmp_path / "p" / "benchmark.json").read_text())["surrogates"]
+    assert plain_entry["drift"] is None and not (tmp_path / "p" / plain_entry["path"] / "drift.png").exists()
+
+
+def test_estimate_refuses_settings_it_cannot_use():
+    y, seq = np.ones(200), np.arange(200.0)
+    for bad in ({"rounds": 0}, {"folds": 1}):
+        with pytest.raises(ValueError, match="rounds >= 1 and folds >= 2"):
+            estimate(lambda values, train, test: np.ones(len(test)), y, seq, **bad)
