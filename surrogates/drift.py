@@ -70,7 +70,10 @@ def check_sequence(sequence: Any, n: int) -> np.ndarray:
     """``sequence`` as floats, or a :class:`DatasetError` naming what is missing."""
     if sequence is None:
         raise DatasetError("drift correction needs the dataset's 'sequence' column (when each row was measured)")
-    seq = np.asarray(sequence, dtype=np.float64)
+    try:
+        seq = np.asarray(sequence, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DatasetError("drift correction needs numbers in the 'sequence' column (times, record numbers)") from None
     if seq.shape != (n,):
         raise DatasetError(f"drift correction needs one sequence value per row, got {seq.shape} for {n} rows")
     missing = int((~np.isfinite(seq)).sum())
@@ -86,9 +89,10 @@ def resolve(drift: str, sequence: Any, n: int) -> str:
         raise ValueError(f"drift must be one of {DRIFTS}, got {drift!r}")
     if drift != "auto":
         return drift
-    seq = None if sequence is None else np.asarray(sequence, dtype=np.float64)
-    if seq is None or seq.shape != (n,) or not np.isfinite(seq).all():
-        log.info("no drift correction: not every row says when it was measured (column 'sequence')")
+    try:
+        check_sequence(sequence, n)
+    except DatasetError as exc:
+        log.info("no drift correction: %s", exc)
         return "none"
     if n < 2 * BLOCK:
         log.info("no drift correction: %d rows are fewer than two blocks of %d", n, BLOCK)

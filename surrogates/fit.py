@@ -171,7 +171,7 @@ def fit_surrogate(
         selection = select_family(train_archs, y[train], candidates=candidates, seed=seed)
         family, params = selection.family, selection.params
     std = part["std"].to_numpy(dtype=float) if weighting == "noise" and "std" in part.columns else None
-    sequence = part["sequence"].to_numpy(dtype=float) if drift != "none" and "sequence" in part.columns else None
+    sequence = part["sequence"].to_numpy() if drift != "none" and "sequence" in part.columns else None
     recipe = {"family": family, "params": dict(params or {}), "ensemble": ensemble, "seed": seed}
     recipe |= {"weighting": weighting, "noise_floor": noise_floor, "drift": drift}
 

@@ -86,6 +86,8 @@ def test_bad_drift_input_is_a_clear_error():
     holes = frame.assign(sequence=frame["sequence"].where(frame.index % 7 != 0))
     with pytest.raises(DatasetError, match=r"\d+ of 192 rows lack one"):
         fit_surrogate(holes, "sim/x", "throughput", family="additive", drift="sequence")
+    with pytest.raises(DatasetError, match="numbers in the 'sequence' column"):
+        fit_surrogate(frame.assign(sequence="yesterday"), "sim/x", "throughput", family="additive", drift="sequence")
     with pytest.raises(DatasetError, match="positive"):
         fit_surrogate(frame.assign(value=-frame["value"]), "sim/x", "throughput", family="additive", drift="sequence")
     with pytest.raises(ValueError, match="drift"):
