@@ -14,6 +14,7 @@ from accelnas.core.space import EFFICIENTNET_B0, sample
 from accelnas.core.store import Store
 from accelnas.surrogates.benchmark import Benchmark
 from accelnas.surrogates.build import build_all
+from accelnas.surrogates.recipes import recipe_for
 
 
 def _frame(n=160):
@@ -123,3 +124,10 @@ def test_build_from_anb_records_follows_the_paper_recipes(tmp_path):
     predicted = bench.query(archs, metric="accuracy").mean
     truth = [70.0 + 5.0 * np.tanh(count_macs(a, 224) / 1e6 / 400.0) for a in archs]
     assert np.corrcoef(predicted, truth)[0, 1] > 0.9
+    for entry in index["surrogates"]:  # seed-ensemble recipes keep their members; a query shows their spread
+        members = recipe_for(entry["target"], entry["metric"])["ensemble"]
+        assert entry["ensemble"] == members
+        if members > 1:
+            spread = bench.query(archs, device=entry["target"], metric=entry["metric"]).std
+            assert np.all(spread >= 0) and np.any(spread > 0)
+    assert any(recipe_for(t, m)["ensemble"] > 1 for t, m in families)

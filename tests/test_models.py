@@ -75,6 +75,25 @@ def test_seed_ensemble_mean_and_spread(tmp_path):
     np.testing.assert_allclose(s2, std, rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.parametrize("family", ["hybrid", "xgboost", "blend"])
+def test_seed_ensemble_encodes_once_and_matches_members_fitted_alone(family, monkeypatch):
+    """Members share one encoding of the rows; each equals the same family fitted alone with its seed."""
+    params = FAST[family] | ({"subsample": 0.7} if family in ("hybrid", "xgboost") else {})
+    y = _y(TRAIN)
+    calls = []
+    cls = type(make(family))
+    original = cls.features
+    monkeypatch.setattr(cls, "features", lambda self, X: calls.append(1) or original(self, X))
+    ensemble = SeedEnsemble(make(family, seed=4, **params), n_members=2).fit(TRAIN, y)
+    ensemble.predict(TEST)
+    if family != "blend":  # a blend's rows are architectures; its members encode them
+        assert len(calls) == 2
+    monkeypatch.setattr(cls, "features", original)
+    alone = [make(family, seed=seed, **params).fit(TRAIN, y).predict(TEST) for seed in (4, 5)]
+    np.testing.assert_allclose(ensemble.predict(TEST), np.mean(alone, axis=0), rtol=1e-9)
+    assert not np.allclose(*alone) or family == "blend"
+
+
 def test_extrapolation_is_bounded():
     """A model fitted on few architectures must not predict absurd values far from its data."""
     few = TRAIN[:12]

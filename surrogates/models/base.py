@@ -85,7 +85,12 @@ class Surrogate:
     ) -> Surrogate:
         """Fit on architectures (or feature rows) and targets in their natural unit; ``sample_weight``
         weights each row's squared error (see :func:`noise_weights`)."""
-        features = self.features(X)
+        return self.fit_features(self.features(X), y, sample_weight)
+
+    def fit_features(
+        self, features: Any, y: Sequence[float], sample_weight: Sequence[float] | np.ndarray | None = None
+    ) -> Surrogate:
+        """:meth:`fit` on rows already encoded by :meth:`features` (seed ensembles encode once)."""
         target = self._forward(np.asarray(y, dtype=np.float64))
         if len(features) != len(target):
             raise ValueError(f"{len(features)} feature rows but {len(target)} targets")
@@ -104,9 +109,13 @@ class Surrogate:
 
     def predict(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         """Predictions in the target's natural unit."""
+        return self.predict_features(self.features(X))
+
+    def predict_features(self, features: Any) -> np.ndarray:
+        """:meth:`predict` on rows already encoded by :meth:`features`."""
         if not self.fitted_:
             raise RuntimeError(f"fit the {self.family} surrogate before predicting")
-        return self._inverse(self._clip(self._predict(self.features(X))))
+        return self._inverse(self._clip(self._predict(features)))
 
     def _clip(self, z: np.ndarray) -> np.ndarray:
         """Keep extrapolation within the training range widened by its own span on both sides (and

@@ -53,15 +53,15 @@ class BlendSurrogate(Surrogate):
             raise TypeError("a blend needs architectures (its members use their own encodings)")
         return X
 
-    def fit(
+    def fit_features(
         self,
-        X: Sequence[Architecture] | np.ndarray,
+        features: Any,
         y: Sequence[float],
         sample_weight: Sequence[float] | np.ndarray | None = None,
     ) -> BlendSurrogate:
         if not self.members:
             raise ValueError("a blend needs at least one member")
-        archs = self.features(X)
+        archs = self.features(features)
         y = np.asarray(y, dtype=np.float64)
         if len(archs) != len(y):
             raise ValueError(f"{len(archs)} architectures but {len(y)} targets")
@@ -77,8 +77,8 @@ class BlendSurrogate(Surrogate):
         archs = self.features(X)
         return np.vstack([member.predict(archs) for member in self.members_])
 
-    def predict(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
-        return self._shares() @ self.member_predictions(X)
+    def predict_features(self, features: Any) -> np.ndarray:
+        return self._shares() @ self.member_predictions(features)
 
     def predict_dist(self, X: Sequence[Architecture] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Weighted mean and weighted standard deviation of the members' predictions: how much the

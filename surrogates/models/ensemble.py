@@ -50,19 +50,18 @@ class SeedEnsemble:
         y: Sequence[float],
         sample_weight: Sequence[float] | np.ndarray | None = None,
     ) -> SeedEnsemble:
-        features = X if type(self.base).features is not Surrogate.features else self.base.features(X)
+        features = self.base.features(X)  # members differ only in their seed: encode once
         self.members_ = []
         for i in range(self.n_members):
             member = type(self.base)(**(self.base.get_params() | {"seed": self.base.seed + i}))
-            self.members_.append(member.fit(features, y, sample_weight))
+            self.members_.append(member.fit_features(features, y, sample_weight))
         return self
 
     def _member_predictions(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         if not self.members_:
             raise RuntimeError("fit the ensemble before predicting")
-        shared = type(self.base).features is Surrogate.features
-        features = self.members_[0].features(X) if shared else X
-        return np.vstack([m.predict(features) for m in self.members_])
+        features = self.members_[0].features(X)
+        return np.vstack([m.predict_features(features) for m in self.members_])
 
     def predict(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         return self._member_predictions(X).mean(axis=0)
