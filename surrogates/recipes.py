@@ -68,7 +68,7 @@ def _with_gp(recipe: dict[str, Any], **gp: Any) -> dict[str, Any]:
 # (splits 5-9, a check not used to choose); TPUv2 gains from no such change over ten splits. What
 # TPUv2 gains from is averaging five seeds of its row- and column-subsampled trees: τ / R² 0.9709 /
 # 0.9949 -> 0.9714 / 0.9951 (splits 0-4) and 0.9707 / 0.9945 -> 0.9710 / 0.9946 (splits 5-9), at
-# five times the trees per query (the members share one encoding: about 72,000 architectures/s
+# five times the trees per query (the members share one encoding: about 77,000 architectures/s
 # batched, 0.9 ms single). TPUv3 gains nothing from it (0.9105 / 0.9756 -> 0.9103 / 0.9754). What
 # is left on the TPUs is mostly in the labels: the quieter half of the rows (std below the median, 0.7%)
 # leave a quarter of the residual variance of the noisier half, and the noisiest quarter sits 1.3%
