@@ -65,17 +65,10 @@ def _with_gp(recipe: dict[str, Any], **gp: Any) -> dict[str, Any]:
 # splits, R² 0.9945 -> 0.9949 (v2) and 0.9726 -> 0.9742 (v3). The other devices show no drift.
 # On the corrected labels TPUv3's residual trees gain from depth 4 and 2,000 trees at 0.045:
 # 0.9089 / 0.9742 -> 0.9105 / 0.9756 (τ / R², splits 0-4) and 0.9016 / 0.9750 -> 0.9032 / 0.9767
-# (splits 5-9, a check not used to choose); TPUv2 gains from no such change over ten splits. What
-# TPUv2 gains from is averaging five seeds of its row- and column-subsampled trees: τ / R² 0.9709 /
-# 0.9949 -> 0.9714 / 0.9951 (splits 0-4) and 0.9707 / 0.9945 -> 0.9710 / 0.9946 (splits 5-9), at
-# five times the trees per query (the members share one encoding: about 77,000 architectures/s
-# batched, 0.9 ms single). TPUv3 gains nothing from it (0.9105 / 0.9756 -> 0.9103 / 0.9754). What
-# is left on the TPUs is mostly in the labels: the quieter half of the rows (std below the median, 0.7%)
-# leave a quarter of the residual variance of the noisier half, and the noisiest quarter sits 1.3%
-# below the model on average. VCK190 throughput, whose τ sits at its goal, gains the most from the
-# same five seeds: 0.9702 / 0.9946 -> 0.9708 / 0.9948 (splits 0-4) and 0.9692 / 0.9943 -> 0.9702 /
-# 0.9947 (splits 5-9), every split higher; the other devices, far above their goals, gain under
-# 0.0003 τ and keep one model and its speed.
+# (splits 5-9, a check not used to choose); TPUv2 gains from no such change over ten splits.
+# TPUv2 and VCK190 throughput average five seeds of their subsampled trees (τ / R², splits 0-4:
+# 0.9709 / 0.9949 -> 0.9714 / 0.9951 and 0.9702 / 0.9946 -> 0.9708 / 0.9948; higher on 9 and 10 of
+# ten splits); the other targets gain nothing worth five times the trees per query (docs/surrogates.md).
 # Accuracy averages the hybrid with a Gaussian process (ARD squared-exponential plus linear kernel on
 # the analytic encoding): over five splits τ 0.9257 -> 0.9313 and R² 0.9854 -> 0.9877. The GP alone
 # scores about as well as the hybrid (τ 0.928, R² 0.987), and the two err differently. On the TPUs
