@@ -96,7 +96,8 @@ def cli(verbose: int) -> None:
 # -- search space ----------------------------------------------------------------------------------
 @cli.command()
 @click.argument("arch")
-@click.option("--input-size", default=224, show_default=True, help="Input resolution for the MAC count.")
+@click.option("--input-size", type=click.IntRange(min=1), default=224, show_default=True,
+              help="Input resolution for the MAC count.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(arch: str, input_size: int, as_json: bool) -> None:
     """Show an architecture's encodings, parameters and MACs.
@@ -130,7 +131,7 @@ def info(arch: str, input_size: int, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--num", default=5, show_default=True, help="How many architectures.")
+@click.option("--num", type=click.IntRange(min=1), default=5, show_default=True, help="How many architectures.")
 @click.option("--seed", default=0, show_default=True)
 def sample(num: int, seed: int) -> None:
     """Print seeded random architecture ids, one per line."""
@@ -169,6 +170,7 @@ def targets(as_json: bool) -> None:
         return
     if not found:
         click.echo("no targets registered")
+        return
     name_width = max(len(t.name) for t in found.values()) + 2
     plugin_width = max(len(t.plugin or "") for t in found.values()) + 2
     for t in found.values():
@@ -422,7 +424,8 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     show_default=True,
     help="auto (best on a validation split), xgboost, lightgbm, random_forest, svr, gp, additive or hybrid.",
 )
-@click.option("--ensemble", default=1, show_default=True, help="Seed-ensemble size (>1 gives a spread).")
+@click.option("--ensemble", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Seed-ensemble size (>1 gives a spread).")  # fmt: skip
 @click.option(
     "--drift",
     type=click.Choice(["none", "sequence", "auto"]),
@@ -430,7 +433,8 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     show_default=True,
     help="Divide out measurement-session factors estimated from the 'sequence' column (auto: if known).",
 )
-@click.option("--test-fraction", default=0.2, show_default=True, help="Held-out share for the metrics.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True, help="Held-out share for the metrics.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, help="Split and model seed.")
 @click.option(
     "--plot",
@@ -516,13 +520,14 @@ def query(
 
     if bool(surrogate_dirs) == bool(benchmark_dir):
         raise click.UsageError("give either --surrogate DIR (repeatable) or --benchmark DIR")
+    if surrogate_dirs and (device or metric):
+        raise click.UsageError("--device and --metric choose among a --benchmark's surrogates")
     parsed = _arch_list(archs)
     if benchmark_dir:
         bench = Benchmark.load(benchmark_dir)
-        if device or metric:
+        surrogates = bench.find(device, metric)
+        if not surrogates:  # names what is available
             surrogates = [bench.surrogate(device, metric or "accuracy")]
-        else:
-            surrogates = [bench.surrogate(t, m) for t, m in bench.pairs()]
     else:
         surrogates = [artifact.load(d) for d in surrogate_dirs]
     rows = []
@@ -581,9 +586,10 @@ def surrogates() -> None:
               help="Dataset file(s) from export or import-anb.")  # fmt: skip
 @click.option("--target", "target_names", multiple=True, help="Only these targets (repeatable) [all].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--test-fraction", default=0.1, show_default=True, help="Held-out share for the reported metrics.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="Held-out share for the reported metrics.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
-@click.option("--ensemble", type=int, default=None, help="Seed-ensemble size [per-target recipe].")
+@click.option("--ensemble", type=click.IntRange(min=1), default=None, help="Seed-ensemble size [per-target recipe].")
 @click.option("--family", default=None, help="Force one family (auto, xgboost, lightgbm, gp, ...) [recipe].")
 @click.option("--train-only", is_flag=True, help="Keep the models fitted without the held-out rows.")
 @click.option(
@@ -593,7 +599,7 @@ def surrogates() -> None:
     help="Divide out measurement-session factors estimated from the 'sequence' column [recipe].",
 )
 @click.option(
-    "--tune-seconds", type=float, default=0.0, show_default=True,
+    "--tune-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
     help="Optuna search of the hyperparameters per target for this long (on a validation split).",
 )  # fmt: skip
 def surrogates_build(
@@ -654,7 +660,8 @@ def surrogates_build(
     help="Where the store, datasets, surrogates, plot and report go.",
 )
 @click.option("--num", default=60, show_default=True, help="Architectures to measure (EfficientNet-B0 + random).")
-@click.option("--input-size", default=64, show_default=True, help="Input resolution (small, for speed).")
+@click.option("--input-size", type=click.IntRange(16, 1024), default=64, show_default=True,
+              help="Input resolution (small, for speed).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
 @click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True)
 def demo(out_dir: Path, num: int, input_size: int, seed: int, target_name: str) -> None:

@@ -58,7 +58,7 @@ def _where() -> dict[str, Any]:
     return where
 
 
-def _check_reachable(address: str, timeout: float = 10.0) -> None:
+def check_reachable(address: str, timeout: float = 10.0) -> None:
     """Fail fast with a clear error when nothing listens at a ``host:port`` address (Ray itself retries long)."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
@@ -154,7 +154,7 @@ class RayExecutor(Executor):
             if address is None:  # a private single-node cluster that serves this target itself
                 kwargs |= {"num_cpus": 1, "resources": {self.resource: 1}, "include_dashboard": False}
             if address is not None:
-                _check_reachable(address)
+                check_reachable(address)
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -124,7 +124,8 @@ def _iter_sources(source: Path) -> Iterator[tuple[str, bytes]]:
             if not found:
                 raise DatasetError(f"no result_*.json records in {source}")
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise DatasetError(f"cannot read archive {source}: {exc}") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(f"cannot read archive {source}: {reason}") from None
 
 
 def _number(value: Any) -> float | None:

@@ -57,6 +57,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _state_sha256(state: Any) -> str:
+    """Checksum of a model state as stored (JSON with sorted keys), so edited coefficients are caught."""
+    canonical = json.dumps(json.loads(json.dumps(state, default=_json_default)), sort_keys=True, separators=(",", ":"))
+    return _sha256(canonical.encode())
+
+
 def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
     """Write ``artifact`` into ``out_dir`` (created); return the directory."""
     out = Path(out_dir)
@@ -73,6 +79,7 @@ def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
         "metric": artifact.metric,
         "unit": artifact.unit,
         "model": state,
+        "model_sha256": _state_sha256(state),
         "files": {name: _sha256(data) for name, data in files.items()},
         "metrics": artifact.metrics,
         "dataset": artifact.dataset,
@@ -122,6 +129,9 @@ def load(path: str | Path) -> SurrogateArtifact:
     unknown = [e for e in _encodings(state) if e not in ENCODINGS]
     if unknown:
         raise SurrogateError(f"{meta_path}: unknown feature encoding {unknown[0]!r}")
+    digest = meta.get("model_sha256")  # absent from surrogates written before it was recorded
+    if digest is not None and digest != _state_sha256(state):
+        raise SurrogateError(f"{meta_path}: the model state does not match its recorded checksum (corrupt?)")
     files: dict[str, bytes] = {}
     for name, digest in (meta.get("files") or {}).items():
         file = meta_path.parent / name

@@ -45,7 +45,7 @@ class Benchmark:
             try:
                 entries = json.loads(index.read_text())["surrogates"]
                 dirs = [root / e["path"] for e in entries]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
                 raise SurrogateError(f"corrupt benchmark index {index}: {exc}") from None
         elif root.is_dir():
             dirs = sorted(p.parent for p in root.rglob(artifact.METADATA_FILE))
@@ -58,13 +58,18 @@ class Benchmark:
     def pairs(self) -> list[tuple[str, str]]:
         return sorted(self._by_pair)
 
+    def find(self, device: str | None = None, metric: str | None = None) -> list[SurrogateArtifact]:
+        """The surrogates of a device (or full target name) and of a metric, ``None`` matching any."""
+        return [
+            self._by_pair[(target, m)]
+            for target, m in self.pairs()
+            if (metric is None or m == metric)
+            and (device is None or target == device or target.split("/")[0] == device)
+        ]
+
     def surrogate(self, device: str | None = None, metric: str = "accuracy") -> SurrogateArtifact:
         """The surrogate for a device (or full target name) and metric."""
-        matches = [
-            s
-            for (target, m), s in self._by_pair.items()
-            if m == metric and (device is None or target == device or target.split("/")[0] == device)
-        ]
+        matches = self.find(device, metric)
         if len(matches) != 1:
             known = ", ".join(f"{t}:{m}" for t, m in self.pairs())
             what = f"{device}:{metric}" if device else metric

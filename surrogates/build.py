@@ -24,6 +24,7 @@ from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predict
 from accelnas.surrogates.recipes import fit_options, recipe_for
 
 INDEX_FILE = "benchmark.json"
+METADATA = artifact.METADATA_FILE
 
 
 def pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -120,8 +121,20 @@ def build_all(
         "build_seconds": round(time.perf_counter() - start, 1),
         "surrogates": entries,
     }
+    built = {(e["target"], e["metric"]) for e in entries}
+    index["surrogates"] = [e for e in _earlier_entries(out) if (e["target"], e["metric"]) not in built] + entries
     (out / INDEX_FILE).write_text(json.dumps(index, indent=2, default=str) + "\n")
     return index
+
+
+def _earlier_entries(out: Path) -> list[dict[str, Any]]:
+    """Entries of an index already in ``out`` whose surrogates are still there (a rebuild of some
+    targets keeps the others queryable); nothing when there is no readable index."""
+    try:
+        entries = json.loads((out / INDEX_FILE).read_text())["surrogates"]
+        return [e for e in entries if e["target"] and e["metric"] and (out / e["path"] / METADATA).is_file()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def _tuned(

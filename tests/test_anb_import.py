@@ -98,8 +98,9 @@ def test_unusable_sources(tmp_path):
         import_anb(tmp_path / "empty")
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not an archive")
-    with pytest.raises(DatasetError, match="cannot read archive"):
+    with pytest.raises(DatasetError, match="cannot read archive") as raised:
         import_anb(junk)
+    assert "\n" not in str(raised.value)
 
 
 def test_public_sample(anb_records):

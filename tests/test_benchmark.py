@@ -60,8 +60,39 @@ def test_query_one_and_many(bench_dir):
         bench.query(EFFICIENTNET_B0, device="zcu102", metric="latency")
 
 
+def test_find_by_device_or_metric(bench_dir):
+    bench = Benchmark.load(bench_dir)
+    assert [(s.target, s.metric) for s in bench.find("dev")] == bench.pairs()
+    assert [(s.target, s.metric) for s in bench.find(metric="throughput")] == [("dev/sim", "throughput")]
+    assert bench.find("zcu102") == [] and len(bench.find()) == 2
+
+
+def test_cli_query_by_device_alone(bench_dir):
+    queried = run_cli("query", "b0", "--benchmark", str(bench_dir), "--device", "dev", "--json")
+    assert queried.returncode == 0, queried.stderr
+    assert sorted(r["metric"] for r in json.loads(queried.stdout)) == ["latency", "throughput"]
+    unknown = run_cli("query", "b0", "--benchmark", str(bench_dir), "--device", "zcu102")
+    assert unknown.returncode != 0 and "no surrogate for zcu102" in unknown.stderr
+    ignored = run_cli("query", "b0", "--surrogate", str(bench_dir), "--device", "dev")
+    assert ignored.returncode == 2 and "--benchmark" in ignored.stderr
+
+
+def test_rebuilding_some_targets_keeps_the_others(tmp_path):
+    build_all(_frame(80), tmp_path, targets=[("dev/sim", "latency")], family="additive", echo=lambda line: None)
+    index = build_all(_frame(80), tmp_path, targets=[("dev/sim", "throughput")], family="additive",
+                      echo=lambda line: None)  # fmt: skip
+    assert sorted((e["target"], e["metric"]) for e in index["surrogates"]) == [("dev/sim", "latency"),
+                                                                               ("dev/sim", "throughput")]  # fmt: skip
+    assert Benchmark.load(tmp_path).pairs() == [("dev/sim", "latency"), ("dev/sim", "throughput")]
+    again = build_all(_frame(80), tmp_path, targets=[("dev/sim", "latency")], family="additive", echo=lambda line: None)
+    assert sorted(e["metric"] for e in again["surrogates"]) == ["latency", "throughput"]  # replaced, not repeated
+
+
 def test_corrupt_index(tmp_path):
     (tmp_path / "benchmark.json").write_text("[1, 2")
+    with pytest.raises(SurrogateError, match="corrupt benchmark index"):
+        Benchmark.load(tmp_path)
+    (tmp_path / "benchmark.json").write_bytes(bytes(range(128, 256)))
     with pytest.raises(SurrogateError, match="corrupt benchmark index"):
         Benchmark.load(tmp_path)
     with pytest.raises(SurrogateError, match="no benchmark"):

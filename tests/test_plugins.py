@@ -52,6 +52,16 @@ def test_env_var_restricts_loading(monkeypatch):
         load_registry()
 
 
+def test_targets_command_with_no_plugins_loaded(monkeypatch):
+    from click.testing import CliRunner
+
+    from accelnas.core.cli import cli
+
+    monkeypatch.setenv("ACCELNAS_PLUGINS", "")
+    result = CliRunner().invoke(cli, ["targets"])
+    assert result.exit_code == 0 and result.output.strip() == "no targets registered"
+
+
 class _Typo:
     @hookimpl
     def measure_latncy(self, target):  # misspelt hook name

@@ -65,6 +65,11 @@ def test_save_load_round_trip_and_corruption(tmp_path):
     (out / "surrogate.json").write_text(json.dumps(meta | {"format_version": 99}))
     with pytest.raises(SurrogateError, match="format 99"):
         artifact.load(out)
+    edited = json.loads(json.dumps(meta))
+    edited["model"]["params"]["max_depth"] += 1
+    (out / "surrogate.json").write_text(json.dumps(edited))
+    with pytest.raises(SurrogateError, match="model state does not match"):
+        artifact.load(out)
     mystery = json.loads(json.dumps(meta))
     mystery["model"]["params"]["encoding"] = "mystery"
     (out / "surrogate.json").write_text(json.dumps(mystery))

@@ -31,3 +31,17 @@ def test_ray_campaign_trains_stores_and_resumes(tmp_path):
         again = run_ray_accuracy_campaign(ARCHS, recipe, "digits", store, image_size=16, gpus_per_task=0)
         assert (again.trained, again.already_done) == (0, 2)  # resumed from the store without starting Ray
     assert events == ["ok", "ok"]
+
+
+def test_unreachable_cluster_is_a_one_line_error(tmp_path):
+    import socket
+
+    from accelnas.core.errors import AccelnasError
+    from accelnas.training.ray_campaign import run_ray_accuracy_campaign
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    with Store(tmp_path / "ray.sqlite") as store, pytest.raises(AccelnasError, match="cannot reach the Ray cluster"):
+        run_ray_accuracy_campaign(ARCHS, from_dict(TINY), "digits", store, image_size=16, gpus_per_task=0,
+                                  cpus_per_task=1, workers=0, address=f"127.0.0.1:{port}")  # fmt: skip

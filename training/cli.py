@@ -176,7 +176,8 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
 @click.option("--strategy", "strategies", multiple=True, type=click.Choice(["grid", "halving", "optuna"]),
               help="Search strategies to run and compare (repeatable) [all three].")  # fmt: skip
 @click.option("--threshold", default=0.8, show_default=True, help="Minimum Kendall τ of an acceptable proxy.")
-@click.option("--eta", default=3, show_default=True, help="Successive halving: keep 1/eta per rung.")
+@click.option("--eta", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Successive halving: keep 1/eta per rung.")  # fmt: skip
 @click.option("--min-archs", default=4, show_default=True, help="Successive halving: architectures in rung 0.")
 @click.option("--trials", type=int, default=None, help="Optuna trials [half the candidates].")
 @click.option("--cost", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
@@ -294,7 +295,7 @@ def _jsonable(d: dict) -> dict:
 @click.argument("ablations", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write ablation_tau.csv, ablation_summary.csv and a seed-mean scatter PNG here.")  # fmt: skip
-@click.option("--gpus-per-job", default=4, show_default=True,
+@click.option("--gpus-per-job", type=click.IntRange(min=1), default=4, show_default=True,
               help="GPUs behind each training time in the files (device-hours = seconds x GPUs / 3600).")  # fmt: skip
 def proxy_analyse(ablations: Path, out_dir: Path | None, gpus_per_job: int) -> None:
     """τ between training recipes and across seeds from per-seed result files (<recipe>-seed<N>.csv).

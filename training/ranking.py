@@ -2,7 +2,7 @@
 
 The same functions score proxies found by :mod:`accelnas.training.proxy_search` and analyse the
 published ablation results of Accel-NASBench (``ablations/proxified-seedS.csv`` and
-``fewproxy-seedS.csv``: the same 116 architectures trained with the chosen proxy and with fewer
+``fewproxy-seedS.csv``: the same 117 architectures trained with the chosen proxy and with fewer
 proxies, three seeds each).
 """
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from accelnas.core.errors import AccelnasError
+from accelnas.core.ray_executor import check_reachable
 from accelnas.core.records import Measurement
 from accelnas.core.space import Architecture
 from accelnas.core.store import Store
@@ -102,6 +103,8 @@ def run_ray_accuracy_campaign(
         kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
         if address is None:
             kwargs["include_dashboard"] = False
+        else:
+            check_reachable(address)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
