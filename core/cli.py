@@ -640,7 +640,10 @@ def surrogates_build(
     available = pairs(frame)
     chosen = [p for p in available if not target_names or p[0] in target_names or p[0].split("/")[0] in target_names]
     if not chosen:
-        raise AccelnasError(f"no data for {', '.join(target_names)} (have: {', '.join(t for t, _ in available)})")
+        if not available:
+            raise AccelnasError("no measurements to fit surrogates on")
+        have = ", ".join(sorted({t for t, _ in available}))
+        raise AccelnasError(f"no data for {', '.join(target_names)} (have: {have})")
     index = build_all(
         frame, out_dir, targets=chosen, test_fraction=test_fraction, seed=seed, ensemble=ensemble,
         refit_all=not train_only, family=family, drift=drift, tune_seconds=tune_seconds, source=source,
@@ -673,26 +676,36 @@ def demo(out_dir: Path, num: int, input_size: int, seed: int, target_name: str) 
     run_demo(out_dir, num=num, input_size=input_size, seed=seed, target_name=target_name, echo=click.echo)
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (plugins' messages may span several)."""
+    return " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit."""
     try:
         rv = cli.main(args=argv, prog_name="accelnas", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C into Abort
+        interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+        click.echo("interrupted; every result measured so far is stored" if interrupted else "aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except (AccelnasError, InvalidArchitectureError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         click.echo("interrupted; every result measured so far is stored", err=True)
         sys.exit(130)
+    except OSError as exc:  # a path that cannot be created, read or written
+        click.echo(f"error: {_one_line(exc)}", err=True)
+        sys.exit(1)
     except Exception as exc:
         if os.environ.get("ACCELNAS_DEBUG"):
             raise
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (set ACCELNAS_DEBUG=1 for a traceback)", err=True)
+        click.echo(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (set ACCELNAS_DEBUG=1 for a traceback)",
+                   err=True)  # fmt: skip
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
 

@@ -13,7 +13,7 @@ from accelnas.core.errors import AccelnasError, SurrogateError
 from accelnas.core.space import Architecture, parse_architecture
 from accelnas.surrogates import artifact
 from accelnas.surrogates.artifact import SurrogateArtifact
-from accelnas.surrogates.build import INDEX_FILE
+from accelnas.surrogates.build import INDEX_FILE, INDEX_FORMAT, INDEX_VERSION
 
 
 @dataclass
@@ -43,10 +43,16 @@ class Benchmark:
         index = root / INDEX_FILE
         if index.is_file():
             try:
-                entries = json.loads(index.read_text())["surrogates"]
+                meta = json.loads(index.read_text())
+                entries = meta["surrogates"]
                 dirs = [root / e["path"] for e in entries]
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
                 raise SurrogateError(f"corrupt benchmark index {index}: {exc}") from None
+            kind, version = meta.get("format", INDEX_FORMAT), meta.get("format_version", INDEX_VERSION)
+            if kind != INDEX_FORMAT or not isinstance(version, int) or version > INDEX_VERSION:
+                raise SurrogateError(
+                    f"{index} is not an accelnas benchmark index this version reads ({kind!r}, version {version!r})"
+                )
         elif root.is_dir():
             dirs = sorted(p.parent for p in root.rglob(artifact.METADATA_FILE))
         else:

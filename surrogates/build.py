@@ -24,6 +24,8 @@ from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predict
 from accelnas.surrogates.recipes import fit_options, recipe_for
 
 INDEX_FILE = "benchmark.json"
+INDEX_FORMAT = "accelnas-benchmark"
+INDEX_VERSION = 1
 METADATA = artifact.METADATA_FILE
 
 
@@ -111,8 +113,8 @@ def build_all(
         echo(f"[{i}/{len(todo)}] {target:<16} {metric:<10} {chosen:<9} held-out n={m['n']:<5} "
              f"τ={m['kendall_tau']:.4f}  R²={m['r2']:.4f}  ({seconds:.0f}s){note}")  # fmt: skip
     index = {
-        "format": "accelnas-benchmark",
-        "format_version": 1,
+        "format": INDEX_FORMAT,
+        "format_version": INDEX_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": source or {},
         "test_fraction": test_fraction,

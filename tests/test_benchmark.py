@@ -95,6 +95,10 @@ def test_corrupt_index(tmp_path):
     (tmp_path / "benchmark.json").write_bytes(bytes(range(128, 256)))
     with pytest.raises(SurrogateError, match="corrupt benchmark index"):
         Benchmark.load(tmp_path)
+    for meta in ({"format": "other", "surrogates": []}, {"format_version": 99, "surrogates": []}):
+        (tmp_path / "benchmark.json").write_text(json.dumps(meta))
+        with pytest.raises(SurrogateError, match="not an accelnas benchmark index"):
+            Benchmark.load(tmp_path)
     with pytest.raises(SurrogateError, match="no benchmark"):
         Benchmark.load(tmp_path / "missing")
 

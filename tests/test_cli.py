@@ -9,6 +9,7 @@ from cli_helpers import run_cli
 from accelnas.core.cli import cli
 from accelnas.core.model import count_macs, count_params
 from accelnas.core.space import EFFICIENTNET_B0
+from accelnas.core.store import Store
 
 COMMANDS = [
     "info",
@@ -158,6 +159,45 @@ def test_malformed_dataset(tmp_path):
         ),
         "not found",
     )
+
+
+def test_unusable_paths_and_empty_stores_are_one_line_errors(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli("collect", "--num", "1", "--input-size", "32", "--db", str(blocker / "c.sqlite"))
+    _assert_one_line_error(result, "a-file")
+    assert "unexpected" not in result.stderr
+    empty = tmp_path / "empty.sqlite"
+    Store(empty).close()
+    built = run_cli("surrogates", "build", "--from-db", str(empty), "--out", str(tmp_path / "b"))
+    _assert_one_line_error(built, "no measurements to fit surrogates on")
+
+
+def test_multi_line_messages_become_one_line(monkeypatch, capsys):
+    import accelnas.core.cli as cli_module
+    from accelnas.core.errors import PluginError
+
+    def broken():
+        raise PluginError("plugin 'x' raised in register_targets:\n  ValueError: no\n")
+
+    monkeypatch.setattr(cli_module, "_registry", broken)
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main(["targets"])
+    assert exited.value.code != 0
+    assert capsys.readouterr().err == "error: plugin 'x' raised in register_targets: / ValueError: no\n"
+
+
+def test_ctrl_c_says_what_is_kept(monkeypatch, capsys):
+    import accelnas.core.cli as cli_module
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "_registry", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main(["targets"])
+    assert exited.value.code == 130
+    assert "interrupted; every result measured so far is stored" in capsys.readouterr().err
 
 
 def test_corrupt_surrogate(tmp_path):

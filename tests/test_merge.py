@@ -145,3 +145,22 @@ def test_schema_1_store_is_read_and_upgraded(tmp_path):
         assert s.conn.execute("PRAGMA user_version").fetchone()[0] == 2
         s.record_plan([arch], "cpu/x", ["throughput"], "k", {})
         assert {r["metric"]: r["pending"] for r in s.summary()} == {"latency": 0, "throughput": 1}
+
+
+def test_an_unreadable_source_changes_nothing(tmp_path):
+    (a,) = sample(1, 7)
+    good, junk, out = tmp_path / "good.sqlite", tmp_path / "junk.sqlite", tmp_path / "out.sqlite"
+    with Store(good) as s:
+        s.record_ok(a, "cpu/x", "k", {}, _m(1.0))
+    junk.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError):
+        merge_stores(out, [good, junk])
+    assert not out.exists()  # not even created
+    with pytest.raises(StoreError):
+        merge_stores(out, [good, tmp_path / "missing.sqlite"])
+    assert not out.exists()
+    merge_stores(out, [good])
+    before = _dump(out)
+    with pytest.raises(StoreError):
+        merge_stores(out, [good, junk])
+    assert _dump(out) == before

@@ -125,3 +125,16 @@ def test_ddp_with_two_gloo_processes(tmp_path):
     # each rank trained half of the 20% subset (padded to equal shards); images_seen counts both
     subset = len(subset_indices(digits(16).train.targets(), 0.2, 0))
     assert rows[0]["extra"]["images_seen"] == 2 * math.ceil(subset / 2)
+
+
+def test_device_choice():
+    from accelnas.core.errors import AccelnasError
+    from accelnas.training.distributed import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    with pytest.raises(AccelnasError, match="unknown device 'nosuch'"):
+        pick_device("nosuch")
+    if not torch.cuda.is_available():
+        assert pick_device("auto").type == "cpu"
+        with pytest.raises(AccelnasError, match="no CUDA device"):
+            pick_device("cuda")
