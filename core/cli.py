@@ -699,6 +699,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted; every result measured so far is stored", err=True)
         sys.exit(130)
     except OSError as exc:  # a path that cannot be created, read or written
+        if os.environ.get("ACCELNAS_DEBUG"):
+            raise
         click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(1)
     except Exception as exc:
