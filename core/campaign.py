@@ -86,6 +86,7 @@ def run_campaign(
         raise AccelnasError(f"target {target.name} does not measure {unsupported[0]!r}")
     if time_budget is not None and time_budget <= 0:
         raise AccelnasError(f"the time budget must be positive, got {time_budget}")
+    target.check_options(settings)
     executor = executor or LocalExecutor()
     policy = policy_for(target.name, retry)
     key = settings.key(target)

@@ -181,6 +181,8 @@ def targets(as_json: bool) -> None:
         )
         if t.description:
             click.echo(f"{'':<{name_width}}{t.description}")
+        if t.options:
+            click.echo(f"{'':<{name_width}}options: {', '.join(t.options)}")
 
 
 # -- campaigns -------------------------------------------------------------------------------------
@@ -329,6 +331,7 @@ def collect(
     )
     registry = _registry()
     target = registry.target(target_name, require_available=executor == "local")
+    target.check_options(settings)
     with Store(db_path) as store:
         click.echo(
             f"measuring {num if selection == 'active' else len(archs)} architectures ({selection} selection) on "

@@ -39,9 +39,9 @@ def run_demo(
 ) -> dict:
     """Run the demo into ``out_dir``; return the report (also written as report.json/report.md)."""
     start = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
     registry = load_registry()
-    target = registry.target(target_name)
+    target = registry.target(target_name)  # before anything is created: a wrong name leaves no trace
+    out_dir.mkdir(parents=True, exist_ok=True)
     settings = MeasureSettings(
         input_size=input_size, batch_size=DEMO_BATCH, precision=0.02, max_seconds=3.0, warmup_seconds=1.0
     )

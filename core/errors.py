@@ -24,6 +24,12 @@ class UnknownTargetError(AccelnasError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownOptionError(AccelnasError, ValueError):
+    """A campaign passes a backend option its target does not declare."""
+
+    exit_code = 2
+
+
 class TargetUnavailableError(AccelnasError):
     """The target is known but its SDK or hardware is missing here."""
 

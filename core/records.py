@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelnas.core.errors import UnknownOptionError
+
 METRICS: tuple[str, ...] = ("throughput", "latency")
 UNITS = {"throughput": "images/s", "latency": "ms"}
 
@@ -18,6 +20,8 @@ class Target:
     """A measurable (device, backend) pair declared by a plugin through ``register_targets``.
 
     ``available`` is False when the SDK or hardware is missing; ``reason`` then says why.
+    ``options`` names the backend option keys the target reads (``--option KEY=VALUE``); a campaign
+    asking for any other key is refused. ``None`` leaves them undeclared: every key passes through.
     """
 
     device: str
@@ -29,6 +33,7 @@ class Target:
     requires: tuple[str, ...] = ()
     available: bool = True
     reason: str | None = None
+    options: tuple[str, ...] | None = None
     plugin: str | None = None  # filled in by the core when the target is registered
 
     @property
@@ -44,6 +49,17 @@ class Target:
             raise ValueError(f"target {self.device}/{self.backend}: unknown metric {bad[0]!r}")
         if self.default_batch_size < 1:
             raise ValueError("default_batch_size must be >= 1")
+        if self.options is not None:
+            object.__setattr__(self, "options", tuple(self.options))
+
+    def check_options(self, settings: MeasureSettings) -> None:
+        """Raise :class:`UnknownOptionError` for a key of ``settings.options`` the target does not declare."""
+        if self.options is None:
+            return
+        unknown = [key for key, _ in settings.options if key not in self.options]
+        if unknown:
+            known = ", ".join(self.options) or "none"
+            raise UnknownOptionError(f"target {self.name} has no option {unknown[0]!r} (its options: {known})")
 
 
 @dataclass(frozen=True)

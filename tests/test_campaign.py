@@ -6,6 +6,7 @@ import pytest
 
 from accelnas import hookimpl
 from accelnas.core.campaign import run_campaign
+from accelnas.core.errors import AccelnasError, UnknownOptionError
 from accelnas.core.plugins import load_registry
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import EFFICIENTNET_B0, sample
@@ -142,3 +143,43 @@ def test_plugin_failures_are_recorded_and_the_campaign_goes_on(tmp_path):
         assert attempts == {2}
         third = run_campaign(registry, target, archs, FAST, store, retry_failed=False)
         assert third.failed == 0 and third.already_done == 2 * len(archs)
+
+
+def test_an_option_the_target_does_not_declare_is_refused_before_anything_is_stored(registry, tmp_path):
+    target = registry.target("cpu/torch")
+    assert target.options == ()
+    typo = MeasureSettings(input_size=32, options=(("precison", "fp32"),))
+    with Store(tmp_path / "c.sqlite") as store:
+        with pytest.raises(AccelnasError, match=r"cpu/torch has no option 'precison' \(its options: none\)"):
+            run_campaign(registry, target, sample(1, seed=1), typo, store)
+        assert store.results(status=None) == [] and store.status_of(target.name, typo.key(target)) == {}
+
+
+def test_declared_options_pass_and_undeclared_targets_take_any_key():
+    settings = MeasureSettings(options=(("devices", "all"), ("dtype", "bf16")))
+    Target("tpu", "jax", options=["dtype", "devices"]).check_options(settings)
+    Target("npu", "sdk").check_options(settings)
+    with pytest.raises(UnknownOptionError, match=r"tpu/jax has no option 'devices' \(its options: dtype\)"):
+        Target("tpu", "jax", options=("dtype",)).check_options(settings)
+
+
+def test_onnxruntime_graph_optimization_option(registry, tmp_path):
+    target = registry.target("cpu/onnxruntime")
+    basic = MeasureSettings(
+        input_size=32,
+        batch_size=4,
+        precision=0.05,
+        max_seconds=0.3,
+        warmup_seconds=0.1,
+        threads=1,
+        options=(("graph_optimization", "disabled"),),
+    )
+    wrong = MeasureSettings(input_size=32, options=(("graph_optimization", "fastest"),))
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, target, [EFFICIENTNET_B0], basic, store, metrics=["latency"])
+        assert report.measured == 1
+        assert store.results()[0]["provenance"]["graph_optimization"] == "ORT_DISABLE_ALL"
+        report = run_campaign(registry, target, [EFFICIENTNET_B0], wrong, store, metrics=["latency"])
+        assert report.failed == 1
+        failed = store.results(status="failed")
+        assert "graph_optimization must be one of all, extended, basic, disabled" in failed[0]["error"]

@@ -67,6 +67,7 @@ def test_info_b0_json():
 def test_targets_and_plugins_listing():
     targets = run_cli("targets")
     assert targets.returncode == 0 and "cpu/onnxruntime" in targets.stdout and "available" in targets.stdout
+    assert "options: graph_optimization" in targets.stdout
     plugins = run_cli("plugins", "--json")
     entry = next(p for p in json.loads(plugins.stdout) if p["name"] == "cpu_ort")
     assert "measure_latency" in entry["hooks"] and entry["version"]
@@ -236,10 +237,22 @@ def test_options_are_part_of_each_result(tmp_path):
     db = tmp_path / "c.sqlite"
     args = ["collect", "--arch", "b0", "--metric", "latency", "--input-size", "32", "--max-seconds", "0.3"]
     args += ["--warmup-seconds", "0.05", "--threads", "1", "--db", str(db)]
-    for extra in ([], ["--option", "tag=a"]):
+    for extra in ([], ["--option", "graph_optimization=basic"]):
         result = run_cli(*args, *extra)
         assert result.returncode == 0, result.stderr
     with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT settings_key, settings FROM results WHERE status = 'ok'").fetchall()
+        rows = con.execute("SELECT settings_key, settings, provenance FROM results WHERE status = 'ok'").fetchall()
     assert len(rows) == 2 and rows[0][0] != rows[1][0]  # a different option is a different measurement
-    assert {json.loads(s)["options"].get("tag") for _, s in rows} == {None, "a"}
+    seen = {
+        (json.loads(s)["options"].get("graph_optimization"), json.loads(p)["graph_optimization"]) for _, s, p in rows
+    }
+    assert seen == {(None, "ORT_ENABLE_ALL"), ("basic", "ORT_ENABLE_BASIC")}
+
+
+def test_an_option_the_target_does_not_read_is_a_one_line_error(tmp_path):
+    db = tmp_path / "c.sqlite"
+    result = run_cli("collect", "--arch", "b0", "--option", "graph_optimisation=basic", "--db", str(db))
+    _assert_one_line_error(result, "cpu/onnxruntime has no option 'graph_optimisation'", "graph_optimization")
+    result = run_cli("collect", "--target", "cpu/torch", "--arch", "b0", "--option", "precision=fp32", "--db", str(db))
+    _assert_one_line_error(result, "cpu/torch has no option 'precision' (its options: none)")
+    assert not db.exists()  # refused before the store is opened

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from accelnas.core.campaign import run_campaign
-from accelnas.core.errors import AccelnasError, TargetUnavailableError
+from accelnas.core.errors import AccelnasError, TargetUnavailableError, UnknownOptionError
 from accelnas.core.plugins import load_registry
 from accelnas.core.records import MeasureSettings
 from accelnas.core.space import EFFICIENTNET_B0, sample
@@ -151,10 +151,14 @@ def test_failures_are_recorded_per_architecture_and_the_campaign_goes_on(tmp_pat
         assert (report.measured, report.failed) == (0, 4)
         rows = store.results(target="gpu/torch", status="failed")
         assert len(rows) == 4 and all("CUDA is not usable" in r["error"] for r in rows)
-        # a bad option fails at export with its own message, and earlier failures stay stored
-        bad = MeasureSettings(input_size=32, options=(("torch_compile", True),))
+        # an option of the other backend is refused up front; a bad value fails at export with its own
+        # message; earlier failures stay stored
+        other = MeasureSettings(input_size=32, options=(("torch_compile", True),))
+        with pytest.raises(UnknownOptionError, match="gpu/tensorrt has no option 'torch_compile'"):
+            run_campaign(registry, registry.target("gpu/tensorrt"), archs[:1], other, store)
+        bad = MeasureSettings(input_size=32, options=(("precision", "fp8"),))
         report = run_campaign(registry, registry.target("gpu/tensorrt"), archs[:1], bad, store)
-        assert report.failed == 2 and "'torch_compile' does not apply to gpu/tensorrt" in report.errors[0]
+        assert report.failed == 2 and "option 'precision' must be one of fp16, fp32" in report.errors[0]
         assert len(store.results(status="failed")) == 2 + 4 + 2
 
 

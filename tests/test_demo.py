@@ -41,3 +41,10 @@ def test_demo_end_to_end(tmp_path):
     again = run_cli("demo", "--num", "12", "--input-size", "32", "--out", str(out))
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "report.json").read_text())["already_stored"] == 24
+
+
+def test_demo_with_an_unknown_target_creates_nothing(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--out", str(out), "--target", "gpu/nothing")
+    assert result.returncode != 0 and "unknown target 'gpu/nothing'" in result.stderr
+    assert not out.exists()

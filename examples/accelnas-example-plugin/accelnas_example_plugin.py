@@ -40,6 +40,7 @@ def register_targets(register: Callable[[Target], None]) -> None:
             kind="cpu",
             default_batch_size=DEFAULT_BATCH,
             requires=("torch",),
+            options=(),  # reads no --option keys, so any given is refused
             available=torch_version is not None,
             reason=None if torch_version else "torch is not installed (pip install torch)",
         )

@@ -1,9 +1,11 @@
 """Hook implementations of the CPU plugin.
 
 ``cpu/onnxruntime`` exports ONNX (dynamic batch axis), builds an ONNX Runtime session with explicit
-thread settings and denormals flushed to zero; ``cpu/torch`` runs the eager PyTorch module in
-``channels_last`` with ``torch.set_flush_denormal``. Both time with :mod:`accelnas.core.timing`.
-BatchNorm statistics are calibrated by the core before export, so no path sees denormal storms.
+thread settings and denormals flushed to zero (option ``graph_optimization``: ``all``, the default,
+``extended``, ``basic`` or ``disabled``, ONNX Runtime's graph optimisation level); ``cpu/torch``
+runs the eager PyTorch module in ``channels_last`` with ``torch.set_flush_denormal``. Both time with
+:mod:`accelnas.core.timing`. BatchNorm statistics are calibrated by the core before export, so no path
+sees denormal storms.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from accelnas.core.errors import AccelnasError
 from accelnas.core.hookspecs import hookimpl
 from accelnas.core.provenance import host_provenance, package_version, physical_cores
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
@@ -28,6 +31,13 @@ ORT = "onnxruntime"
 TORCH = "torch"
 DEFAULT_BATCH = 16
 OPSET = 17
+GRAPH_OPTIMIZATION = "graph_optimization"
+GRAPH_LEVELS = {
+    "all": "ORT_ENABLE_ALL",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "basic": "ORT_ENABLE_BASIC",
+    "disabled": "ORT_DISABLE_ALL",
+}
 
 
 def _serves(target: Target) -> bool:
@@ -45,6 +55,7 @@ def register_targets(register) -> None:
             kind="cpu",
             default_batch_size=DEFAULT_BATCH,
             requires=("onnxruntime", "onnx"),
+            options=(GRAPH_OPTIMIZATION,),
             available=ort_version is not None,
             reason=None if ort_version else "onnxruntime is not installed (pip install onnxruntime)",
         )
@@ -57,12 +68,22 @@ def register_targets(register) -> None:
             kind="cpu",
             default_batch_size=DEFAULT_BATCH,
             requires=("torch",),
+            options=(),
         )
     )
 
 
 def _threads(settings: MeasureSettings) -> int:
     return settings.threads or physical_cores()
+
+
+def graph_level(settings: MeasureSettings) -> str:
+    """ONNX Runtime's name of the graph optimisation level the ``graph_optimization`` option asks for."""
+    value = str(settings.option(GRAPH_OPTIMIZATION, "all")).strip().lower()
+    if value not in GRAPH_LEVELS:
+        known = ", ".join(GRAPH_LEVELS)
+        raise AccelnasError(f"option {GRAPH_OPTIMIZATION} must be one of {known}, got {value!r}")
+    return GRAPH_LEVELS[value]
 
 
 def export_onnx(model: Any, path: Path, input_size: int) -> Path:
@@ -125,18 +146,19 @@ def compile(target: Target, exported: ExportedModel, settings: MeasureSettings, 
         return CompiledModel(handle=exported.obj, info=info)
     import onnxruntime as ort
 
+    level = graph_level(settings)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
     options.log_severity_level = 3
     session = ort.InferenceSession(str(exported.path), options, providers=["CPUExecutionProvider"])
     info = {
         "threads": threads,
         "providers": session.get_providers(),
-        "graph_optimization": "ORT_ENABLE_ALL",
+        "graph_optimization": level,
         "denormals": "batchnorm-calibrated, flush-to-zero",
     }
     return CompiledModel(handle=session, info=info)

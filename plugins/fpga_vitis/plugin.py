@@ -25,8 +25,8 @@ from accelnas.core.provenance import package_version
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
 from accelnas.plugins.fpga_vitis import activations, quantize
-from accelnas.plugins.fpga_vitis.board import ENV_BOARD, BoardConfig, load_board
-from accelnas.plugins.fpga_vitis.calibration import calibration_for
+from accelnas.plugins.fpga_vitis.board import ENV_BOARD, OPTION_BOARD, BoardConfig, load_board
+from accelnas.plugins.fpga_vitis.calibration import OPTION_CALIBRATION, OPTION_COUNT, calibration_for
 from accelnas.plugins.fpga_vitis.devices import PROFILES, mapping_notes
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError
 from accelnas.plugins.fpga_vitis.vai_compile import compile_xmodel, find_compiler, net_name_for, read_arch
@@ -58,6 +58,9 @@ def _availability(backend: str) -> tuple[list[str], BoardConfig | None]:
     return problems, board
 
 
+OPTION_KEYS = (OPTION_BOARD, activations.OPTION, quantize.OPTION, OPTION_CALIBRATION, OPTION_COUNT)
+
+
 @hookimpl
 def register_targets(register: Callable[[Target], None]) -> None:
     for backend, profile in PROFILES.items():
@@ -75,6 +78,7 @@ def register_targets(register: Callable[[Target], None]) -> None:
                     f"a board YAML with a '{backend}' entry named by {ENV_BOARD}",
                     "asyncssh (pip install 'accelnas[fpga]')",
                 ),
+                options=OPTION_KEYS,
                 available=not problems,
                 reason="; ".join(problems) or None,
             )

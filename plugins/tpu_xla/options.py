@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from accelnas.core.errors import AccelnasError
 from accelnas.core.records import MeasureSettings
 
+OPTION_KEYS = ("dtype", "devices")
 DTYPES = ("float32", "bfloat16")
 _DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "f32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 

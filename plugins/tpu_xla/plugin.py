@@ -24,7 +24,7 @@ from accelnas.core.records import CompiledModel, ExportedModel, Measurement, Mea
 from accelnas.core.space import Architecture
 from accelnas.plugins.tpu_xla import program as xla
 from accelnas.plugins.tpu_xla.detect import ALLOW_CPU_ENV, CPU_BATCH, allow_cpu, no_tpu_reason, paper_batch, scan_pci
-from accelnas.plugins.tpu_xla.options import parse_options
+from accelnas.plugins.tpu_xla.options import OPTION_KEYS, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def register_targets(register: Callable[[Target], None]) -> None:
                 kind="tpu",
                 default_batch_size=batch,
                 requires=requires[backend],
+                options=OPTION_KEYS,
                 available=reason is None,
                 reason=reason,
             )
