@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from accelnas.core.errors import AccelnasError
 from accelnas.core.records import MeasureSettings
 
-OPTION_KEYS = ("dtype", "devices")
+OPTION_DTYPE = "dtype"
+OPTION_DEVICES = "devices"
+OPTION_KEYS = (OPTION_DTYPE, OPTION_DEVICES)
 DTYPES = ("float32", "bfloat16")
 _DTYPE_ALIASES = {"float32": "float32", "fp32": "float32", "f32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
@@ -36,10 +38,10 @@ class XlaOptions:
 
 def parse_options(settings: MeasureSettings) -> XlaOptions:
     """Validated :class:`XlaOptions` from ``settings.options``."""
-    raw_dtype = str(settings.option("dtype", "float32")).strip().lower()
+    raw_dtype = str(settings.option(OPTION_DTYPE, "float32")).strip().lower()
     if raw_dtype not in _DTYPE_ALIASES:
         raise XlaOptionError(f"option dtype={raw_dtype!r} is not one of {', '.join(DTYPES)}")
-    raw_devices = settings.option("devices", 1)
+    raw_devices = settings.option(OPTION_DEVICES, 1)
     text = str(raw_devices).strip().lower()
     if text not in ("1", "all"):
         raise XlaOptionError(f"option devices={raw_devices!r} must be 1 or 'all'")
