@@ -124,6 +124,32 @@ def block_offsets(residual: np.ndarray, sequence: np.ndarray, block: int = BLOCK
     return offsets - offsets.mean(), float(np.sqrt(between)), n_blocks
 
 
+def order_correlation(residual: np.ndarray, sequence: Any, max_lag: int = 10) -> float:
+    """Correlation of the residuals of rows measured up to ``max_lag`` places apart.
+
+    Rows are put in measurement order (``sequence``) and each pair of rows 1 … ``max_lag`` places
+    apart contributes; residuals are centred once, so this is the share of their variance that rows
+    measured close together have in common. Near 0 for residuals that are noise or architecture
+    error (where architectures were measured in random order); positive where the values share a
+    factor of when they were measured, which a model of the architecture cannot predict (on
+    held-out rows it bounds what any such model can score).
+    """
+    r = np.asarray(residual, dtype=np.float64)
+    seq = check_sequence(sequence, len(r))
+    if max_lag < 1:
+        raise ValueError(f"max_lag must be at least 1, got {max_lag}")
+    finite = int(np.isfinite(r).sum())
+    if len(r) < 3 or finite < len(r):
+        raise ValueError(f"order correlation needs at least 3 residuals, all finite; got {finite} finite of {len(r)}")
+    r = r[np.argsort(seq, kind="stable")] - r.mean()
+    products = squares = 0.0
+    for lag in range(1, min(max_lag, len(r) - 1) + 1):
+        a, b = r[:-lag], r[lag:]
+        products += float(a @ b)
+        squares += float(np.sqrt((a @ a) * (b @ b)))
+    return products / squares if squares > 0 else 0.0
+
+
 def estimate(
     fit_predict: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
     y: np.ndarray,

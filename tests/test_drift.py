@@ -14,7 +14,7 @@ from accelnas.core.records import Measurement
 from accelnas.core.space import parse_architecture, sample
 from accelnas.core.store import Store
 from accelnas.surrogates import artifact
-from accelnas.surrogates.drift import block_offsets, estimate, resolve
+from accelnas.surrogates.drift import block_offsets, estimate, order_correlation, resolve
 from accelnas.surrogates.fit import fit_model, fit_surrogate
 from accelnas.surrogates.recipes import fit_options, recipe_for
 
@@ -170,3 +170,29 @@ def test_estimate_refuses_settings_it_cannot_use():
     for bad in ({"rounds": 0}, {"folds": 1}):
         with pytest.raises(ValueError, match="rounds >= 1 and folds >= 2"):
             estimate(lambda values, train, test: np.ones(len(test)), y, seq, **bad)
+
+
+def test_order_correlation_measures_what_rows_measured_together_share():
+    rng = np.random.default_rng(3)
+    n = 4000
+    sessions = np.repeat(rng.normal(0, 1, n // 100), 100)  # one factor per 100 consecutive measurements
+    seq = np.arange(n) * 7.0
+    for shared in (0.0, 0.25, 0.6):
+        residual = np.sqrt(shared) * sessions + np.sqrt(1 - shared) * rng.normal(0, 1, n)
+        assert order_correlation(residual, seq) == pytest.approx(shared, abs=0.08)
+    residual = 0.5 * sessions + rng.normal(0, 1, n)
+    order = rng.permutation(n)  # rows in any order: the sequence says when each was measured
+    assert order_correlation(residual[order], seq[order]) == pytest.approx(order_correlation(residual, seq))
+    # without the sequence the same values are noise
+    assert abs(order_correlation(residual[order], seq)) < 0.05
+
+
+def test_order_correlation_refuses_what_it_cannot_use():
+    with pytest.raises(DatasetError, match="sequence"):
+        order_correlation(np.zeros(5), [1, 2, np.nan, 4, 5])
+    with pytest.raises(ValueError, match="max_lag"):
+        order_correlation(np.zeros(5), np.arange(5), max_lag=0)
+    with pytest.raises(ValueError, match="2 finite of 3"):
+        order_correlation(np.array([0.1, np.inf, 0.2]), np.arange(3))
+    with pytest.raises(ValueError, match="at least 3 residuals"):
+        order_correlation(np.zeros(2), np.arange(2))
