@@ -81,6 +81,10 @@ def run_campaign(
     stops submitting and cancels what is in flight once spent.
     """
     metrics = list(metrics or target.metrics)
+    unique = list({arch.id: arch for arch in archs}.values())  # an architecture named twice is measured once
+    if len(unique) < len(archs):
+        log.info("%d repeated architectures measured once", len(archs) - len(unique))
+        archs = unique
     unsupported = [m for m in metrics if m not in target.metrics]
     if unsupported:
         raise AccelnasError(f"target {target.name} does not measure {unsupported[0]!r}")
@@ -122,8 +126,10 @@ def run_campaign(
                 outcome = Outcome(metric, error=str(exc), plugin=outcome.plugin, where=outcome.where)
             else:
                 measurement.provenance = {**measurement.provenance, "measured_by": outcome.where}
-                store.record_ok(arch, target.name, key, identity, measurement, outcome.plugin)
-                report.measured += 1
+                if store.record_ok(arch, target.name, key, identity, measurement, outcome.plugin):
+                    report.measured += 1
+                else:  # another run (a shard over the same store) committed it first; the stored row stays
+                    report.already_done += 1
                 emit(Progress(task.index, len(archs), arch, metric, "ok", measurement, elapsed=outcome.seconds))
                 return
         error = outcome.error or "unknown error"

@@ -121,8 +121,8 @@ def validate(frame: pd.DataFrame, where: str = "dataset") -> pd.DataFrame:
             raise DatasetError(f"{where}: row {i}: {exc}") from None
         if arch.id != frame["arch_id"].iloc[i]:
             raise DatasetError(f"{where}: row {i}: arch_id {frame['arch_id'].iloc[i]!r} does not match its config")
-    values = pd.to_numeric(frame["value"], errors="coerce")
-    bad = [i for i, v in enumerate(values) if not (isinstance(v, float) and math.isfinite(v))]
+    values = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+    bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
     if bad:
         raise DatasetError(f"{where}: row {bad[0]}: value {frame['value'].iloc[bad[0]]!r} is not a finite number")
     return frame.assign(value=values)

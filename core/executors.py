@@ -149,7 +149,10 @@ def measure_outcomes(
     with tempfile.TemporaryDirectory(prefix="accelnas-") as tmp:
         workdir = Path(tmp)
         try:
-            model = calibrate_batchnorm(build_model(arch), settings.input_size)
+            try:
+                model = calibrate_batchnorm(build_model(arch), settings.input_size)
+            except Exception as exc:  # e.g. out of memory at a large input size: this architecture fails
+                raise AccelnasError(f"building the model failed: {type(exc).__name__}: {exc}") from None
             result, plugin = registry.call_first(
                 "export_model", target=target, architecture=arch, model=model, settings=settings, workdir=workdir
             )

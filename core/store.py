@@ -211,7 +211,8 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite may have rolled back already (disk full, I/O error)
+                self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 

@@ -103,6 +103,12 @@ def fetch(url: str = ANB_URL, cache_dir: Path | None = None, timeout: float = 12
     return path
 
 
+def _record_order(name: str) -> tuple[float, str]:
+    """Measurement order of a record: its number, then its name; unnumbered names last."""
+    number = RECORD_NUMBER.search(name)
+    return (int(number.group(1)) if number else math.inf, name)
+
+
 def _iter_sources(source: Path) -> Iterator[tuple[str, bytes]]:
     if source.is_dir():
         files = sorted(source.rglob("result_*.json"))
@@ -135,25 +141,22 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _record_rows(name: str, record: Any, report: ImportReport, source: str) -> tuple[list[dict[str, Any]], bool]:
-    """The rows of one record and whether it was complete; problems go to ``report``."""
+def _record_rows(name: str, record: Any, source: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of one record and the reasons any of its entries were skipped."""
     if not isinstance(record, dict):
-        report.skip("not a JSON object", name)
-        return [], False
+        return [], ["not a JSON object"]
     try:
         arch = Architecture.from_config(record.get("architecture"))
     except InvalidArchitectureError as exc:
-        report.skip(f"invalid architecture ({str(exc).split(': ', 1)[-1]})", name)
-        return [], False
+        return [], [f"invalid architecture ({str(exc).split(': ', 1)[-1]})"]
     number = RECORD_NUMBER.search(name)
     base = {"arch_id": arch.id, **arch.to_config(), "source": source, "settings_key": "anb",
             "sequence": int(number.group(1)) if number else None}  # fmt: skip
     rows = []
-    complete = True
+    reasons = []
     top1 = _number((record.get("metrics") or {}).get("val_top1"))
     if top1 is None or not 0 < top1 <= 100:
-        report.skip("missing or invalid metrics.val_top1", name)
-        complete = False
+        reasons.append("missing or invalid metrics.val_top1")
     else:
         rows.append(base | {"target": ACCURACY_TARGET, "metric": "accuracy", "value": top1, "unit": "%"})
     perf = record.get("platform_perf")
@@ -162,13 +165,12 @@ def _record_rows(name: str, record: Any, report: ImportReport, source: str) -> t
         entry = perf.get(key)
         mean = _number(entry.get(f"{metric}_mean")) if isinstance(entry, dict) else None
         if mean is None or mean <= 0:
-            report.skip(f"missing or invalid {key}", name)
-            complete = False
+            reasons.append(f"missing or invalid {key}")
             continue
         std = _number(entry.get(f"{metric}_std"))
         rows.append(base | {"target": anb_target(device), "metric": metric, "value": mean,
                             "std": std, "unit": UNITS[metric]})  # fmt: skip
-    return rows, complete
+    return rows, reasons
 
 
 def import_anb(source: str | Path = ANB_URL, *, cache_dir: Path | None = None) -> tuple[pd.DataFrame, ImportReport]:
@@ -176,8 +178,7 @@ def import_anb(source: str | Path = ANB_URL, *, cache_dir: Path | None = None) -
     text = str(source)
     path = fetch(text, cache_dir) if text.startswith(("http://", "https://")) else Path(text)
     report = ImportReport(source=text)
-    rows: list[dict[str, Any]] = []
-    seen: dict[str, str] = {}
+    parsed: list[tuple[str, list[dict[str, Any]], list[str]]] = []
     for name, payload in _iter_sources(path):
         report.records += 1
         try:
@@ -185,13 +186,21 @@ def import_anb(source: str | Path = ANB_URL, *, cache_dir: Path | None = None) -
         except (json.JSONDecodeError, UnicodeDecodeError):
             report.skip("malformed JSON", name)
             continue
-        new, complete = _record_rows(name, record, report, f"anb:{name}")
-        if new and new[0]["arch_id"] in seen:
-            report.skip("duplicate architecture", f"{name} (same as {seen[new[0]['arch_id']]})")
+        parsed.append((name, *_record_rows(name, record, f"anb:{name}")))
+    # An architecture measured twice keeps its earliest record, whatever order the files come in.
+    first: dict[str, int] = {}
+    for i, (name, new, _) in enumerate(parsed):
+        kept = first.get(new[0]["arch_id"]) if new else None
+        if new and (kept is None or _record_order(name) < _record_order(parsed[kept][0])):
+            first[new[0]["arch_id"]] = i
+    rows: list[dict[str, Any]] = []
+    for i, (name, new, reasons) in enumerate(parsed):
+        if new and first[new[0]["arch_id"]] != i:
+            report.skip("duplicate architecture", f"{name} (same as {parsed[first[new[0]['arch_id']]][0]})")
             continue
-        if new:
-            seen[new[0]["arch_id"]] = name
-        report.records_ok += complete
+        for reason in reasons:
+            report.skip(reason, name)
+        report.records_ok += not reasons
         rows += new
     if not rows:
         raise DatasetError(f"no usable Accel-NASBench records in {text} ({report.summary()})")

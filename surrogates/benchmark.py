@@ -33,8 +33,15 @@ class Prediction:
 class Benchmark:
     """Surrogates by (target, metric); a device name alone finds its target (``zcu102`` -> ``zcu102/anb``)."""
 
-    def __init__(self, surrogates: Sequence[SurrogateArtifact]) -> None:
-        self._by_pair = {(s.target, s.metric): s for s in surrogates}
+    def __init__(self, surrogates: Sequence[SurrogateArtifact], where: Sequence[str] | None = None) -> None:
+        """``where`` names each surrogate (its directory) in the error about two for one pair."""
+        self._by_pair: dict[tuple[str, str], SurrogateArtifact] = {}
+        seen: dict[tuple[str, str], str] = {}
+        for i, s in enumerate(surrogates):
+            pair, name = (s.target, s.metric), str(where[i]) if where else f"surrogate {i + 1}"
+            if pair in seen:
+                raise SurrogateError(f"two surrogates for {s.target}:{s.metric}: {seen[pair]} and {name}")
+            seen[pair], self._by_pair[pair] = name, s
 
     @classmethod
     def load(cls, path: str | Path) -> Benchmark:
@@ -59,7 +66,7 @@ class Benchmark:
             raise SurrogateError(f"no benchmark at {root}")
         if not dirs:
             raise SurrogateError(f"no surrogates under {root}")
-        return cls([artifact.load(d) for d in dirs])
+        return cls([artifact.load(d) for d in dirs], where=[str(d) for d in dirs])
 
     def pairs(self) -> list[tuple[str, str]]:
         return sorted(self._by_pair)
@@ -92,6 +99,6 @@ class Benchmark:
         """Predicted mean and std of ``metric`` on ``device`` for one or many architectures."""
         items = [archs] if isinstance(archs, (Architecture, str)) else list(archs)
         parsed = [a if isinstance(a, Architecture) else parse_architecture(a) for a in items]
-        s = self.surrogate(device, metric)
+        s = self.surrogate(device, metric)  # an unknown pair is an error even for no architectures
         mean, std = s.predict_dist(parsed)
         return Prediction(np.asarray(mean), np.asarray(std), s.unit, s.target, s.metric)

@@ -58,6 +58,9 @@ def build_all(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    build = {"source": source or {}, "test_fraction": test_fraction, "seed": seed,
+             "fitted_on": "all" if refit_all else "train", "created": created}  # fmt: skip
     start = time.perf_counter()
     todo = targets or pairs(frame)
     for i, (target, metric) in enumerate(todo, 1):
@@ -107,35 +110,45 @@ def build_all(
             "test": m, "n_train": result.artifact.metrics["n_train"], "rows": result.artifact.dataset["rows"],
             "drift": result.artifact.metrics["drift"],
             "seconds": round(seconds, 1),
-        })  # fmt: skip
+        } | build)  # fmt: skip
         found = result.artifact.metrics["drift"]
         note = f"  drift corrected: ±{found['spread_pct']:.1f}%" if found else ""
         echo(f"[{i}/{len(todo)}] {target:<16} {metric:<10} {chosen:<9} held-out n={m['n']:<5} "
              f"τ={m['kendall_tau']:.4f}  R²={m['r2']:.4f}  ({seconds:.0f}s){note}")  # fmt: skip
+    built = {(e["target"], e["metric"]) for e in entries}
+    entries = [e for e in _earlier_entries(out) if (e["target"], e["metric"]) not in built] + entries
     index = {
         "format": INDEX_FORMAT,
         "format_version": INDEX_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "source": source or {},
-        "test_fraction": test_fraction,
-        "seed": seed,
-        "fitted_on": "all" if refit_all else "train",
+        "created": created,
+        # each entry records its own build; a setting is repeated here only where all entries share it
+        **{key: _shared(entries, key) for key in BUILD_KEYS},
         "build_seconds": round(time.perf_counter() - start, 1),
         "surrogates": entries,
     }
-    built = {(e["target"], e["metric"]) for e in entries}
-    index["surrogates"] = [e for e in _earlier_entries(out) if (e["target"], e["metric"]) not in built] + entries
     (out / INDEX_FILE).write_text(json.dumps(index, indent=2, default=str) + "\n")
     return index
 
 
+BUILD_KEYS = ("source", "test_fraction", "seed", "fitted_on")
+
+
+def _shared(entries: list[dict[str, Any]], key: str) -> Any:
+    """The value of ``key`` common to every entry, or None where entries differ."""
+    values = {json.dumps(e.get(key), sort_keys=True, default=str) for e in entries}
+    return entries[0].get(key) if len(values) == 1 else None
+
+
 def _earlier_entries(out: Path) -> list[dict[str, Any]]:
     """Entries of an index already in ``out`` whose surrogates are still there (a rebuild of some
-    targets keeps the others queryable); nothing when there is no readable index."""
+    targets keeps the others queryable), with their build settings; nothing without a readable index."""
     try:
-        entries = json.loads((out / INDEX_FILE).read_text())["surrogates"]
-        return [e for e in entries if e["target"] and e["metric"] and (out / e["path"] / METADATA).is_file()]
-    except (OSError, ValueError, KeyError, TypeError):
+        index = json.loads((out / INDEX_FILE).read_text())
+        entries = index["surrogates"]
+        kept = [e for e in entries if e["target"] and e["metric"] and (out / e["path"] / METADATA).is_file()]
+        # indexes written before entries carried their build settings kept them at the top level only
+        return [{key: index.get(key) for key in (*BUILD_KEYS, "created")} | e for e in kept]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return []
 
 

@@ -44,7 +44,8 @@ ADDITIVE_WIDTH = NUM_STAGES * 2 * len(EXPANSIONS) * len(KERNELS) * 2  # columns 
 def raw(archs: Sequence[Architecture]) -> np.ndarray:
     """``[e, k, l, se]`` per stage, as :meth:`Architecture.to_vector`."""
     values = chain.from_iterable(a._vector for a in archs)
-    return np.fromiter(values, dtype=np.float64, count=len(archs) * len(FEATURE_NAMES)).reshape(len(archs), -1)
+    width = len(FEATURE_NAMES)
+    return np.fromiter(values, dtype=np.float64, count=len(archs) * width).reshape(len(archs), width)
 
 
 def _columns(R: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -81,14 +82,14 @@ def additive(R: np.ndarray) -> np.ndarray:
     c = _combo(e, k, se)
     out[rows, stages, 0, c] = 1.0
     out[rows, stages, 1, c] = l - 1
-    return out.reshape(len(e), -1)
+    return out.reshape(len(e), NUM_STAGES * 2 * combos)
 
 
 def additive_compact(R: np.ndarray) -> np.ndarray:
     e, k, l, se = _columns(R)  # noqa: E741
     terms = np.stack([np.ones_like(e), e, k**2, e * k**2, se, e * se], axis=2)  # (N, 7, 6)
     counts = np.stack([np.ones_like(l), l - 1], axis=2)  # (N, 7, 2)
-    return (counts[:, :, :, None] * terms[:, :, None, :]).reshape(len(e), -1)
+    return (counts[:, :, :, None] * terms[:, :, None, :]).reshape(len(e), NUM_STAGES * 2 * terms.shape[2])
 
 
 @lru_cache(maxsize=1)
@@ -165,7 +166,7 @@ def analytic(R: np.ndarray) -> np.ndarray:
         ],
         axis=1,
     )
-    return np.hstack([R, costs.reshape(len(R), -1) / 1e6, l, totals])
+    return np.hstack([R, costs.reshape(len(R), NUM_STAGES * _STAGE_COSTS) / 1e6, l, totals])
 
 
 ENCODINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {

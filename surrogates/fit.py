@@ -180,11 +180,13 @@ def fit_surrogate(
         return fit_model(rows_archs, y[rows], std=_rows(std, rows), sequence=_rows(sequence, rows), **recipe)
 
     model, correction = fitted(train)
-    weighted = std is not None and np.isfinite(std).any()
     pred = model.predict([archs[i] for i in test])
     metrics = regression_metrics(y[test], pred)
+    final_rows = np.arange(len(y)) if refit_all else train
     if refit_all:
-        model, correction = fitted(np.arange(len(y)))
+        model, correction = fitted(final_rows)
+    # the stds weight the fit unless none is finite or most are zero (noise_weights gives None)
+    weighted = std is not None and noise_weights(y[final_rows], std[final_rows], "none", noise_floor) is not None
     unit = part["unit"].iloc[0] if "unit" in part.columns else None
     artifact = SurrogateArtifact(
         model=model,

@@ -42,13 +42,16 @@ class Selection:
 
 def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, held-out) index arrays of a seeded random split."""
+    if n < 4:
+        raise ValueError(f"a split needs at least 4 rows, got {n}")
     order = np.random.default_rng(seed).permutation(n)
-    held = max(2, round(fraction * n))
+    held = min(max(2, round(fraction * n)), n - 2)  # at least two rows on each side
     return order[held:], order[:held]
 
 
 def _score(m: dict[str, float]) -> tuple[float, float]:
-    return (m["kendall_tau"], m["r2"])
+    """Sort key of validation metrics: τ, then R²; undefined values (constant predictions) rank last."""
+    return tuple(v if np.isfinite(v) else -np.inf for v in (m["kendall_tau"], m["r2"]))  # type: ignore[return-value]
 
 
 def folds(n: int, seed: int, val_fraction: float = 0.2, cv_below: int = 1000) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -126,11 +129,12 @@ def tune(
         model = make(family, seed=seed, **params).fit(train_archs, y[inner])
         metrics = regression_metrics(y[val], model.predict(val_archs))
         scores.append({"family": family, "params": params, **metrics})
-        return metrics["kendall_tau"] + 1e-3 * metrics["r2"]
+        tau, r2 = _score(metrics)
+        return tau + 1e-3 * r2 if np.isfinite(tau + r2) else -1e9
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=max_trials, timeout=budget_seconds)
-    best = max(scores, key=lambda s: (s["kendall_tau"], s["r2"]))
+    best = max(scores, key=_score)
     metrics = {k: v for k, v in best.items() if k not in ("family", "params")}
     return Selection(family, best["params"], metrics, scores)
 

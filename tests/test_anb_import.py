@@ -60,6 +60,23 @@ def test_directory_import_reports_every_skip(records_dir):
     assert set(frame["sequence"]) == {0, 1, 2, 5}
 
 
+def test_duplicate_keeps_earliest_record_and_counts_once(tmp_path):
+    d = tmp_path / "records"
+    d.mkdir()
+    arch = sample(1, 11)[0]
+    # "result_100.json" sorts before "result_99.json" as text; the earlier measurement (99) is kept
+    (d / "result_100.json").write_text(json.dumps(_record(arch, top1=99.0, drop="throughput_a100")))
+    (d / "result_99.json").write_text(json.dumps(_record(arch, top1=11.0)))
+    frame, report = import_anb(d)
+    assert set(frame["sequence"]) == {99}
+    assert frame.loc[frame["metric"] == "accuracy", "value"].tolist() == [11.0]
+    assert report.skipped["duplicate architecture"] == 1
+    assert "result_100.json (same as result_99.json)" in report.examples["duplicate architecture"]
+    # the dropped duplicate's own gaps are not reported as skipped entries
+    assert "missing or invalid throughput_a100" not in report.skipped
+    assert report.records == 2 and report.records_ok == 1
+
+
 def test_archive_and_url_with_cache(records_dir, tmp_path):
     archive = tmp_path / "anb.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:

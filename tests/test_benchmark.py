@@ -1,6 +1,7 @@
 """Building a benchmark directory and querying it, from Python and the command line."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,18 @@ def test_query_one_and_many(bench_dir):
     assert many.mean.shape == (51,) and np.all(many.mean > 0)
     with pytest.raises(AccelnasError, match="no surrogate for zcu102:latency"):
         bench.query(EFFICIENTNET_B0, device="zcu102", metric="latency")
+    none = bench.query([], device="dev", metric="throughput")
+    assert len(none) == 0 and none.mean.shape == none.std.shape == (0,) and none.unit == "images/s"
+    with pytest.raises(AccelnasError, match="no surrogate for zcu102:latency"):
+        bench.query([], device="zcu102", metric="latency")
+
+
+def test_two_surrogates_for_one_pair_are_an_error(bench_dir, tmp_path):
+    entry = json.loads((bench_dir / "benchmark.json").read_text())["surrogates"][0]
+    for copy in ("a", "b"):  # no index: every surrogate directory below the root is loaded
+        shutil.copytree(bench_dir / entry["path"], tmp_path / copy)
+    with pytest.raises(SurrogateError, match=f"two surrogates for {entry['target']}:{entry['metric']}: .*a and .*b"):
+        Benchmark.load(tmp_path)
 
 
 def test_find_by_device_or_metric(bench_dir):
@@ -84,8 +97,14 @@ def test_rebuilding_some_targets_keeps_the_others(tmp_path):
     assert sorted((e["target"], e["metric"]) for e in index["surrogates"]) == [("dev/sim", "latency"),
                                                                                ("dev/sim", "throughput")]  # fmt: skip
     assert Benchmark.load(tmp_path).pairs() == [("dev/sim", "latency"), ("dev/sim", "throughput")]
-    again = build_all(_frame(80), tmp_path, targets=[("dev/sim", "latency")], family="additive", echo=lambda line: None)
+    assert index["seed"] == 0 and index["fitted_on"] == "all"  # both builds used the same settings
+    again = build_all(_frame(80), tmp_path, targets=[("dev/sim", "latency")], family="additive", seed=7,
+                      refit_all=False, echo=lambda line: None)  # fmt: skip
     assert sorted(e["metric"] for e in again["surrogates"]) == ["latency", "throughput"]  # replaced, not repeated
+    # each entry keeps the settings it was built with; the top level no longer speaks for both
+    build = {e["metric"]: (e["seed"], e["fitted_on"]) for e in again["surrogates"]}
+    assert build == {"latency": (7, "train"), "throughput": (0, "all")}
+    assert again["seed"] is None and again["fitted_on"] is None and again["test_fraction"] == 0.1
 
 
 def test_corrupt_index(tmp_path):

@@ -145,6 +145,52 @@ def test_plugin_failures_are_recorded_and_the_campaign_goes_on(tmp_path):
         assert third.failed == 0 and third.already_done == 2 * len(archs)
 
 
+class Counting(Faulty):
+    """Faulty, counting the latency measurements it makes."""
+
+    def __init__(self):
+        self.latency_calls = 0
+
+    @hookimpl
+    def measure_latency(self, target, settings):
+        self.latency_calls += 1
+        return Faulty.measure_latency(self, target, settings)
+
+
+def test_an_architecture_named_twice_is_measured_once(tmp_path):
+    registry = load_registry([])
+    plugin = Counting()
+    registry.register(plugin, "counting")
+    archs = [a for a in sample(20, seed=4) if a.stages[0].e != 1][:2]
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, registry.target("fake/faulty"), [archs[0], *archs, archs[1]], FAST, store,
+                              metrics=["latency"])  # fmt: skip
+        assert plugin.latency_calls == 2 and report.planned == 2 and report.measured == 2
+        assert len(store.results(status="ok")) == 2
+
+
+def test_a_model_that_cannot_be_built_is_a_recorded_failure(tmp_path, monkeypatch):
+    import accelnas.core.model as model_module
+
+    archs = [a for a in sample(20, seed=4) if a.stages[0].e != 1][:3]
+    real_build = model_module.build_model
+
+    def build(arch, *args, **kwargs):
+        if arch.id == archs[1].id:
+            raise MemoryError("cannot allocate the model")
+        return real_build(arch, *args, **kwargs)
+
+    monkeypatch.setattr(model_module, "build_model", build)
+    registry = load_registry([])
+    registry.register(Counting(), "counting")
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, registry.target("fake/faulty"), archs, FAST, store, metrics=["latency"])
+        assert report.measured == 2 and report.failed == 1
+        (failed,) = store.results(status="failed")
+        assert failed["arch_id"] == archs[1].id
+        assert failed["error"] == "building the model failed: MemoryError: cannot allocate the model"
+
+
 def test_an_option_the_target_does_not_declare_is_refused_before_anything_is_stored(registry, tmp_path):
     target = registry.target("cpu/torch")
     assert target.options == ()

@@ -51,6 +51,21 @@ def test_failure_then_success_replaces_the_failure(tmp_path):
         assert store.status_of("cpu/x", "k") == {(arch.id, "latency"): "ok"}
 
 
+def test_a_failed_transaction_rolls_back_and_keeps_its_error(tmp_path):
+    arch = sample(1, 0)[0]
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(ValueError, match="midway"), store.transaction() as c:
+            c.execute("DELETE FROM results")
+            raise ValueError("midway")
+        store.record_ok(arch, "cpu/x", "k", {}, _m())
+        # SQLite may end a transaction itself (I/O error, disk full): the original error still surfaces
+        with pytest.raises(ValueError, match="after an automatic rollback"), store.transaction() as c:
+            c.execute("DELETE FROM results")
+            c.execute("ROLLBACK")
+            raise ValueError("after an automatic rollback")
+        assert len(store.results()) == 1 and not store.conn.in_transaction
+
+
 def test_reopen_keeps_results(tmp_path):
     path = tmp_path / "s.sqlite"
     archs = sample(3, 1)

@@ -14,6 +14,7 @@ from accelnas.surrogates.fit import fit_surrogate, noise_weights
 from accelnas.surrogates.metrics import regression_metrics
 from accelnas.surrogates.models import XGBoostSurrogate
 from accelnas.surrogates.recipes import fit_options, recipe_for
+from accelnas.surrogates.selection import select_family, split
 
 
 def _frame(n=240, seed=0, noise=0.0):
@@ -43,6 +44,20 @@ def test_fit_ranks_held_out_architectures(tmp_path):
     assert test["n"] == 60 and result.artifact.metrics["n_train"] == 180
     assert test["kendall_tau"] > 0.8 and test["r2"] > 0.9
     assert len(set(result.test_ids)) == 60 and set(result.test_ids) <= set(_frame()["arch_id"])
+
+
+def test_selection_ranks_undefined_scores_last_and_splits_keep_rows_on_both_sides():
+    frame = _frame(1000)  # one validation split: a constant model's τ is undefined there
+    archs = [parse_architecture(i) for i in frame["arch_id"]]
+    constant = ("lightgbm", {"min_child_samples": 10_000})  # a single leaf predicts a constant
+    chosen = select_family(archs, frame["value"].to_numpy(), candidates=[constant, ("additive", {})])
+    assert np.isnan(chosen.scores[0]["kendall_tau"]) and chosen.family == "additive"
+    train, held = split(10, 0.97, 0)
+    assert len(train) == 2 and len(held) == 8 and set(train) | set(held) == set(range(10))
+    with pytest.raises(ValueError, match="at least 4"):
+        split(3, 0.5, 0)
+    result = fit_surrogate(frame.head(20), "sim/x", "latency", test_fraction=0.99, family="additive")
+    assert result.artifact.metrics["n_train"] == 2
 
 
 def test_save_load_round_trip_and_corruption(tmp_path):
@@ -100,6 +115,8 @@ def test_estimator_protocol():
 def test_dataset_validation_and_selection():
     frame = _frame(20)
     assert validate(frame) is not None
+    integers = validate(frame.assign(value=np.arange(1, 21)))  # a CSV of whole numbers is valid
+    assert integers["value"].dtype == float and integers["value"].tolist() == list(range(1, 21))
     with pytest.raises(DatasetError, match="missing column 'value'"):
         validate(frame.drop(columns=["value"]))
     bad = frame.astype({"value": object})
@@ -165,5 +182,7 @@ def test_fit_with_noise_weighting_records_it():
     assert error["weighted"] < 0.5 * error["plain"], error
     without_std = fit_surrogate(frame.drop(columns="std"), "sim/x", "latency", family="additive", weighting="noise")
     assert without_std.artifact.metrics["weighting"] == "none"
+    zero_std = fit_surrogate(frame.assign(std=0.0), "sim/x", "latency", family="additive", weighting="noise")
+    assert zero_std.artifact.metrics["weighting"] == "none" and zero_std.artifact.metrics["noise_floor"] is None
     with pytest.raises(ValueError, match="weighting"):
         fit_surrogate(frame, "sim/x", "latency", family="additive", weighting="magic")

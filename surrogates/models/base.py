@@ -59,7 +59,7 @@ class Surrogate:
         if isinstance(X, np.ndarray):
             return X.astype(np.float64, copy=False)
         X = list(X)
-        if X and isinstance(X[0], Architecture):
+        if not X or isinstance(X[0], Architecture):
             return encode(X, self.encoding)
         return np.asarray(X, dtype=np.float64)
 
