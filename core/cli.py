@@ -166,7 +166,8 @@ def targets(as_json: bool) -> None:
     """List measurement targets (device/backend), their plugin and availability."""
     found = _registry().targets()
     if as_json:
-        click.echo(json.dumps([{**vars(t), "name": t.name} for t in found.values()], indent=2, default=list))
+        rows = [{k: v for k, v in vars(t).items() if k != "check_values"} | {"name": t.name} for t in found.values()]
+        click.echo(json.dumps(rows, indent=2, default=list))
         return
     if not found:
         click.echo("no targets registered")
@@ -403,6 +404,16 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
         click.echo(str(path))
 
 
+def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A usage error (exit 2) for a surrogate family that does not exist."""
+    from accelnas.surrogates.models import FAMILIES
+
+    usable = ["auto", *(f for f in FAMILIES if f != "blend")]  # a blend needs members: Python only
+    if value is not None and value not in usable:
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(usable)}")
+    return value
+
+
 # -- surrogates ------------------------------------------------------------------------------------
 @cli.command()
 @click.option(
@@ -425,6 +436,7 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     "--family",
     default="auto",
     show_default=True,
+    callback=_check_family,
     help="auto (best on a validation split), xgboost, lightgbm, random_forest, svr, gp, additive or hybrid.",
 )
 @click.option("--ensemble", type=click.IntRange(min=1), default=1, show_default=True,
@@ -529,8 +541,9 @@ def query(
     if benchmark_dir:
         bench = Benchmark.load(benchmark_dir)
         surrogates = bench.find(device, metric)
-        if not surrogates:  # names what is available
-            surrogates = [bench.surrogate(device, metric or "accuracy")]
+        if not surrogates:
+            asked = [f"device {device!r}" if device else "", f"metric {metric!r}" if metric else ""]
+            raise bench.not_found(" and ".join(a for a in asked if a))
     else:
         surrogates = [artifact.load(d) for d in surrogate_dirs]
     rows = []
@@ -593,7 +606,8 @@ def surrogates() -> None:
               show_default=True, help="Held-out share for the reported metrics.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
 @click.option("--ensemble", type=click.IntRange(min=1), default=None, help="Seed-ensemble size [per-target recipe].")
-@click.option("--family", default=None, help="Force one family (auto, xgboost, lightgbm, gp, ...) [recipe].")
+@click.option("--family", default=None, callback=_check_family,
+              help="Force one family (auto, xgboost, lightgbm, gp, ...) [recipe].")  # fmt: skip
 @click.option("--train-only", is_flag=True, help="Keep the models fitted without the held-out rows.")
 @click.option(
     "--drift",
@@ -652,7 +666,10 @@ def surrogates_build(
         refit_all=not train_only, family=family, drift=drift, tune_seconds=tune_seconds, source=source,
         echo=click.echo,
     )  # fmt: skip
-    click.echo(f"built {len(index['surrogates'])} surrogates in {index['build_seconds']:.0f}s: {out_dir}")
+    kept = len(index["surrogates"]) - len(chosen)
+    also = f" ({kept} built earlier kept in the index)" if kept else ""
+    plural = "s" if len(chosen) != 1 else ""
+    click.echo(f"built {len(chosen)} surrogate{plural} in {index['build_seconds']:.0f}s: {out_dir}{also}")
 
 
 # -- the end-to-end demo ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ predicted-vs-measured plot.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -112,8 +113,8 @@ def run_demo(
     )
     for metric, r in results.items():
         echo(
-            f"  {metric:<10} surrogate on {r['n_test']} held-out architectures: Kendall τ = {r['kendall_tau']:.3f}, "
-            f"R² = {r['r2']:.3f}, within ±10%: {100 * r['within_10pct']:.0f}%"
+            f"  {metric:<10} surrogate on {r['n_test']} held-out architectures: Kendall τ = {_fmt(r['kendall_tau'])}, "
+            f"R² = {_fmt(r['r2'])}, within ±10%: {100 * r['within_10pct']:.0f}%"
         )
     for metric, value in b0.items():
         unit = results.get(metric, {}).get("unit", "")
@@ -124,6 +125,11 @@ def run_demo(
     echo(f"  plot:       {plot}")
     echo(f"  report:     {out_dir / 'report.md'}")
     return summary
+
+
+def _fmt(value: float) -> str:
+    """A metric to three places; "n/a" where it is undefined (constant predictions on few held-out rows)."""
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
 def _markdown(s: dict) -> str:
@@ -138,7 +144,7 @@ def _markdown(s: dict) -> str:
     ]
     for metric, r in s["surrogates"].items():
         lines.append(
-            f"| {metric} | {r['unit']} | {r['n_test']} | {r['kendall_tau']:.3f} | {r['r2']:.3f} | "
+            f"| {metric} | {r['unit']} | {r['n_test']} | {_fmt(r['kendall_tau'])} | {_fmt(r['r2'])} | "
             f"{100 * r['within_10pct']:.0f}% |"
         )
     lines += [

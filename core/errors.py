@@ -15,6 +15,12 @@ class InvalidArchitectureError(AccelnasError, ValueError):
     exit_code = 2
 
 
+class InvalidArgumentError(AccelnasError, ValueError):
+    """An argument names nothing known (a device, a family) or has a value out of range."""
+
+    exit_code = 2
+
+
 class UnknownTargetError(AccelnasError, KeyError):
     """No loaded plugin registered the requested target."""
 
@@ -25,7 +31,7 @@ class UnknownTargetError(AccelnasError, KeyError):
 
 
 class UnknownOptionError(AccelnasError, ValueError):
-    """A campaign passes a backend option its target does not declare."""
+    """A campaign passes a backend option its target does not declare, or a value the target refuses."""
 
     exit_code = 2
 
@@ -60,3 +66,9 @@ class DatasetError(AccelnasError):
 
 class SurrogateError(AccelnasError):
     """A surrogate artifact is missing, corrupt or incompatible."""
+
+
+class NoSurrogateError(AccelnasError, LookupError):
+    """A benchmark has no surrogate (or more than one) for the device and metric asked for."""
+
+    exit_code = 2

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.errors import UnknownOptionError
+from accelnas.core.errors import AccelnasError, UnknownOptionError
 
 METRICS: tuple[str, ...] = ("throughput", "latency")
 UNITS = {"throughput": "images/s", "latency": "ms"}
@@ -22,6 +23,8 @@ class Target:
     ``available`` is False when the SDK or hardware is missing; ``reason`` then says why.
     ``options`` names the backend option keys the target reads (``--option KEY=VALUE``); a campaign
     asking for any other key is refused. ``None`` leaves them undeclared: every key passes through.
+    ``check_values`` (optional) is called with a campaign's settings before it starts and raises an
+    :class:`~accelnas.core.errors.AccelnasError` for an option value the target cannot use.
     """
 
     device: str
@@ -34,6 +37,7 @@ class Target:
     available: bool = True
     reason: str | None = None
     options: tuple[str, ...] | None = None
+    check_values: Callable[[MeasureSettings], object] | None = field(default=None, compare=False, repr=False)
     plugin: str | None = None  # filled in by the core when the target is registered
 
     @property
@@ -53,13 +57,18 @@ class Target:
             object.__setattr__(self, "options", tuple(self.options))
 
     def check_options(self, settings: MeasureSettings) -> None:
-        """Raise :class:`UnknownOptionError` for a key of ``settings.options`` the target does not declare."""
-        if self.options is None:
-            return
-        unknown = [key for key, _ in settings.options if key not in self.options]
-        if unknown:
-            known = ", ".join(self.options) or "none"
-            raise UnknownOptionError(f"target {self.name} has no option {unknown[0]!r} (its options: {known})")
+        """Raise :class:`UnknownOptionError` for a key of ``settings.options`` the target does not declare
+        or a value its ``check_values`` refuses."""
+        if self.options is not None:
+            unknown = [key for key, _ in settings.options if key not in self.options]
+            if unknown:
+                known = ", ".join(self.options) or "none"
+                raise UnknownOptionError(f"target {self.name} has no option {unknown[0]!r} (its options: {known})")
+        if self.check_values is not None:
+            try:
+                self.check_values(settings)
+            except AccelnasError as exc:
+                raise UnknownOptionError(f"target {self.name}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,9 @@ def _iter_sources(source: Path) -> Iterator[tuple[str, bytes]]:
             if not found:
                 raise DatasetError(f"no result_*.json records in {source}")
     except (tarfile.TarError, EOFError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        # tarfile lists each compression it tried, one per line, after a header line ending in ':'
+        reason = "not a tar archive (plain, gzip, bzip2 or xz)" if lines[0].endswith(":") else lines[0]
         raise DatasetError(f"cannot read archive {source}: {reason}") from None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from accelnas.core.provenance import package_version
 from accelnas.surrogates import models
 from accelnas.surrogates.features import ENCODINGS
 from accelnas.surrogates.models import BlendSurrogate, SeedEnsemble, Surrogate
+
+log = logging.getLogger(__name__)
 
 FORMAT = "accelnas-surrogate"
 FORMAT_VERSION = 1
@@ -129,8 +132,11 @@ def load(path: str | Path) -> SurrogateArtifact:
     unknown = [e for e in _encodings(state) if e not in ENCODINGS]
     if unknown:
         raise SurrogateError(f"{meta_path}: unknown feature encoding {unknown[0]!r}")
-    digest = meta.get("model_sha256")  # absent from surrogates written before it was recorded
-    if digest is not None and digest != _state_sha256(state):
+    _check_fields(meta, meta_path)
+    digest = meta.get("model_sha256")
+    if digest is None:  # surrogates written before it was recorded
+        log.warning("%s records no model_sha256: its model state is loaded unchecked", meta_path)
+    elif digest != _state_sha256(state):
         raise SurrogateError(f"{meta_path}: the model state does not match its recorded checksum (corrupt?)")
     files: dict[str, bytes] = {}
     for name, digest in (meta.get("files") or {}).items():
@@ -145,14 +151,34 @@ def load(path: str | Path) -> SurrogateArtifact:
         model = models.from_state(state, files)
     except SurrogateError:
         raise
+    except KeyError as exc:  # a native model file the state names but 'files' does not list
+        missing = exc.args[0] if exc.args else "?"
+        raise SurrogateError(f"{meta_path}: the model needs file {missing!r}, which 'files' does not list") from None
     except Exception as exc:
         raise SurrogateError(f"cannot load surrogate {meta_path}: {type(exc).__name__}: {exc}") from None
     return SurrogateArtifact(
         model=model,
-        target=str(meta.get("target")),
-        metric=str(meta.get("metric")),
+        target=meta["target"],
+        metric=meta["metric"],
         unit=meta.get("unit"),
-        metrics=meta.get("metrics", {}),
-        dataset=meta.get("dataset", {}),
-        extra=meta.get("extra", {}),
+        metrics=meta.get("metrics") or {},
+        dataset=meta.get("dataset") or {},
+        extra=meta.get("extra") or {},
     )
+
+
+def _check_fields(meta: dict[str, Any], meta_path: Path) -> None:
+    """Raise :class:`SurrogateError` naming the first metadata field of the wrong type."""
+    for key in ("target", "metric"):
+        if not isinstance(meta.get(key), str) or not meta[key]:
+            raise SurrogateError(f"{meta_path}: '{key}' must be a non-empty string, got {meta.get(key)!r}")
+    if meta.get("unit") is not None and not isinstance(meta["unit"], str):
+        raise SurrogateError(f"{meta_path}: 'unit' must be a string or null, got {meta['unit']!r}")
+    for key in ("metrics", "dataset", "extra"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise SurrogateError(f"{meta_path}: '{key}' must be an object, got {type(meta[key]).__name__}")
+    files = meta.get("files")
+    if files is not None and not (
+        isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
+    ):
+        raise SurrogateError(f"{meta_path}: 'files' must map file names to SHA-256 checksums")

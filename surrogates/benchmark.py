@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from accelnas.core.errors import AccelnasError, SurrogateError
+from accelnas.core.errors import NoSurrogateError, SurrogateError
 from accelnas.core.space import Architecture, parse_architecture
 from accelnas.surrogates import artifact
 from accelnas.surrogates.artifact import SurrogateArtifact
@@ -53,7 +53,9 @@ class Benchmark:
                 meta = json.loads(index.read_text())
                 entries = meta["surrogates"]
                 dirs = [root / e["path"] for e in entries]
-            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            except KeyError as exc:
+                raise SurrogateError(f"corrupt benchmark index {index}: no {exc.args[0]!r} field") from None
+            except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
                 raise SurrogateError(f"corrupt benchmark index {index}: {exc}") from None
             kind, version = meta.get("format", INDEX_FORMAT), meta.get("format_version", INDEX_VERSION)
             if kind != INDEX_FORMAT or not isinstance(version, int) or version > INDEX_VERSION:
@@ -84,11 +86,14 @@ class Benchmark:
         """The surrogate for a device (or full target name) and metric."""
         matches = self.find(device, metric)
         if len(matches) != 1:
-            known = ", ".join(f"{t}:{m}" for t, m in self.pairs())
-            what = f"{device}:{metric}" if device else metric
-            reason = "no surrogate" if not matches else "several surrogates"
-            raise AccelnasError(f"{reason} for {what} (available: {known})")
+            what = f"{device}:{metric}" if device else f"metric {metric!r}"
+            raise self.not_found(what, "no surrogate" if not matches else "several surrogates")
         return matches[0]
+
+    def not_found(self, what: str, reason: str = "no surrogate") -> NoSurrogateError:
+        """The error for a device/metric this benchmark cannot answer, listing what it can."""
+        known = ", ".join(f"{t}:{m}" for t, m in self.pairs())
+        return NoSurrogateError(f"{reason} for {what} (available: {known})")
 
     def query(
         self,

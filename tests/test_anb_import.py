@@ -117,7 +117,7 @@ def test_unusable_sources(tmp_path):
     junk.write_bytes(b"not an archive")
     with pytest.raises(DatasetError, match="cannot read archive") as raised:
         import_anb(junk)
-    assert "\n" not in str(raised.value)
+    assert "\n" not in str(raised.value) and str(raised.value).endswith("not a tar archive (plain, gzip, bzip2 or xz)")
 
 
 def test_public_sample(anb_records):

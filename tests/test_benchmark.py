@@ -85,7 +85,9 @@ def test_cli_query_by_device_alone(bench_dir):
     assert queried.returncode == 0, queried.stderr
     assert sorted(r["metric"] for r in json.loads(queried.stdout)) == ["latency", "throughput"]
     unknown = run_cli("query", "b0", "--benchmark", str(bench_dir), "--device", "zcu102")
-    assert unknown.returncode != 0 and "no surrogate for zcu102" in unknown.stderr
+    assert unknown.returncode == 2 and "no surrogate for device 'zcu102' (available: dev/sim:latency" in unknown.stderr
+    unknown = run_cli("query", "b0", "--benchmark", str(bench_dir), "--metric", "speed")
+    assert unknown.returncode == 2 and "no surrogate for metric 'speed' (available:" in unknown.stderr
     ignored = run_cli("query", "b0", "--surrogate", str(bench_dir), "--device", "dev")
     assert ignored.returncode == 2 and "--benchmark" in ignored.stderr
 
@@ -114,6 +116,9 @@ def test_corrupt_index(tmp_path):
     (tmp_path / "benchmark.json").write_bytes(bytes(range(128, 256)))
     with pytest.raises(SurrogateError, match="corrupt benchmark index"):
         Benchmark.load(tmp_path)
+    (tmp_path / "benchmark.json").write_text(json.dumps({"surrogates": [{"target": "a/b"}]}))
+    with pytest.raises(SurrogateError, match=r"corrupt benchmark index .*: no 'path' field"):
+        Benchmark.load(tmp_path)
     for meta in ({"format": "other", "surrogates": []}, {"format_version": 99, "surrogates": []}):
         (tmp_path / "benchmark.json").write_text(json.dumps(meta))
         with pytest.raises(SurrogateError, match="not an accelnas benchmark index"):
@@ -127,14 +132,17 @@ def test_cli_build_from_db_and_query(tmp_path):
     with Store(db) as store:
         for a in sample(40, 2):
             ms = 0.02 * count_macs(a, 64) / 1e6
-            store.record_ok(a, "cpu/onnxruntime", "key", {"input_size": 64}, Measurement(
-                metric="latency", unit="ms", mean=ms, std=0.01, ci_low=ms * 0.99, ci_high=ms * 1.01, samples=[ms],
-                batch_size=1, input_size=64, precision_reached=True))  # fmt: skip
+            for target in ("cpu/onnxruntime", "cpu/torch"):
+                store.record_ok(a, target, "key", {"input_size": 64}, Measurement(
+                    metric="latency", unit="ms", mean=ms, std=0.01, ci_low=ms * 0.99, ci_high=ms * 1.01,
+                    samples=[ms], batch_size=1, input_size=64, precision_reached=True))  # fmt: skip
     out = tmp_path / "bench"
     built = run_cli("surrogates", "build", "--from-db", str(db), "--out", str(out), "--ensemble", "3",
                     "--test-fraction", "0.2")  # fmt: skip
     assert built.returncode == 0, built.stderr
-    assert "cpu/onnxruntime" in built.stdout and "τ=" in built.stdout
+    assert "cpu/onnxruntime" in built.stdout and "τ=" in built.stdout and "built 2 surrogates" in built.stdout
+    again = run_cli("surrogates", "build", "--from-db", str(db), "--out", str(out), "--target", "cpu/torch")
+    assert again.returncode == 0 and "built 1 surrogate in" in again.stdout and "(1 built earlier kept" in again.stdout
     queried = run_cli("query", "b0", "--benchmark", str(out), "--device", "cpu", "--metric", "latency", "--json")
     assert queried.returncode == 0, queried.stderr
     rows = json.loads(queried.stdout)

@@ -209,6 +209,38 @@ def test_declared_options_pass_and_undeclared_targets_take_any_key():
         Target("tpu", "jax", options=("dtype",)).check_options(settings)
 
 
+def _no_bf16(settings):
+    if settings.option("dtype") == "bf16":
+        raise AccelnasError("option dtype=bf16 is not supported by this SDK")
+
+
+def test_option_values_a_target_refuses_stop_the_campaign_before_it_starts():
+    settings = MeasureSettings(options=(("dtype", "bf16"),))
+    with pytest.raises(UnknownOptionError, match=r"^target npu/sdk: option dtype=bf16 is not supported by this SDK$"):
+        Target("npu", "sdk", check_values=_no_bf16).check_options(settings)
+    Target("npu", "sdk", check_values=_no_bf16).check_options(MeasureSettings(options=(("dtype", "fp32"),)))
+
+
+@pytest.mark.parametrize(
+    ("target", "key", "bad", "good"),
+    [
+        ("cpu/onnxruntime", "graph_optimization", "bogus", "basic"),
+        ("gpu/tensorrt", "precision", "int4", "fp32"),
+        ("gpu/torch", "torch_compile", "maybe", "max-autotune"),
+        ("tpu/jax", "dtype", "float8", "bf16"),
+        ("tpu/tensorflow", "devices", 3, "all"),
+        ("fpga/zcu102", "fpga_activations", "soft", "native"),
+        ("fpga/vck190", "fpga_quantizer", "magic", "auto"),
+        ("fpga/vck190", "fpga_calibration_images", 0, 8),
+    ],
+)
+def test_every_built_in_backend_checks_its_option_values(target, key, bad, good):
+    found = load_registry(None).target(target, require_available=False)
+    with pytest.raises(UnknownOptionError, match=f"^target {target}: .*{key}"):
+        found.check_options(MeasureSettings(options=((key, bad),)))
+    found.check_options(MeasureSettings(options=((key, good),)))
+
+
 def test_onnxruntime_graph_optimization_option(registry, tmp_path):
     target = registry.target("cpu/onnxruntime")
     basic = MeasureSettings(
@@ -225,7 +257,8 @@ def test_onnxruntime_graph_optimization_option(registry, tmp_path):
         report = run_campaign(registry, target, [EFFICIENTNET_B0], basic, store, metrics=["latency"])
         assert report.measured == 1
         assert store.results()[0]["provenance"]["graph_optimization"] == "ORT_DISABLE_ALL"
-        report = run_campaign(registry, target, [EFFICIENTNET_B0], wrong, store, metrics=["latency"])
-        assert report.failed == 1
-        failed = store.results(status="failed")
-        assert "graph_optimization must be one of all, extended, basic, disabled" in failed[0]["error"]
+        with pytest.raises(
+            UnknownOptionError, match="graph_optimization must be one of all, extended, basic, disabled"
+        ):
+            run_campaign(registry, target, [EFFICIENTNET_B0], wrong, store, metrics=["latency"])
+        assert len(store.results(status=None)) == 1  # refused before anything of it was stored

@@ -89,6 +89,13 @@ def test_invalid_architecture_string():
     _assert_one_line_error(run_cli("info", '{"block0_e": 2}'), "invalid architecture")
 
 
+def test_an_unknown_surrogate_family_is_a_usage_error(tmp_path):
+    for command in (("fit", "--data", "d.csv", "--target", "t", "--out", str(tmp_path)),
+                    ("surrogates", "build", "--from-data", "d.csv", "--out", str(tmp_path))):  # fmt: skip
+        result = run_cli(*command, "--family", "forest")
+        assert result.returncode == 2 and "'forest' is not one of auto, xgboost" in result.stderr
+
+
 def test_unknown_target(tmp_path):
     result = run_cli("collect", "--target", "gpu/nothing", "--num", "1", "--db", str(tmp_path / "c.sqlite"))
     _assert_one_line_error(result, "unknown target 'gpu/nothing'", "cpu/onnxruntime")
@@ -255,4 +262,7 @@ def test_an_option_the_target_does_not_read_is_a_one_line_error(tmp_path):
     _assert_one_line_error(result, "cpu/onnxruntime has no option 'graph_optimisation'", "graph_optimization")
     result = run_cli("collect", "--target", "cpu/torch", "--arch", "b0", "--option", "precision=fp32", "--db", str(db))
     _assert_one_line_error(result, "cpu/torch has no option 'precision' (its options: none)")
+    result = run_cli("collect", "--arch", "b0", "--option", "graph_optimization=bogus", "--db", str(db))
+    _assert_one_line_error(result, "cpu/onnxruntime: option graph_optimization must be one of all, extended")
+    assert result.returncode == 2
     assert not db.exists()  # refused before the store is opened

@@ -151,15 +151,14 @@ def test_failures_are_recorded_per_architecture_and_the_campaign_goes_on(tmp_pat
         assert (report.measured, report.failed) == (0, 4)
         rows = store.results(target="gpu/torch", status="failed")
         assert len(rows) == 4 and all("CUDA is not usable" in r["error"] for r in rows)
-        # an option of the other backend is refused up front; a bad value fails at export with its own
-        # message; earlier failures stay stored
+        # an option of the other backend and a bad value are refused up front; earlier failures stay stored
         other = MeasureSettings(input_size=32, options=(("torch_compile", True),))
         with pytest.raises(UnknownOptionError, match="gpu/tensorrt has no option 'torch_compile'"):
             run_campaign(registry, registry.target("gpu/tensorrt"), archs[:1], other, store)
         bad = MeasureSettings(input_size=32, options=(("precision", "fp8"),))
-        report = run_campaign(registry, registry.target("gpu/tensorrt"), archs[:1], bad, store)
-        assert report.failed == 2 and "option 'precision' must be one of fp16, fp32" in report.errors[0]
-        assert len(store.results(status="failed")) == 2 + 4 + 2
+        with pytest.raises(UnknownOptionError, match="option 'precision' must be one of fp16, fp32, got 'fp8'"):
+            run_campaign(registry, registry.target("gpu/tensorrt"), archs[:1], bad, store)
+        assert len(store.results(status="failed")) == 2 + 4
 
 
 def test_out_of_memory_errors_are_recognised_and_explained():

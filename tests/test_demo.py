@@ -48,3 +48,9 @@ def test_demo_with_an_unknown_target_creates_nothing(tmp_path):
     result = run_cli("demo", "--out", str(out), "--target", "gpu/nothing")
     assert result.returncode != 0 and "unknown target 'gpu/nothing'" in result.stderr
     assert not out.exists()
+
+
+def test_undefined_metrics_read_as_not_available():
+    from accelnas.core.demo import _fmt
+
+    assert _fmt(float("nan")) == "n/a" and _fmt(0.91234) == "0.912"

@@ -60,7 +60,7 @@ def test_selection_ranks_undefined_scores_last_and_splits_keep_rows_on_both_side
     assert result.artifact.metrics["n_train"] == 2
 
 
-def test_save_load_round_trip_and_corruption(tmp_path):
+def test_save_load_round_trip_and_corruption(tmp_path, caplog):
     result = fit_surrogate(_frame(120), "sim/x", "latency", seed=1, family="xgboost", params={"n_estimators": 100})
     out = artifact.save(result.artifact, tmp_path / "s")
     loaded = artifact.load(out)
@@ -90,6 +90,21 @@ def test_save_load_round_trip_and_corruption(tmp_path):
     (out / "surrogate.json").write_text(json.dumps(mystery))
     with pytest.raises(SurrogateError, match="mystery"):
         artifact.load(out)
+    for change, message in (
+        ({"files": "notalist"}, "'files' must map file names to SHA-256 checksums"),
+        ({"files": {}}, "the model needs file 'xgboost.json', which 'files' does not list"),
+        ({"metric": 5}, "'metric' must be a non-empty string, got 5"),
+        ({"unit": 5}, "'unit' must be a string or null"),
+        ({"metrics": []}, "'metrics' must be an object"),
+    ):
+        (out / "surrogate.json").write_text(json.dumps(meta | change))
+        with pytest.raises(SurrogateError, match=message) as raised:
+            artifact.load(out)
+        assert "\n" not in str(raised.value)
+    (out / "surrogate.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "model_sha256"}))
+    with caplog.at_level("WARNING", logger="accelnas.surrogates.artifact"):
+        assert artifact.load(out).metric == "latency"  # written before checksums were recorded: loads
+    assert "loaded unchecked" in caplog.text
     (out / "surrogate.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(SurrogateError, match="not an accelnas surrogate"):
         artifact.load(out)

@@ -26,7 +26,7 @@ def test_train_stores_and_resumes(tmp_path):
     recipe.write_text(yaml.safe_dump(TINY))
     db = tmp_path / "acc.sqlite"
     args = ["train", "--recipe", str(recipe), "--arch", ARCHS[0], "--image-size", "16", "--db", str(db)]
-    first = run_cli(*args, env=ENV)
+    first = run_cli(*args, "--threads", "1", env=ENV)
     assert first.returncode == 0, first.stderr
     assert "1 trained" in first.stdout and "target train/digits16" in first.stdout
     assert "top-1" in first.stderr  # progress line
@@ -35,6 +35,7 @@ def test_train_stores_and_resumes(tmp_path):
     with Store(db, create=False) as store:
         rows = store.results(target="train/digits16")
     assert [r["arch_id"] for r in rows] == [ARCHS[0]] and rows[0]["metric"] == "accuracy"
+    assert rows[0]["extra"]["device"].endswith(", 1 threads)")  # --threads reached the training process
 
 
 def test_train_errors_are_one_line(tmp_path):

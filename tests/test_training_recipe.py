@@ -74,6 +74,13 @@ def test_bad_files(tmp_path):
         load_recipe(tmp_path / "missing.yaml")
     with pytest.raises(RecipeError, match="unknown recipe 'nope'"):
         load_recipe("nope")
+    with pytest.raises(RecipeError, match="'digits-proxy-space' is a proxy space, not a recipe; use it with"):
+        load_recipe("digits-proxy-space")
+    with pytest.raises(RecipeError, match="'digits-reference' is a recipe, not a proxy space"):
+        load_space("digits-reference")
+    with pytest.raises(RecipeError, match="unknown proxy space 'nope'"):
+        load_space("nope")
+    assert load_space("digits-proxy-space").candidates()
 
 
 def test_learning_rate_schedules():

@@ -132,9 +132,11 @@ def test_device_choice():
     from accelnas.training.distributed import pick_device
 
     assert pick_device("cpu").type == "cpu"
-    with pytest.raises(AccelnasError, match="unknown device 'nosuch'"):
+    with pytest.raises(AccelnasError, match="unknown device 'nosuch'") as unknown:
         pick_device("nosuch")
+    assert unknown.value.exit_code == 2  # an invalid argument
     if not torch.cuda.is_available():
         assert pick_device("auto").type == "cpu"
-        with pytest.raises(AccelnasError, match="no CUDA device"):
+        with pytest.raises(AccelnasError, match="no CUDA device") as missing:
             pick_device("cuda")
+        assert missing.value.exit_code == 3  # known, but not here

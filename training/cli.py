@@ -14,6 +14,19 @@ DB_OPTION = click.option(
 )  # fmt: skip
 
 
+def _set_threads(_ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        import torch
+
+        torch.set_num_threads(value)
+
+
+THREADS_OPTION = click.option(
+    "--threads", type=click.IntRange(min=1), default=None, expose_value=False, callback=_set_threads,
+    help="Torch threads of this process [all cores]; fewer keep wall time steady on a shared host.",
+)  # fmt: skip
+
+
 def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
@@ -22,7 +35,7 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     for name in builtin_names():
         click.echo(f"{name:<24} {load_recipe(name).description}")
     for name in builtin_names(spaces=True):
-        data, _ = read_yaml(name)
+        data, _ = read_yaml(name, kind="proxy space")
         click.echo(f"{name:<24} (proxy space) {data.get('description', '') if isinstance(data, dict) else ''}")
     ctx.exit(0)
 
@@ -66,6 +79,7 @@ def _arch_options(f):
 @_arch_options
 @_data_options
 @DB_OPTION
+@THREADS_OPTION
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda (torchrun: one GPU per rank).")
 @click.option("--workers", default=4, show_default=True, help="DataLoader workers per rank for image folders.")
 @click.option("--no-retry-failed", is_flag=True, help="Leave stored failures alone.")
@@ -171,6 +185,7 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
 @_arch_options
 @_data_options
 @DB_OPTION
+@THREADS_OPTION
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for candidates.csv, comparison.csv, pareto.png, chosen.yaml, summary.json.")  # fmt: skip
 @click.option("--strategy", "strategies", multiple=True, type=click.Choice(["grid", "halving", "optuna"]),

@@ -40,18 +40,18 @@ class DistContext:
 
 def pick_device(requested: str | None = None, local_rank: int = 0) -> torch.device:
     """``cuda:<local_rank>`` when CUDA is available (or asked for), else the CPU."""
-    from accelnas.core.errors import AccelnasError
+    from accelnas.core.errors import InvalidArgumentError, TargetUnavailableError
 
     if requested in (None, "auto"):
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda":
         if not torch.cuda.is_available():
-            raise AccelnasError("--device cuda asked for, but torch sees no CUDA device")
+            raise TargetUnavailableError("--device cuda asked for, but torch sees no CUDA device")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     try:
         return torch.device(requested)
     except RuntimeError:
-        raise AccelnasError(f"unknown device {requested!r} (auto, cpu, cuda or cuda:N)") from None
+        raise InvalidArgumentError(f"unknown device {requested!r} (auto, cpu, cuda or cuda:N)") from None
 
 
 def init_from_env(device: str | None = None, backend: str | None = None) -> DistContext:

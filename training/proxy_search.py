@@ -151,7 +151,7 @@ def space_from_dict(data: Any, where: str = "proxy space") -> ProxySpace:
 
 def load_space(source: str | Path) -> ProxySpace:
     """A proxy space from a YAML file or a built-in name (e.g. ``digits-proxy-space``)."""
-    data, where = read_yaml(source)
+    data, where = read_yaml(source, kind="proxy space")
     return space_from_dict(data, where)
 
 

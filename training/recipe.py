@@ -228,20 +228,26 @@ def builtin_names(spaces: bool = False) -> list[str]:
     return [n for n in names if n.endswith("-space") == spaces]
 
 
-def read_yaml(text_or_name: str | Path) -> tuple[Any, str]:
-    """Parsed YAML of a file path or a built-in name, and where it came from."""
+def read_yaml(text_or_name: str | Path, kind: str = "recipe") -> tuple[Any, str]:
+    """Parsed YAML of a file path or a built-in name of ``kind`` ("recipe" or "proxy space"), and
+    where it came from."""
+    spaces = kind == "proxy space"
     path = Path(text_or_name)
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
-            raise RecipeError(f"recipe file not found: {path}")
+            raise RecipeError(f"{kind} file not found: {path}")
         text, where = path.read_text(encoding="utf-8"), str(path)
     else:
         name = str(text_or_name)
+        if name in builtin_names(spaces=not spaces):
+            use = "proxy-search --space" if not spaces else "train --recipe or proxy-search --reference"
+            other = "a proxy space" if not spaces else "a recipe"
+            raise RecipeError(f"built-in {name!r} is {other}, not a {kind}; use it with accelnas {use}")
+        if name not in builtin_names(spaces=spaces):
+            known = ", ".join(builtin_names(spaces=spaces))
+            raise RecipeError(f"unknown {kind} {name!r}: not a file and not a built-in ({known})")
         resource = resources.files("accelnas.training") / "recipes" / f"{name}.yaml"
-        if not resource.is_file():
-            known = ", ".join(builtin_names() + builtin_names(spaces=True))
-            raise RecipeError(f"unknown recipe {name!r}: not a file and not a built-in ({known})")
-        text, where = resource.read_text(encoding="utf-8"), f"built-in recipe {name}"
+        text, where = resource.read_text(encoding="utf-8"), f"built-in {kind} {name}"
     try:
         return yaml.safe_load(text), where
     except yaml.YAMLError as exc:

@@ -56,6 +56,7 @@ def register_targets(register) -> None:
             default_batch_size=DEFAULT_BATCH,
             requires=("onnxruntime", "onnx"),
             options=(GRAPH_OPTIMIZATION,),
+            check_values=graph_level,
             available=ort_version is not None,
             reason=None if ort_version else "onnxruntime is not installed (pip install onnxruntime)",
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ class CudaTrtPlugin:
                 default_batch_size=DEFAULT_BATCH,
                 requires=("CUDA build of torch", "tensorrt>=10", "onnxconverter-common"),
                 options=BACKEND_KEYS[TENSORRT],
+                check_values=partial(parse_options, TENSORRT),
                 available=found.tensorrt_available,
                 reason=found.tensorrt_unavailable_reason,
             )
@@ -79,6 +81,7 @@ class CudaTrtPlugin:
                 default_batch_size=DEFAULT_BATCH,
                 requires=("CUDA build of torch",),
                 options=BACKEND_KEYS[TORCH],
+                check_values=partial(parse_options, TORCH),
                 available=found.torch_available,
                 reason=found.torch_reason,
             )

@@ -18,6 +18,13 @@ OPTION = "fpga_activations"
 MODES = ("hard", "native")
 
 
+def check_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`MODES`; raise :class:`FpgaError` otherwise."""
+    if mode not in MODES:
+        raise FpgaError(f"option {OPTION} must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
 def dpu_activations(model: Any, input_size: int, mode: str = "hard") -> tuple[Any, dict[str, Any]]:
     """A copy of ``model`` with DPU-friendly activations and re-calibrated BatchNorm, plus what changed."""
     import torch
@@ -25,9 +32,7 @@ def dpu_activations(model: Any, input_size: int, mode: str = "hard") -> tuple[An
 
     from accelnas.core.model import calibrate_batchnorm
 
-    if mode not in MODES:
-        raise FpgaError(f"option {OPTION} must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "native":
+    if check_mode(mode) == "native":
         return model, {"activations": "native (SiLU, sigmoid)", "swapped": {}}
     swapped = {"SiLU->Hardswish": 0, "Sigmoid->Hardsigmoid": 0}
     out = copy.deepcopy(model)

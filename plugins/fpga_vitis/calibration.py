@@ -45,13 +45,19 @@ def random_calibration(input_size: int, count: int = DEFAULT_COUNT, seed: int = 
     return rng.standard_normal((count, 3, input_size, input_size), dtype=np.float32)
 
 
+def calibration_count(settings: MeasureSettings) -> int:
+    """The number of random calibration images asked for; raise :class:`CalibrationError` if not positive."""
+    count = settings.option(OPTION_COUNT, DEFAULT_COUNT)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise CalibrationError(f"option {OPTION_COUNT} must be a positive integer, got {count!r}")
+    return count
+
+
 def calibration_for(settings: MeasureSettings) -> tuple[np.ndarray, dict[str, Any]]:
     """The calibration images a measurement asks for, and a description for provenance."""
     source = settings.option(OPTION_CALIBRATION) or os.environ.get(ENV_CALIBRATION)
     if source:
         images = load_calibration(Path(source), settings.input_size)
         return images, {"source": str(source), "count": int(images.shape[0])}
-    count = settings.option(OPTION_COUNT, DEFAULT_COUNT)
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise CalibrationError(f"option {OPTION_COUNT} must be a positive integer, got {count!r}")
+    count = calibration_count(settings)
     return random_calibration(settings.input_size, count), {"source": "random-normal, seed 0", "count": count}

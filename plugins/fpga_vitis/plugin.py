@@ -26,7 +26,12 @@ from accelnas.core.records import CompiledModel, ExportedModel, Measurement, Mea
 from accelnas.core.space import Architecture
 from accelnas.plugins.fpga_vitis import activations, quantize
 from accelnas.plugins.fpga_vitis.board import ENV_BOARD, OPTION_BOARD, BoardConfig, load_board
-from accelnas.plugins.fpga_vitis.calibration import OPTION_CALIBRATION, OPTION_COUNT, calibration_for
+from accelnas.plugins.fpga_vitis.calibration import (
+    OPTION_CALIBRATION,
+    OPTION_COUNT,
+    calibration_count,
+    calibration_for,
+)
 from accelnas.plugins.fpga_vitis.devices import PROFILES, mapping_notes
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError
 from accelnas.plugins.fpga_vitis.vai_compile import compile_xmodel, find_compiler, net_name_for, read_arch
@@ -61,6 +66,13 @@ def _availability(backend: str) -> tuple[list[str], BoardConfig | None]:
 OPTION_KEYS = (OPTION_BOARD, activations.OPTION, quantize.OPTION, OPTION_CALIBRATION, OPTION_COUNT)
 
 
+def check_option_values(settings: MeasureSettings) -> None:
+    """Refuse option values no measurement could use, before a campaign starts (files are read later)."""
+    activations.check_mode(settings.option(activations.OPTION, "hard"))
+    quantize.check_requested(settings.option(quantize.OPTION, "auto"))
+    calibration_count(settings)
+
+
 @hookimpl
 def register_targets(register: Callable[[Target], None]) -> None:
     for backend, profile in PROFILES.items():
@@ -79,6 +91,7 @@ def register_targets(register: Callable[[Target], None]) -> None:
                     "asyncssh (pip install 'accelnas[fpga]')",
                 ),
                 options=OPTION_KEYS,
+                check_values=check_option_values,
                 available=not problems,
                 reason="; ".join(problems) or None,
             )

@@ -61,12 +61,17 @@ def importable(quantizer: str) -> bool:
     return importlib.util.find_spec(MODULES[quantizer]) is not None
 
 
+def check_requested(requested: str) -> str:
+    """``requested`` if it is ``auto`` or a known quantizer; raise :class:`QuantizeError` otherwise."""
+    if requested != "auto" and requested not in QUANTIZERS:
+        raise QuantizeError(f"option {OPTION} must be auto or one of {', '.join(QUANTIZERS)}, got {requested!r}")
+    return requested
+
+
 def choose_quantizer(requested: str = "auto") -> str:
     """The quantizer to run: the first importable one for ``auto``; raise if a named one is missing."""
-    if requested == "auto":
+    if check_requested(requested) == "auto":
         return next(q for q in QUANTIZERS if importable(q))
-    if requested not in QUANTIZERS:
-        raise QuantizeError(f"{OPTION} must be auto or one of {', '.join(QUANTIZERS)}, got {requested!r}")
     if not importable(requested):
         raise QuantizeError(f"quantizer {requested} is not importable here (module {MODULES[requested]})")
     return requested

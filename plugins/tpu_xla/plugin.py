@@ -85,6 +85,7 @@ def register_targets(register: Callable[[Target], None]) -> None:
                 default_batch_size=batch,
                 requires=requires[backend],
                 options=OPTION_KEYS,
+                check_values=parse_options,
                 available=reason is None,
                 reason=reason,
             )
