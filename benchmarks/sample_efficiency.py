@@ -40,7 +40,7 @@ def fit_default(target: str, metric: str, archs, y, std, sequence, seed: int):
         chosen = select_family(archs, y, seed=seed)
         return make(chosen.family, seed=seed, **chosen.params).fit(archs, y)
     std, sequence = (np.asarray(v, dtype=float) for v in (std, sequence))
-    return fit_model(archs, np.asarray(y), std=std, sequence=sequence, seed=seed, **fit_options(recipe))[0]
+    return fit_model(archs, np.asarray(y), std=std, sequence=sequence, seed=seed, **fit_options(recipe)).model
 
 
 def choose(strategy: str, pool: list[Architecture], values: dict[str, float], n: int, seed: int):

@@ -22,7 +22,7 @@ from accelnas.core.executors import MEASURE_HOOKS, Executor, LocalExecutor, Outc
 from accelnas.core.plugins import PluginRegistry
 from accelnas.core.records import Measurement, MeasureSettings, Target
 from accelnas.core.retry import RetryPolicy, policy_for
-from accelnas.core.space import Architecture
+from accelnas.core.space import Architecture, unique
 from accelnas.core.store import Store
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,7 @@ def run_campaign(
     stops submitting and cancels what is in flight once spent.
     """
     metrics = list(metrics or target.metrics)
-    unique = list({arch.id: arch for arch in archs}.values())  # an architecture named twice is measured once
-    if len(unique) < len(archs):
-        log.info("%d repeated architectures measured once", len(archs) - len(unique))
-        archs = unique
+    archs = unique(archs)  # an architecture named twice is measured once
     unsupported = [m for m in metrics if m not in target.metrics]
     if unsupported:
         raise AccelnasError(f"target {target.name} does not measure {unsupported[0]!r}")

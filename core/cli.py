@@ -291,9 +291,10 @@ def collect(
     from accelnas.core.cli_campaigns import campaign_options
     from accelnas.core.progress import ProgressPrinter
     from accelnas.core.space import sample as draw
+    from accelnas.core.space import unique
     from accelnas.core.store import Store
 
-    archs = _arch_list(arch_texts)
+    archs = unique(_arch_list(arch_texts))  # each measured once, however often named
     if num is None and not archs:
         raise click.UsageError("give --num N and/or --arch ARCH")
     if selection != "random" and (num is None or archs):
@@ -542,8 +543,7 @@ def query(
         bench = Benchmark.load(benchmark_dir)
         surrogates = bench.find(device, metric)
         if not surrogates:
-            asked = [f"device {device!r}" if device else "", f"metric {metric!r}" if metric else ""]
-            raise bench.not_found(" and ".join(a for a in asked if a))
+            raise bench.not_found(device, metric)
     else:
         surrogates = [artifact.load(d) for d in surrogate_dirs]
     rows = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from accelnas.core.errors import DatasetError, InvalidArchitectureError
@@ -121,10 +122,14 @@ def validate(frame: pd.DataFrame, where: str = "dataset") -> pd.DataFrame:
             raise DatasetError(f"{where}: row {i}: {exc}") from None
         if arch.id != frame["arch_id"].iloc[i]:
             raise DatasetError(f"{where}: row {i}: arch_id {frame['arch_id'].iloc[i]!r} does not match its config")
-    values = pd.to_numeric(frame["value"], errors="coerce").astype(float)
+    raw = frame["value"]
+    flags = raw.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy()  # True/False are not measurements
+    values = pd.to_numeric(raw.mask(flags), errors="coerce").astype(float)
     bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
     if bad:
-        raise DatasetError(f"{where}: row {bad[0]}: value {frame['value'].iloc[bad[0]]!r} is not a finite number")
+        shown = raw.iloc[bad[0]]
+        shown = shown.item() if isinstance(shown, np.generic) else shown
+        raise DatasetError(f"{where}: row {bad[0]}: value {shown!r} is not a finite number")
     return frame.assign(value=values)
 
 

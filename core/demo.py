@@ -65,9 +65,9 @@ def run_demo(
         fitted = fit_surrogate(frame, target.name, metric, test_fraction=TEST_FRACTION, seed=seed)
         where = artifact.save(fitted.artifact, out_dir / "surrogates" / dataset.file_stem(target.name) / metric)
         m = fitted.artifact.metrics["test"]
-        results[metric] = {
-            "kendall_tau": m["kendall_tau"],
-            "r2": m["r2"],
+        results[metric] = {  # undefined τ / R² (constant predictions) are null in report.json
+            "kendall_tau": None if math.isnan(m["kendall_tau"]) else m["kendall_tau"],
+            "r2": None if math.isnan(m["r2"]) else m["r2"],
             "mae": m["mae"],
             "within_10pct": m["within_10pct"],
             "n_train": fitted.artifact.metrics["n_train"],
@@ -127,9 +127,9 @@ def run_demo(
     return summary
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float | None) -> str:
     """A metric to three places; "n/a" where it is undefined (constant predictions on few held-out rows)."""
-    return "n/a" if math.isnan(value) else f"{value:.3f}"
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _markdown(s: dict) -> str:

@@ -72,3 +72,9 @@ class NoSurrogateError(AccelnasError, LookupError):
     """A benchmark has no surrogate (or more than one) for the device and metric asked for."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

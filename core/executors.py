@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.errors import AccelnasError, PluginError, PluginLoadError
+from accelnas.core.errors import AccelnasError, PluginError, PluginLoadError, first_line
 from accelnas.core.plugins import PluginRegistry
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
@@ -152,7 +152,7 @@ def measure_outcomes(
             try:
                 model = calibrate_batchnorm(build_model(arch), settings.input_size)
             except Exception as exc:  # e.g. out of memory at a large input size: this architecture fails
-                raise AccelnasError(f"building the model failed: {type(exc).__name__}: {exc}") from None
+                raise AccelnasError(f"building the model failed: {type(exc).__name__}: {first_line(exc)}") from None
             result, plugin = registry.call_first(
                 "export_model", target=target, architecture=arch, model=model, settings=settings, workdir=workdir
             )

@@ -17,7 +17,13 @@ from typing import Any
 import pluggy
 
 from accelnas.core import hookspecs
-from accelnas.core.errors import PluginError, PluginLoadError, TargetUnavailableError, UnknownTargetError
+from accelnas.core.errors import (
+    PluginError,
+    PluginLoadError,
+    TargetUnavailableError,
+    UnknownTargetError,
+    first_line,
+)
 from accelnas.core.records import Target
 
 log = logging.getLogger(__name__)
@@ -158,7 +164,7 @@ class PluginRegistry:
             try:
                 result = impl.function(**args)
             except Exception as exc:
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                message = first_line(exc)
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} raised in {hook_name}: {type(exc).__name__}: {message}",
                     plugin=impl.plugin_name,

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.errors import AccelnasError, UnknownOptionError
+from accelnas.core.errors import AccelnasError, PluginError, UnknownOptionError, first_line
 
 METRICS: tuple[str, ...] = ("throughput", "latency")
 UNITS = {"throughput": "images/s", "latency": "ms"}
@@ -68,7 +68,15 @@ class Target:
             try:
                 self.check_values(settings)
             except AccelnasError as exc:
-                raise UnknownOptionError(f"target {self.name}: {exc}") from None
+                if type(exc).exit_code != AccelnasError.exit_code:  # e.g. unavailable (3): keep its meaning
+                    raise
+                raise UnknownOptionError(f"target {self.name}: {first_line(exc)}") from None
+            except Exception as exc:  # a parser's own ValueError/TypeError: a refused value, named as the plugin's
+                raise PluginError(
+                    f"plugin {self.plugin!r} raised in check_values of {self.name}: {type(exc).__name__}: "
+                    f"{first_line(exc)}",
+                    plugin=self.plugin,
+                ) from None
 
 
 @dataclass(frozen=True)

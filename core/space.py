@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,11 @@ def space_size() -> int:
     for i in range(NUM_STAGES):
         total *= len(EXPANSIONS) * len(KERNELS) * len(LAYERS[i]) * len(SE_CHOICES)
     return total
+
+
+def unique(archs: Iterable[Architecture]) -> list[Architecture]:
+    """``archs`` with each architecture once, in the order of first appearance."""
+    return list({a.id: a for a in archs}.values())
 
 
 def sample(num: int, seed: int = 0, *, exclude: set[str] | None = None) -> list[Architecture]:

@@ -103,10 +103,16 @@ def fetch(url: str = ANB_URL, cache_dir: Path | None = None, timeout: float = 12
     return path
 
 
+def _record_number(name: str) -> int | None:
+    """The number in a ``result_<n>.json`` file name (the measurement order), if any."""
+    number = RECORD_NUMBER.search(name)
+    return int(number.group(1)) if number else None
+
+
 def _record_order(name: str) -> tuple[float, str]:
     """Measurement order of a record: its number, then its name; unnumbered names last."""
-    number = RECORD_NUMBER.search(name)
-    return (int(number.group(1)) if number else math.inf, name)
+    number = _record_number(name)
+    return (math.inf if number is None else number, name)
 
 
 def _iter_sources(source: Path) -> Iterator[tuple[str, bytes]]:
@@ -151,9 +157,8 @@ def _record_rows(name: str, record: Any, source: str) -> tuple[list[dict[str, An
         arch = Architecture.from_config(record.get("architecture"))
     except InvalidArchitectureError as exc:
         return [], [f"invalid architecture ({str(exc).split(': ', 1)[-1]})"]
-    number = RECORD_NUMBER.search(name)
     base = {"arch_id": arch.id, **arch.to_config(), "source": source, "settings_key": "anb",
-            "sequence": int(number.group(1)) if number else None}  # fmt: skip
+            "sequence": _record_number(name)}  # fmt: skip
     rows = []
     reasons = []
     top1 = _number((record.get("metrics") or {}).get("val_top1"))

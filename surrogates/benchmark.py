@@ -86,12 +86,13 @@ class Benchmark:
         """The surrogate for a device (or full target name) and metric."""
         matches = self.find(device, metric)
         if len(matches) != 1:
-            what = f"{device}:{metric}" if device else f"metric {metric!r}"
-            raise self.not_found(what, "no surrogate" if not matches else "several surrogates")
+            raise self.not_found(device, metric, "no surrogate" if not matches else "several surrogates")
         return matches[0]
 
-    def not_found(self, what: str, reason: str = "no surrogate") -> NoSurrogateError:
-        """The error for a device/metric this benchmark cannot answer, listing what it can."""
+    def not_found(self, device: str | None, metric: str | None, reason: str = "no surrogate") -> NoSurrogateError:
+        """The error for a device and/or metric this benchmark cannot answer, listing what it can."""
+        named = {"device": device, "metric": metric}
+        what = f"{device}:{metric}" if device and metric else " ".join(f"{k} {v!r}" for k, v in named.items() if v)
         known = ", ".join(f"{t}:{m}" for t, m in self.pairs())
         return NoSurrogateError(f"{reason} for {what} (available: {known})")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,14 @@ def _model(family: str, params: dict[str, Any], ensemble: int, seed: int) -> Sur
     return SeedEnsemble(base, n_members=ensemble) if ensemble > 1 else base
 
 
+class FittedModel(NamedTuple):
+    """What :func:`fit_model` made: the model, the drift correction applied and whether rows were weighted."""
+
+    model: Surrogate | SeedEnsemble
+    correction: DriftCorrection | None
+    weighted: bool
+
+
 def fit_model(
     archs: list[Architecture],
     y: np.ndarray,
@@ -87,12 +95,13 @@ def fit_model(
     noise_floor: float = 1.0,
     sequence: np.ndarray | None = None,
     drift: str = "none",
-) -> tuple[Surrogate | SeedEnsemble, DriftCorrection | None]:
+) -> FittedModel:
     """Fit one model of a recipe: noise weights from ``std`` and, with ``drift="sequence"``, the
     session factors estimated from ``sequence`` divided out first (see :mod:`~accelnas.surrogates.drift`;
     ``"auto"`` does so where every row has a sequence and there are enough rows).
 
-    Returns the model and the drift correction applied (``None`` without one).
+    Returns the model, the drift correction applied (``None`` without one) and whether the rows
+    were weighted (no std usable, or most of them zero, leaves them unweighted).
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -118,8 +127,9 @@ def fit_model(
         correction = drift_estimate(fit_predict, y, sequence, seed=seed)
         y = correction.apply(y)
         std = None if std is None else correction.apply(std)
-    model = _model(family, params, ensemble, seed).fit(archs, y, weights(y, std))
-    return model, correction
+    row_weights = weights(y, std)
+    model = _model(family, params, ensemble, seed).fit(archs, y, row_weights)
+    return FittedModel(model, correction, row_weights is not None)
 
 
 def _rows(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
@@ -175,18 +185,15 @@ def fit_surrogate(
     recipe = {"family": family, "params": dict(params or {}), "ensemble": ensemble, "seed": seed}
     recipe |= {"weighting": weighting, "noise_floor": noise_floor, "drift": drift}
 
-    def fitted(rows: np.ndarray) -> tuple[Surrogate | SeedEnsemble, DriftCorrection | None]:
+    def fitted(rows: np.ndarray) -> FittedModel:
         rows_archs = [archs[i] for i in rows]
         return fit_model(rows_archs, y[rows], std=_rows(std, rows), sequence=_rows(sequence, rows), **recipe)
 
-    model, correction = fitted(train)
+    model, correction, weighted = fitted(train)
     pred = model.predict([archs[i] for i in test])
     metrics = regression_metrics(y[test], pred)
-    final_rows = np.arange(len(y)) if refit_all else train
     if refit_all:
-        model, correction = fitted(final_rows)
-    # the stds weight the fit unless none is finite or most are zero (noise_weights gives None)
-    weighted = std is not None and noise_weights(y[final_rows], std[final_rows], "none", noise_floor) is not None
+        model, correction, weighted = fitted(np.arange(len(y)))
     unit = part["unit"].iloc[0] if "unit" in part.columns else None
     artifact = SurrogateArtifact(
         model=model,

@@ -6,7 +6,7 @@ import pytest
 
 from accelnas import hookimpl
 from accelnas.core.campaign import run_campaign
-from accelnas.core.errors import AccelnasError, UnknownOptionError
+from accelnas.core.errors import AccelnasError, PluginError, TargetUnavailableError, UnknownOptionError
 from accelnas.core.plugins import load_registry
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import EFFICIENTNET_B0, sample
@@ -177,7 +177,7 @@ def test_a_model_that_cannot_be_built_is_a_recorded_failure(tmp_path, monkeypatc
 
     def build(arch, *args, **kwargs):
         if arch.id == archs[1].id:
-            raise MemoryError("cannot allocate the model")
+            raise MemoryError("cannot allocate the model\nException raised from alloc_cpu\nframe #0")
         return real_build(arch, *args, **kwargs)
 
     monkeypatch.setattr(model_module, "build_model", build)
@@ -219,6 +219,19 @@ def test_option_values_a_target_refuses_stop_the_campaign_before_it_starts():
     with pytest.raises(UnknownOptionError, match=r"^target npu/sdk: option dtype=bf16 is not supported by this SDK$"):
         Target("npu", "sdk", check_values=_no_bf16).check_options(settings)
     Target("npu", "sdk", check_values=_no_bf16).check_options(MeasureSettings(options=(("dtype", "fp32"),)))
+    parses = Target("npu", "sdk", check_values=lambda s: int(s.option("dtype")), plugin="npu_plugin")
+    with pytest.raises(PluginError, match="plugin 'npu_plugin' raised in check_values of npu/sdk: ValueError"):
+        parses.check_options(settings)
+
+
+def _needs_sdk(settings):
+    raise TargetUnavailableError("the npu SDK is not installed here")
+
+
+def test_an_error_of_its_own_kind_from_check_values_keeps_its_exit_code():
+    with pytest.raises(TargetUnavailableError) as raised:
+        Target("npu", "sdk", check_values=_needs_sdk).check_options(MeasureSettings())
+    assert raised.value.exit_code == 3
 
 
 @pytest.mark.parametrize(
@@ -239,6 +252,11 @@ def test_every_built_in_backend_checks_its_option_values(target, key, bad, good)
     with pytest.raises(UnknownOptionError, match=f"^target {target}: .*{key}"):
         found.check_options(MeasureSettings(options=((key, bad),)))
     found.check_options(MeasureSettings(options=((key, good),)))
+
+
+def test_a_calibration_file_makes_the_image_count_moot():
+    fpga = load_registry(None).target("fpga/zcu102", require_available=False)
+    fpga.check_options(MeasureSettings(options=(("fpga_calibration", "/data/cal.npy"), ("fpga_calibration_images", 0))))
 
 
 def test_onnxruntime_graph_optimization_option(registry, tmp_path):

@@ -53,4 +53,4 @@ def test_demo_with_an_unknown_target_creates_nothing(tmp_path):
 def test_undefined_metrics_read_as_not_available():
     from accelnas.core.demo import _fmt
 
-    assert _fmt(float("nan")) == "n/a" and _fmt(0.91234) == "0.912"
+    assert _fmt(float("nan")) == _fmt(None) == "n/a" and _fmt(0.91234) == "0.912"

@@ -105,8 +105,8 @@ def test_tpu_recipes_correct_drift_where_the_data_say_when_rows_were_measured():
     archs = [parse_architecture(i) for i in frame["arch_id"]]
     y, seq = frame["value"].to_numpy(), frame["sequence"].to_numpy(float)
     options = {"family": "additive", "params": {"transform": "inverse"}, "drift": "auto"}
-    _, correction = fit_model(archs, y, sequence=seq, **options)
-    _, none = fit_model(archs, y, sequence=None, **options)
+    correction = fit_model(archs, y, sequence=seq, **options).correction
+    none = fit_model(archs, y, sequence=None, **options).correction
     assert correction is not None and correction.blocks == 6 and none is None
 
 

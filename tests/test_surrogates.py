@@ -132,6 +132,8 @@ def test_dataset_validation_and_selection():
     assert validate(frame) is not None
     integers = validate(frame.assign(value=np.arange(1, 21)))  # a CSV of whole numbers is valid
     assert integers["value"].dtype == float and integers["value"].tolist() == list(range(1, 21))
+    with pytest.raises(DatasetError, match="row 0: value True is not a finite number"):
+        validate(frame.assign(value=[True, False] * 10))
     with pytest.raises(DatasetError, match="missing column 'value'"):
         validate(frame.drop(columns=["value"]))
     bad = frame.astype({"value": object})

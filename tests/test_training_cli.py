@@ -46,6 +46,8 @@ def test_train_errors_are_one_line(tmp_path):
     assert result.stderr.strip() == "error: recipe 'bad': epochs must be an integer in 1..10000, got 0"
     result = run_cli("train", "--arch", "b0", "--data", str(tmp_path / "nowhere"), "--db", str(tmp_path / "x.db"))
     assert result.returncode == 1 and result.stderr.startswith("error: unknown dataset")
+    ray = run_cli("train", "--arch", "b0", "--ray", "local", "--threads", "1", "--db", str(tmp_path / "x.db"))
+    assert ray.returncode == 2 and "Ray tasks take --cpus-per-task" in ray.stderr and not (tmp_path / "x.db").exists()
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
 

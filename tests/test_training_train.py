@@ -62,8 +62,8 @@ def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path):
     corrupt = digits(image_size=16, seed=0)
     corrupt.train.images[::7] = float("nan")  # corrupt pixels make the loss NaN: a failed run, not a crash
     with Store(tmp_path / "acc.sqlite") as store:
-        report = run_accuracy_campaign([SMALL, SMALL_SE], recipe, data, store)
-        assert (report.trained, report.already_done, report.failed) == (2, 0, 0)
+        report = run_accuracy_campaign([SMALL, SMALL_SE, SMALL], recipe, data, store)  # SMALL named twice
+        assert (report.planned, report.trained, report.already_done, report.failed) == (2, 2, 0, 0)
         again = run_accuracy_campaign([SMALL, SMALL_SE], recipe, data, store)
         assert (again.trained, again.already_done) == (0, 2)
         assert again.evaluations[SMALL.id].top1 == report.evaluations[SMALL.id].top1

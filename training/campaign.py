@@ -20,7 +20,7 @@ from typing import Any
 from accelnas.core.errors import AccelnasError
 from accelnas.core.provenance import host_provenance
 from accelnas.core.records import Measurement
-from accelnas.core.space import Architecture
+from accelnas.core.space import Architecture, unique
 from accelnas.core.store import Store
 from accelnas.training.data import DataSplits
 from accelnas.training.distributed import DistContext, broadcast
@@ -131,6 +131,7 @@ def run_accuracy_campaign(
     (``store`` may be None on the other ranks) and tells the others what is left to do.
     """
     ctx = ctx or DistContext()
+    archs = unique(archs)  # an architecture named twice is trained once
     target = accuracy_target(data)
     key, settings = settings_for(recipe, data)
     report = AccuracyReport(target=target, settings_key=key, planned=len(archs))

@@ -14,11 +14,12 @@ DB_OPTION = click.option(
 )  # fmt: skip
 
 
-def _set_threads(_ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+def _set_threads(ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
     if value is not None:
         import torch
 
         torch.set_num_threads(value)
+        ctx.meta["threads"] = value
 
 
 THREADS_OPTION = click.option(
@@ -41,10 +42,10 @@ def _list_recipes(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 
 
 def _architectures(arch_texts: tuple[str, ...], num: int | None, seed: int):
-    from accelnas.core.space import parse_architecture
+    from accelnas.core.space import parse_architecture, unique
     from accelnas.core.space import sample as draw
 
-    archs = [parse_architecture(t) for t in arch_texts]
+    archs = unique(parse_architecture(t) for t in arch_texts)
     if num is None and not archs:
         raise click.UsageError("give --num N and/or --arch ARCH")
     if num is not None:
@@ -119,6 +120,8 @@ def train(
     recipe = load_recipe(recipe_source)
     archs = _architectures(arch_texts, num, seed)
     if ray_address is not None:
+        if ctx.meta.get("threads"):
+            raise click.UsageError("--threads sets this process's threads; Ray tasks take --cpus-per-task")
         _train_on_ray(ctx, recipe, archs, data_spec, image_size, split_seed, db_path, ray_address, gpus_per_task,
                       cpus_per_task, workers, not no_retry_failed)  # fmt: skip
         return

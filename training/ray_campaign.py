@@ -18,7 +18,7 @@ from typing import Any
 from accelnas.core.errors import AccelnasError
 from accelnas.core.ray_executor import check_reachable
 from accelnas.core.records import Measurement
-from accelnas.core.space import Architecture
+from accelnas.core.space import Architecture, unique
 from accelnas.core.store import Store
 from accelnas.training.campaign import (
     METRIC,
@@ -78,6 +78,7 @@ def run_ray_accuracy_campaign(
         import ray
     except ImportError:
         raise AccelnasError("Ray campaigns need Ray: pip install 'accelnas[ray]'") from None
+    archs = unique(archs)  # an architecture named twice is trained once
     data = load_data(data_spec, image_size=image_size, seed=split_seed)  # the driver needs the data identity
     target = accuracy_target(data)
     key, settings = settings_for(recipe, data)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accelnas.core.errors import AccelnasError
+from accelnas.core.errors import AccelnasError, first_line
 
 
 class GpuOptionError(AccelnasError, ValueError):
@@ -34,7 +34,7 @@ def out_of_memory(exc: BaseException, what: str, batch: int | None = None) -> Gp
             torch.cuda.empty_cache()
     except Exception:  # pragma: no cover - releasing memory is best effort
         pass
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     advice = f" at batch {batch}; try a smaller --batch-size" if batch else ""
     return GpuOutOfMemoryError(f"GPU out of memory while {what}{advice} ({first})")
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from accelnas.core.errors import first_line
 from accelnas.core.records import MeasureSettings
 from accelnas.plugins.fpga_vitis.devices import PROFILES
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError
@@ -133,7 +134,7 @@ def read_board_file(path: Path) -> dict[str, dict[str, Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise BoardConfigError(f"board file {path} cannot be read: {exc}") from None
     except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BoardConfigError(f"board file {path} is not valid YAML: {first}") from None
     if not isinstance(data, dict) or not data:
         raise BoardConfigError(f"board file {path} must map target names ({', '.join(PROFILES)}) to board entries")

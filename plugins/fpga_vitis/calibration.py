@@ -53,9 +53,14 @@ def calibration_count(settings: MeasureSettings) -> int:
     return count
 
 
+def calibration_source(settings: MeasureSettings) -> str | None:
+    """The calibration file named by the option or ``ACCELNAS_FPGA_CALIBRATION``; None for random images."""
+    return settings.option(OPTION_CALIBRATION) or os.environ.get(ENV_CALIBRATION) or None
+
+
 def calibration_for(settings: MeasureSettings) -> tuple[np.ndarray, dict[str, Any]]:
     """The calibration images a measurement asks for, and a description for provenance."""
-    source = settings.option(OPTION_CALIBRATION) or os.environ.get(ENV_CALIBRATION)
+    source = calibration_source(settings)
     if source:
         images = load_calibration(Path(source), settings.input_size)
         return images, {"source": str(source), "count": int(images.shape[0])}

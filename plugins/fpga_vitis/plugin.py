@@ -31,6 +31,7 @@ from accelnas.plugins.fpga_vitis.calibration import (
     OPTION_COUNT,
     calibration_count,
     calibration_for,
+    calibration_source,
 )
 from accelnas.plugins.fpga_vitis.devices import PROFILES, mapping_notes
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError
@@ -70,7 +71,8 @@ def check_option_values(settings: MeasureSettings) -> None:
     """Refuse option values no measurement could use, before a campaign starts (files are read later)."""
     activations.check_mode(settings.option(activations.OPTION, "hard"))
     quantize.check_requested(settings.option(quantize.OPTION, "auto"))
-    calibration_count(settings)
+    if calibration_source(settings) is None:  # a calibration file makes the image count moot
+        calibration_count(settings)
 
 
 @hookimpl

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from accelnas.core.errors import first_line
 from accelnas.plugins.fpga_vitis.errors import QuantizeError
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ def quantize(
     except QuantizeError:
         raise
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc)
         raise QuantizeError(f"{name} failed: {type(exc).__name__}: {message}") from exc
     seconds = time.perf_counter() - start
     result = QuantizeResult(name, path, fmt, agreement(reference, logits), seconds)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from accelnas.core.errors import first_line
 from accelnas.core.provenance import package_version
 from accelnas.plugins.tpu_xla.detect import allow_cpu, require_platform, scan_pci
 from accelnas.plugins.tpu_xla.options import XlaOptions
@@ -40,7 +41,7 @@ def import_problem() -> str | None:
         importlib.import_module(MODULE)
         importlib.import_module("torch_xla.core.xla_model")
     except Exception as exc:  # a binary built for another torch fails in many ways
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return f"torch_xla {package_version('torch-xla') or ''} does not import: {type(exc).__name__}: {first}"
     return None
 
