@@ -129,7 +129,10 @@ def load(path: str | Path) -> SurrogateArtifact:
     state = meta.get("model")
     if not isinstance(state, dict):
         raise SurrogateError(f"{meta_path}: no model state")
-    unknown = [e for e in _encodings(state) if e not in ENCODINGS]
+    try:
+        unknown = [e for e in _encodings(state) if e not in ENCODINGS]
+    except (AttributeError, TypeError):
+        raise SurrogateError(f"{meta_path}: malformed model state (its parameters are not an object)") from None
     if unknown:
         raise SurrogateError(f"{meta_path}: unknown feature encoding {unknown[0]!r}")
     _check_fields(meta, meta_path)
@@ -151,9 +154,13 @@ def load(path: str | Path) -> SurrogateArtifact:
         model = models.from_state(state, files)
     except SurrogateError:
         raise
-    except KeyError as exc:  # a native model file the state names but 'files' does not list
-        missing = exc.args[0] if exc.args else "?"
-        raise SurrogateError(f"{meta_path}: the model needs file {missing!r}, which 'files' does not list") from None
+    except KeyError as exc:
+        missing = str(exc.args[0]) if exc.args else "?"
+        if _SAFE_NAME.match(missing) and "." in missing:  # a native model file the state names
+            reason = f"the model needs file {missing!r}, which 'files' does not list"
+        else:
+            reason = f"the model state lacks {missing!r}"
+        raise SurrogateError(f"{meta_path}: {reason}") from None
     except Exception as exc:
         raise SurrogateError(f"cannot load surrogate {meta_path}: {type(exc).__name__}: {exc}") from None
     return SurrogateArtifact(

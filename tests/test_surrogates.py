@@ -101,6 +101,16 @@ def test_save_load_round_trip_and_corruption(tmp_path, caplog):
         with pytest.raises(SurrogateError, match=message) as raised:
             artifact.load(out)
         assert "\n" not in str(raised.value)
+    for edit, message in (
+        (lambda state: state["state"].pop("model_file"), "the model state lacks 'model_file'"),
+        (lambda state: state.update(params="x"), "malformed model state"),
+    ):
+        broken = json.loads(json.dumps(meta))
+        edit(broken["model"])
+        broken["model_sha256"] = artifact._state_sha256(broken["model"])
+        (out / "surrogate.json").write_text(json.dumps(broken))
+        with pytest.raises(SurrogateError, match=message):
+            artifact.load(out)
     (out / "surrogate.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "model_sha256"}))
     with caplog.at_level("WARNING", logger="accelnas.surrogates.artifact"):
         assert artifact.load(out).metric == "latency"  # written before checksums were recorded: loads
