@@ -91,8 +91,12 @@ class Benchmark:
 
     def not_found(self, device: str | None, metric: str | None, reason: str = "no surrogate") -> NoSurrogateError:
         """The error for a device and/or metric this benchmark cannot answer, listing what it can."""
-        named = {"device": device, "metric": metric}
-        what = f"{device}:{metric}" if device and metric else " ".join(f"{k} {v!r}" for k, v in named.items() if v)
+        if device and metric:
+            what = f"{device}:{metric}"
+        elif device:
+            what = f"device {device!r}"
+        else:
+            what = f"metric {metric!r}"
         known = ", ".join(f"{t}:{m}" for t, m in self.pairs())
         return NoSurrogateError(f"{reason} for {what} (available: {known})")
 

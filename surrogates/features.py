@@ -82,7 +82,7 @@ def additive(R: np.ndarray) -> np.ndarray:
     c = _combo(e, k, se)
     out[rows, stages, 0, c] = 1.0
     out[rows, stages, 1, c] = l - 1
-    return out.reshape(len(e), NUM_STAGES * 2 * combos)
+    return out.reshape(len(e), ADDITIVE_WIDTH)
 
 
 def additive_compact(R: np.ndarray) -> np.ndarray:
