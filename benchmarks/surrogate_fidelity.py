@@ -3,10 +3,10 @@
     python benchmarks/surrogate_fidelity.py --train DIR --test DIR [--json PATH]
     python benchmarks/surrogate_fidelity.py --split ARCHIVE_OR_DIR [--test-fraction 0.2] [--seed 0]
 
-``--train``/``--test`` take Accel-NASBench sources (a directory of result_*.json, the archive, or a
-URL). ``--split`` makes a seeded random split of one source instead. Fits every target with the
-default build (the per-target recipes, no hand tuning) on the training records, predicts the test
-records and prints Kendall τ and R² against the paper and the goals; ``--json`` writes
+``--train``/``--test`` take Accel-NASBench sources (a directory of result_*.json or one holding the
+archive, the archive, or a URL). ``--split`` makes a seeded random split of one source instead.
+Fits every target with the default build (the per-target recipes, no hand tuning) on the training
+records, predicts the test records and prints Kendall τ and R² against the paper and the goals; ``--json`` writes
 {"accuracy": {"r2": .., "kendall_tau": ..}, "throughput_a100": {...}, ..., "latency_vck190": {...}}.
 The "drift" column is the share of the held-out (log) error that test records measured close together
 have in common (``order_correlation``): session factors in the test labels, beyond any model's reach.

@@ -577,8 +577,9 @@ def query(
 def import_anb_command(source: str | None, out_dir: Path) -> None:
     """Import the public Accel-NASBench dataset into per-target Parquet/CSV files.
 
-    SOURCE is a directory of result_*.json files, the anb_dataset_jsons.tar.gz archive, or its URL
-    (downloaded once into ~/.cache/accelnas); default: the archive of the public repository.
+    SOURCE is a directory of result_*.json files (or one holding the archive), the
+    anb_dataset_jsons.tar.gz archive, or its URL (downloaded once into ~/.cache/accelnas);
+    default: the archive of the public repository.
     """
     from accelnas.core import dataset
     from accelnas.surrogates.anb_dataset import ANB_URL, import_anb

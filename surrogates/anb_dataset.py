@@ -1,7 +1,8 @@
 """Import the public Accel-NASBench dataset (``result_N.json`` records) into the dataset schema.
 
-Sources: a directory of ``result_*.json`` files (searched recursively), the
-``anb_dataset_jsons.tar.gz`` archive, or a URL of that archive (downloaded once into a cache).
+Sources: a directory of ``result_*.json`` files (searched recursively; one with none is searched for
+tar archives of them), the ``anb_dataset_jsons.tar.gz`` archive, or a URL of that archive
+(downloaded once into a cache).
 Every record yields up to nine rows: accuracy (``val_top1``), throughput on six devices and latency
 on the two FPGAs; ``sequence`` is the record's number ``N``. Malformed records and incomplete
 entries are counted with their reasons and skipped, never silently dropped.
@@ -45,6 +46,7 @@ PERF_KEYS: dict[str, tuple[str, str]] = {
     "latency_vck190": ("vck190", "latency"),
 }
 UNITS = {"throughput": "images/s", "latency": "ms", "accuracy": "%"}
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 RECORD_NUMBER = re.compile(r"result_(\d+)\.json$")  # sequence: record numbers follow measurement sessions
 
 
@@ -115,16 +117,36 @@ def _record_order(name: str) -> tuple[float, str]:
     return (math.inf if number is None else number, name)
 
 
+def _archives_under(directory: Path) -> list[Path]:
+    """Tar archives under a directory (``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz``)."""
+    found = (f for f in directory.rglob("*") if f.is_file() and f.name.endswith(ARCHIVE_SUFFIXES))
+    return sorted(found)
+
+
 def _iter_sources(source: Path) -> Iterator[tuple[str, bytes]]:
+    """(file name, bytes) of every ``result_*.json`` record in a directory or archive.
+
+    A directory yields its ``result_*.json`` files or, when it has none, the records of the tar
+    archives under it (a directory holding ``anb_dataset_jsons.tar.gz`` as published).
+    """
     if source.is_dir():
         files = sorted(source.rglob("result_*.json"))
-        if not files:
-            raise DatasetError(f"no result_*.json files under {source}")
-        for f in files:
-            yield f.name, f.read_bytes()
+        if files:
+            for f in files:
+                yield f.name, f.read_bytes()
+            return
+        archives = _archives_under(source)
+        if not archives:
+            raise DatasetError(f"no result_*.json files or tar archives of them under {source}")
+        for archive in archives:
+            yield from _iter_archive(archive)
         return
     if not source.is_file():
         raise DatasetError(f"Accel-NASBench source not found: {source}")
+    yield from _iter_archive(source)
+
+
+def _iter_archive(source: Path) -> Iterator[tuple[str, bytes]]:
     try:
         with tarfile.open(source) as tar:
             found = False

@@ -83,6 +83,13 @@ def test_archive_and_url_with_cache(records_dir, tmp_path):
         tar.add(records_dir, arcname="anb_dataset_jsons")
     frame, _ = import_anb(archive)
     assert len(frame) == 34
+    # a directory holding the archive as published (and no loose records) reads the archive
+    published = tmp_path / "published"
+    (published / "anb_dataset").mkdir(parents=True)
+    (published / "anb_dataset" / "anb_dataset_jsons.tar.gz").write_bytes(archive.read_bytes())
+    (published / "README.md").write_text("records are in the archive")
+    from_dir, report = import_anb(published)
+    assert from_dir.equals(frame) and report.records == 7
 
     hits = []
 
@@ -111,7 +118,7 @@ def test_unusable_sources(tmp_path):
     with pytest.raises(DatasetError, match="not found"):
         import_anb(tmp_path / "nothing.tar.gz")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="no result_"):
+    with pytest.raises(DatasetError, match=r"no result_\*\.json files or tar archives"):
         import_anb(tmp_path / "empty")
     junk = tmp_path / "junk.tar.gz"
     junk.write_bytes(b"not an archive")
