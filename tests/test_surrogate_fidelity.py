@@ -1,0 +1,75 @@
+"""benchmarks/surrogate_fidelity.py on small synthetic Accel-NASBench records."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from accelnas.core.model import count_macs
+from accelnas.core.space import sample
+from accelnas.surrogates.anb_dataset import PERF_KEYS
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "surrogate_fidelity.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("surrogate_fidelity", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_records(directory: Path, archs, first_number: int, drop_latency: bool = False) -> None:
+    """Records whose ZCU102 latency grows with the MACs (the other metrics are constant)."""
+    directory.mkdir()
+    for i, arch in enumerate(archs):
+        perf = {key: {f"{metric}_mean": 100.0, f"{metric}_std": 1.0} for key, (_, metric) in PERF_KEYS.items()}
+        latency = {"latency_mean": count_macs(arch, 224) / 1e8, "latency_std": 0.01}
+        perf["latency_zcu102"] = None if drop_latency else latency
+        record = {"architecture": arch.to_config(), "metrics": {"val_top1": 70.0}, "platform_perf": perf}
+        (directory / f"result_{first_number + i}.json").write_text(json.dumps(record))
+
+
+def test_train_and_test_directories_drop_shared_architectures(tmp_path, capsys):
+    archs = sample(340, 5)
+    _write_records(tmp_path / "train", archs[:300], 0)
+    _write_records(tmp_path / "test", archs[280:], 300)  # 20 also in train, 40 new
+    out = tmp_path / "fidelity.json"
+    args = ["--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--only", "latency_zcu102"]
+    assert _load().main([*args, "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert set(figures) == {"latency_zcu102"}
+    assert figures["latency_zcu102"]["n_test"] == 40
+    assert figures["latency_zcu102"]["r2"] > 0.99 and figures["latency_zcu102"]["kendall_tau"] > 0.95
+    captured = capsys.readouterr()
+    assert "20 test architectures also in train were dropped" in captured.err
+    assert "fitted 1 of 1 targets" in captured.out
+
+
+def test_target_without_test_rows_is_reported_not_fitted(tmp_path, capsys):
+    archs = sample(60, 6)
+    _write_records(tmp_path / "train", archs[:50], 0)
+    _write_records(tmp_path / "test", archs[50:], 50, drop_latency=True)
+    out = tmp_path / "fidelity.json"
+    args = ["--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--only", "latency_zcu102"]
+    assert _load().main([*args, "--json", str(out)]) == 0
+    assert json.loads(out.read_text()) == {"latency_zcu102": {"r2": None, "kendall_tau": None, "n_test": 0}}
+    assert "n/a (under 2 test rows)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", ["all shared", "missing", "too few to fit"])
+def test_unusable_sources_exit_with_one_line(tmp_path, capsys, case):
+    archs = sample(30, 7)
+    _write_records(tmp_path / "train", archs[: 5 if case == "too few to fit" else 20], 0)
+    _write_records(tmp_path / "test", archs[:10] if case == "all shared" else archs[20:], 100)
+    test_dir = tmp_path / ("nowhere" if case == "missing" else "test")
+    args = ["--train", str(tmp_path / "train"), "--test", str(test_dir), "--only", "latency_zcu102"]
+    with pytest.raises(SystemExit) as raised:
+        _load().main(args)
+    assert raised.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    expected = {"all shared": "nothing left to test", "missing": "not found", "too few to fit": "at least 8"}[case]
+    assert message.startswith("error: ") and expected in message
