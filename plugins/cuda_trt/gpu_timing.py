@@ -7,7 +7,9 @@ swaps the host wall-clock samples for the CUDA-event samples of the same calls (
 the time the GPU spent from the first to the last operation of the inference) and recomputes the
 mean, confidence interval and precision flag with the core statistics, so the value a GPU target
 reports is GPU compute time, as ``trtexec``'s "GPU Compute Time", and its statistics match every
-other target's.
+other target's. One difference: the start event is recorded before the inference is enqueued (trtexec
+enqueues one batch ahead), so where the host enqueues more slowly than the GPU computes, the figure
+follows the enqueue time; that case carries the *enqueue-bound* warning below.
 
 ``extra`` also holds the host view: wall time per synchronous inference, enqueue time, their
 difference, and two warnings in the spirit of ``trtexec``: *enqueue-bound* when the mean enqueue time

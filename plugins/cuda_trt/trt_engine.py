@@ -233,15 +233,15 @@ class TrtRunner:
         """A CUDA graph of one inference, or None (with the reason in ``notes``) where capture fails."""
         import torch
 
+        self._execute(bound)  # flush deferred updates before capture; failing here is not a capture failure
+        self.stream.synchronize()
         try:
-            self._execute(bound)  # flush deferred updates before capture
-            self.stream.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                 self._execute(bound)
             self.stream.synchronize()
             return graph
-        except RuntimeError as exc:
+        except (RuntimeError, EngineBuildError) as exc:  # CUDA refused to capture, or TensorRT to enqueue
             log.warning("CUDA graph capture failed at batch %d (%s); running without", bound.batch, exc)
             self.notes[f"cuda_graph_batch_{bound.batch}"] = f"capture failed: {exc}"
             return None
