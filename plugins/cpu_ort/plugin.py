@@ -111,7 +111,10 @@ def export_onnx(model: Any, path: Path, input_size: int) -> Path:
         except (TypeError, RuntimeError, NotImplementedError) as exc:  # exporter without TorchScript path
             log.debug("TorchScript ONNX export unavailable (%s); using the dynamo exporter", exc)
             batch = torch.export.Dim("batch", min=1, max=4096)
-            torch.onnx.export(model, example, str(path), dynamo=True, dynamic_shapes=({0: batch},), **kwargs)
+            example = (torch.randn(2, 3, input_size, input_size),)  # a batch of 1 could be specialised to 1
+            torch.onnx.export(
+                model, example, str(path), dynamo=True, dynamic_shapes=({0: batch},), verbose=False, **kwargs
+            )
     return path
 
 

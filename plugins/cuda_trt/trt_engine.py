@@ -126,6 +126,9 @@ def build_engine(onnx_path: Path, key: EngineKey, cache: EngineCache) -> tuple[b
         raise EngineBuildError(f"TensorRT could not build an engine for {key.arch_id}: {message}")
     cache.store_timing_cache(key, bytes(memoryview(timing.serialize())))
     info = {"build_seconds": round(seconds, 2), "timing_cache_reused": reused, "network_layers": network.num_layers}
+    tf32 = getattr(trt.BuilderFlag, "TF32", None)  # on by default: fp32 convolutions may round inputs to TF32
+    if tf32 is not None:
+        info["tf32_allowed"] = bool(config.get_flag(tf32))
     return bytes(memoryview(serialized)), info
 
 

@@ -3,8 +3,9 @@
 Protocol (Accel-NASBench): throughput with the board's ``throughput_threads`` (5 on ZCU102, 6 on
 VCK190; ``MeasureSettings.threads`` overrides it), latency with one thread at the DPU's batch (1 on
 ZCU102, 6 on VCK190). ``xdputil benchmark <xmodel> -i -1 <threads>`` runs the whole graph for
-``SLEEP_MS`` milliseconds and prints frames per second, DPU execution only (no pre- or
-post-processing). Each run is one sample; runs repeat until at least ``runs`` samples are in and the
+``SLEEP_MS`` milliseconds and prints frames per second of the compiled graph: its DPU subgraphs,
+and any operations the compiler left on the CPU (recorded at compile time), but no pre- or
+post-processing. Each run is one sample; runs repeat until at least ``runs`` samples are in and the
 95% CI of the mean is within the requested precision, or ``max_runs`` / the time budget is reached.
 Latency samples are the mean time per job of a one-thread run, ``1000 * batch / FPS`` milliseconds;
 xdputil reports no per-job times, so no percentiles are given.
@@ -161,7 +162,7 @@ def measure_on_board(
         "relative_ci": (high - low) / 2 / mean,
         "requested_precision": settings.precision,
         "session_seconds": round(session["seconds"], 3),
-        "timer": "xdputil benchmark (DPU execution only)",
+        "timer": "xdputil benchmark (compiled graph: DPU subgraphs and any CPU-fallback ops; no pre/post-processing)",
     }
     if metric == "latency":
         extra["percentiles"] = "not available: xdputil reports the mean time per job of each run"
