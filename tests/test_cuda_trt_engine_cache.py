@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from accelnas.plugins.cuda_trt.engine_cache import ENV_VAR, EngineCache, EngineKey, batch_profile, default_cache_dir
+from accelnas.core.model import build_model
+from accelnas.core.space import sample
+from accelnas.plugins.cpu_ort.plugin import export_onnx
+from accelnas.plugins.cuda_trt.engine_cache import (
+    ENV_VAR,
+    EngineCache,
+    EngineKey,
+    batch_profile,
+    default_cache_dir,
+    onnx_graph_digest,
+)
 
 KEY = EngineKey(
     arch_id="4321-6521-6530-6331-6531-6541-6311",
@@ -32,6 +42,7 @@ def test_key_digest_is_stable_and_changes_with_every_field():
         "compute_capability": "8.0",
         "opt_level": 5,
         "workspace_mib": 4096,
+        "graph_digest": "0123456789abcdef01234567",
     }
     assert set(changes) == {f.name for f in dataclasses.fields(EngineKey)}
     digests = {dataclasses.replace(KEY, **{name: value}).digest for name, value in changes.items()}
@@ -136,3 +147,23 @@ def test_cache_directory_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv(ENV_VAR)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "accelnas" / "tensorrt"
+
+
+def test_graph_digest_follows_the_network_not_its_weights(tmp_path):
+    """Two exports of one architecture (different random weights) share a digest; another network does not."""
+    import torch
+
+    one, other = sample(2, 31)
+    digests = {}
+    for name, arch, seed in (("a", one, 0), ("a_again", one, 1), ("b", other, 0)):
+        torch.manual_seed(seed)
+        digests[name] = onnx_graph_digest(export_onnx(build_model(arch).eval(), tmp_path / f"{name}.onnx", 32))
+    assert (tmp_path / "a.onnx").read_bytes() != (tmp_path / "a_again.onnx").read_bytes()
+    assert digests["a"] == digests["a_again"] != digests["b"]
+    assert len(digests["a"]) == 24
+    fp16 = pytest.importorskip("onnxconverter_common.float16")
+    import onnx
+
+    half = fp16.convert_float_to_float16(onnx.load(str(tmp_path / "a.onnx")), keep_io_types=True)
+    onnx.save(half, str(tmp_path / "a.fp16.onnx"))
+    assert onnx_graph_digest(tmp_path / "a.fp16.onnx") not in digests.values()

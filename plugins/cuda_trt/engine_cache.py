@@ -3,9 +3,11 @@
 An engine is only valid for the network, precision and shapes it was built for, on the GPU model and
 TensorRT version that built it, so its key holds exactly those: architecture id, precision, batch
 profile (the exact batch sizes, one optimisation profile each), input size, builder optimisation
-level and workspace limit, TensorRT version, GPU name and compute capability. The weights are not
-part of the key: networks are randomly initialised and dense kernels run equally fast on any
-weights, so an engine of the same architecture measures the same. Each entry is
+level and workspace limit, TensorRT version, GPU name and compute capability, and a digest of the
+ONNX graph's structure (:func:`onnx_graph_digest`), so a network that a newer release exports
+differently gets a new engine. The weights are not part of the key: networks are randomly
+initialised and dense kernels run equally fast on any weights, so an engine of the same graph
+measures the same. Each entry is
 ``<digest>.engine`` plus ``<digest>.json`` holding the key and the engine's SHA-256; an entry whose
 metadata is unreadable, whose key differs or whose bytes do not match the checksum is deleted and
 reported as a miss, so the caller rebuilds it. Files are written atomically (temporary file +
@@ -48,6 +50,7 @@ class EngineKey:
     compute_capability: str
     opt_level: int = 3
     workspace_mib: int | None = None
+    graph_digest: str = ""  # onnx_graph_digest of the exported network
 
     def __post_init__(self) -> None:
         if not self.batch_profile or any(b < 1 for b in self.batch_profile):
@@ -70,6 +73,36 @@ class EngineKey:
         """One timing cache per GPU model and TensorRT version, shared by all architectures."""
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.gpu_name).strip("-").lower()
         return f"timing-{slug}-sm{self.compute_capability.replace('.', '')}-trt{self.tensorrt_version}.cache"
+
+
+def onnx_graph_digest(path: Path | str) -> str:
+    """SHA-256 (24 hex digits) of an ONNX graph's structure: opsets, nodes with their attributes and
+    wiring, initializer types and shapes, input and output types; not the weight values, nor the
+    names the exporter gave to values."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    index: dict[str, int] = {}
+
+    def ref(name: str) -> int:
+        return index.setdefault(name, len(index)) if name else -1
+
+    digest = hashlib.sha256()
+    for opset in sorted((o.domain, o.version) for o in model.opset_import):
+        digest.update(f"opset {opset}\n".encode())
+    for t in graph.initializer:
+        digest.update(f"initializer {ref(t.name)} {t.data_type} {list(t.dims)}\n".encode())
+    for kind, values in (("input", graph.input), ("output", graph.output)):
+        for v in values:
+            digest.update(f"{kind} {ref(v.name)} ".encode() + v.type.SerializeToString() + b"\n")
+    for node in graph.node:
+        wiring = f"node {node.domain} {node.op_type} {[ref(i) for i in node.input]} {[ref(o) for o in node.output]}"
+        digest.update(wiring.encode())
+        for attribute in sorted(node.attribute, key=lambda a: a.name):
+            digest.update(b" " + attribute.SerializeToString())
+        digest.update(b"\n")
+    return digest.hexdigest()[:24]
 
 
 def batch_profile(throughput_batch: int) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from typing import Any
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings
 from accelnas.core.space import Architecture
 from accelnas.plugins.cuda_trt.cuda_device import device_identity, require_cuda
-from accelnas.plugins.cuda_trt.engine_cache import EngineCache, EngineKey, batch_profile
+from accelnas.plugins.cuda_trt.engine_cache import EngineCache, EngineKey, batch_profile, onnx_graph_digest
 from accelnas.plugins.cuda_trt.errors import EngineBuildError, Fp16ConversionError, is_out_of_memory, out_of_memory
 from accelnas.plugins.cuda_trt.fp16_onnx import checked_fp16
 from accelnas.plugins.cuda_trt.gpu_timing import CudaEventTimer, measure_gpu
@@ -38,6 +38,7 @@ def export(
         path = Path(workdir) / f"{architecture.id}.fp16.onnx"
         info |= checked_fp16(fp32, path, settings.input_size, check=opts.check_fp16)
     info["onnx_bytes"] = path.stat().st_size
+    info["graph_digest"] = onnx_graph_digest(path)
     return ExportedModel(format="onnx", path=path, info=info)
 
 
@@ -56,6 +57,7 @@ def engine_key(
         compute_capability=capability,
         opt_level=opts.opt_level,
         workspace_mib=opts.workspace_mib,
+        graph_digest=str(exported.info.get("graph_digest", "")),
     )
 
 
