@@ -146,7 +146,9 @@ def sample(num: int, seed: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json: bool) -> None:
     """List loaded plugins with their version and hooks (ACCELNAS_PLUGINS restricts loading)."""
-    infos = _registry().plugins()
+    registry = _registry()
+    registry.targets()  # a plugin that fails to register its targets is listed as not loaded
+    infos = registry.plugins()
     if as_json:
         click.echo(json.dumps([vars(i) for i in infos], indent=2))
         return

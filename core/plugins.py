@@ -69,7 +69,7 @@ class PluginRegistry:
             dist_name, version = (dist.name, dist.version) if dist else (None, None)
             try:
                 obj = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not take the tool down
+            except (Exception, SystemExit) as exc:  # a broken third-party plugin must not take the tool down
                 error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
                 log.warning("plugin %r skipped: %s", name, error)
                 self._broken[name] = PluginInfo(name, ep.value, dist_name, version, error=error)
@@ -89,12 +89,25 @@ class PluginRegistry:
         self._targets = None
 
     def check_pending(self) -> None:
-        """Fail on hook implementations that match no spec (a typo in a plugin)."""
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            name = self.pm.get_name(exc.plugin) if exc.plugin is not None else "?"
-            raise PluginLoadError(f"plugin {name!r}: {exc}") from exc
+        """Skip, with a warning, each plugin whose hook implementations match no spec (a typo)."""
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin) if exc.plugin is not None else None
+                if name is None:
+                    raise PluginLoadError(f"a plugin has an unknown hook: {first_line(exc)}") from exc
+                self._skip(name, f"unknown hook: {first_line(exc)}")
+
+    def _skip(self, name: str, error: str) -> None:
+        """Unregister a plugin that cannot be used; ``accelnas plugins`` lists it with ``error``."""
+        info = self._info.pop(name, None) or PluginInfo(name, name, None, None)
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        self._broken[name] = replace(info, error=error)
+        self._targets = None
+        log.warning("plugin %r skipped: %s", name, error)
 
     # -- listing ---------------------------------------------------------------------------------
     def plugins(self) -> list[PluginInfo]:
@@ -107,33 +120,37 @@ class PluginRegistry:
         return sorted(out, key=lambda info: info.name)
 
     def targets(self) -> dict[str, Target]:
-        """All registered targets by name (``device/backend``), available or not."""
-        if self._targets is None:
-            found: dict[str, Target] = {}
-            # lowest priority first, so the plugin pluggy calls first (tryfirst, or registered last) wins
-            for impl in self.pm.hook.register_targets.get_hookimpls():
-                plugin_name = impl.plugin_name
+        """All registered targets by name (``device/backend``), available or not.
 
-                def register(target: Target, _plugin: str = plugin_name) -> None:
-                    if not isinstance(target, Target):
-                        raise PluginError(f"plugin {_plugin!r} registered a non-Target: {target!r}")
-                    if target.name in found:
-                        log.debug(
-                            "target %s from %s replaces the one from %s",
-                            target.name,
-                            _plugin,
-                            found[target.name].plugin,
-                        )
-                    found[target.name] = replace(target, plugin=_plugin)
-
-                try:
-                    impl.function(register=register)
-                except PluginError:
-                    raise
-                except Exception as exc:
-                    raise PluginError(f"plugin {plugin_name!r} failed in register_targets: {exc}") from exc
-            self._targets = dict(sorted(found.items()))
+        A plugin whose ``register_targets`` raises (or registers something that is not a
+        :class:`Target`) is skipped with a warning, and its targets with it.
+        """
+        while self._targets is None:
+            self._targets = self._collect_targets()
         return self._targets
+
+    def _collect_targets(self) -> dict[str, Target] | None:
+        """Targets of every plugin, or None after skipping one whose ``register_targets`` failed."""
+        found: dict[str, Target] = {}
+        # lowest priority first, so the plugin pluggy calls first (tryfirst, or registered last) wins
+        for impl in self.pm.hook.register_targets.get_hookimpls():
+            plugin_name = impl.plugin_name
+
+            def register(target: Target, _plugin: str = plugin_name) -> None:
+                if not isinstance(target, Target):
+                    raise PluginError(f"registered a non-Target: {target!r}")
+                if target.name in found:
+                    replaced = found[target.name].plugin
+                    log.debug("target %s from %s replaces the one from %s", target.name, _plugin, replaced)
+                found[target.name] = replace(target, plugin=_plugin)
+
+            try:
+                impl.function(register=register)
+            except (Exception, SystemExit) as exc:
+                detail = first_line(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {first_line(exc)}"
+                self._skip(plugin_name, f"failed in register_targets: {detail}")
+                return None
+        return dict(sorted(found.items()))
 
     def target(self, name: str, *, require_available: bool = True) -> Target:
         """Look a target up by name; ``cpu`` alone means that device's first available backend."""
@@ -146,7 +163,8 @@ class PluginRegistry:
                 name = matches[0].name
         if name not in targets:
             known = ", ".join(targets) or "none"
-            raise UnknownTargetError(f"unknown target {name!r} (known targets: {known})")
+            skipped = "".join(f"; plugin {n!r} was skipped: {i.error}" for n, i in sorted(self._broken.items()))
+            raise UnknownTargetError(f"unknown target {name!r} (known targets: {known}{skipped})")
         target = targets[name]
         if require_available and not target.available:
             raise TargetUnavailableError(f"target {name} is unavailable here: {target.reason}")
@@ -163,7 +181,7 @@ class PluginRegistry:
             args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
             try:
                 result = impl.function(**args)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its failure, not the tool's exit
                 message = first_line(exc)
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} raised in {hook_name}: {type(exc).__name__}: {message}",

@@ -68,11 +68,16 @@ class _Typo:
         return None
 
 
-def test_check_pending_catches_misspelt_hooks():
+def test_check_pending_skips_a_plugin_with_a_misspelt_hook(caplog):
     registry = PluginRegistry()
+    registry.register(_Devices(), "devices")
     registry.register(_Typo(), "typo")
-    with pytest.raises(PluginLoadError, match="typo"):
-        registry.check_pending()
+    registry.check_pending()
+    assert registry.pm.get_plugin("typo") is None and registry.pm.get_plugin("devices") is not None
+    listed = {info.name: info for info in registry.plugins()}
+    assert "unknown hook" in listed["typo"].error and "measure_latncy" in listed["typo"].error
+    assert listed["devices"].error is None and "npu/sim" in registry.targets()
+    assert "plugin 'typo' skipped" in caplog.text
 
 
 class _Devices:
@@ -139,5 +144,66 @@ def test_register_rejects_duplicates_and_non_targets():
             register({"device": "x"})
 
     registry.register(Bad(), "bad")
-    with pytest.raises(PluginError, match="plugin 'bad' registered a non-Target"):
-        registry.targets()
+    assert set(registry.targets()) == {"npu/sdk", "npu/sim"}  # the bad plugin is skipped, not fatal
+    assert "registered a non-Target" in {i.name: i for i in registry.plugins()}["bad"].error
+
+
+class _Exploding:
+    """Registers one target, then fails: none of its targets may survive."""
+
+    def __init__(self, failure: BaseException) -> None:
+        self.failure = failure
+
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("npu", "half"))
+        raise self.failure
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("driver missing\nsecond line"), SystemExit(3)])
+def test_plugin_failing_in_register_targets_is_skipped_and_named(failure, caplog):
+    registry = PluginRegistry()
+    registry.register(_Devices(), "devices")
+    registry.register(_Exploding(failure), "exploding")
+    assert set(registry.targets()) == {"npu/sdk", "npu/sim"}
+    error = {i.name: i for i in registry.plugins()}["exploding"].error
+    assert error.startswith("failed in register_targets: ") and "\n" not in error
+    assert "plugin 'exploding' skipped" in caplog.text
+    with pytest.raises(UnknownTargetError, match="plugin 'exploding' was skipped: failed in register_targets"):
+        registry.target("npu/half")
+
+
+class _Quitter:
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("npu", "quit"))
+
+    @hookimpl
+    def export_model(self, target):
+        raise SystemExit(5)
+
+
+def test_sys_exit_in_a_hook_is_the_plugins_error():
+    registry = PluginRegistry()
+    registry.register(_Quitter(), "quitter")
+    with pytest.raises(PluginError, match="plugin 'quitter' raised in export_model: SystemExit: 5"):
+        registry.call_first("export_model", target=registry.target("npu/quit"))
+
+
+def test_plugins_and_targets_commands_survive_a_failing_plugin(monkeypatch):
+    from click.testing import CliRunner
+
+    import accelnas.core.cli as cli_module
+
+    def registry():
+        r = load_registry(["cpu_ort"])
+        r.register(_Exploding(RuntimeError("no driver")), "exploding")
+        return r
+
+    monkeypatch.setattr(cli_module, "_registry", registry)
+    listed = CliRunner().invoke(cli_module.cli, ["plugins"])
+    assert listed.exit_code == 0, listed.output
+    assert "NOT LOADED: failed in register_targets: RuntimeError: no driver" in listed.output
+    assert "cpu_ort" in listed.output
+    targets = CliRunner().invoke(cli_module.cli, ["targets"])
+    assert targets.exit_code == 0 and "cpu/onnxruntime" in targets.output and "npu/half" not in targets.output
