@@ -400,6 +400,7 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     from accelnas.core.store import Store
 
     with Store(db_path, create=False) as store:
+        store.check()  # a damaged row is an error, not a silently wrong or missing dataset row
         frame = dataset.from_store(store, target_name)
     if frame.empty:
         raise AccelnasError(f"no successful measurements in {db_path}" + (f" for {target_name}" if target_name else ""))

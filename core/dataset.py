@@ -10,6 +10,7 @@ Parquet (with a CSV copy for people).
 
 from __future__ import annotations
 
+import csv
 import math
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pandas as pd
 
 from accelnas.core.errors import DatasetError, InvalidArchitectureError
 from accelnas.core.space import FEATURE_NAMES, Architecture
-from accelnas.core.store import Store
+from accelnas.core.store import Store, value_problem
 
 COLUMNS: tuple[str, ...] = (
     "arch_id",
@@ -105,13 +106,31 @@ def read_table(path: str | Path, what: str = "dataset") -> pd.DataFrame:
     try:
         with path.open("rb") as fh:
             parquet = path.suffix == ".parquet" or fh.read(4) == b"PAR1"
-        return pd.read_parquet(path) if parquet else pd.read_csv(path)
+        if parquet:
+            return pd.read_parquet(path)
+        _check_csv_rows(path, what)
+        return pd.read_csv(path)
+    except DatasetError:
+        raise
     except Exception as exc:
         raise DatasetError(f"cannot read {what} {path}: {type(exc).__name__}: {exc}") from None
 
 
+def _check_csv_rows(path: Path, what: str) -> None:
+    """Every CSV row has as many fields as the header (a short row is a cut-off file, not missing data)."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        for row in reader:
+            if header is not None and row and len(row) != len(header):
+                raise DatasetError(
+                    f"{what} {path}: line {reader.line_num} has {len(row)} fields, the header {len(header)}"
+                )
+
+
 def validate(frame: pd.DataFrame, where: str = "dataset") -> pd.DataFrame:
-    """Check columns, architectures and values; raise :class:`DatasetError` naming the first problem."""
+    """Check columns, architectures, values (finite; positive throughput and latency, accuracy within
+    0-100) and that no key repeats; raise :class:`DatasetError` naming the first problem."""
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise DatasetError(f"{where}: missing column {missing[0]!r}")
@@ -122,14 +141,25 @@ def validate(frame: pd.DataFrame, where: str = "dataset") -> pd.DataFrame:
             raise DatasetError(f"{where}: row {i}: {exc}") from None
         if arch.id != frame["arch_id"].iloc[i]:
             raise DatasetError(f"{where}: row {i}: arch_id {frame['arch_id'].iloc[i]!r} does not match its config")
+    for column in ("target", "metric"):
+        blank = [i for i, v in enumerate(frame[column]) if not isinstance(v, str) or not v.strip()]
+        if blank:
+            raise DatasetError(f"{where}: row {blank[0]}: no {column}")
     raw = frame["value"]
     flags = raw.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy()  # True/False are not measurements
     values = pd.to_numeric(raw.mask(flags), errors="coerce").astype(float)
-    bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
-    if bad:
-        shown = raw.iloc[bad[0]]
-        shown = shown.item() if isinstance(shown, np.generic) else shown
-        raise DatasetError(f"{where}: row {bad[0]}: value {shown!r} is not a finite number")
+    for i, (metric, value) in enumerate(zip(frame["metric"], values, strict=True)):
+        if problem := value_problem(metric, float(value)):
+            if not math.isfinite(value):  # name the value as the file gives it
+                shown = raw.iloc[i]
+                problem = f"value {shown.item() if isinstance(shown, np.generic) else shown!r} is not a finite number"
+            raise DatasetError(f"{where}: row {i}: {problem}")
+    keys = frame[[c for c in ("arch_id", "target", "metric", "settings_key") if c in frame.columns]].fillna("")
+    later = keys.duplicated(keep="first").to_numpy()
+    if later.any():
+        j = int(later.argmax())
+        i = int((keys == keys.iloc[j]).all(axis=1).to_numpy().argmax())
+        raise DatasetError(f"{where}: rows {i} and {j} hold the same architecture, target, metric and settings")
     return frame.assign(value=values)
 
 

@@ -10,9 +10,10 @@ Per (architecture, target, metric, settings) key:
 - both ``ok`` with different measurements: a **conflict**; the output keeps its row, the conflict is
   reported and nothing is overwritten.
 
-Merging the same sources again changes nothing. Every source is opened before the output is touched
-(a missing or unreadable one changes nothing); each is merged in one transaction, so an interrupted
-merge leaves the output as it was before that source.
+Merging the same sources again changes nothing. Every source is opened and checked
+(:meth:`Store.check`) before the output is touched (a missing, unreadable or damaged one changes
+nothing); each is merged in one transaction, so an interrupted merge leaves the output as it was
+before that source.
 """
 
 from __future__ import annotations
@@ -90,9 +91,9 @@ def merge_stores(out_path: str | Path, sources: Sequence[str | Path]) -> MergeRe
     for source in sources:
         if Path(source).exists() and out_path.exists() and Path(source).resolve() == out_path.resolve():
             raise StoreError(f"{source} is the output store; merge into another file")
-    for source in sources:  # every source readable before the output is created or changed
-        with Store(source, readonly=True):
-            pass
+    for source in sources:  # every source readable and sound before the output is created or changed
+        with Store(source, readonly=True) as src:
+            src.check()
     report = MergeReport()
     with Store(out_path) as out:
         columns = _columns(out)

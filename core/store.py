@@ -12,6 +12,7 @@ for the others); the store must then live on a local disk, as SQLite's WAL mode 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -19,11 +20,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.errors import StoreError
+from accelnas.core.errors import StoreError, first_line
 from accelnas.core.records import Measurement
 from accelnas.core.space import Architecture
 
 SCHEMA_VERSION = 2  # 2: the planned table
+POSITIVE_METRICS = ("throughput", "latency")
+
+
+def value_problem(metric: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a measurement of ``metric`` (None when it can)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return f"value {value!r} is not a finite number"
+    if metric in POSITIVE_METRICS and value <= 0:
+        return f"{metric} {value!r} is not positive"
+    if metric == "accuracy" and not 0 <= value <= 100:
+        return f"accuracy {value!r} is not a percentage"
+    return None
+
+
 APPLICATION_ID = 0x41434E53  # "ACNS"
 
 SCHEMA = """
@@ -322,8 +337,12 @@ class Store:
         return {(r["arch_id"], r["metric"]): r["status"] for r in rows}
 
     def results(self, target: str | None = None, status: str | None = "ok") -> list[dict[str, Any]]:
-        """Result rows joined with the architecture config, decoded."""
-        query = "SELECT r.*, a.config FROM results r JOIN architectures a USING (arch_id) WHERE 1=1"
+        """Result rows joined with the architecture config, decoded.
+
+        A row whose JSON does not decode, or whose architecture row is missing, raises
+        :class:`StoreError` naming it.
+        """
+        query = "SELECT r.*, a.config FROM results r LEFT JOIN architectures a USING (arch_id) WHERE 1=1"
         args: list[Any] = []
         if target is not None:
             query += " AND r.target = ?"
@@ -334,11 +353,37 @@ class Store:
         out = []
         for row in self.conn.execute(query + " ORDER BY r.id", args):
             d = dict(row)
+            if d["config"] is None:
+                raise StoreError(f"{self._row_name(d)} has no architecture row")
             for key in ("config", "settings", "samples", "extra", "provenance"):
                 if d.get(key) is not None:
-                    d[key] = json.loads(d[key])
+                    try:
+                        d[key] = json.loads(d[key])
+                    except (TypeError, ValueError) as exc:
+                        raise StoreError(f"{self._row_name(d)}: column {key} is not valid JSON ({exc})") from None
             out.append(d)
         return out
+
+    def _row_name(self, row: dict[str, Any]) -> str:
+        return f"{self.path}: result {row['id']} ({row['arch_id']}, {row['target']}, {row['metric']})"
+
+    def check(self) -> None:
+        """Raise :class:`StoreError` naming the first row a reader could not use.
+
+        Architecture rows must hold a valid architecture with their id; results must have their
+        architecture row and valid JSON; ``ok`` results a finite value in range (positive throughput
+        and latency, accuracy within 0-100).
+        """
+        for arch_id, config in self.conn.execute("SELECT arch_id, config FROM architectures"):
+            try:
+                arch = Architecture.from_config(json.loads(config))
+            except (TypeError, ValueError) as exc:
+                raise StoreError(f"{self.path}: architecture {arch_id}: {first_line(exc)}") from None
+            if arch.id != arch_id:
+                raise StoreError(f"{self.path}: architecture {arch_id}: its config is architecture {arch.id}")
+        for row in self.results(status=None):
+            if row["status"] == "ok" and (problem := value_problem(row["metric"], row["value"])):
+                raise StoreError(f"{self._row_name(row)}: {problem}")
 
     def targets(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT target FROM results ORDER BY target")]
@@ -375,7 +420,12 @@ class Store:
             row = self.conn.execute(
                 "SELECT settings FROM planned WHERE settings_key = ? LIMIT 1", (settings_key,)
             ).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            return json.loads(row[0])
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: settings {settings_key} are not valid JSON ({exc})") from None
 
     def counts(self) -> list[dict[str, Any]]:
         """Rows of (target, metric, status, n)."""

@@ -164,3 +164,32 @@ def test_an_unreadable_source_changes_nothing(tmp_path):
     with pytest.raises(StoreError):
         merge_stores(out, [good, junk])
     assert _dump(out) == before
+
+
+def test_a_damaged_source_is_refused_by_merge_export_and_status(tmp_path):
+    archs = sample(3, 8)
+    good, damaged, out = tmp_path / "good.sqlite", tmp_path / "damaged.sqlite", tmp_path / "out.sqlite"
+    for path in (good, damaged):
+        with Store(path) as s:
+            for i, a in enumerate(archs):
+                s.record_ok(a, "cpu/x", "k", {"input_size": 32}, _m(1.0 + i))
+    with sqlite3.connect(damaged) as conn:
+        conn.execute("UPDATE results SET samples = 'notjson', settings = '[' WHERE id = 2")
+    with pytest.raises(StoreError, match=r"result 2 .*not valid JSON"):
+        merge_stores(out, [good, damaged])
+    assert not out.exists()
+    commands = [
+        ["merge", str(out), str(good), str(damaged)],
+        ["export", "--db", str(damaged), "--out", str(tmp_path / "x")],
+    ]
+    for args in commands:
+        result = run_cli(*args)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), (args, result.stderr)
+        assert str(damaged) in lines[0] and "not valid JSON" in lines[0]
+    assert not out.exists() and not (tmp_path / "x").exists()
+    with sqlite3.connect(damaged) as conn:  # status reads one row's settings per settings key
+        conn.execute("UPDATE results SET settings = '['")
+    status = run_cli("status", str(damaged))
+    assert status.returncode == 1 and status.stderr.count("\n") == 1
+    assert "settings k are not valid JSON" in status.stderr

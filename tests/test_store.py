@@ -121,3 +121,38 @@ def test_many_processes_may_create_the_same_store_at_once(tmp_path):
             assert pool.map(_open_and_report, [path] * 6) == ["ok"] * 6
             with Store(path) as store:
                 assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+ROW_2_ARCH = "(SELECT arch_id FROM results WHERE id = 2)"
+DAMAGE = {
+    "samples not JSON": ("UPDATE results SET samples = 'notjson' WHERE id = 2", "column samples is not valid JSON"),
+    "settings not JSON": ("UPDATE results SET settings = '[' WHERE id = 2", "not valid JSON"),
+    "invalid architecture": (
+        f"UPDATE architectures SET config = json_set(config, '$.block0_e', 9) WHERE arch_id = {ROW_2_ARCH}",
+        "block0_e",
+    ),
+    "architecture row missing": (
+        f"DELETE FROM architectures WHERE arch_id = {ROW_2_ARCH}",
+        "has no architecture row",
+    ),
+    "negative value": ("UPDATE results SET value = -5 WHERE id = 2", "latency -5.0 is not positive"),
+    "value missing": ("UPDATE results SET value = NULL WHERE id = 2", "value None is not a finite number"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_check_names_the_damaged_row(tmp_path, damage):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        for i, arch in enumerate(sample(3, 4)):
+            store.record_ok(arch, "cpu/x", "k", {"input_size": 32}, _m(10.0 + i))
+        store.check()  # a sound store passes
+    sql, expected = DAMAGE[damage]
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute(sql)
+    with Store(path) as store, pytest.raises(StoreError) as raised:
+        store.check()
+    message = str(raised.value)
+    assert expected in message and "\n" not in message
+    assert str(path) in message and ("result 2 " in message or "architecture " in message)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accelnas.core.dataset import COLUMNS, select, validate
+from accelnas.core.dataset import COLUMNS, read, select, validate
 from accelnas.core.errors import DatasetError, SurrogateError
 from accelnas.core.model import count_macs
 from accelnas.core.space import EFFICIENTNET_B0, parse_architecture, sample
@@ -154,6 +154,16 @@ def test_dataset_validation_and_selection():
     bad.loc[5, "arch_id"] = EFFICIENTNET_B0.id
     with pytest.raises(DatasetError, match="does not match"):
         validate(bad)
+    with pytest.raises(DatasetError, match=r"row 2: latency -5\.0 is not positive"):
+        validate(frame.assign(value=np.where(np.arange(20) == 2, -5.0, frame["value"])))
+    with pytest.raises(DatasetError, match=r"row 0: accuracy 150\.0 is not a percentage"):
+        validate(frame.assign(metric="accuracy", value=150.0))
+    with pytest.raises(DatasetError, match="row 4: no metric"):
+        validate(frame.assign(metric=["latency"] * 4 + [None] * 16))
+    repeated = pd.concat([frame, frame.iloc[[3]].assign(value=99.0)], ignore_index=True)
+    with pytest.raises(DatasetError, match="rows 3 and 20 hold the same architecture"):
+        validate(repeated)
+    validate(pd.concat([frame, frame.iloc[[3]].assign(settings_key="other")], ignore_index=True))  # other settings
     with pytest.raises(DatasetError, match="no throughput rows"):
         select(frame, "sim/x", "throughput")
     mixed = frame.copy()
@@ -161,6 +171,16 @@ def test_dataset_validation_and_selection():
     with pytest.raises(DatasetError, match="2 different settings"):
         select(mixed, "sim/x", "latency")
     assert "settings_key" in COLUMNS
+
+
+def test_cut_off_csv_is_refused(tmp_path):
+    path = tmp_path / "d.csv"
+    _frame(5).to_csv(path, index=False)
+    text = path.read_text()
+    assert read(path) is not None
+    path.write_text(text[: text.rindex(",")])  # the last row loses its last field
+    with pytest.raises(DatasetError, match=r"line 6 has \d+ fields, the header \d+"):
+        read(path)
 
 
 def test_noise_weights():
