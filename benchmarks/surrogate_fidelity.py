@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accelnas.core.errors import DatasetError, first_line
+from accelnas.core.errors import AccelnasError, DatasetError, first_line
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, anb_target, import_anb
 from accelnas.surrogates.drift import order_correlation
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train, test = _train_and_test(args)
         results, rows, total = _measure(chosen, train, test, args.seed)
-    except DatasetError as exc:
+    except AccelnasError as exc:
         parser.exit(2, f"error: {first_line(exc)}\n")
 
     header = ("target", "paper (τ / R²)", "goal τ / R²", "measured τ / R²", "n test", "family", "drift", "met")

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from accelnas.core.errors import AccelnasError, InvalidArchitectureError
+from accelnas.core.errors import AccelnasError, InvalidArchitectureError, InvalidArgumentError
 
 DEFAULT_TARGET = "cpu/onnxruntime"
 
@@ -135,9 +135,9 @@ def info(arch: str, input_size: int, as_json: bool) -> None:
 @click.option("--seed", default=0, show_default=True)
 def sample(num: int, seed: int) -> None:
     """Print seeded random architecture ids, one per line."""
-    from accelnas.core.space import sample as draw
+    from accelnas.core.space import iter_sample
 
-    for a in draw(num, seed):
+    for a in iter_sample(num, seed):  # printed as drawn: a long list shows progress
         click.echo(a.id)
 
 
@@ -338,7 +338,8 @@ def collect(
     target.check_options(settings)
     with Store(db_path) as store:
         click.echo(
-            f"measuring {num if selection == 'active' else len(archs)} architectures ({selection} selection) on "
+            f"measuring {num if selection == 'active' else len(archs)} architectures "
+            f"({'named' if num is None else f'{selection} selection'}{' and named' if num and arch_texts else ''}) on "
             f"{target.name} at {input_size}x{input_size}, throughput batch {settings.batch_for(target)}; "
             f"store: {db_path}{options.describe()}",
             err=True,
@@ -402,10 +403,26 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     with Store(db_path, create=False) as store:
         store.check()  # a damaged row is an error, not a silently wrong or missing dataset row
         frame = dataset.from_store(store, target_name)
+        measured = sorted({r["target"] for r in store.counts() if r["status"] == "ok"})
     if frame.empty:
+        if target_name and measured:
+            has = ", ".join(measured)
+            raise InvalidArgumentError(f"no successful measurements of {target_name} in {db_path} (has: {has})")
         raise AccelnasError(f"no successful measurements in {db_path}" + (f" for {target_name}" if target_name else ""))
     for path in dataset.write(frame, out_dir):
         click.echo(str(path))
+
+
+def _check_image(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """A usage error (exit 2) for a figure path whose format cannot be written, before any work."""
+    from accelnas.core.figures import check_image_path
+
+    if value is not None:
+        try:
+            check_image_path(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
 
 
 def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -443,8 +460,8 @@ def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | Non
     callback=_check_family,
     help="auto (best on a validation split), xgboost, lightgbm, random_forest, svr, gp, additive or hybrid.",
 )
-@click.option("--ensemble", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Seed-ensemble size (>1 gives a spread).")  # fmt: skip
+@click.option("--ensemble", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Seed-ensemble size, 1-100 (>1 gives a spread).")  # fmt: skip
 @click.option(
     "--drift",
     type=click.Choice(["none", "sequence", "auto"]),
@@ -460,7 +477,8 @@ def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | Non
     "plot_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write a predicted-vs-measured PNG here [OUT/predicted_vs_measured.png].",
+    callback=_check_image,
+    help="Write the predicted-vs-measured plot here (.png, .pdf, .svg, ...) [OUT/predicted_vs_measured.png].",
 )
 def fit(
     data_path: Path,
@@ -609,7 +627,7 @@ def surrogates() -> None:
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="Held-out share for the reported metrics.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
-@click.option("--ensemble", type=click.IntRange(min=1), default=None, help="Seed-ensemble size [per-target recipe].")
+@click.option("--ensemble", type=click.IntRange(1, 100), default=None, help="Seed-ensemble size, 1-100 [recipe].")
 @click.option("--family", default=None, callback=_check_family,
               help="Force one family (auto, xgboost, lightgbm, gp, ...) [recipe].")  # fmt: skip
 @click.option("--train-only", is_flag=True, help="Keep the models fitted without the held-out rows.")
@@ -653,18 +671,24 @@ def surrogates_build(
         source = {"anb": anb_source, "import": report.summary()}
     elif db_path is not None:
         with Store(db_path, create=False) as store:
+            store.check()
             frame = dataset.from_store(store)
         source = {"db": str(db_path)}
     else:
         frame = dataset.read(data_path)
         source = {"data": str(data_path)}
     available = pairs(frame)
-    chosen = [p for p in available if not target_names or p[0] in target_names or p[0].split("/")[0] in target_names]
-    if not chosen:
-        if not available:
-            raise AccelnasError("no measurements to fit surrogates on")
+    if not available:
+        raise AccelnasError("no measurements to fit surrogates on")
+
+    def wanted(target: str, name: str) -> bool:
+        return target == name or target.split("/")[0] == name
+
+    unmatched = [name for name in target_names if not any(wanted(t, name) for t, _ in available)]
+    if unmatched:
         have = ", ".join(sorted({t for t, _ in available}))
-        raise AccelnasError(f"no data for {', '.join(target_names)} (have: {have})")
+        raise InvalidArgumentError(f"no data for target {unmatched[0]} (have: {have})")
+    chosen = [p for p in available if not target_names or any(wanted(p[0], name) for name in target_names)]
     index = build_all(
         frame, out_dir, targets=chosen, test_fraction=test_fraction, seed=seed, ensemble=ensemble,
         refit_all=not train_only, family=family, drift=drift, tune_seconds=tune_seconds, source=source,

@@ -145,7 +145,8 @@ def _settings_label(settings: dict | None) -> str:
 
 @click.command()
 @click.argument("db", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--errors", "num_errors", default=5, show_default=True, help="Most common errors shown per target.")
+@click.option("--errors", "num_errors", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Most common errors shown per target.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(db: Path, num_errors: int, as_json: bool) -> None:
     """Show done / failed / pending measurements per target of campaign store DB, and the commonest errors."""

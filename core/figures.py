@@ -16,6 +16,20 @@ def pyplot() -> Any:
     return plt
 
 
+def image_formats() -> list[str]:
+    """File suffixes (without the dot) a figure can be saved as: png, pdf, svg, ..."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
+def check_image_path(path: str | Path) -> None:
+    """Raise ``ValueError`` when ``path``'s suffix is not a format figures can be saved as."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix and suffix not in (formats := image_formats()):
+        raise ValueError(f"cannot write a .{suffix} figure (formats: {', '.join(formats)})")
+
+
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
     """Lay out ``fig``, write it to ``path`` (parents created), close it; returns the path."""
     path = Path(path)

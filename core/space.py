@@ -213,19 +213,24 @@ def unique(archs: Iterable[Architecture]) -> list[Architecture]:
 
 def sample(num: int, seed: int = 0, *, exclude: set[str] | None = None) -> list[Architecture]:
     """``num`` distinct architectures drawn uniformly at random; the same seed gives the same list."""
+    return list(iter_sample(num, seed, exclude=exclude))
+
+
+def iter_sample(num: int, seed: int = 0, *, exclude: set[str] | None = None) -> Iterator[Architecture]:
+    """:func:`sample`, one architecture at a time as it is drawn."""
     if num < 0:
         raise ValueError("num must be >= 0")
-    if num > space_size():
+    if num > space_size() - len(exclude or ()):
         raise ValueError("num exceeds the size of the space")
     rng = random.Random(seed)
     seen = set(exclude or ())
-    out: list[Architecture] = []
-    while len(out) < num:
+    drawn = 0
+    while drawn < num:
         arch = sample_one(rng)
         if arch.id not in seen:
             seen.add(arch.id)
-            out.append(arch)
-    return out
+            drawn += 1
+            yield arch
 
 
 def sample_one(rng: random.Random) -> Architecture:

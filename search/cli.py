@@ -157,7 +157,8 @@ def _echo_outcome(outcome) -> None:
     "--surrogate", "surrogate_dir", type=click.Path(path_type=Path), default=None,
     help="Compare with this surrogate (e.g. fitted on the measured target by accelnas fit).",
 )  # fmt: skip
-@click.option("--limit", type=int, default=None, help="Measure at most N architectures, spread along the front.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Measure at most N architectures, spread along the front.")  # fmt: skip
 @click.option("--input-size", type=int, default=224, show_default=True, help="Input resolution.")
 @click.option("--batch-size", type=int, default=None, help="Throughput batch size [target default].")
 @click.option("--precision", type=float, default=0.02, show_default=True, help="Target 95% CI half-width (fraction).")

@@ -266,3 +266,94 @@ def test_an_option_the_target_does_not_read_is_a_one_line_error(tmp_path):
     _assert_one_line_error(result, "cpu/onnxruntime: option graph_optimization must be one of all, extended")
     assert result.returncode == 2
     assert not db.exists()  # refused before the store is opened
+
+
+def _main_exit(capsys, *args: str) -> tuple[int, str]:
+    """Run the CLI in this process; (exit code, stderr)."""
+    import accelnas.core.cli as cli_module
+
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main(list(args))
+    return exited.value.code, capsys.readouterr().err
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    """A dataset file and a store holding 12 measured latencies of cpu/x."""
+    from accelnas.core import dataset
+    from accelnas.core.records import Measurement
+    from accelnas.core.space import sample
+
+    db = tmp_path / "c.sqlite"
+    with Store(db) as store:
+        for i, a in enumerate(sample(12, 3)):
+            v = 1.0 + i
+            store.record_ok(a, "cpu/x", "k", {"input_size": 32},
+                            Measurement("latency", "ms", v, 0.1, v - 0.1, v + 0.1, [v], 1, 32, True))  # fmt: skip
+        frame = dataset.from_store(store)
+    (path,) = [p for p in dataset.write(frame, tmp_path / "data") if p.suffix == ".parquet"]
+    return db, path
+
+
+BAD_ARGUMENTS = {
+    "plot format": (
+        ["fit", "--data", "{data}", "--target", "cpu/x", "--metric", "latency", "--out", "{out}", "--plot", "p.txt"],
+        "cannot write a .txt figure",
+    ),
+    "ensemble size": (
+        ["fit", "--data", "{data}", "--target", "cpu/x", "--metric", "latency", "--out", "{out}", "--ensemble", "1000"],
+        "1000 is not in the range",
+    ),
+    "fit target": (
+        ["fit", "--data", "{data}", "--target", "nosuch/x", "--metric", "latency", "--out", "{out}"],
+        "no latency rows for target nosuch/x (dataset has: cpu/x:latency)",
+    ),
+    "export target": (
+        ["export", "--db", "{db}", "--out", "{out}", "--target", "nosuch/x"],
+        "no successful measurements of nosuch/x",
+    ),
+    "build target": (
+        ["surrogates", "build", "--from-db", "{db}", "--out", "{out}", "--target", "cpu/x", "--target", "nosuch"],
+        "no data for target nosuch (have: cpu/x)",
+    ),
+    "status errors": (["status", "{db}", "--errors", "-1"], "-1 is not in the range"),
+    "verify limit": (["verify", "{data}", "--target", "cpu/onnxruntime", "--limit", "0"], "0 is not in the range"),
+    "image size": (["train", "--arch", "b0", "--db", "{db}", "--image-size", "0"], "0 is not in the range"),
+    "cpus without ray": (
+        ["train", "--arch", "b0", "--db", "{db}", "--cpus-per-task", "2"],
+        "--cpus-per-task applies to Ray tasks",
+    ),
+    "negative cpus": (
+        ["train", "--arch", "b0", "--db", "{db}", "--ray", "local", "--cpus-per-task", "-1"],
+        "-1.0 is not in the range",
+    ),
+    "proxy search archs": (
+        [
+            "proxy-search",
+            "--arch",
+            "b0",
+            "--arch",
+            "1321-6330-4530-1531-4310-6510-1320",
+            "--db",
+            "{db}",
+            "--out",
+            "{out}",
+        ],
+        "give at least 3 (have 2)",
+    ),
+    "proxy trials": (
+        ["proxy-search", "--num", "4", "--db", "{db}", "--out", "{out}", "--trials", "0"],
+        "0 is not in the range",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
+def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys, small_data, case):
+    db, data = small_data
+    args, expected = BAD_ARGUMENTS[case]
+    out = tmp_path / "out"
+    code, err = _main_exit(capsys, *(a.format(data=data, db=db, out=out) for a in args))
+    assert code == 2, err
+    assert expected in err.replace("\n", " ")
+    assert not out.exists()  # nothing written

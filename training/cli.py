@@ -57,7 +57,8 @@ def _architectures(arch_texts: tuple[str, ...], num: int | None, seed: int):
 
 def _data_options(f):
     f = click.option("--split-seed", default=0, show_default=True, help="Seed of the digits train/val split.")(f)
-    f = click.option("--image-size", default=32, show_default=True, help="Stored size of the digits images.")(f)
+    f = click.option("--image-size", type=click.IntRange(8, 1024), default=32, show_default=True,
+                     help="Stored size of the digits images (8-1024).")(f)  # fmt: skip
     f = click.option(
         "--data", "data_spec", default="digits", show_default=True,
         help="'digits' (scikit-learn, upsampled) or a directory with train/<class>/* and val/<class>/* (ImageNet).",
@@ -86,8 +87,10 @@ def _arch_options(f):
 @click.option("--no-retry-failed", is_flag=True, help="Leave stored failures alone.")
 @click.option("--ray", "ray_address", default=None,
               help="Train one architecture per Ray task on this cluster (auto, host:port, or 'local').")  # fmt: skip
-@click.option("--gpus-per-task", default=1.0, show_default=True, help="With --ray: GPUs per training task.")
-@click.option("--cpus-per-task", default=4.0, show_default=True, help="With --ray: CPUs per training task.")
+@click.option("--gpus-per-task", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="With --ray: GPUs per training task.")  # fmt: skip
+@click.option("--cpus-per-task", type=click.FloatRange(min=0), default=4.0, show_default=True,
+              help="With --ray: CPUs per training task.")  # fmt: skip
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -119,7 +122,11 @@ def train(
 
     recipe = load_recipe(recipe_source)
     archs = _architectures(arch_texts, num, seed)
-    if ray_address is not None:
+    if ray_address is None:
+        for name in ("gpus_per_task", "cpus_per_task"):
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+                raise click.UsageError(f"--{name.replace('_', '-')} applies to Ray tasks; add --ray ADDRESS")
+    else:
         if ctx.meta.get("threads"):
             raise click.UsageError("--threads sets this process's threads; Ray tasks take --cpus-per-task")
         _train_on_ray(ctx, recipe, archs, data_spec, image_size, split_seed, db_path, ray_address, gpus_per_task,
@@ -196,8 +203,9 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
 @click.option("--threshold", default=0.8, show_default=True, help="Minimum Kendall τ of an acceptable proxy.")
 @click.option("--eta", type=click.IntRange(min=2), default=3, show_default=True,
               help="Successive halving: keep 1/eta per rung.")  # fmt: skip
-@click.option("--min-archs", default=4, show_default=True, help="Successive halving: architectures in rung 0.")
-@click.option("--trials", type=int, default=None, help="Optuna trials [half the candidates].")
+@click.option("--min-archs", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Successive halving: architectures in rung 0.")  # fmt: skip
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials [half the candidates].")
 @click.option("--cost", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Run cost: wall-clock seconds or process CPU seconds (steadier on busy hosts).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
@@ -239,7 +247,10 @@ def proxy_search(
     if not -1 <= threshold <= 1:
         raise click.UsageError("--threshold must be within [-1, 1]")
     space = ps.load_space(space_source)
+    space.candidates()  # a space without a valid candidate fails now, not after the reference training
     archs = _architectures(arch_texts, num, seed)
+    if len(archs) < 3:
+        raise click.UsageError(f"proxy search ranks architectures: give at least 3 (have {len(archs)})")
     data = load_data(data_spec, image_size=image_size, seed=split_seed)
     dctx = init_from_env(device)
     if dctx.distributed:

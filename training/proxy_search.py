@@ -25,6 +25,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -93,9 +94,15 @@ class ProxySpace:
     axes: tuple[tuple[str, tuple[Any, ...]], ...]
 
     def candidates(self) -> list[Candidate]:
-        """Every combination of the axes, as validated recipes (invalid combinations are skipped, logged)."""
+        """Every combination of the axes, as validated recipes (invalid combinations are skipped, with
+        one warning that counts them)."""
+        return list(self._valid)
+
+    @cached_property
+    def _valid(self) -> tuple[Candidate, ...]:
         names = [k for k, _ in self.axes]
         out = []
+        skipped: list[str] = []
         for values in itertools.product(*(v for _, v in self.axes)):
             overrides = tuple(zip(names, values, strict=True))
             name = candidate_name(overrides)
@@ -103,12 +110,17 @@ class ProxySpace:
             try:
                 recipe = from_dict({**self.base.to_dict(), **changes, "name": name}, where=f"candidate {name}")
             except RecipeError as exc:
-                log.info("skipping candidate: %s", exc)
+                log.debug("skipping candidate: %s", exc)
+                skipped.append(str(exc))
                 continue
             out.append(Candidate(name, overrides, recipe))
         if not out:
-            raise RecipeError("the proxy space has no valid candidate")
-        return out
+            raise RecipeError(f"the proxy space has no valid candidate (e.g. {skipped[0]})" if skipped else
+                              "the proxy space has no valid candidate")  # fmt: skip
+        if skipped:
+            total = self.size()
+            log.warning("%d of %d proxy candidates are invalid and skipped, e.g. %s", len(skipped), total, skipped[0])
+        return tuple(out)
 
     def size(self) -> int:
         return math.prod(len(v) for _, v in self.axes)
