@@ -133,7 +133,7 @@ def _merge_one(out: Store, src: Store, columns: list[str], name: str, report: Me
                     report.unchanged += 1
                 else:
                     conflict = Conflict(*(row[k] for k in KEY), existing["value"], row["value"], name)  # type: ignore[arg-type]
-                    log.warning("merge conflict: %s", conflict)
+                    log.debug("merge conflict: %s", conflict)  # reported through MergeReport.conflicts
                     report.conflicts.append(conflict)
             elif existing["status"] == "failed" and row["status"] == "ok":
                 _replace(out, row, columns)

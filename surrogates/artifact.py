@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from accelnas.core.errors import SurrogateError
+from accelnas.core.errors import SurrogateError, first_line
 from accelnas.core.provenance import package_version
+from accelnas.core.space import EFFICIENTNET_B0
 from accelnas.surrogates import models
 from accelnas.surrogates.features import ENCODINGS
 from accelnas.surrogates.models import BlendSurrogate, SeedEnsemble, Surrogate
@@ -163,6 +164,7 @@ def load(path: str | Path) -> SurrogateArtifact:
         raise SurrogateError(f"{meta_path}: {reason}") from None
     except Exception as exc:
         raise SurrogateError(f"cannot load surrogate {meta_path}: {type(exc).__name__}: {exc}") from None
+    _check_predicts(model, meta_path)
     return SurrogateArtifact(
         model=model,
         target=meta["target"],
@@ -172,6 +174,17 @@ def load(path: str | Path) -> SurrogateArtifact:
         dataset=meta.get("dataset") or {},
         extra=meta.get("extra") or {},
     )
+
+
+def _check_predicts(model: Any, meta_path: Path) -> None:
+    """A loaded model must predict a finite value for EfficientNet-B0 (a state edited out of shape does not)."""
+    try:
+        value = np.asarray(model.predict([EFFICIENTNET_B0]), dtype=float)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        raise SurrogateError(f"{meta_path}: the model state is malformed ({reason})") from None
+    if value.shape != (1,) or not np.isfinite(value).all():
+        raise SurrogateError(f"{meta_path}: the model state is malformed (it predicts {value.tolist()!r})")
 
 
 def _check_fields(meta: dict[str, Any], meta_path: Path) -> None:

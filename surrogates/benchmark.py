@@ -30,6 +30,24 @@ class Prediction:
         return len(self.mean)
 
 
+def _index_paths(meta: object, index: Path) -> list[str]:
+    """The surrogate directories a ``benchmark.json`` lists; :class:`SurrogateError` naming a malformed field."""
+    if not isinstance(meta, dict):
+        raise SurrogateError(f"corrupt benchmark index {index}: not a JSON object")
+    if "surrogates" not in meta:
+        raise SurrogateError(f"corrupt benchmark index {index}: no 'surrogates' field")
+    entries = meta["surrogates"]
+    if not isinstance(entries, list):
+        raise SurrogateError(f"corrupt benchmark index {index}: 'surrogates' must be a list")
+    paths = []
+    for i, entry in enumerate(entries):
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not path:
+            raise SurrogateError(f"corrupt benchmark index {index}: surrogates[{i}] has no 'path' string")
+        paths.append(path)
+    return paths
+
+
 class Benchmark:
     """Surrogates by (target, metric); a device name alone finds its target (``zcu102`` -> ``zcu102/anb``)."""
 
@@ -51,12 +69,9 @@ class Benchmark:
         if index.is_file():
             try:
                 meta = json.loads(index.read_text())
-                entries = meta["surrogates"]
-                dirs = [root / e["path"] for e in entries]
-            except KeyError as exc:
-                raise SurrogateError(f"corrupt benchmark index {index}: no {exc.args[0]!r} field") from None
-            except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise SurrogateError(f"corrupt benchmark index {index}: {exc}") from None
+            dirs = [root / path for path in _index_paths(meta, index)]
             kind, version = meta.get("format", INDEX_FORMAT), meta.get("format_version", INDEX_VERSION)
             if kind != INDEX_FORMAT or not isinstance(version, int) or version > INDEX_VERSION:
                 raise SurrogateError(

@@ -116,9 +116,17 @@ def test_corrupt_index(tmp_path):
     (tmp_path / "benchmark.json").write_bytes(bytes(range(128, 256)))
     with pytest.raises(SurrogateError, match="corrupt benchmark index"):
         Benchmark.load(tmp_path)
-    (tmp_path / "benchmark.json").write_text(json.dumps({"surrogates": [{"target": "a/b"}]}))
-    with pytest.raises(SurrogateError, match=r"corrupt benchmark index .*: no 'path' field"):
-        Benchmark.load(tmp_path)
+    wrong = {
+        json.dumps({"surrogates": [{"target": "a/b"}]}): r"surrogates\[0\] has no 'path' string",
+        json.dumps({"surrogates": [{"path": "a"}, 3]}): r"surrogates\[1\] has no 'path' string",
+        json.dumps({"surrogates": {"path": "a"}}): "'surrogates' must be a list",
+        json.dumps({"models": []}): "no 'surrogates' field",
+        json.dumps(["a"]): "not a JSON object",
+    }
+    for text, reason in wrong.items():
+        (tmp_path / "benchmark.json").write_text(text)
+        with pytest.raises(SurrogateError, match=r"corrupt benchmark index .*: " + reason):
+            Benchmark.load(tmp_path)
     for meta in ({"format": "other", "surrogates": []}, {"format_version": 99, "surrogates": []}):
         (tmp_path / "benchmark.json").write_text(json.dumps(meta))
         with pytest.raises(SurrogateError, match="not an accelnas benchmark index"):

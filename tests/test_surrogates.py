@@ -120,6 +120,26 @@ def test_save_load_round_trip_and_corruption(tmp_path, caplog):
         artifact.load(out)
 
 
+def test_a_state_edited_out_of_shape_is_refused_at_load(tmp_path):
+    """A model state that decodes but cannot predict (coefficients cut short, or NaN) is named at load."""
+    fitted = fit_surrogate(_frame(60), "sim/x", "latency", family="additive", seed=0)
+    out = tmp_path / "s"
+    artifact.save(fitted.artifact, out)
+    meta = json.loads((out / "surrogate.json").read_text())
+    assert artifact.load(out).predict([EFFICIENTNET_B0]).shape == (1,)
+    for edit, message in (
+        (lambda data: data.update(coef=data["coef"][:10]), "the model state is malformed (ValueError"),
+        (lambda data: data.update(intercept=float("nan")), "the model state is malformed (it predicts [nan])"),
+    ):
+        broken = json.loads(json.dumps(meta))
+        edit(broken["model"]["state"])
+        broken["model_sha256"] = artifact._state_sha256(broken["model"])
+        (out / "surrogate.json").write_text(json.dumps(broken))
+        with pytest.raises(SurrogateError) as raised:
+            artifact.load(out)
+        assert message in str(raised.value) and str(out) in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_estimator_protocol():
     model = XGBoostSurrogate(n_estimators=10)
     assert model.get_params()["n_estimators"] == 10
