@@ -25,6 +25,7 @@ from accelnas.core.records import Measurement
 from accelnas.core.space import Architecture
 
 SCHEMA_VERSION = 2  # 2: the planned table
+APPLICATION_ID = 0x41434E53  # "ACNS"
 POSITIVE_METRICS = ("throughput", "latency")
 
 
@@ -38,8 +39,6 @@ def value_problem(metric: str, value: Any) -> str | None:
         return f"accuracy {value!r} is not a percentage"
     return None
 
-
-APPLICATION_ID = 0x41434E53  # "ACNS"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS architectures (
