@@ -112,8 +112,8 @@ def _encodings(state: dict[str, Any]) -> list[str]:
     return [state.get("params", {}).get("encoding"), *nested]
 
 
-def load(path: str | Path) -> SurrogateArtifact:
-    """Load a surrogate directory (or its ``surrogate.json``); raise :class:`SurrogateError` if unusable."""
+def _read_metadata(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """``surrogate.json`` of a surrogate directory, checked for format, version and field types."""
     path = Path(path)
     meta_path = path if path.name == METADATA_FILE else path / METADATA_FILE
     if not meta_path.is_file():
@@ -127,6 +127,19 @@ def load(path: str | Path) -> SurrogateArtifact:
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise SurrogateError(f"{meta_path} has surrogate format {version}; this accelnas reads up to {FORMAT_VERSION}")
+    _check_fields(meta, meta_path)
+    return meta_path, meta
+
+
+def identity(path: str | Path) -> tuple[str, str]:
+    """(target, metric) of a surrogate directory, read without loading its model."""
+    _, meta = _read_metadata(path)
+    return meta["target"], meta["metric"]
+
+
+def load(path: str | Path) -> SurrogateArtifact:
+    """Load a surrogate directory (or its ``surrogate.json``); raise :class:`SurrogateError` if unusable."""
+    meta_path, meta = _read_metadata(path)
     state = meta.get("model")
     if not isinstance(state, dict):
         raise SurrogateError(f"{meta_path}: no model state")
@@ -136,7 +149,6 @@ def load(path: str | Path) -> SurrogateArtifact:
         raise SurrogateError(f"{meta_path}: malformed model state (its parameters are not an object)") from None
     if unknown:
         raise SurrogateError(f"{meta_path}: unknown feature encoding {unknown[0]!r}")
-    _check_fields(meta, meta_path)
     digest = meta.get("model_sha256")
     if digest is None:  # surrogates written before it was recorded
         log.warning("%s records no model_sha256: its model state is loaded unchecked", meta_path)

@@ -49,21 +49,34 @@ def _index_paths(meta: object, index: Path) -> list[str]:
 
 
 class Benchmark:
-    """Surrogates by (target, metric); a device name alone finds its target (``zcu102`` -> ``zcu102/anb``)."""
+    """Surrogates by (target, metric); a device name alone finds its target (``zcu102`` -> ``zcu102/anb``).
 
-    def __init__(self, surrogates: Sequence[SurrogateArtifact], where: Sequence[str] | None = None) -> None:
-        """``where`` names each surrogate (its directory) in the error about two for one pair."""
-        self._by_pair: dict[tuple[str, str], SurrogateArtifact] = {}
+    :meth:`load` reads each surrogate's model when it is first used, so a query loads only what it
+    needs, and a damaged surrogate is reported (naming its file) by the queries that use it.
+    """
+
+    def __init__(self, surrogates: Sequence[SurrogateArtifact | Path], where: Sequence[str] | None = None) -> None:
+        """``surrogates``: loaded artifacts, or surrogate directories to load on first use; ``where``
+        names each (its directory) in the error about two for one pair."""
+        self._by_pair: dict[tuple[str, str], SurrogateArtifact | Path] = {}
         seen: dict[tuple[str, str], str] = {}
         for i, s in enumerate(surrogates):
-            pair, name = (s.target, s.metric), str(where[i]) if where else f"surrogate {i + 1}"
+            pair = artifact.identity(s) if isinstance(s, Path) else (s.target, s.metric)
+            name = str(where[i]) if where else f"surrogate {i + 1}"
             if pair in seen:
-                raise SurrogateError(f"two surrogates for {s.target}:{s.metric}: {seen[pair]} and {name}")
+                raise SurrogateError(f"two surrogates for {pair[0]}:{pair[1]}: {seen[pair]} and {name}")
             seen[pair], self._by_pair[pair] = name, s
+
+    def _get(self, pair: tuple[str, str]) -> SurrogateArtifact:
+        """The surrogate of a pair, loaded now if it was not yet."""
+        found = self._by_pair[pair]
+        if isinstance(found, Path):
+            found = self._by_pair[pair] = artifact.load(found)
+        return found
 
     @classmethod
     def load(cls, path: str | Path) -> Benchmark:
-        """Load every surrogate listed in ``benchmark.json`` (or found below ``path``)."""
+        """The surrogates listed in ``benchmark.json`` (or found below ``path``); models load on first use."""
         root = Path(path)
         index = root / INDEX_FILE
         if index.is_file():
@@ -83,7 +96,7 @@ class Benchmark:
             raise SurrogateError(f"no benchmark at {root}")
         if not dirs:
             raise SurrogateError(f"no surrogates under {root}")
-        return cls([artifact.load(d) for d in dirs], where=[str(d) for d in dirs])
+        return cls(dirs, where=[str(d) for d in dirs])
 
     def pairs(self) -> list[tuple[str, str]]:
         return sorted(self._by_pair)
@@ -91,7 +104,7 @@ class Benchmark:
     def find(self, device: str | None = None, metric: str | None = None) -> list[SurrogateArtifact]:
         """The surrogates of a device (or full target name) and of a metric, ``None`` matching any."""
         return [
-            self._by_pair[(target, m)]
+            self._get((target, m))
             for target, m in self.pairs()
             if (metric is None or m == metric)
             and (device is None or target == device or target.split("/")[0] == device)

@@ -73,6 +73,25 @@ def test_two_surrogates_for_one_pair_are_an_error(bench_dir, tmp_path):
         Benchmark.load(tmp_path)
 
 
+def test_a_damaged_surrogate_fails_only_the_queries_that_use_it(bench_dir, tmp_path):
+    copy = tmp_path / "bench"
+    shutil.copytree(bench_dir, copy)
+    entries = {e["metric"]: e for e in json.loads((copy / "benchmark.json").read_text())["surrogates"]}
+    damaged = copy / entries["latency"]["path"] / "surrogate.json"
+    meta = json.loads(damaged.read_text())
+    damaged.write_text(json.dumps(meta | {"model_sha256": "0" * 64}))
+    bench = Benchmark.load(copy)  # opening reads identities, not models
+    assert bench.pairs() == [("dev/sim", "latency"), ("dev/sim", "throughput")]
+    assert bench.query(EFFICIENTNET_B0, device="dev", metric="throughput").mean[0] > 0
+    with pytest.raises(SurrogateError, match="does not match its recorded checksum") as raised:
+        bench.query(EFFICIENTNET_B0, device="dev", metric="latency")
+    assert str(damaged) in str(raised.value)
+    queried = run_cli("query", "b0", "--benchmark", str(copy), "--device", "dev", "--metric", "throughput")
+    assert queried.returncode == 0 and "images/s" in queried.stdout, queried.stderr
+    broken = run_cli("query", "b0", "--benchmark", str(copy), "--device", "dev", "--metric", "latency")
+    assert broken.returncode == 1 and broken.stderr.count("\n") == 1 and str(damaged) in broken.stderr
+
+
 def test_find_by_device_or_metric(bench_dir):
     bench = Benchmark.load(bench_dir)
     assert [(s.target, s.metric) for s in bench.find("dev")] == bench.pairs()
