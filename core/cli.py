@@ -403,11 +403,11 @@ def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
     with Store(db_path, create=False) as store:
         store.check()  # a damaged row is an error, not a silently wrong or missing dataset row
         frame = dataset.from_store(store, target_name)
-        measured = sorted({r["target"] for r in store.counts() if r["status"] == "ok"})
+        known = store.targets()
     if frame.empty:
-        if target_name and measured:
-            has = ", ".join(measured)
-            raise InvalidArgumentError(f"no successful measurements of {target_name} in {db_path} (has: {has})")
+        if target_name and target_name not in known:
+            has = ", ".join(known) or "nothing"
+            raise InvalidArgumentError(f"{db_path} has no results for target {target_name} (has: {has})")
         raise AccelnasError(f"no successful measurements in {db_path}" + (f" for {target_name}" if target_name else ""))
     for path in dataset.write(frame, out_dir):
         click.echo(str(path))
@@ -499,6 +499,9 @@ def fit(
     from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predicted_vs_measured
 
     frame = dataset.read(data_path)
+    if not ((frame["target"] == target_name) & (frame["metric"] == metric)).any():
+        have = ", ".join(sorted({f"{t}:{m}" for t, m in zip(frame["target"], frame["metric"], strict=True)}))
+        raise InvalidArgumentError(f"no {metric} rows for target {target_name} in {data_path} (has: {have})")
     result = fit_surrogate(
         frame, target_name, metric, test_fraction=test_fraction, seed=seed, family=family, ensemble=ensemble,
         drift=drift,

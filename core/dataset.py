@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from accelnas.core.errors import DatasetError, InvalidArchitectureError, InvalidArgumentError
+from accelnas.core.errors import DatasetError, InvalidArchitectureError
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.core.store import Store, value_problem
 
@@ -168,7 +168,7 @@ def select(frame: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:
     part = frame[(frame["target"] == target) & (frame["metric"] == metric)]
     if part.empty:
         have = ", ".join(sorted({f"{t}:{m}" for t, m in zip(frame["target"], frame["metric"], strict=True)}))
-        raise InvalidArgumentError(f"no {metric} rows for target {target} (dataset has: {have or 'nothing'})")
+        raise DatasetError(f"no {metric} rows for target {target} (dataset has: {have or 'nothing'})")
     if "settings_key" in part.columns and part["settings_key"].nunique() > 1:
         raise DatasetError(
             f"{target}:{metric} was measured under {part['settings_key'].nunique()} different settings; "

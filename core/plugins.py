@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
@@ -74,7 +75,11 @@ class PluginRegistry:
                 log.warning("plugin %r skipped: %s", name, error)
                 self._broken[name] = PluginInfo(name, ep.value, dist_name, version, error=error)
                 continue
-            self.register(obj, name, distribution=dist_name, version=version)
+            try:
+                self.register(obj, name, distribution=dist_name, version=version)
+            except PluginLoadError as exc:  # e.g. a hook with an argument its spec lacks
+                log.warning("plugin %r skipped: %s", name, exc)
+                self._broken[name] = PluginInfo(name, ep.value, dist_name, version, error=str(exc))
 
     def register(self, obj: Any, name: str, *, distribution: str | None = None, version: str | None = None) -> None:
         """Register one plugin object (module, class instance) under ``name``."""
@@ -98,7 +103,8 @@ class PluginRegistry:
                 name = self.pm.get_name(exc.plugin) if exc.plugin is not None else None
                 if name is None:
                     raise PluginLoadError(f"a plugin has an unknown hook: {first_line(exc)}") from exc
-                self._skip(name, f"unknown hook: {first_line(exc)}")
+                hook = re.search(r"unknown hook '([^']+)'", str(exc))
+                self._skip(name, f"unknown hook {hook.group(1)!r} (no such hook spec)" if hook else first_line(exc))
 
     def _skip(self, name: str, error: str) -> None:
         """Unregister a plugin that cannot be used; ``accelnas plugins`` lists it with ``error``."""

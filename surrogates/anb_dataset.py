@@ -127,7 +127,8 @@ def _iter_sources(source: Path) -> Iterator[tuple[str, bytes]]:
     """(file name, bytes) of every ``result_*.json`` record in a directory or archive.
 
     A directory yields its ``result_*.json`` files or, when it has none, the records of the tar
-    archives under it (a directory holding ``anb_dataset_jsons.tar.gz`` as published).
+    archives under it (a directory holding ``anb_dataset_jsons.tar.gz`` as published); archives
+    without records (or not readable as tar) are passed over.
     """
     if source.is_dir():
         files = sorted(source.rglob("result_*.json"))
@@ -138,8 +139,20 @@ def _iter_sources(source: Path) -> Iterator[tuple[str, bytes]]:
         archives = _archives_under(source)
         if not archives:
             raise DatasetError(f"no result_*.json files or tar archives of them under {source}")
+        unusable: list[str] = []
         for archive in archives:
-            yield from _iter_archive(archive)
+            read = 0
+            try:
+                for item in _iter_archive(archive):
+                    read += 1
+                    yield item
+            except DatasetError as exc:
+                if read:  # records were read from it: a damaged archive, not an unrelated one
+                    raise
+                log.info("skipping %s: %s", archive, exc)
+                unusable.append(str(exc))
+        if len(unusable) == len(archives):
+            raise DatasetError(f"no archive under {source} holds result_*.json records ({unusable[0]})")
         return
     if not source.is_file():
         raise DatasetError(f"Accel-NASBench source not found: {source}")

@@ -90,6 +90,15 @@ def test_archive_and_url_with_cache(records_dir, tmp_path):
     (published / "README.md").write_text("records are in the archive")
     from_dir, report = import_anb(published)
     assert from_dir.equals(frame) and report.records == 7
+    # other archives beside it (no records, or not a tar at all) are passed over
+    with tarfile.open(published / "backup.tar.gz", "w:gz") as tar:
+        tar.add(published / "README.md", arcname="README.md")
+    (published / "broken.tar").write_bytes(b"not a tar")
+    from_dir, report = import_anb(published)
+    assert from_dir.equals(frame) and report.records == 7
+    (published / "anb_dataset" / "anb_dataset_jsons.tar.gz").unlink()
+    with pytest.raises(DatasetError, match=r"no archive under .* holds result_"):
+        import_anb(published)
 
     hits = []
 

@@ -306,11 +306,11 @@ BAD_ARGUMENTS = {
     ),
     "fit target": (
         ["fit", "--data", "{data}", "--target", "nosuch/x", "--metric", "latency", "--out", "{out}"],
-        "no latency rows for target nosuch/x (dataset has: cpu/x:latency)",
+        "no latency rows for target nosuch/x in",
     ),
     "export target": (
         ["export", "--db", "{db}", "--out", "{out}", "--target", "nosuch/x"],
-        "no successful measurements of nosuch/x",
+        "has no results for target nosuch/x (has: cpu/x)",
     ),
     "build target": (
         ["surrogates", "build", "--from-db", "{db}", "--out", "{out}", "--target", "cpu/x", "--target", "nosuch"],
@@ -357,3 +357,24 @@ def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys, small_data, case
     assert code == 2, err
     assert expected in err.replace("\n", " ")
     assert not out.exists()  # nothing written
+
+
+def test_export_of_a_target_with_only_failures_is_not_an_argument_error(tmp_path, capsys, small_data):
+    from accelnas.core.space import sample
+
+    db, _ = small_data
+    with Store(db) as store:
+        store.record_failure(sample(1, 9)[0], "gpu/y", "latency", "k", {}, "engine build failed")
+    code, err = _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "o"), "--target", "gpu/y")
+    assert code == 1 and "no successful measurements in" in err and "gpu/y" in err
+
+
+def test_ray_options_from_a_default_map_are_not_refused_without_ray(tmp_path):
+    from click.testing import CliRunner
+
+    # a default map (a config file) may hold the Ray settings; only the command line is checked
+    args = ["train", "--arch", "b0", "--db", str(tmp_path / "t.sqlite"), "--data", str(tmp_path / "no-images")]
+    from_map = CliRunner().invoke(cli, args, default_map={"train": {"gpus_per_task": 2.0}})
+    assert "no-images" in str(from_map.exception) or "no-images" in from_map.output  # got as far as the data
+    typed = CliRunner().invoke(cli, [*args, "--gpus-per-task", "2"])
+    assert typed.exit_code == 2 and "--gpus-per-task applies to Ray tasks" in typed.output

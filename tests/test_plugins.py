@@ -207,3 +207,27 @@ def test_plugins_and_targets_commands_survive_a_failing_plugin(monkeypatch):
     assert "cpu_ort" in listed.output
     targets = CliRunner().invoke(cli_module.cli, ["targets"])
     assert targets.exit_code == 0 and "cpu/onnxruntime" in targets.output and "npu/half" not in targets.output
+
+
+class _ExtraArgument:
+    @hookimpl
+    def measure_latency(self, target, compiled, settings, verbose):  # "verbose" is not in the spec
+        return None
+
+
+def test_a_plugin_pluggy_refuses_to_register_is_skipped(monkeypatch, caplog):
+    import accelnas.core.plugins as plugins_module
+
+    class EntryPoint:
+        name, value, dist = "extra", "extra_plugin:Plugin", None
+
+        def load(self):
+            return _ExtraArgument()
+
+    monkeypatch.setattr(plugins_module.metadata, "entry_points", lambda group: [EntryPoint()])
+    registry = PluginRegistry()
+    registry.load_entry_points()
+    registry.check_pending()
+    (info,) = registry.plugins()
+    assert info.name == "extra" and "verbose" in info.error and registry.pm.get_plugin("extra") is None
+    assert "plugin 'extra' skipped" in caplog.text and registry.targets() == {}

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from accelnas.core.dataset import COLUMNS, read, select, validate
-from accelnas.core.errors import DatasetError, InvalidArgumentError, SurrogateError
+from accelnas.core.errors import DatasetError, SurrogateError
 from accelnas.core.model import count_macs
 from accelnas.core.space import EFFICIENTNET_B0, parse_architecture, sample
 from accelnas.surrogates import artifact
@@ -184,7 +184,7 @@ def test_dataset_validation_and_selection():
     with pytest.raises(DatasetError, match="rows 3 and 20 hold the same architecture"):
         validate(repeated)
     validate(pd.concat([frame, frame.iloc[[3]].assign(settings_key="other")], ignore_index=True))  # other settings
-    with pytest.raises(InvalidArgumentError, match="no throughput rows"):
+    with pytest.raises(DatasetError, match="no throughput rows"):
         select(frame, "sim/x", "throughput")
     mixed = frame.copy()
     mixed.loc[:4, "settings_key"] = "other"

@@ -124,7 +124,7 @@ def train(
     archs = _architectures(arch_texts, num, seed)
     if ray_address is None:
         for name in ("gpus_per_task", "cpus_per_task"):
-            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
                 raise click.UsageError(f"--{name.replace('_', '-')} applies to Ray tasks; add --ray ADDRESS")
     else:
         if ctx.meta.get("threads"):
