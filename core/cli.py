@@ -727,7 +727,7 @@ def demo(out_dir: Path, num: int, input_size: int, seed: int, target_name: str) 
     run_demo(out_dir, num=num, input_size=input_size, seed=seed, target_name=target_name, echo=click.echo)
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: object) -> str:
     """An exception's message on one line (plugins' messages may span several)."""
     return " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
@@ -740,8 +740,14 @@ def main(argv: list[str] | None = None) -> None:
         interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
         click.echo("interrupted; every result measured so far is stored" if interrupted else "aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # usage errors too: one line, like every other error
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        click.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
         sys.exit(exc.exit_code)
     except (AccelnasError, InvalidArchitectureError) as exc:
         click.echo(f"error: {_one_line(exc)}", err=True)

@@ -378,3 +378,13 @@ def test_ray_options_from_a_default_map_are_not_refused_without_ray(tmp_path):
     assert "no-images" in str(from_map.exception) or "no-images" in from_map.output  # got as far as the data
     typed = CliRunner().invoke(cli, [*args, "--gpus-per-task", "2"])
     assert typed.exit_code == 2 and "--gpus-per-task applies to Ray tasks" in typed.output
+
+
+def test_usage_errors_are_one_line_and_a_bare_group_shows_its_help():
+    for args, fragment in ((["collect", "--bogus"], "No such option '--bogus'"), (["bogus"], "No such command"),
+                           (["info"], "Missing argument 'ARCH'")):  # fmt: skip
+        result = run_cli(*args)
+        _assert_one_line_error(result, fragment, "--help')")
+        assert result.returncode == 2
+    bare = run_cli("surrogates")
+    assert bare.returncode == 2 and "Usage: accelnas surrogates" in bare.stderr + bare.stdout
