@@ -1,15 +1,27 @@
-"""Shared fixtures: the public Accel-NASBench sample beside the repo (skipped when absent)."""
+"""Shared fixtures: the public Accel-NASBench sample beside the repo (skipped when absent), and the
+benchmark scripts as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tarfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "accel-nasbench"
 ANB_ARCHIVE = SHARED / "anb_dataset_jsons.tar.gz"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
+from conftest import load_benchmark
 
 from accelnas.core.errors import StoreError
 from accelnas.core.merge import merge_stores
@@ -16,8 +16,6 @@ from accelnas.core.records import Measurement
 from accelnas.core.shards import ShardError, parse_shard, select_shard, shard_of
 from accelnas.core.space import sample
 from accelnas.core.store import Store
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _m(value: float) -> Measurement:
@@ -87,9 +85,7 @@ def test_merge_rules_idempotence_and_conflicts(tmp_path):
 
 
 def test_sharded_collect_then_merge_cli(tmp_path):
-    spec = importlib.util.spec_from_file_location("stress_resume", ROOT / "benchmarks" / "stress_resume.py")
-    stress = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stress)
+    stress = load_benchmark("stress_resume")
     site = stress.install_plugin(tmp_path)
     ledger = tmp_path / "ledger.jsonl"
     env = stress.plugin_env(site, ledger)

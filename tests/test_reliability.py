@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
+from conftest import load_benchmark
 
 from accelnas.core.campaign import run_campaign
 from accelnas.core.isolation import IsolatedExecutor
@@ -25,15 +26,11 @@ from accelnas.core.retry import RetryPolicy
 from accelnas.core.space import sample
 from accelnas.core.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = MeasureSettings(input_size=32, precision=0.5, max_seconds=0.05, warmup_seconds=0.01)
 
 
 def _stress_module():
-    spec = importlib.util.spec_from_file_location("stress_resume", ROOT / "benchmarks" / "stress_resume.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("stress_resume")
 
 
 stress = _stress_module()

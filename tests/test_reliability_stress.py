@@ -5,17 +5,13 @@ The same harness as benchmarks/stress_resume.py (which repeats it >= 20 times); 
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 def test_random_sigkills_then_resume(tmp_path):
-    spec = importlib.util.spec_from_file_location("stress_resume", ROOT / "benchmarks" / "stress_resume.py")
-    stress = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stress)
+    stress = load_benchmark("stress_resume")
     repeats = 4 if os.environ.get("CI") else 6
     figures = stress.run_stress(tmp_path, repeats=repeats, num=8, seed=11, rng_seed=1)
     assert figures["sigkills"] + figures["completed_rounds"] >= repeats

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from conftest import load_benchmark
 
 from accelnas.core.model import count_macs
 from accelnas.core.space import sample
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_efficiency.py"
-
 
 def _load():
-    spec = importlib.util.spec_from_file_location("sample_efficiency", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("sample_efficiency")
 
 
 def test_default_fit_weights_rows_by_their_measurement_noise():

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from accelnas.core.model import count_macs
 from accelnas.core.space import sample
 from accelnas.surrogates.anb_dataset import PERF_KEYS
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "surrogate_fidelity.py"
-
 
 def _load():
-    spec = importlib.util.spec_from_file_location("surrogate_fidelity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("surrogate_fidelity")
 
 
 def _write_records(directory: Path, archs, first_number: int, drop_latency: bool = False) -> None:
