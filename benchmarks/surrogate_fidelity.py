@@ -87,6 +87,12 @@ def _train_and_test(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFram
     return train, test
 
 
+def _row(name: str, measured: str, n: int, family: str = "-", drift: str = "-", met: str = "-") -> tuple[Any, ...]:
+    """One line of the printed table."""
+    goal_tau, goal_r2 = GOALS[name]
+    return (name, PAPER.get(name, "> 0.9 / > 0.98"), f"{goal_tau:.3f} / {goal_r2:.3f}", measured, n, family, drift, met)
+
+
 def _measure(
     chosen: dict[str, tuple[str, str]], train: pd.DataFrame, test: pd.DataFrame, seed: int
 ) -> tuple[dict[str, dict[str, Any]], list[tuple[Any, ...]], float]:
@@ -96,11 +102,9 @@ def _measure(
     start = time.perf_counter()
     for name, (target, metric) in chosen.items():
         part = test[(test["target"] == target) & (test["metric"] == metric)]
-        goal_tau, goal_r2 = GOALS[name]
         if len(part) < 2:  # nothing to rank: reported, not fitted
             results[name] = {"r2": None, "kendall_tau": None, "n_test": len(part)}
-            rows.append((name, PAPER.get(name, "> 0.9 / > 0.98"), f"{goal_tau:.3f} / {goal_r2:.3f}",
-                         "n/a (under 2 test rows)", len(part), "-", "-", "-"))  # fmt: skip
+            rows.append(_row(name, "n/a (under 2 test rows)", len(part)))
             continue
         recipe = recipe_for(target, metric)
         t0 = time.perf_counter()
@@ -116,8 +120,7 @@ def _measure(
             )
         except AccelnasError as exc:  # e.g. too few training rows: this target only
             results[name] = {"r2": None, "kendall_tau": None, "n_test": len(part), "error": first_line(exc)}
-            rows.append((name, PAPER.get(name, "> 0.9 / > 0.98"), f"{goal_tau:.3f} / {goal_r2:.3f}",
-                         "n/a (not fitted)", len(part), "-", "-", "-"))  # fmt: skip
+            rows.append(_row(name, "n/a (not fitted)", len(part)))
             print(f"{name}: not fitted: {first_line(exc)}", file=sys.stderr)
             continue
         archs = [Architecture.from_config(r) for r in part[list(FEATURE_NAMES)].to_dict("records")]
@@ -129,10 +132,10 @@ def _measure(
                          "within_5pct": m["within_5pct"], "n_test": m["n"], "family": family,
                          "label_drift_share": drift_share,
                          "fit_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        goal_tau, goal_r2 = GOALS[name]
         ok = "yes" if m["kendall_tau"] >= goal_tau and m["r2"] >= goal_r2 else "no"
         shown = "-" if drift_share is None else f"{drift_share:+.2f}"
-        rows.append((name, PAPER.get(name, "> 0.9 / > 0.98"), f"{goal_tau:.3f} / {goal_r2:.3f}",
-                     f"{m['kendall_tau']:.4f} / {m['r2']:.4f}", m["n"], family, shown, ok))  # fmt: skip
+        rows.append(_row(name, f"{m['kendall_tau']:.4f} / {m['r2']:.4f}", m["n"], family, shown, ok))
     return results, rows, time.perf_counter() - start
 
 
