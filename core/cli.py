@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from accelnas.core.cli_options import SEED, parse_options
 from accelnas.core.errors import AccelnasError, InvalidArchitectureError, InvalidArgumentError
 
 DEFAULT_TARGET = "cpu/onnxruntime"
@@ -29,24 +30,6 @@ def _settings(**kwargs: Any):
         return MeasureSettings(**{k: v for k, v in kwargs.items() if v is not None})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-
-
-def _options(texts: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """``KEY=VALUE`` pairs as sorted settings options; values read as JSON when they parse (1, true)."""
-    parsed: dict[str, Any] = {}
-    for text in texts:
-        key, sep, raw = text.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {text!r}", param_hint="--option")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        if isinstance(value, (list, dict)):
-            value = raw
-        parsed[key] = value
-    return tuple(sorted(parsed.items()))
 
 
 def _arch_list(texts: tuple[str, ...]):
@@ -132,7 +115,7 @@ def info(arch: str, input_size: int, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--num", type=click.IntRange(min=1), default=5, show_default=True, help="How many architectures.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def sample(num: int, seed: int) -> None:
     """Print seeded random architecture ids, one per line."""
     from accelnas.core.space import iter_sample
@@ -192,7 +175,7 @@ def targets(as_json: bool) -> None:
 @cli.command()
 @click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True, help="device/backend.")
 @click.option("--num", type=int, default=None, help="Random architectures to measure (with --seed).")
-@click.option("--seed", default=0, show_default=True, help="Sampling seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed.")
 @click.option("--arch", "arch_texts", multiple=True, help="Measure this architecture (repeatable; also b0).")
 @click.option("--input-size", type=int, default=224, show_default=True, help="Input resolution.")
 @click.option("--batch-size", type=int, default=None, help="Throughput batch size [target default].")
@@ -331,7 +314,7 @@ def collect(
         max_seconds=max_seconds,
         warmup_seconds=warmup_seconds,
         threads=threads,
-        options=_options(option_texts),
+        options=parse_options(option_texts),
     )
     registry = _registry()
     target = registry.target(target_name, require_available=executor == "local")
@@ -471,7 +454,7 @@ def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | Non
 )
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Held-out share for the metrics.")  # fmt: skip
-@click.option("--seed", default=0, show_default=True, help="Split and model seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Split and model seed.")
 @click.option(
     "--plot",
     "plot_path",
@@ -629,7 +612,7 @@ def surrogates() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="Held-out share for the reported metrics.")  # fmt: skip
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--ensemble", type=click.IntRange(1, 100), default=None, help="Seed-ensemble size, 1-100 [recipe].")
 @click.option("--family", default=None, callback=_check_family,
               help="Force one family (auto, xgboost, lightgbm, gp, ...) [recipe].")  # fmt: skip
@@ -716,7 +699,7 @@ def surrogates_build(
 @click.option("--num", default=60, show_default=True, help="Architectures to measure (EfficientNet-B0 + random).")
 @click.option("--input-size", type=click.IntRange(16, 1024), default=64, show_default=True,
               help="Input resolution (small, for speed).")  # fmt: skip
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True)
 def demo(out_dir: Path, num: int, input_size: int, seed: int, target_name: str) -> None:
     """Measure, store, export, fit and report end to end on this machine's CPU (a few minutes)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,8 @@ COLUMNS: tuple[str, ...] = (
     "sequence",
 )
 REQUIRED: tuple[str, ...] = ("arch_id", *FEATURE_NAMES, "target", "metric", "value")
+# read from CSV as text even when they look like numbers (a settings key may be all digits)
+TEXT_COLUMNS: tuple[str, ...] = ("arch_id", "target", "metric", "unit", "settings_key", "source")
 
 
 def from_store(store: Store, target: str | None = None) -> pd.DataFrame:
@@ -72,9 +75,19 @@ def file_stem(target: str) -> str:
     return target.replace("/", "__")
 
 
+def check_file_stems(targets: Iterable[str]) -> None:
+    """Raise :class:`DatasetError` if two targets would write to one file name (``a_/b`` and ``a/_b``)."""
+    seen: dict[str, str] = {}
+    for target in targets:
+        other = seen.setdefault(file_stem(target), target)
+        if other != target:
+            raise DatasetError(f"targets {other!r} and {target!r} share the file name {file_stem(target)!r}")
+
+
 def write(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Write one Parquet and one CSV file per target under ``out_dir``; return the paths."""
     out = Path(out_dir)
+    check_file_stems(str(t) for t in frame["target"].unique())
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for target, part in frame.groupby("target", sort=True):
@@ -109,7 +122,7 @@ def read_table(path: str | Path, what: str = "dataset") -> pd.DataFrame:
         if parquet:
             return pd.read_parquet(path)
         _check_csv_rows(path, what)
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
     except DatasetError:
         raise
     except Exception as exc:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from accelnas.core.cli_options import SEED, parse_options
 from accelnas.search.objectives import MNASNET_W
 
 
@@ -30,7 +31,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option(
     "--seeds", "num_seeds", default=1, show_default=True, help="Runs per optimizer (seeds SEED, SEED+1, ...)."
 )
-@click.option("--seed", default=0, show_default=True, help="First seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="First seed.")
 @click.option("--constraint", "constraints", multiple=True, help="e.g. latency@zcu102<=5 (repeatable).")
 @click.option(
     "--reward", default=None,
@@ -80,6 +81,9 @@ def search(
     if num_seeds < 1:
         raise click.UsageError("--seeds must be >= 1")
     names = _split(optimizers) or ["nsga2"]
+    repeated = [name for i, name in enumerate(names) if name in names[:i]]
+    if repeated:
+        raise click.UsageError(f"--optimizer names {repeated[0]!r} twice (more runs of one optimizer: --seeds)")
     problem = SearchProblem(
         Benchmark.load(benchmark_dir),
         parse_objectives(objectives),
@@ -166,6 +170,10 @@ def _echo_outcome(outcome) -> None:
 @click.option("--warmup-seconds", type=float, default=5.0, show_default=True, help="Warm-up budget.")
 @click.option("--threads", type=int, default=None, help="Intra-op threads [physical cores].")
 @click.option(
+    "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
+    help="Backend option of the target (repeatable), e.g. precision=fp32; as for collect.",
+)  # fmt: skip
+@click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Where verify.json/.csv/.png go [the front file's directory].",
 )  # fmt: skip
@@ -185,6 +193,7 @@ def verify(
     max_seconds: float,
     warmup_seconds: float,
     threads: int | None,
+    option_texts: tuple[str, ...],
     out_dir: Path | None,
 ) -> None:
     """Measure the architectures of a front on a target and report predicted vs measured (τ, error).
@@ -211,7 +220,7 @@ def verify(
     try:
         settings = MeasureSettings(
             input_size=input_size, batch_size=batch_size, precision=precision, max_seconds=max_seconds,
-            warmup_seconds=warmup_seconds, threads=threads,
+            warmup_seconds=warmup_seconds, threads=threads, options=parse_options(option_texts),
         )  # fmt: skip
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -229,6 +238,7 @@ def verify(
         source = v.from_front_column(frame, objective, target_of)
     registry = load_registry()
     target = registry.target(target_name)
+    target.check_options(settings)
     click.echo(
         f"verifying {len(archs)} architectures of {front_csv} on {target.name} ({source.metric}, "
         f"{input_size}x{input_size}) against {source.label}; store: {db_path}",

@@ -10,6 +10,7 @@ entries are counted with their reasons and skipped, never silently dropped.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ import os
 import re
 import tarfile
 import urllib.request
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -85,24 +87,56 @@ def default_cache_dir() -> Path:
 
 
 def fetch(url: str = ANB_URL, cache_dir: Path | None = None, timeout: float = 120) -> Path:
-    """Download ``url`` into the cache once (atomic rename); return the local path."""
+    """Download ``url`` into the cache once (atomic rename); return the local path.
+
+    A download shorter than its announced length, or an archive that does not read to its end, is
+    discarded rather than cached; a damaged archive already in the cache is downloaded again.
+    """
     cache = Path(cache_dir or default_cache_dir())
     cache.mkdir(parents=True, exist_ok=True)
     name = Path(url.split("?")[0]).name or "download"
     path = cache / f"{sha256(url.encode()).hexdigest()[:12]}-{name}"
     if path.is_file() and path.stat().st_size > 0:
-        return path
+        problem = _archive_problem(path)
+        if problem is None:
+            return path
+        log.warning("cached download %s is damaged (%s); downloading it again", path, problem)
+        path.unlink()
     partial = path.with_suffix(path.suffix + ".part")
     log.info("downloading %s to %s", url, path)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as out:
+            expected = response.headers.get("Content-Length")
+            received = 0
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-    except OSError as exc:
+                received += len(chunk)
+        if expected is not None and expected.isdigit() and received != int(expected):
+            raise DatasetError(f"cannot download {url}: the connection ended after {received} of {expected} bytes")
+        problem = _archive_problem(partial)
+        if problem is not None:
+            raise DatasetError(f"cannot download {url}: the file received is {problem}")
+    except (OSError, http.client.HTTPException) as exc:
         partial.unlink(missing_ok=True)
-        raise DatasetError(f"cannot download {url}: {exc}") from None
+        raise DatasetError(f"cannot download {url}: {exc or type(exc).__name__}") from None
+    except DatasetError:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(path)
     return path
+
+
+def _archive_problem(path: Path) -> str | None:
+    """Why a downloaded tar archive cannot be read to its end, or ``None`` (also for other files)."""
+    if not path.name.removesuffix(".part").endswith(ARCHIVE_SUFFIXES):
+        return None
+    try:
+        with tarfile.open(path) as tar:
+            for _ in tar:
+                pass
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        return f"not a complete tar archive ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    return None
 
 
 def _record_number(name: str) -> int | None:

@@ -165,8 +165,8 @@ def load(path: str | Path) -> SurrogateArtifact:
         files[name] = data
     try:
         model = models.from_state(state, files)
-    except SurrogateError:
-        raise
+    except SurrogateError as exc:
+        raise SurrogateError(f"{meta_path}: {exc}") from None
     except KeyError as exc:
         missing = str(exc.args[0]) if exc.args else "?"
         if _SAFE_NAME.match(missing) and "." in missing:  # a native model file the state names

@@ -31,7 +31,8 @@ class Prediction:
 
 
 def _index_paths(meta: object, index: Path) -> list[str]:
-    """The surrogate directories a ``benchmark.json`` lists; :class:`SurrogateError` naming a malformed field."""
+    """The surrogate directories a ``benchmark.json`` lists; :class:`SurrogateError` naming a malformed field
+    or a path that leads outside the benchmark's directory (``..``, absolute, or through a link)."""
     if not isinstance(meta, dict):
         raise SurrogateError(f"corrupt benchmark index {index}: not a JSON object")
     if "surrogates" not in meta:
@@ -44,6 +45,11 @@ def _index_paths(meta: object, index: Path) -> list[str]:
         path = entry.get("path") if isinstance(entry, dict) else None
         if not isinstance(path, str) or not path:
             raise SurrogateError(f"corrupt benchmark index {index}: surrogates[{i}] has no 'path' string")
+        root = index.parent.resolve()
+        if not (index.parent / path).resolve().is_relative_to(root):
+            raise SurrogateError(
+                f"corrupt benchmark index {index}: surrogates[{i}] path {path!r} leads outside {index.parent}"
+            )
         paths.append(path)
     return paths
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from accelnas.core.dataset import file_stem
+from accelnas.core.dataset import check_file_stems, file_stem
 from accelnas.surrogates import artifact
 from accelnas.surrogates.fit import fit_surrogate
 from accelnas.surrogates.models import family_name
@@ -63,6 +63,7 @@ def build_all(
              "fitted_on": "all" if refit_all else "train", "created": created}  # fmt: skip
     start = time.perf_counter()
     todo = targets or pairs(frame)
+    check_file_stems(target for target, _ in todo)
     for i, (target, metric) in enumerate(todo, 1):
         recipe = recipe_for(target, metric)
         if family is not None:

@@ -123,6 +123,49 @@ def test_archive_and_url_with_cache(records_dir, tmp_path):
         server.shutdown()
 
 
+def test_cut_downloads_are_not_cached(records_dir, tmp_path):
+    archive = tmp_path / "anb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(records_dir, arcname="anb_dataset_jsons")
+    data = archive.read_bytes()
+    served = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        """Sends half the archive: announcing its full length (``?announced``) or not (``?unsized``)."""
+
+        def do_GET(self):
+            served.append(self.path)
+            whole = self.path.endswith("?whole")
+            self.send_response(200)
+            if not self.path.endswith("?unsized"):
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data if whole else data[: len(data) // 2])
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cache = tmp_path / "cache"
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(DatasetError, match=rf"ended after {len(data) // 2} of {len(data)} bytes"):
+            fetch(f"{base}/anb.tar.gz?announced", cache)
+        with pytest.raises(DatasetError, match="not a complete tar archive"):
+            fetch(f"{base}/anb.tar.gz?unsized", cache)
+        assert not list(cache.iterdir())  # nothing cached, no partial file left
+        # a damaged archive already in the cache is downloaded again
+        url = f"{base}/anb.tar.gz?whole"
+        cached = fetch(url, cache)
+        cached.write_bytes(data[: len(data) // 2])
+        assert fetch(url, cache).read_bytes() == data and served.count("/anb.tar.gz?whole") == 2
+        assert fetch(url, cache) == cached and served.count("/anb.tar.gz?whole") == 2
+    finally:
+        server.shutdown()
+
+
 def test_unusable_sources(tmp_path):
     with pytest.raises(DatasetError, match="not found"):
         import_anb(tmp_path / "nothing.tar.gz")

@@ -1,6 +1,7 @@
 """Building a benchmark directory and querying it, from Python and the command line."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -90,6 +91,24 @@ def test_a_damaged_surrogate_fails_only_the_queries_that_use_it(bench_dir, tmp_p
     assert queried.returncode == 0 and "images/s" in queried.stdout, queried.stderr
     broken = run_cli("query", "b0", "--benchmark", str(copy), "--device", "dev", "--metric", "latency")
     assert broken.returncode == 1 and broken.stderr.count("\n") == 1 and str(damaged) in broken.stderr
+
+
+def test_index_paths_must_stay_inside_the_benchmark(bench_dir, tmp_path):
+    copy = tmp_path / "bench"
+    shutil.copytree(bench_dir, copy)
+    index = json.loads((copy / "benchmark.json").read_text())
+    moved = copy / index["surrogates"][0]["path"]
+    outside = tmp_path / "outside"
+    shutil.move(moved, outside)
+    os.symlink(outside, moved)
+    for path in ("../outside", str(outside), index["surrogates"][0]["path"]):  # parent, absolute, a link
+        index["surrogates"][0]["path"] = path
+        (copy / "benchmark.json").write_text(json.dumps(index))
+        with pytest.raises(SurrogateError, match=rf"surrogates\[0\] path .* leads outside {copy}"):
+            Benchmark.load(copy)
+    moved.unlink()
+    shutil.move(outside, moved)
+    assert Benchmark.load(copy).pairs() == [("dev/sim", "latency"), ("dev/sim", "throughput")]
 
 
 def test_find_by_device_or_metric(bench_dir):

@@ -220,15 +220,15 @@ def test_bad_settings_are_usage_errors(tmp_path):
 
 
 def test_option_values_parse_as_json_else_text():
-    from accelnas.core.cli import _options
+    from accelnas.core.cli_options import parse_options
 
-    assert _options(("precision=fp32", "count=8", "cuda_graphs=true", "devices=all", "count=16")) == (
+    assert parse_options(("precision=fp32", "count=8", "cuda_graphs=true", "devices=all", "count=16")) == (
         ("count", 16),
         ("cuda_graphs", True),
         ("devices", "all"),
         ("precision", "fp32"),
     )
-    assert _options(("shape=[1, 2]",)) == (("shape", "[1, 2]"),)
+    assert parse_options(("shape=[1, 2]",)) == (("shape", "[1, 2]"),)
 
 
 def test_bad_option_is_a_usage_error(tmp_path):

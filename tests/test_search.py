@@ -296,6 +296,8 @@ def test_search_cli_errors_are_one_line(tmp_path, bench_dir):
     cases = [
         (("--objectives", "accuracy,throughput@zcu102"), "no surrogate for zcu102:throughput"),
         (("--objectives", "accuracy", "--optimizer", "annealing"), "unknown optimizer 'annealing'"),
+        (("--objectives", "accuracy", "--optimizer", "nsga2,random,nsga2"), "--optimizer names 'nsga2' twice"),
+        (("--objectives", "accuracy", "--seed", "-3"), "Invalid value for '--seed'"),
     ]
     for args, fragment in cases:
         result = run_cli(*base, *args)

@@ -2,6 +2,7 @@
 
 import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -86,6 +87,14 @@ def test_verify_measures_stores_and_compares(front_dir, tmp_path):
     assert report["statistics"]["median_relative_error"] == pytest.approx(float(np.median(np.abs(pred - meas) / meas)))
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2
+    # a backend option, as for collect: other settings, so measured again and stored beside the others
+    basic = run_cli(*args, "--surrogate", str(surrogate), "--option", "graph_optimization=basic", "--out", str(out))
+    assert basic.returncode == 0, basic.stderr
+    with sqlite3.connect(db) as conn:
+        keys = conn.execute("SELECT settings_key, COUNT(*) FROM results GROUP BY settings_key").fetchall()
+        assert sorted(n for _, n in keys) == [2, 2]
+        settings = [json.loads(row[0]) for row in conn.execute("SELECT DISTINCT settings FROM results")]
+    assert sorted(dict(s["options"]).get("graph_optimization", "all") for s in settings) == ["all", "basic"]
 
 
 def test_verify_bad_input_is_one_line(front_dir, tmp_path):
@@ -93,6 +102,9 @@ def test_verify_bad_input_is_one_line(front_dir, tmp_path):
     front = str(front_dir / "front.csv")
     _one_line_error(run_cli("verify", front, "--db", db, "--against", "accuracy"), "accuracy cannot be measured")
     _one_line_error(run_cli("verify", front, "--db", db, "--against", "throughput@zcu102"), "no column")
+    unknown = run_cli("verify", front, "--db", db, "--against", "throughput@dev", "--option", "fusion=1")
+    _one_line_error(unknown, "target cpu/onnxruntime has no option 'fusion'")
+    assert unknown.returncode == 2 and not Path(db).exists()
     _one_line_error(
         run_cli("verify", front, "--db", db, "--against", "throughput@dev", "--target", "gpu/none"),
         "unknown target 'gpu/none'",

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accelnas.core.dataset import COLUMNS, read, select, validate
+from accelnas.core.dataset import COLUMNS, file_stem, read, select, validate, write
 from accelnas.core.errors import DatasetError, SurrogateError
 from accelnas.core.model import count_macs
 from accelnas.core.space import EFFICIENTNET_B0, parse_architecture, sample
@@ -201,6 +201,24 @@ def test_cut_off_csv_is_refused(tmp_path):
     path.write_text(text[: text.rindex(",")])  # the last row loses its last field
     with pytest.raises(DatasetError, match=r"line 6 has \d+ fields, the header \d+"):
         read(path)
+
+
+def test_csv_keeps_text_columns_that_look_like_numbers(tmp_path):
+    frame = _frame(6)
+    frame["settings_key"] = ["0123456789012345", "1234567e89012345", "e10", "1e5", "00", "abc"]
+    frame["source"] = "007"
+    write(frame, tmp_path)
+    back = read(tmp_path / f"{file_stem(frame['target'][0])}.csv")
+    assert back["settings_key"].tolist() == frame["settings_key"].tolist() and set(back["source"]) == {"007"}
+    parquet = read(tmp_path / f"{file_stem(frame['target'][0])}.parquet")
+    assert parquet["settings_key"].tolist() == back["settings_key"].tolist()
+
+
+def test_targets_sharing_a_file_name_are_refused(tmp_path):
+    frame = pd.concat([_frame(3).assign(target="a_/b"), _frame(3).assign(target="a/_b")], ignore_index=True)
+    with pytest.raises(DatasetError, match="targets 'a_/b' and 'a/_b' share the file name 'a___b'"):
+        write(frame, tmp_path)
+    assert not list(tmp_path.iterdir())
 
 
 def test_noise_weights():

@@ -48,6 +48,8 @@ def test_train_errors_are_one_line(tmp_path):
     assert result.returncode == 1 and result.stderr.startswith("error: unknown dataset")
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--threads", "1", "--db", str(tmp_path / "x.db"))
     assert ray.returncode == 2 and "Ray tasks take --cpus-per-task" in ray.stderr and not (tmp_path / "x.db").exists()
+    workers = run_cli("train", "--arch", "b0", "--workers", "-1", "--db", str(tmp_path / "x.db"))
+    assert workers.returncode == 2 and "'--workers'" in workers.stderr and not (tmp_path / "x.db").exists()
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
 

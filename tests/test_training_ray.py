@@ -45,3 +45,14 @@ def test_unreachable_cluster_is_a_one_line_error(tmp_path):
     with Store(tmp_path / "ray.sqlite") as store, pytest.raises(AccelnasError, match="cannot reach the Ray cluster"):
         run_ray_accuracy_campaign(ARCHS, from_dict(TINY), "digits", store, image_size=16, gpus_per_task=0,
                                   cpus_per_task=1, workers=0, address=f"127.0.0.1:{port}")  # fmt: skip
+
+
+def test_a_task_no_node_can_run_is_an_error_not_a_wait(tmp_path):
+    from accelnas.core.errors import AccelnasError
+    from accelnas.training.ray_campaign import run_ray_accuracy_campaign
+
+    with Store(tmp_path / "ray.sqlite") as store:
+        with pytest.raises(AccelnasError, match=r"no Ray node offers 1000 GPU\(s\) and 1 CPU\(s\) per task"):
+            run_ray_accuracy_campaign(ARCHS, from_dict(TINY), "digits", store, image_size=16, gpus_per_task=1000,
+                                      cpus_per_task=1, workers=0)  # fmt: skip
+        assert store.results() == []  # nothing recorded, nothing failed

@@ -42,6 +42,8 @@ def test_scalar_resolution_and_ints_become_floats():
     ("change", "message"),
     [
         ({"epochs": 0}, "epochs must be an integer"),
+        ({"seed": -1}, r"seed must be an integer in 0\.\.2147483647, got -1"),
+        ({"seed": 1.5}, "seed must be an integer"),
         ({"optimizer": "adam"}, "optimizer 'adam' is not one of"),
         ({"schedule": "linear"}, "schedule 'linear'"),
         ({"resolution": [[1, 32]]}, "must start at epoch 0"),
@@ -128,3 +130,15 @@ def test_proxy_space_candidates_skip_invalid_combinations():
 def test_bad_proxy_spaces(data, message):
     with pytest.raises(RecipeError, match=message):
         space_from_dict(data).candidates()
+
+
+def test_a_relative_base_is_found_beside_the_space_file(tmp_path, monkeypatch):
+    folder = tmp_path / "spaces"
+    folder.mkdir()
+    (folder / "fast.yaml").write_text("name: fast\nepochs: 3\n")
+    (folder / "space.yaml").write_text("base: fast.yaml\naxes:\n  epochs: [1, 2]\n")
+    monkeypatch.chdir(tmp_path)  # not the space file's folder
+    space = load_space(folder / "space.yaml")
+    assert space.base.name == "fast" and [c.recipe.epochs for c in space.candidates()] == [1, 2]
+    (folder / "space.yaml").write_text("base: digits-reference\naxes:\n  epochs: [1, 2]\n")
+    assert load_space(folder / "space.yaml").base.name == "digits-reference"  # built-in names still work

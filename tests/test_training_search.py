@@ -100,6 +100,25 @@ def test_cpu_cost_model_and_unreachable_threshold():
         ps.run_strategies(["grid"], space, ARCHS, {ARCHS[0].id: 1.0}, evaluator, 0.5)
 
 
+def test_a_candidate_whose_runs_failed_is_not_chosen(caplog):
+    """The cheapest candidate ranks perfectly on the two architectures it trained; the runs on the
+    others failed, so its τ does not speak for them and a complete candidate is chosen."""
+    space = _space()
+    reference, evaluator = _table(space)
+    cheapest = min(space.candidates(), key=lambda c: c.recipe.epochs * c.recipe.resolution[0][1])
+    evaluator.table[cheapest.recipe.key()] = {
+        a.id: Evaluation(a.id, reference[a.id], 90.0, 0.1, 0.1 / 3600, cpu_seconds=0.1) for a in ARCHS[:2]
+    }
+    with caplog.at_level("WARNING", logger="accelnas.training.proxy_search"):
+        grid, halving = ps.run_strategies(["grid", "halving"], space, ARCHS, reference, evaluator, 0.5)
+    for result in (grid, halving):
+        assert result.chosen is not None and result.chosen.name != cheapest.name
+        assert result.chosen.n_archs == len(ARCHS) and cheapest.name not in {s.name for s in result.front}
+    assert f"candidate {cheapest.name} has results on 2 of {len(ARCHS)} architectures" in caplog.text
+    assert cheapest.name in {s.name for s in grid.final}  # still reported, with its n_archs
+    assert cheapest.name not in {s.name for s in halving.final}  # ranked last in the first rung
+
+
 def test_read_reference_files(tmp_path):
     ids = [a.id for a in ARCHS[:4]]
     simple = tmp_path / "ref.csv"
@@ -109,6 +128,10 @@ def test_read_reference_files(tmp_path):
     pd.DataFrame({"arch_id": ["1-2-3"], "accuracy": [1.0]}).to_csv(bad, index=False)
     with pytest.raises(DatasetError, match="row 0"):
         ps.read_reference(bad)
+    repeated = tmp_path / "repeated.csv"
+    pd.DataFrame({"arch_id": [*ids, ids[1]], "top1": [70.0, 71.5, 69.0, 72.0, 10.0]}).to_csv(repeated, index=False)
+    with pytest.raises(DatasetError, match=f"row 4: architecture {ids[1]} has an accuracy in an earlier row"):
+        ps.read_reference(repeated)
     nocol = tmp_path / "nocol.csv"
     pd.DataFrame({"arch": ids}).to_csv(nocol, index=False)
     with pytest.raises(DatasetError, match="needs an arch_id column"):

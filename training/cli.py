@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from accelnas.core.cli_options import SEED
+
 DB_OPTION = click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
     help="Campaign store (SQLite); created if missing, resumed if present.",
@@ -67,8 +69,8 @@ def _data_options(f):
 
 
 def _arch_options(f):
-    f = click.option("--seed", default=0, show_default=True, help="Architecture sampling seed.")(f)
-    f = click.option("--num", type=int, default=None, help="Random architectures (with --seed).")(f)
+    f = click.option("--seed", type=SEED, default=0, show_default=True, help="Architecture sampling seed.")(f)
+    f = click.option("--num", type=click.IntRange(min=1), default=None, help="Random architectures (with --seed).")(f)
     f = click.option("--arch", "arch_texts", multiple=True, help="Architecture id, b0 or JSON (repeatable).")(f)
     return f
 
@@ -83,7 +85,8 @@ def _arch_options(f):
 @DB_OPTION
 @THREADS_OPTION
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda (torchrun: one GPU per rank).")
-@click.option("--workers", default=4, show_default=True, help="DataLoader workers per rank for image folders.")
+@click.option("--workers", type=click.IntRange(min=0), default=4, show_default=True,
+              help="DataLoader workers per rank for image folders.")  # fmt: skip
 @click.option("--no-retry-failed", is_flag=True, help="Leave stored failures alone.")
 @click.option("--ray", "ray_address", default=None,
               help="Train one architecture per Ray task on this cluster (auto, host:port, or 'local').")  # fmt: skip
@@ -111,7 +114,7 @@ def train(
 ) -> None:
     """Train architectures under a recipe; store top-1/top-5, wall time and device-hours as accuracy results.
 
-    Resumable like `collect`. Under torchrun (`torchrun --nproc-per-node N -m accelnas.core.cli train ...`)
+    Resumable like `collect`. Under torchrun (`torchrun --nproc-per-node N -m accelnas.core.cli -- train ...`)
     each architecture is trained with DistributedDataParallel over all ranks; rank 0 writes the store.
     """
     from accelnas.core.store import Store
@@ -209,7 +212,8 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
 @click.option("--cost", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Run cost: wall-clock seconds or process CPU seconds (steadier on busy hosts).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--workers", default=4, show_default=True, help="DataLoader workers for image folders.")
+@click.option("--workers", type=click.IntRange(min=0), default=4, show_default=True,
+              help="DataLoader workers for image folders.")  # fmt: skip
 def proxy_search(
     space_source: str,
     reference_source: str | None,

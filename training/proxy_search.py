@@ -138,14 +138,17 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def space_from_dict(data: Any, where: str = "proxy space") -> ProxySpace:
-    """``{base: <recipe name, path or mapping>, axes: {field: [values...]}}``."""
+def space_from_dict(data: Any, where: str = "proxy space", folder: Path | None = None) -> ProxySpace:
+    """``{base: <recipe name, path or mapping>, axes: {field: [values...]}}``; a relative ``base``
+    path is looked up in ``folder`` (the space file's) first."""
     if not isinstance(data, dict) or "axes" not in data:
         raise RecipeError(f"{where}: a proxy space is a mapping with 'base' and 'axes'")
     unknown = sorted(set(data) - {"base", "axes", "description"})
     if unknown:
         raise RecipeError(f"{where}: unknown key {unknown[0]!r} (known: axes, base, description)")
     base_spec = data.get("base", {})
+    if isinstance(base_spec, str) and folder is not None and (folder / base_spec).is_file():
+        base_spec = str(folder / base_spec)
     base = from_dict(base_spec, where=f"{where}: base") if isinstance(base_spec, dict) else load_recipe(str(base_spec))
     axes = data["axes"]
     if not isinstance(axes, dict) or not axes:
@@ -164,7 +167,8 @@ def space_from_dict(data: Any, where: str = "proxy space") -> ProxySpace:
 def load_space(source: str | Path) -> ProxySpace:
     """A proxy space from a YAML file or a built-in name (e.g. ``digits-proxy-space``)."""
     data, where = read_yaml(source, kind="proxy space")
-    return space_from_dict(data, where)
+    path = Path(source)
+    return space_from_dict(data, where, folder=path.parent if path.is_file() else None)
 
 
 # -- evaluating recipes -------------------------------------------------------------------------------
@@ -281,9 +285,16 @@ class SearchResult:
     front: list[CandidateScore] = field(default_factory=list)
 
     def finish(self) -> SearchResult:
-        self.front = [self.final[i] for i in pareto_front([s.seconds_per_arch for s in self.final],
-                                                           [s.tau for s in self.final])]  # fmt: skip
-        feasible = [s for s in self.final if math.isfinite(s.tau) and s.tau >= self.threshold]
+        """Front and choice among the candidates with a result on every architecture: one whose runs
+        failed on some has a τ over fewer architectures, which does not compare with the others'."""
+        complete = [s for s in self.final if s.n_archs == self.n_archs]
+        for s in self.final:
+            if s.n_archs < self.n_archs:
+                log.warning("candidate %s has results on %d of %d architectures (the other runs failed); "
+                            "it is neither chosen nor on the front", s.name, s.n_archs, self.n_archs)  # fmt: skip
+        self.front = [complete[i] for i in pareto_front([s.seconds_per_arch for s in complete],
+                                                         [s.tau for s in complete])]  # fmt: skip
+        feasible = [s for s in complete if math.isfinite(s.tau) and s.tau >= self.threshold]
         self.chosen = min(feasible, key=lambda s: (s.seconds_per_arch, -s.tau)) if feasible else None
         return self
 
@@ -334,8 +345,11 @@ def grid_search(candidates: Sequence[Candidate], archs: Sequence[Architecture], 
     return SearchResult("grid", threshold, len(archs), scores, list(scores), ledger).finish()
 
 
-def _halving_key(s: CandidateScore, threshold: float) -> tuple:
+def _halving_key(s: CandidateScore, threshold: float, size: int) -> tuple:
+    """Rank of a candidate in a rung: τ ≥ threshold by cost, then by τ; runs that failed rank it last."""
     tau = s.tau if math.isfinite(s.tau) else -2.0
+    if s.n_archs < size:
+        return (2, -s.n_archs, -tau)
     return (0, s.seconds_per_arch, -tau) if tau >= threshold else (1, -tau, s.seconds_per_arch)
 
 
@@ -367,7 +381,7 @@ def successive_halving(candidates: Sequence[Candidate], archs: Sequence[Architec
             final = rung_scores
             break
         keep = max(1, math.ceil(len(alive) / eta))
-        ranked = sorted(zip(rung_scores, alive, strict=True), key=lambda p: _halving_key(p[0], threshold))
+        ranked = sorted(zip(rung_scores, alive, strict=True), key=lambda p: _halving_key(p[0], threshold, size))
         alive = [c for _, c in ranked[:keep]]
     return SearchResult("halving", threshold, n, scores, final, ledger).finish()
 
@@ -468,5 +482,7 @@ def read_reference(path: str | Path) -> dict[str, float]:
             raise DatasetError(f"{path}: row {i}: {exc}") from None
         if not math.isfinite(v):
             raise DatasetError(f"{path}: row {i}: accuracy {value!r} is not a finite number")
+        if arch.id in out:
+            raise DatasetError(f"{path}: row {i}: architecture {arch.id} has an accuracy in an earlier row")
         out[arch.id] = v
     return out

@@ -54,6 +54,25 @@ def train_task(arch_id: str, recipe: dict[str, Any], data_spec: str, image_size:
     return {"measurement": to_measurement(result, r).to_dict()}
 
 
+def _check_task_fits(gpus: float, cpus: float, *, private: bool) -> None:
+    """Some node must offer a task's GPUs and CPUs, or its tasks wait forever: an error on the private
+    node started here, a warning on a cluster (an autoscaler may still add such a node)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(n.get("GPU", 0) >= gpus and n.get("CPU", 0) >= cpus for n in nodes):
+        return
+    largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
+    message = (
+        f"no Ray node offers {gpus:g} GPU(s) and {cpus:g} CPU(s) per task (the largest has "
+        f"{largest.get('GPU', 0):g} GPU(s) and {largest.get('CPU', 0):g} CPU(s)); "
+        "lower --gpus-per-task / --cpus-per-task"
+    )
+    if private:
+        raise AccelnasError(message)
+    log.warning("%s, or the tasks wait until such a node joins", message)
+
+
 def run_ray_accuracy_campaign(
     archs: Sequence[Architecture],
     recipe: Recipe,
@@ -111,6 +130,7 @@ def run_ray_accuracy_campaign(
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise AccelnasError(f"cannot start or reach Ray at {address or 'a local node'}: {exc}") from None
     try:
+        _check_task_fits(gpus_per_task, cpus_per_task, private=owns and address is None)
         remote = ray.remote(train_task).options(num_gpus=gpus_per_task, num_cpus=cpus_per_task,
                                                 max_retries=max_retries, retry_exceptions=False)  # fmt: skip
         refs = {

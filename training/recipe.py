@@ -120,13 +120,12 @@ def _number(value: Any) -> bool:
 
 
 def _validate(r: Recipe) -> None:
-    ints = {"epochs": (1, 10_000), "batch_size": (1, 1 << 20), "bn_recalibration_images": (0, 1 << 30)}
+    ints = {"epochs": (1, 10_000), "batch_size": (1, 1 << 20), "bn_recalibration_images": (0, 1 << 30),
+            "seed": (0, 2**31 - 1)}  # fmt: skip
     for name, (lo, hi) in ints.items():
         value = getattr(r, name)
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise _fail(r, f"{name} must be an integer in {lo}..{hi}, got {value!r}")
-    if not isinstance(r.seed, int) or isinstance(r.seed, bool):
-        raise _fail(r, f"seed must be an integer, got {r.seed!r}")
     if r.optimizer not in OPTIMIZERS:
         raise _fail(r, f"optimizer {r.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
     if r.schedule not in SCHEDULES:

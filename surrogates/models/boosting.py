@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from accelnas.surrogates.models.base import Files, Surrogate
+from accelnas.surrogates.models.tree_checks import check_lightgbm_text, check_xgboost_json
 
 
 class XGBoostSurrogate(Surrogate):
@@ -67,8 +68,10 @@ class XGBoostSurrogate(Surrogate):
     def _load_state(self, data: dict[str, Any], files: Files) -> None:
         import xgboost as xgb
 
+        raw = files[data["model_file"]]
+        check_xgboost_json(raw)
         self.booster_ = xgb.Booster()
-        self.booster_.load_model(bytearray(files[data["model_file"]]))
+        self.booster_.load_model(bytearray(raw))
         self._for_prediction()
 
 
@@ -115,4 +118,6 @@ class LightGBMSurrogate(Surrogate):
     def _load_state(self, data: dict[str, Any], files: Files) -> None:
         import lightgbm as lgb
 
-        self.booster_ = lgb.Booster(model_str=files[data["model_file"]].decode())
+        text = files[data["model_file"]].decode()
+        check_lightgbm_text(text)
+        self.booster_ = lgb.Booster(model_str=text)
