@@ -114,9 +114,15 @@ def test_a_candidate_whose_runs_failed_is_not_chosen(caplog):
     for result in (grid, halving):
         assert result.chosen is not None and result.chosen.name != cheapest.name
         assert result.chosen.n_archs == len(ARCHS) and cheapest.name not in {s.name for s in result.front}
-    assert f"candidate {cheapest.name} has results on 2 of {len(ARCHS)} architectures" in caplog.text
+    assert f"candidate {cheapest.name} has results on 2 of the {len(ARCHS)} architectures other" in caplog.text
     assert cheapest.name in {s.name for s in grid.final}  # still reported, with its n_archs
     assert cheapest.name not in {s.name for s in halving.final}  # ranked last in the first rung
+    # an architecture that fails under every recipe drops out of the comparison instead of excluding all
+    for evaluations in evaluator.table.values():
+        evaluations.pop(ARCHS[-1].id, None)
+    grid = ps.run_strategies(["grid"], space, [*ARCHS, ARCHS[0]], reference, evaluator, 0.5)[0]
+    assert grid.n_archs == len(ARCHS)  # an architecture named twice counts once
+    assert grid.chosen is not None and grid.chosen.n_archs == len(ARCHS) - 1 and grid.front
 
 
 def test_read_reference_files(tmp_path):

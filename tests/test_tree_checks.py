@@ -162,3 +162,12 @@ def test_edited_forest_trees_are_refused(saved, tmp_path, edit, message):
     (directory / "surrogate.json").write_text(json.dumps(meta))
     _resign(directory)
     _refused(directory, r"random forest trees?( 0)?: " + message)
+
+
+@pytest.mark.parametrize("rows", [5, 15])
+def test_lightgbm_models_with_one_leaf_trees_load(tmp_path, rows):
+    """Too few rows to split: LightGBM writes one-leaf trees (with an empty leaf_weight), which load."""
+    model = make("lightgbm", n_estimators=5).fit(ARCHS[:rows], Y[:rows])
+    assert "num_leaves=1\n" in model.booster_.model_to_string()
+    saved = artifact.save(SurrogateArtifact(model, "sim/x", "latency", "ms"), tmp_path / "l")
+    np.testing.assert_allclose(artifact.load(saved).predict(ARCHS[:3]), model.predict(ARCHS[:3]))

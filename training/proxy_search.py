@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from accelnas.core.errors import AccelnasError, DatasetError
-from accelnas.core.space import Architecture
+from accelnas.core.space import Architecture, unique
 from accelnas.training.campaign import Evaluation
 from accelnas.training.ranking import paired_tau, pareto_front
 from accelnas.training.recipe import Recipe, RecipeError, from_dict, load_recipe, read_yaml
@@ -285,13 +285,15 @@ class SearchResult:
     front: list[CandidateScore] = field(default_factory=list)
 
     def finish(self) -> SearchResult:
-        """Front and choice among the candidates with a result on every architecture: one whose runs
-        failed on some has a τ over fewer architectures, which does not compare with the others'."""
-        complete = [s for s in self.final if s.n_archs == self.n_archs]
+        """Front and choice among the candidates with results on as many architectures as any: one whose
+        runs failed on some has a τ over fewer architectures, which does not compare with the others'."""
+        covered = max((s.n_archs for s in self.final), default=0)  # an architecture no recipe trained drops out
+        complete = [s for s in self.final if s.n_archs == covered]
         for s in self.final:
-            if s.n_archs < self.n_archs:
-                log.warning("candidate %s has results on %d of %d architectures (the other runs failed); "
-                            "it is neither chosen nor on the front", s.name, s.n_archs, self.n_archs)  # fmt: skip
+            if s.n_archs < covered:
+                log.warning("candidate %s has results on %d of the %d architectures other candidates trained "
+                            "(its other runs failed); it is neither chosen nor on the front",
+                            s.name, s.n_archs, covered)  # fmt: skip
         self.front = [complete[i] for i in pareto_front([s.seconds_per_arch for s in complete],
                                                          [s.tau for s in complete])]  # fmt: skip
         feasible = [s for s in complete if math.isfinite(s.tau) and s.tau >= self.threshold]
@@ -330,7 +332,7 @@ def _evaluate(evaluator: RecipeEvaluator, ledger: Ledger, cand: Candidate, archs
 
 
 def _check(archs: Sequence[Architecture], reference: Mapping[str, float]) -> list[Architecture]:
-    usable = [a for a in archs if a.id in reference]
+    usable = unique(a for a in archs if a.id in reference)
     if len(usable) < 3:
         raise AccelnasError(f"proxy search needs reference accuracies of >= 3 architectures, have {len(usable)}")
     return usable

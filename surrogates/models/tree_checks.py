@@ -265,11 +265,12 @@ def check_lightgbm_text(text: str) -> None:
             raise SurrogateError(f"{what}: num_leaves, num_cat, is_linear or shrinkage is not a number") from None
         if leaves < 1 or categorical != 0 or linear != 0:
             raise SurrogateError(f"{what}: {leaves} leaves, {categorical} categorical splits, linear {linear}")
-        for key in _LGB_LEAF_ARRAYS:
-            if key == "leaf_value" or key in fields:
-                _tokens(fields, key, leaves, what)
-        if leaves == 1:
+        _tokens(fields, "leaf_value", leaves, what)
+        if leaves == 1:  # LightGBM reads no more of a one-leaf tree (and writes its leaf_weight empty)
             continue
+        for key in _LGB_LEAF_ARRAYS[1:]:
+            if key in fields:
+                _tokens(fields, key, leaves, what)
         present = [key for key in _LGB_SPLIT_EXTRAS if key in fields]
         arrays = {key: _tokens(fields, key, leaves - 1, what, integer=key in _LGB_SPLIT_ARRAYS and key != "threshold")
                   for key in (*_LGB_SPLIT_ARRAYS, *present)}  # fmt: skip
