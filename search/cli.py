@@ -80,6 +80,8 @@ def search(
         raise click.UsageError("--budget must be >= 1")
     if num_seeds < 1:
         raise click.UsageError("--seeds must be >= 1")
+    if seed + num_seeds - 1 > SEED.max:
+        raise click.UsageError(f"--seed {seed} with --seeds {num_seeds} passes the largest seed, {SEED.max}")
     names = _split(optimizers) or ["nsga2"]
     repeated = [name for i, name in enumerate(names) if name in names[:i]]
     if repeated:
