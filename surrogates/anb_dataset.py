@@ -49,6 +49,7 @@ PERF_KEYS: dict[str, tuple[str, str]] = {
 }
 UNITS = {"throughput": "images/s", "latency": "ms", "accuracy": "%"}
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)  # what reading a damaged archive raises
 RECORD_NUMBER = re.compile(r"result_(\d+)\.json$")  # sequence: record numbers follow measurement sessions
 
 
@@ -134,9 +135,16 @@ def _archive_problem(path: Path) -> str | None:
         with tarfile.open(path) as tar:
             for _ in tar:
                 pass
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        return f"not a complete tar archive ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    except TAR_ERRORS as exc:
+        return f"not a complete tar archive ({_tar_reason(exc)})"
     return None
+
+
+def _tar_reason(exc: BaseException) -> str:
+    """One line for an error reading a tar archive."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    # tarfile lists each compression it tried, one per line, after a header line ending in ':'
+    return "not a tar archive (plain, gzip, bzip2 or xz)" if lines[0].endswith(":") else lines[0]
 
 
 def _record_number(name: str) -> int | None:
@@ -204,11 +212,8 @@ def _iter_archive(source: Path) -> Iterator[tuple[str, bytes]]:
                     yield Path(member.name).name, handle.read() if handle else b""
             if not found:
                 raise DatasetError(f"no result_*.json records in {source}")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        lines = str(exc).splitlines() or [type(exc).__name__]
-        # tarfile lists each compression it tried, one per line, after a header line ending in ':'
-        reason = "not a tar archive (plain, gzip, bzip2 or xz)" if lines[0].endswith(":") else lines[0]
-        raise DatasetError(f"cannot read archive {source}: {reason}") from None
+    except TAR_ERRORS as exc:
+        raise DatasetError(f"cannot read archive {source}: {_tar_reason(exc)}") from None
 
 
 def _number(value: Any) -> float | None:

@@ -6,9 +6,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from accelnas.core.errors import SurrogateError
 from accelnas.surrogates.models.base import Files, Surrogate
-from accelnas.surrogates.models.tree_checks import check_children
+from accelnas.surrogates.models.tree_checks import check_forest_trees
 
 
 def _tree_predict(tree: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
@@ -67,19 +66,4 @@ class RandomForestSurrogate(Surrogate):
     def _load_state(self, data: dict[str, Any], files: Files) -> None:
         kinds = {"left": np.int64, "right": np.int64, "feature": np.int64, "threshold": np.float64, "value": np.float64}
         self.trees_ = [{k: np.asarray(t[k], dtype=kind) for k, kind in kinds.items()} for t in data["trees"]]
-        _check_trees(self.trees_)
-
-
-def _check_trees(trees: list[dict[str, np.ndarray]]) -> None:
-    """Node arrays of one length per tree, children after their parent (no loops), features >= 0."""
-    for i, tree in enumerate(trees):
-        nodes = len(tree["value"])
-        if nodes == 0 or any(a.shape != (nodes,) for a in tree.values()):
-            raise SurrogateError(f"random forest tree {i}: its arrays are not all of one length")
-    if not trees:
-        raise SurrogateError("a random forest without trees")
-    sizes = np.array([len(t["value"]) for t in trees])
-    split = check_children(*(np.concatenate([t[k] for t in trees]) for k in ("left", "right")), sizes,
-                           "random forest tree")  # fmt: skip
-    if (np.concatenate([t["feature"] for t in trees])[split] < 0).any():
-        raise SurrogateError("random forest trees: a split uses a negative feature index")
+        check_forest_trees(self.trees_)

@@ -65,11 +65,16 @@ def _integers(values: list[Any], what: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def check_children(left: np.ndarray, right: np.ndarray, sizes: np.ndarray, what: str) -> np.ndarray:
+def _first_nodes(sizes: np.ndarray) -> np.ndarray:
+    """Index of each tree's first node in the concatenated node arrays of trees of ``sizes`` nodes."""
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
+def _check_children(left: np.ndarray, right: np.ndarray, sizes: np.ndarray, what: str) -> np.ndarray:
     """Check the trees whose node arrays are concatenated in ``left`` and ``right`` (``sizes`` nodes
     each): a leaf has -1 on both sides, a split's children lie after it in its own tree, and no node
     is the child of two splits. Returns the mask of split nodes."""
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    starts = _first_nodes(sizes)
     offset, size = np.repeat(starts, sizes), np.repeat(sizes, sizes)
     index = np.arange(len(left)) - offset
 
@@ -90,6 +95,21 @@ def check_children(left: np.ndarray, right: np.ndarray, sizes: np.ndarray, what:
     if (counts > 1).any():
         fail(int(unique[np.argmax(counts > 1)]), "a node is the child of two splits")
     return split
+
+
+def check_forest_trees(trees: list[dict[str, np.ndarray]]) -> None:
+    """Node arrays of one length per tree, children after their parent (no loops), features >= 0."""
+    for i, tree in enumerate(trees):
+        nodes = len(tree["value"])
+        if nodes == 0 or any(a.shape != (nodes,) for a in tree.values()):
+            raise SurrogateError(f"random forest tree {i}: its arrays are not all of one length")
+    if not trees:
+        raise SurrogateError("a random forest without trees")
+    sizes = np.array([len(t["value"]) for t in trees])
+    split = _check_children(*(np.concatenate([t[k] for t in trees]) for k in ("left", "right")), sizes,
+                           "random forest tree")  # fmt: skip
+    if (np.concatenate([t["feature"] for t in trees])[split] < 0).any():
+        raise SurrogateError("random forest trees: a split uses a negative feature index")
 
 
 def check_xgboost_json(data: bytes) -> None:
@@ -146,8 +166,8 @@ def check_xgboost_json(data: bytes) -> None:
     arrays = {key: _integers(list(itertools.chain.from_iterable(t[key] for t in trees)), f"XGBoost {key}")
               for key in ("left_children", "right_children", "parents", "split_indices", "split_type")}  # fmt: skip
     left, right = arrays["left_children"], arrays["right_children"]
-    split = check_children(left, right, sizes, "XGBoost tree")
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    split = _check_children(left, right, sizes, "XGBoost tree")
+    first = _first_nodes(sizes)
     starts = np.repeat(first, sizes)
     owner = np.arange(len(left)) - starts  # each node's own index in its tree
     parents = arrays["parents"]
@@ -174,7 +194,7 @@ def _scatter(mask: np.ndarray, flags: list[np.ndarray]) -> np.ndarray:
 def _lightgbm_fields(block: str) -> dict[str, str]:
     """The header's ``key=value`` lines (read before any tree, where LightGBM raises on bad input)."""
     fields = {}
-    for line in block.splitlines():
+    for line in _LINE_BREAK.split(block):
         key, sep, value = line.partition("=")
         if sep:
             fields[key.strip()] = value.strip()
