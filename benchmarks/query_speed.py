@@ -2,7 +2,7 @@
 
     python benchmarks/query_speed.py BENCH_DIR [--device zcu102 --metric latency] [--repeats 5]
 
-Prints, for every surrogate (or the chosen one), the median time of a single-architecture query and
+Prints, for every surrogate (or those of the chosen device and/or metric), the median time of a single-architecture query and
 the throughput of batched queries (architectures per second), with the goals (≤ 2 ms, ≥ 50,000/s).
 """
 
@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     bench = Benchmark.load(args.bench_dir)
-    pairs = [(args.device, args.metric)] if args.metric else bench.pairs()
+    pairs = [(s.target, s.metric) for s in bench.find(args.device, args.metric)]
+    if not pairs:
+        raise SystemExit(f"error: {bench.not_found(args.device, args.metric)}")
     archs = sample(args.batch, seed=123)
     singles = archs[:200]
     print(f"{'target':<18} {'metric':<10} {'single (median)':>16} {'batch of ' + str(args.batch):>20}")

@@ -49,11 +49,14 @@ def choose(strategy: str, pool: list[Architecture], values: dict[str, float], n:
         return [pool[i] for i in order]
     if strategy == "space-filling":
         return space_filling(pool, n, seed=seed)
-    chosen = space_filling(pool, max(8, n // 4), seed=seed)
+    chosen = space_filling(pool, min(max(8, n // 4), n), seed=seed)
     batch = max(4, n // 8)
     while len(chosen) < n:
         ensemble = disagreement_ensemble(seed).fit(chosen, [values[a.id] for a in chosen])
-        chosen += most_uncertain(ensemble, pool, min(batch, n - len(chosen)), {a.id for a in chosen})
+        nxt = most_uncertain(ensemble, pool, min(batch, n - len(chosen)), {a.id for a in chosen})
+        if not nxt:  # the pool is spent
+            break
+        chosen += nxt
     return chosen
 
 

@@ -330,7 +330,20 @@ def collect(
         if selection == "active":
             from accelnas.surrogates.active import active_campaign
 
-            rounds = active_campaign(registry, target, settings, store, num=num, seed=seed, progress=ProgressPrinter())
+            rounds = active_campaign(
+                registry,
+                target,
+                settings,
+                store,
+                num=num,
+                seed=seed,
+                progress=ProgressPrinter(),
+                metrics=metrics or None,
+                executor=options.make_executor(),
+                retry=options.retry,
+                retry_failed=not no_retry_failed,
+                time_budget=options.time_budget,
+            )
             report = CampaignReport(target=target.name, settings_key=rounds[0].settings_key, planned=num)
             for r in rounds:
                 report.measured += r.measured
@@ -338,6 +351,8 @@ def collect(
                 report.failed += r.failed
                 report.errors += r.errors
                 report.seconds += r.seconds
+                report.pending += r.pending
+            report.budget_exhausted = rounds[-1].budget_exhausted
         else:
             report = run_campaign(
                 registry,

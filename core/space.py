@@ -273,6 +273,17 @@ def parse_architecture(text: str) -> Architecture:
     return Architecture.from_string(text)
 
 
+def as_architecture(item: Architecture | str | Mapping[str, Any]) -> Architecture:
+    """An :class:`Architecture` from itself, what :func:`parse_architecture` reads, or a config dict."""
+    if isinstance(item, Architecture):
+        return item
+    if isinstance(item, str):
+        return parse_architecture(item)
+    if isinstance(item, Mapping):
+        return Architecture.from_config(item)
+    raise InvalidArchitectureError(f"invalid architecture: expected an id, a JSON config or a dict, got {item!r}")
+
+
 def _from_json_text(text: str, where: str) -> Architecture:
     try:
         data = json.loads(text)

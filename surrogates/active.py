@@ -10,14 +10,18 @@ stored results, deterministically).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from accelnas.core.campaign import CampaignReport, Progress, run_campaign
+from accelnas.core.errors import AccelnasError
+from accelnas.core.executors import Executor
 from accelnas.core.plugins import PluginRegistry
 from accelnas.core.records import MeasureSettings, Target
-from accelnas.core.space import Architecture, sample
+from accelnas.core.retry import RetryPolicy
+from accelnas.core.space import Architecture, sample, unique
 from accelnas.core.store import Store
 from accelnas.surrogates.features import encode
 from accelnas.surrogates.models import SeedEnsemble, make
@@ -33,8 +37,15 @@ def space_filling(
     chosen: Sequence[Architecture] = (),
     encoding: str = "onehot",
 ) -> list[Architecture]:
-    """Greedy farthest-point selection of ``n`` architectures from ``pool`` (after ``chosen``)."""
-    X = encode(list(pool), encoding)
+    """Greedy farthest-point selection of ``n`` architectures from ``pool`` (after ``chosen``).
+
+    Each architecture is returned once, and none of ``chosen``: fewer than ``n`` come back when the
+    pool holds fewer new ones.
+    """
+    pool = unique(pool)
+    if not pool or n <= 0:
+        return []
+    X = encode(pool, encoding)
     picked: list[int] = []
     if chosen:
         dist = np.full(len(pool), np.inf)
@@ -46,6 +57,8 @@ def space_filling(
         dist = ((X - X[first]) ** 2).sum(1)
     while len(picked) < n:
         nxt = int(np.argmax(dist))
+        if dist[nxt] <= 0:  # every architecture left is already picked or chosen
+            break
         picked.append(nxt)
         dist = np.minimum(dist, ((X - X[nxt]) ** 2).sum(1))
     return [pool[i] for i in picked[:n]]
@@ -90,16 +103,44 @@ def active_campaign(
     seed: int = 0,
     pool_size: int = 5000,
     progress: Callable[[Progress], None] | None = None,
+    metrics: Sequence[str] | None = None,
+    executor: Executor | None = None,
+    retry: RetryPolicy | Mapping[str, RetryPolicy] | None = None,
+    retry_failed: bool = True,
+    time_budget: float | None = None,
 ) -> list[CampaignReport]:
-    """Measure ``num`` architectures in rounds: a space-filling start, then the most disputed ones."""
-    metric = metric or target.metrics[0]
+    """Measure ``num`` architectures in rounds: a space-filling start, then the most disputed ones.
+
+    Disagreement is judged on ``metric`` (default: the first of ``metrics``, else the target's
+    first); ``metrics``, ``executor``, ``retry`` and ``retry_failed`` apply to every round as in
+    :func:`~accelnas.core.campaign.run_campaign`, and ``time_budget`` (seconds) covers all rounds:
+    once spent, no further round starts and the last report says what is pending.
+    """
+    metric = metric or (metrics[0] if metrics else target.metrics[0])
+    if metrics and metric not in metrics:
+        raise AccelnasError(f"active selection judges {metric!r}, which is not among the measured metrics")
+    if time_budget is not None and time_budget <= 0:
+        raise AccelnasError(f"the time budget must be positive, got {time_budget}")
     initial = initial or max(8, num // 4)
     batch = batch or max(4, num // 10)
-    pool = sample(pool_size, seed)
+    pool = sample(max(pool_size, num), seed)  # never fewer candidates than architectures asked for
+    deadline = time.monotonic() + time_budget if time_budget is not None else float("inf")
+
+    def round_of(archs: list[Architecture]) -> CampaignReport:
+        left = deadline - time.monotonic()
+        return run_campaign(
+            registry, target, archs, settings, store, metrics=metrics, retry_failed=retry_failed,
+            progress=progress, executor=executor, retry=retry,
+            time_budget=None if left == float("inf") else max(left, 1e-3),
+        )  # fmt: skip
+
     chosen = space_filling(pool, min(initial, num), seed=seed)
-    reports = [run_campaign(registry, target, chosen, settings, store, progress=progress)]
+    reports = [round_of(chosen)]
     key = settings.key(target)
-    while len(chosen) < num:
+    while len(chosen) < num and not reports[-1].budget_exhausted:
+        if time.monotonic() >= deadline:
+            reports[-1].budget_exhausted = True
+            break
         values = {
             r["arch_id"]: r["value"] for r in store.results(target=target.name) if r["metric"] == metric
             and r["settings_key"] == key
@@ -111,6 +152,10 @@ def active_campaign(
         else:
             ensemble = disagreement_ensemble(seed).fit(known, [values[a.id] for a in known])
             nxt = most_uncertain(ensemble, pool, min(batch, num - len(chosen)), {a.id for a in chosen})
+        if not nxt:  # cannot happen with a pool of at least num distinct architectures; never loop on it
+            raise AccelnasError(f"active selection ran out of candidates after {len(chosen)} architectures")
         chosen += nxt
-        reports.append(run_campaign(registry, target, nxt, settings, store, progress=progress))
+        reports.append(round_of(nxt))
+    if reports[-1].budget_exhausted:
+        reports[-1].pending += num - len(chosen)
     return reports

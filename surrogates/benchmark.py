@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from accelnas.core.errors import NoSurrogateError, SurrogateError
-from accelnas.core.space import Architecture, parse_architecture
+from accelnas.core.space import Architecture, as_architecture
 from accelnas.surrogates import artifact
 from accelnas.surrogates.artifact import SurrogateArtifact
 from accelnas.surrogates.build import INDEX_FILE, INDEX_FORMAT, INDEX_VERSION
@@ -136,13 +137,17 @@ class Benchmark:
 
     def query(
         self,
-        archs: Architecture | str | Sequence[Architecture | str],
+        archs: Architecture | str | Mapping[str, Any] | Sequence[Architecture | str | Mapping[str, Any]],
         device: str | None = None,
         metric: str = "accuracy",
     ) -> Prediction:
-        """Predicted mean and std of ``metric`` on ``device`` for one or many architectures."""
-        items = [archs] if isinstance(archs, (Architecture, str)) else list(archs)
-        parsed = [a if isinstance(a, Architecture) else parse_architecture(a) for a in items]
+        """Predicted mean and std of ``metric`` on ``device`` for one or many architectures.
+
+        An architecture is an :class:`Architecture`, a string id, ``b0``, JSON text, a JSON file or
+        a config dict (``block{i}_e/_k/_l/_se``).
+        """
+        items = [archs] if isinstance(archs, (Architecture, str, Mapping)) else list(archs)
+        parsed = [as_architecture(a) for a in items]
         s = self.surrogate(device, metric)  # an unknown pair is an error even for no architectures
         mean, std = s.predict_dist(parsed)
         return Prediction(np.asarray(mean), np.asarray(std), s.unit, s.target, s.metric)

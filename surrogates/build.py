@@ -18,7 +18,7 @@ import pandas as pd
 
 from accelnas.core.dataset import check_file_stems, file_stem
 from accelnas.surrogates import artifact
-from accelnas.surrogates.fit import fit_surrogate
+from accelnas.surrogates.fit import fit_surrogate, fittable
 from accelnas.surrogates.models import family_name
 from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predicted_vs_measured
 from accelnas.surrogates.recipes import fit_options, recipe_for
@@ -64,6 +64,10 @@ def build_all(
     start = time.perf_counter()
     todo = targets or pairs(frame)
     check_file_stems(target for target, _ in todo)
+    for target, metric in todo:  # refuse a pair that cannot be fitted before anything is written
+        fittable(frame, target, metric)
+    earlier = _earlier_entries(out)
+    index: dict[str, Any] = {}
     for i, (target, metric) in enumerate(todo, 1):
         recipe = recipe_for(target, metric)
         if family is not None:
@@ -112,22 +116,33 @@ def build_all(
             "drift": result.artifact.metrics["drift"],
             "seconds": round(seconds, 1),
         } | build)  # fmt: skip
+        # the index follows every saved surrogate, so a build stopped partway leaves a usable benchmark
+        index = _write_index(out, earlier, entries, created, time.perf_counter() - start)
         found = result.artifact.metrics["drift"]
         note = f"  drift corrected: ±{found['spread_pct']:.1f}%" if found else ""
         echo(f"[{i}/{len(todo)}] {target:<16} {metric:<10} {chosen:<9} held-out n={m['n']:<5} "
              f"τ={m['kendall_tau']:.4f}  R²={m['r2']:.4f}  ({seconds:.0f}s){note}")  # fmt: skip
+    return index
+
+
+def _write_index(
+    out: Path, earlier: list[dict[str, Any]], entries: list[dict[str, Any]], created: str, seconds: float
+) -> dict[str, Any]:
+    """Write ``benchmark.json``: the earlier entries not rebuilt, then ``entries``; replaced atomically."""
     built = {(e["target"], e["metric"]) for e in entries}
-    entries = [e for e in _earlier_entries(out) if (e["target"], e["metric"]) not in built] + entries
+    entries = [e for e in earlier if (e["target"], e["metric"]) not in built] + entries
     index = {
         "format": INDEX_FORMAT,
         "format_version": INDEX_VERSION,
         "created": created,
         # each entry records its own build; a setting is repeated here only where all entries share it
         **{key: _shared(entries, key) for key in BUILD_KEYS},
-        "build_seconds": round(time.perf_counter() - start, 1),
+        "build_seconds": round(seconds, 1),
         "surrogates": entries,
     }
-    (out / INDEX_FILE).write_text(json.dumps(index, indent=2, default=str) + "\n")
+    partial = out / (INDEX_FILE + ".partial")
+    partial.write_text(json.dumps(index, indent=2, default=str) + "\n")
+    partial.replace(out / INDEX_FILE)
     return index
 
 

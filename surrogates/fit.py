@@ -136,6 +136,19 @@ def _rows(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
     return None if values is None else values[rows]
 
 
+MIN_ARCHITECTURES = 8
+
+
+def fittable(frame: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:
+    """The rows of (``target``, ``metric``) in ``frame``; a :class:`DatasetError` if too few to fit and test."""
+    part = select(frame, target, metric)
+    if len(part) < MIN_ARCHITECTURES:
+        raise DatasetError(
+            f"{target}:{metric} has {len(part)} architectures; at least {MIN_ARCHITECTURES} are needed to fit and test"
+        )
+    return part
+
+
 def fit_surrogate(
     frame: pd.DataFrame,
     target: str,
@@ -166,9 +179,7 @@ def fit_surrogate(
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if drift not in DRIFTS:
         raise ValueError(f"drift must be one of {DRIFTS}, got {drift!r}")
-    part = select(frame, target, metric)
-    if len(part) < 8:
-        raise DatasetError(f"{target}:{metric} has {len(part)} architectures; at least 8 are needed to fit and test")
+    part = fittable(frame, target, metric)
     if not 0 < test_fraction < 1:
         raise ValueError("test_fraction must be within (0, 1)")
     archs = architectures(part)

@@ -58,6 +58,11 @@ def test_query_one_and_many(bench_dir):
     assert one.mean[0] == pytest.approx(expected, rel=0.05)
     many = bench.query([EFFICIENTNET_B0.id, *sample(50, 8)], device="dev/sim", metric="throughput")
     assert many.mean.shape == (51,) and np.all(many.mean > 0)
+    config = EFFICIENTNET_B0.to_config()  # a config dict is one architecture, alone or in a list
+    assert bench.query(config, device="dev", metric="latency").mean[0] == one.mean[0]
+    assert bench.query([config, "b0"], device="dev", metric="latency").mean.tolist() == [one.mean[0]] * 2
+    with pytest.raises(AccelnasError, match="expected an id, a JSON config or a dict, got 7"):
+        bench.query([7], device="dev", metric="latency")
     with pytest.raises(AccelnasError, match="no surrogate for zcu102:latency"):
         bench.query(EFFICIENTNET_B0, device="zcu102", metric="latency")
     none = bench.query([], device="dev", metric="throughput")
@@ -145,6 +150,29 @@ def test_rebuilding_some_targets_keeps_the_others(tmp_path):
     build = {e["metric"]: (e["seed"], e["fitted_on"]) for e in again["surrogates"]}
     assert build == {"latency": (7, "train"), "throughput": (0, "all")}
     assert again["seed"] is None and again["fitted_on"] is None and again["test_fraction"] == 0.1
+
+
+def test_a_build_refuses_an_unfittable_pair_before_writing_and_indexes_each_saved_surrogate(tmp_path, monkeypatch):
+    import accelnas.surrogates.build as build
+
+    frame = _frame(40)
+    few = frame[frame["metric"] == "latency"].head(5).assign(target="dev/few")
+    with pytest.raises(AccelnasError, match="dev/few:latency has 5 architectures; at least 8"):
+        build_all(pd.concat([frame, few]), tmp_path / "a", family="additive", echo=lambda line: None)
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+
+    fitted = build.fit_surrogate
+
+    def second_fails(frame, target, metric, **kwargs):
+        if metric == "throughput":
+            raise MemoryError("out of memory")
+        return fitted(frame, target, metric, **kwargs)
+
+    monkeypatch.setattr(build, "fit_surrogate", second_fails)
+    with pytest.raises(MemoryError):
+        build_all(frame, tmp_path / "b", family="additive", echo=lambda line: None)
+    assert Benchmark.load(tmp_path / "b").pairs() == [("dev/sim", "latency")]  # what was saved is queryable
+    assert not list((tmp_path / "b").glob("*.partial"))
 
 
 def test_corrupt_index(tmp_path):
@@ -239,3 +267,15 @@ def test_build_from_anb_records_follows_the_paper_recipes(tmp_path):
             spread = bench.query(archs, device=entry["target"], metric=entry["metric"]).std
             assert np.all(spread >= 0) and np.any(spread > 0)
     assert any(recipe_for(t, m)["ensemble"] > 1 for t, m in families)
+
+
+def test_query_speed_times_the_surrogates_of_the_chosen_device_or_metric(bench_dir, capsys):
+    from conftest import load_benchmark
+
+    speed = load_benchmark("query_speed")
+    assert speed.main([str(bench_dir), "--device", "dev", "--batch", "20", "--repeats", "1"]) == 0
+    assert speed.main([str(bench_dir), "--metric", "latency", "--batch", "20", "--repeats", "1"]) == 0
+    lines = [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.startswith("dev/")]
+    assert lines == [["dev/sim", "latency"], ["dev/sim", "throughput"], ["dev/sim", "latency"]]
+    with pytest.raises(SystemExit, match="no surrogate for device 'gpu'"):
+        speed.main([str(bench_dir), "--device", "gpu"])

@@ -1,0 +1,141 @@
+"""Active selection: space-filling designs and campaigns in rounds of ensemble disagreement."""
+
+from __future__ import annotations
+
+import pytest
+
+from accelnas import hookimpl
+from accelnas.core.errors import AccelnasError
+from accelnas.core.plugins import load_registry
+from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
+from accelnas.core.space import sample
+from accelnas.core.store import Store
+from accelnas.surrogates.active import active_campaign, space_filling
+
+FAST = MeasureSettings(input_size=32, batch_size=2, precision=0.05, max_seconds=0.5, warmup_seconds=0.2, threads=1)
+
+
+def _measurement(metric: str, unit: str, value: float, batch: int, settings: MeasureSettings) -> Measurement:
+    return Measurement(
+        metric=metric,
+        unit=unit,
+        mean=value,
+        std=0.0,
+        ci_low=value,
+        ci_high=value,
+        samples=[value],
+        batch_size=batch,
+        input_size=settings.input_size,
+        precision_reached=True,
+    )
+
+
+class Formula:
+    """A device whose latency is a formula of the architecture: fast to 'measure', learnable."""
+
+    def __init__(self):
+        self.measured: list[tuple[str, str]] = []
+
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("fake", "formula", default_batch_size=2))
+
+    @hookimpl
+    def export_model(self, target, architecture):
+        if target.name != "fake/formula":
+            return None
+        return ExportedModel(format="none", info={"arch": architecture})
+
+    @hookimpl
+    def compile(self, target, exported):
+        return CompiledModel(handle=exported.info["arch"]) if target.name == "fake/formula" else None
+
+    def _value(self, arch) -> float:
+        return 1.0 + sum(s.l * s.e * s.k**2 * (1.2 if s.se else 1.0) for s in arch.stages) / 50
+
+    @hookimpl
+    def measure_latency(self, target, compiled, settings):
+        if target.name != "fake/formula":
+            return None
+        self.measured.append((compiled.handle.id, "latency"))
+        return _measurement("latency", "ms", self._value(compiled.handle), 1, settings)
+
+    @hookimpl
+    def measure_throughput(self, target, compiled, settings):
+        if target.name != "fake/formula":
+            return None
+        self.measured.append((compiled.handle.id, "throughput"))
+        return _measurement("throughput", "images/s", 1000.0 / self._value(compiled.handle), 2, settings)
+
+
+@pytest.fixture()
+def formula():
+    registry = load_registry([])
+    plugin = Formula()
+    registry.register(plugin, "formula")
+    return registry, plugin, registry.target("fake/formula")
+
+
+def test_space_filling_never_repeats_and_stops_when_the_pool_is_spent():
+    pool = sample(10, seed=2)
+    picked = space_filling(pool + pool[:3], 25, seed=1)  # more asked than there are, and duplicates
+    assert sorted(a.id for a in picked) == sorted(a.id for a in pool)
+    rest = space_filling(pool, 8, chosen=pool[:6])
+    assert {a.id for a in rest} == {a.id for a in pool[6:]}
+    assert space_filling(pool, 0) == [] and space_filling([], 3) == []
+
+
+def test_active_campaign_measures_num_distinct_architectures_even_from_a_small_pool(formula, tmp_path):
+    registry, plugin, target = formula
+    with Store(tmp_path / "a.sqlite") as store:
+        reports = active_campaign(registry, target, FAST, store, num=14, pool_size=5, initial=6, batch=4,
+                                  metrics=["latency"])  # fmt: skip
+        rows = store.results(status="ok")
+    assert len(reports) == 3  # 6, then 4 and 4 chosen by disagreement
+    assert sum(r.measured for r in reports) == 14
+    assert len({r["arch_id"] for r in rows}) == 14 and {r["metric"] for r in rows} == {"latency"}
+    assert len(plugin.measured) == 14 and all(m == "latency" for _, m in plugin.measured)
+
+
+def test_active_campaign_resumes_without_measuring_again(formula, tmp_path):
+    registry, plugin, target = formula
+    with Store(tmp_path / "a.sqlite") as store:
+        active_campaign(registry, target, FAST, store, num=12, initial=8, batch=4, seed=3, metrics=["latency"])
+        first = sorted(plugin.measured)
+        again = active_campaign(registry, target, FAST, store, num=12, initial=8, batch=4, seed=3,
+                                metrics=["latency"])  # fmt: skip
+    assert sorted(plugin.measured) == first  # the same rounds are re-derived, nothing is measured twice
+    assert sum(r.already_done for r in again) == 12 and sum(r.measured for r in again) == 0
+
+
+def test_active_campaign_time_budget_covers_all_rounds(formula, tmp_path, monkeypatch):
+    registry, plugin, target = formula
+    clock = iter(range(0, 10_000, 5))  # every look at the clock is five seconds later
+    monkeypatch.setattr("accelnas.surrogates.active.time.monotonic", lambda: float(next(clock)))
+    with Store(tmp_path / "a.sqlite") as store:
+        reports = active_campaign(registry, target, FAST, store, num=20, initial=8, batch=4, metrics=["latency"],
+                                  time_budget=12)  # fmt: skip
+    assert reports[-1].budget_exhausted
+    measured = sum(r.measured for r in reports)
+    assert 8 <= measured < 20 and sum(r.pending for r in reports) == 20 - measured
+
+
+def test_active_campaign_refuses_a_judged_metric_it_does_not_measure(formula, tmp_path):
+    registry, _, target = formula
+    with Store(tmp_path / "a.sqlite") as store, pytest.raises(AccelnasError, match="not among the measured"):
+        active_campaign(registry, target, FAST, store, num=10, metric="throughput", metrics=["latency"])
+
+
+def test_collect_active_measures_only_the_metric_asked_for(tmp_path):
+    from cli_helpers import run_cli
+
+    db = tmp_path / "a.sqlite"
+    args = ["collect", "--num", "9", "--selection", "active", "--metric", "latency", "--input-size", "32",
+            "--max-seconds", "0.2", "--warmup-seconds", "0.05", "--precision", "0.2", "--threads", "1",
+            "--time-budget", "300", "--db", str(db)]  # fmt: skip
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "9 measured" in result.stdout and "time budget 300" in result.stderr
+    with Store(db) as store:
+        rows = store.results(status="ok")
+    assert len({r["arch_id"] for r in rows}) == 9 and {r["metric"] for r in rows} == {"latency"}
