@@ -2,8 +2,9 @@
 
     python benchmarks/query_speed.py BENCH_DIR [--device zcu102 --metric latency] [--repeats 5]
 
-Prints, for every surrogate (or those of the chosen device and/or metric), the median time of a single-architecture query and
-the throughput of batched queries (architectures per second), with the goals (≤ 2 ms, ≥ 50,000/s).
+Prints, for every surrogate (or those of the chosen device and/or metric), the median time of a
+single-architecture query and the throughput of batched queries (architectures per second), with the
+goals (≤ 2 ms, ≥ 50,000/s).
 """
 
 from __future__ import annotations

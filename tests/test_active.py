@@ -109,7 +109,7 @@ def test_active_campaign_resumes_without_measuring_again(formula, tmp_path):
 
 
 def test_active_campaign_time_budget_covers_all_rounds(formula, tmp_path, monkeypatch):
-    registry, plugin, target = formula
+    registry, _, target = formula
     clock = iter(range(0, 10_000, 5))  # every look at the clock is five seconds later
     monkeypatch.setattr("accelnas.surrogates.active.time.monotonic", lambda: float(next(clock)))
     with Store(tmp_path / "a.sqlite") as store:
