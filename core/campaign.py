@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,13 +81,13 @@ def run_campaign(
     ``retry`` is a policy or a {target, device or "*": policy} mapping; ``time_budget`` (seconds)
     stops submitting and cancels what is in flight once spent.
     """
-    metrics = list(metrics or target.metrics)
+    metrics = list(dict.fromkeys(metrics or target.metrics))  # a metric named twice is measured once
     archs = unique(archs)  # an architecture named twice is measured once
     unsupported = [m for m in metrics if m not in target.metrics]
     if unsupported:
         raise AccelnasError(f"target {target.name} does not measure {unsupported[0]!r}")
-    if time_budget is not None and time_budget <= 0:
-        raise AccelnasError(f"the time budget must be positive, got {time_budget}")
+    if time_budget is not None and not 0 < time_budget < math.inf:
+        raise AccelnasError(f"the time budget must be a positive number of seconds, got {time_budget}")
     target.check_options(settings)
     executor = executor or LocalExecutor()
     policy = policy_for(target.name, retry)
@@ -118,7 +119,9 @@ def run_campaign(
         arch, metric = task.arch, outcome.metric
         if outcome.ok:
             try:  # validated where it was measured; checked again after the trip between processes
-                measurement = checked_measurement(outcome.measurement, outcome.plugin, MEASURE_HOOKS[metric], metric)
+                measurement = checked_measurement(
+                    outcome.measurement, outcome.plugin, MEASURE_HOOKS[metric], metric, target=target, settings=settings
+                )
             except PluginError as exc:
                 outcome = Outcome(metric, error=str(exc), plugin=outcome.plugin, where=outcome.where)
             else:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from accelnas.core.cli_options import SEED, parse_options
+from accelnas.core.cli_options import FINITE, FRACTION, NON_NEGATIVE, SEED, parse_options
 from accelnas.core.errors import AccelnasError, InvalidArchitectureError, InvalidArgumentError
 
 DEFAULT_TARGET = "cpu/onnxruntime"
@@ -30,6 +31,12 @@ def _settings(**kwargs: Any):
         return MeasureSettings(**{k: v for k, v in kwargs.items() if v is not None})
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+SETTINGS_OPTION = click.option(
+    "--settings", "settings_key", default=None, metavar="KEY",
+    help="Only rows measured under this settings key, or a unique start of one (the key column of status).",
+)  # fmt: skip
 
 
 def _arch_list(texts: tuple[str, ...]):
@@ -188,13 +195,13 @@ def targets(as_json: bool) -> None:
 )
 @click.option(
     "--precision",
-    type=float,
+    type=FINITE,
     default=0.02,
     show_default=True,
     help="Stop when the 95% CI half-width is within this fraction of the mean.",
 )
-@click.option("--max-seconds", type=float, default=30.0, show_default=True, help="Timed budget per metric.")
-@click.option("--warmup-seconds", type=float, default=5.0, show_default=True, help="Warm-up budget.")
+@click.option("--max-seconds", type=FINITE, default=30.0, show_default=True, help="Timed budget per metric.")
+@click.option("--warmup-seconds", type=FINITE, default=5.0, show_default=True, help="Warm-up budget.")
 @click.option("--threads", type=int, default=None, help="Intra-op threads [physical cores].")
 @click.option(
     "--option",
@@ -231,14 +238,14 @@ def targets(as_json: bool) -> None:
 @click.option("--isolate", is_flag=True, help="Run each architecture's measurements in a child process.")
 @click.option(
     "--task-timeout",
-    type=float,
+    type=FINITE,
     default=None,
     help="With --isolate: seconds one architecture may take before its child is killed [900].",
 )
 @click.option("--retries", type=int, default=1, show_default=True, help="Retries of transient failures per run.")
-@click.option("--retry-backoff", type=float, default=2.0, show_default=True, help="Seconds before the first retry.")
+@click.option("--retry-backoff", type=FINITE, default=2.0, show_default=True, help="Seconds before the first retry.")
 @click.option("--ray-max-retries", type=int, default=3, show_default=True, help="Ray retries after a worker dies.")
-@click.option("--time-budget", type=float, default=None, help="Stop after this many seconds; the rest stays pending.")
+@click.option("--time-budget", type=FINITE, default=None, help="Stop after this many seconds; the rest stays pending.")
 @click.option("--shard", default=None, help="Measure only shard i/n of the architectures (0 <= i < n).")
 @click.pass_context
 def collect(
@@ -393,15 +400,18 @@ def collect(
     help="Directory for <device>__<backend>.parquet/.csv files.",
 )
 @click.option("--target", "target_name", default=None, help="Only this target [all].")
-def export(db_path: Path, out_dir: Path, target_name: str | None) -> None:
+@SETTINGS_OPTION
+def export(db_path: Path, out_dir: Path, target_name: str | None, settings_key: str | None) -> None:
     """Write the per-device datasets (Parquet and CSV) of a campaign store."""
     from accelnas.core import dataset
     from accelnas.core.store import Store
 
-    with Store(db_path, create=False) as store:
+    with Store(db_path, readonly=True) as store:
         store.check()  # a damaged row is an error, not a silently wrong or missing dataset row
         frame = dataset.from_store(store, target_name)
         known = store.targets()
+    if not frame.empty:
+        frame = dataset.with_settings(frame, settings_key)
     if frame.empty:
         if target_name and target_name not in known:
             has = ", ".join(known) or "nothing"
@@ -459,7 +469,7 @@ def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | Non
     help="auto (best on a validation split), xgboost, lightgbm, random_forest, svr, gp, additive or hybrid.",
 )
 @click.option("--ensemble", type=click.IntRange(1, 100), default=1, show_default=True,
-              help="Seed-ensemble size, 1-100 (>1 gives a spread).")  # fmt: skip
+              help="Seed-ensemble size, 1-100 (>1 gives a spread if the family's fit uses its seed).")  # fmt: skip
 @click.option(
     "--drift",
     type=click.Choice(["none", "sequence", "auto"]),
@@ -467,7 +477,7 @@ def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | Non
     show_default=True,
     help="Divide out measurement-session factors estimated from the 'sequence' column (auto: if known).",
 )
-@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+@click.option("--test-fraction", type=FRACTION, default=0.2,
               show_default=True, help="Held-out share for the metrics.")  # fmt: skip
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Split and model seed.")
 @click.option(
@@ -478,6 +488,7 @@ def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | Non
     callback=_check_image,
     help="Write the predicted-vs-measured plot here (.png, .pdf, .svg, ...) [OUT/predicted_vs_measured.png].",
 )
+@SETTINGS_OPTION
 def fit(
     data_path: Path,
     target_name: str,
@@ -489,6 +500,7 @@ def fit(
     test_fraction: float,
     seed: int,
     plot_path: Path | None,
+    settings_key: str | None,
 ) -> None:
     """Fit a surrogate for one target and metric; report τ and R² on held-out architectures."""
     from accelnas.core import dataset
@@ -496,7 +508,7 @@ def fit(
     from accelnas.surrogates.fit import fit_surrogate
     from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predicted_vs_measured
 
-    frame = dataset.read(data_path)
+    frame = dataset.with_settings(dataset.read(data_path), settings_key)
     if not ((frame["target"] == target_name) & (frame["metric"] == metric)).any():
         have = ", ".join(sorted({f"{t}:{m}" for t, m in zip(frame["target"], frame["metric"], strict=True)}))
         raise InvalidArgumentError(f"no {metric} rows for target {target_name} in {data_path} (has: {have})")
@@ -625,10 +637,11 @@ def surrogates() -> None:
               help="Dataset file(s) from export or import-anb.")  # fmt: skip
 @click.option("--target", "target_names", multiple=True, help="Only these targets (repeatable) [all].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+@click.option("--test-fraction", type=FRACTION, default=0.1,
               show_default=True, help="Held-out share for the reported metrics.")  # fmt: skip
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--ensemble", type=click.IntRange(1, 100), default=None, help="Seed-ensemble size, 1-100 [recipe].")
+@click.option("--ensemble", type=click.IntRange(1, 100), default=None,
+              help="Seed-ensemble size, 1-100 (a spread if the family's fit uses its seed) [recipe].")  # fmt: skip
 @click.option("--family", default=None, callback=_check_family,
               help="Force one family (auto, xgboost, lightgbm, gp, ...) [recipe].")  # fmt: skip
 @click.option("--train-only", is_flag=True, help="Keep the models fitted without the held-out rows.")
@@ -639,9 +652,12 @@ def surrogates() -> None:
     help="Divide out measurement-session factors estimated from the 'sequence' column [recipe].",
 )
 @click.option(
-    "--tune-seconds", type=click.FloatRange(min=0), default=0.0, show_default=True,
-    help="Optuna search of the hyperparameters per target for this long (on a validation split).",
+    "--tune-seconds", type=NON_NEGATIVE, default=0.0, show_default=True,
+    help="Optuna search of the hyperparameters per target for about this long (on a validation split; "
+    "no trial starts that would end past it, bar the first). Families without a search space "
+    "(additive, gp, blend) keep their recipe, with a warning.",
 )  # fmt: skip
+@SETTINGS_OPTION
 def surrogates_build(
     anb_source: str | None,
     db_path: Path | None,
@@ -655,6 +671,7 @@ def surrogates_build(
     train_only: bool,
     drift: str | None,
     tune_seconds: float,
+    settings_key: str | None,
 ) -> None:
     """Fit, evaluate (held-out τ, R²), save and plot surrogates for every target of a dataset."""
     from accelnas.core import dataset
@@ -671,13 +688,15 @@ def surrogates_build(
         click.echo(report.summary(), err=True)
         source = {"anb": anb_source, "import": report.summary()}
     elif db_path is not None:
-        with Store(db_path, create=False) as store:
+        with Store(db_path, readonly=True) as store:
             store.check()
             frame = dataset.from_store(store)
         source = {"db": str(db_path)}
     else:
         frame = dataset.read(data_path)
         source = {"data": str(data_path)}
+    if not frame.empty:
+        frame = dataset.with_settings(frame, settings_key)
     available = pairs(frame)
     if not available:
         raise AccelnasError("no measurements to fit surrogates on")
@@ -757,6 +776,11 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("ACCELNAS_DEBUG"):
             raise
         click.echo(f"error: {_one_line(exc)}", err=True)
+        sys.exit(1)
+    except sqlite3.DatabaseError as exc:  # a campaign store damaged or out of space while in use
+        if os.environ.get("ACCELNAS_DEBUG"):
+            raise
+        click.echo(f"error: campaign store: {_one_line(exc)}", err=True)
         sys.exit(1)
     except Exception as exc:
         if os.environ.get("ACCELNAS_DEBUG"):

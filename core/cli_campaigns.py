@@ -143,15 +143,24 @@ def _settings_label(settings: dict | None) -> str:
     return label
 
 
+KEY_WIDTH = 8  # the start of a settings key that status shows; export/fit/build --settings take it
+
+
 @click.command()
-@click.argument("db", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("db", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--db", "db_option", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The store, as the other commands name it (or give it as DB).")  # fmt: skip
 @click.option("--errors", "num_errors", type=click.IntRange(min=0), default=5, show_default=True,
               help="Most common errors shown per target.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(db: Path, num_errors: int, as_json: bool) -> None:
-    """Show done / failed / pending measurements per target of campaign store DB, and the commonest errors."""
+def status(db: Path | None, db_option: Path | None, num_errors: int, as_json: bool) -> None:
+    """Show done / failed / pending measurements per target and settings of campaign store DB, and the
+    commonest errors. The key column starts each settings key (for --settings of export, fit and build)."""
     from accelnas.core.store import Store
 
+    if (db is None) == (db_option is None):
+        raise click.UsageError("give the store once: accelnas status DB, or --db DB")
+    db = db or db_option
     with Store(db, readonly=True) as store:
         rows = store.summary()
         for row in rows:
@@ -166,11 +175,14 @@ def status(db: Path, num_errors: int, as_json: bool) -> None:
     target_w = max(len("target"), *(len(r["target"]) for r in rows)) + 2
     labels = [_settings_label(r["settings"]) for r in rows]
     set_w = max(len("settings"), *(len(s) for s in labels)) + 2
-    click.echo(f"{'target':<{target_w}}{'settings':<{set_w}}{'metric':<12}{'done':>7}{'failed':>8}{'pending':>9}")
+    click.echo(
+        f"{'target':<{target_w}}{'settings':<{set_w}}{'key':<{KEY_WIDTH + 2}}{'metric':<12}"
+        f"{'done':>7}{'failed':>8}{'pending':>9}"
+    )
     for row, label in zip(rows, labels, strict=True):
         click.echo(
-            f"{row['target']:<{target_w}}{label:<{set_w}}{row['metric']:<12}"
-            f"{row['ok']:>7}{row['failed']:>8}{row['pending']:>9}"
+            f"{row['target']:<{target_w}}{label:<{set_w}}{str(row['settings_key'])[:KEY_WIDTH]:<{KEY_WIDTH + 2}}"
+            f"{row['metric']:<12}{row['ok']:>7}{row['failed']:>8}{row['pending']:>9}"
         )
     if errors:
         click.echo("most common errors:")

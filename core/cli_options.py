@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
 
 # numpy, XGBoost, LightGBM, pymoo and torch all take a seed in this range
 SEED = click.IntRange(0, 2**31 - 1)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A float (within optional bounds) that is a number: nan and ±inf are usage errors."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.min is None and self.max is None:
+            self.name = "float"  # shown as FLOAT, with no range, like a plain float
+
+    def _describe_range(self) -> str:
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = FiniteFloatRange()
+NON_NEGATIVE = FiniteFloatRange(min=0)
+FRACTION = FiniteFloatRange(0, 1, min_open=True, max_open=True)
 
 
 def parse_options(texts: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:

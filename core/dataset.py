@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from accelnas.core.errors import DatasetError, InvalidArchitectureError
+from accelnas.core.errors import DatasetError, InvalidArchitectureError, InvalidArgumentError
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.core.store import Store, value_problem
 
@@ -184,7 +184,34 @@ def select(frame: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:
         raise DatasetError(f"no {metric} rows for target {target} (dataset has: {have or 'nothing'})")
     if "settings_key" in part.columns and part["settings_key"].nunique() > 1:
         raise DatasetError(
-            f"{target}:{metric} was measured under {part['settings_key'].nunique()} different settings; "
-            "export or filter one settings key"
+            f"{target}:{metric} was measured under {part['settings_key'].nunique()} different settings "
+            f"({describe_settings(part)}); choose one with --settings KEY"
         )
     return part.reset_index(drop=True)
+
+
+def describe_settings(frame: pd.DataFrame) -> str:
+    """'KEY: 224 px, batch 16, 180 rows; ...' for each settings key of ``frame``, most rows first."""
+    parts = []
+    for key, rows in sorted(frame.groupby("settings_key", dropna=False), key=lambda kv: (-len(kv[1]), str(kv[0]))):
+        facts = [f"{int(rows[c].iloc[0])}{unit}" for c, unit in (("input_size", " px"),) if _known(rows, c)]
+        facts += [f"batch {int(rows['batch_size'].iloc[0])}"] if _known(rows, "batch_size") else []
+        parts.append(f"{key}: {', '.join([*facts, f'{len(rows)} rows'])}")
+    return "; ".join(parts)
+
+
+def _known(rows: pd.DataFrame, column: str) -> bool:
+    return column in rows.columns and rows[column].notna().all() and rows[column].nunique() == 1
+
+
+def with_settings(frame: pd.DataFrame, key: str | None) -> pd.DataFrame:
+    """The rows measured under settings ``key`` (a settings key or a unique start of one); all for None."""
+    if key is None:
+        return frame
+    keys = sorted({str(k) for k in frame["settings_key"].dropna()}) if "settings_key" in frame.columns else []
+    matches = [k for k in keys if k.startswith(key)] if key else []
+    if len(matches) != 1:
+        what = "matches no" if not matches else f"matches {len(matches)}"
+        have = ", ".join(keys) or "none"
+        raise InvalidArgumentError(f"settings {key!r} {what} settings key of the data (have: {have})")
+    return frame[frame["settings_key"] == matches[0]].reset_index(drop=True)

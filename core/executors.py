@@ -8,7 +8,8 @@ and receives one :class:`Outcome` per metric, in any order, as soon as each exis
 - :class:`accelnas.core.ray_executor.RayExecutor` fans tasks out to the hosts of a Ray cluster.
 
 Child processes and remote workers rebuild the plugin registry from :func:`registry_spec`, so they
-run the same plugins as the driver (installed on their own host).
+run the same plugins as the driver (installed on their own host): a plugin loaded from an entry point
+is loaded again from the same entry-point value, so a module-level instance is the same there too.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from accelnas.core.errors import AccelnasError, PluginError, PluginLoadError, first_line
-from accelnas.core.plugins import PluginRegistry
+from accelnas.core.plugins import ENTRY_POINT_GROUP, PASS_THROUGH, PluginRegistry
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
 
@@ -35,8 +37,10 @@ log = logging.getLogger(__name__)
 
 MEASURE_HOOKS = {"throughput": "measure_throughput", "latency": "measure_latency"}
 
-# (plugin name, "module" or "module:Class", distribution, version)
-PluginRef = tuple[str, str, "str | None", "str | None"]
+# (plugin name, reference, distribution, version, how): how the reference is loaded is "entry_point"
+# (an entry point's value, loaded with EntryPoint.load()), "module" or "class" ("module:Class", called
+# with no arguments). Plain strings and None, so a spec travels as JSON.
+PluginRef = tuple[str, str, "str | None", "str | None", str]
 
 
 @dataclass(frozen=True)
@@ -112,15 +116,49 @@ def _checked(result: Any, cls: type, plugin: str, hook: str) -> Any:
     return result
 
 
-def checked_measurement(result: Any, plugin: str | None, hook: str, metric: str) -> Measurement:
-    """``result`` as a validated :class:`Measurement` of ``metric``, or :class:`PluginError`."""
+def expected_batch(metric: str, target: Target, settings: MeasureSettings) -> int:
+    """The batch a measurement of ``metric`` must report: the campaign's throughput batch, or the
+    target's latency batch (1 unless the target declares another)."""
+    return settings.batch_for(target) if metric == "throughput" else target.latency_batch_size
+
+
+def checked_measurement(
+    result: Any,
+    plugin: str | None,
+    hook: str,
+    metric: str,
+    *,
+    target: Target | None = None,
+    settings: MeasureSettings | None = None,
+) -> Measurement:
+    """``result`` as a validated :class:`Measurement` of ``metric``, or :class:`PluginError`.
+
+    With ``target`` and ``settings`` it must also be of the campaign's input size and of the batch
+    the result is stored under (:func:`expected_batch`).
+    """
     m = _checked(result, Measurement, plugin or "?", hook)
     try:
         m.validate()
-    except (ValueError, TypeError) as exc:
-        raise PluginError(f"plugin {plugin!r} returned a malformed measurement from {hook}: {exc}", plugin) from None
+    except Exception as exc:  # any failure to check the plugin's data makes it malformed
+        detail = first_line(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {first_line(exc)}"
+        raise PluginError(f"plugin {plugin!r} returned a malformed measurement from {hook}: {detail}", plugin) from None
     if m.metric != metric:
         raise PluginError(f"plugin {plugin!r} returned metric {m.metric!r} from {hook}, expected {metric!r}", plugin)
+    if target is not None and settings is not None:
+        if m.input_size != settings.input_size:
+            raise PluginError(
+                f"plugin {plugin!r} returned a measurement at input size {m.input_size} from {hook}, "
+                f"but the campaign measures at {settings.input_size}",
+                plugin,
+            )
+        batch = expected_batch(metric, target, settings)
+        if m.batch_size != batch:
+            where = "the campaign's" if metric == "throughput" else f"{target.name}'s latency"
+            raise PluginError(
+                f"plugin {plugin!r} returned a {metric} measurement at batch {m.batch_size} from {hook}, "
+                f"but {where} batch is {batch}",
+                plugin,
+            )
     return m
 
 
@@ -171,7 +209,7 @@ def measure_outcomes(
             plugin = None
             try:
                 result, plugin = registry.call_first(hook, target=target, compiled=compiled, settings=settings)
-                measurement = checked_measurement(result, plugin, hook, metric)
+                measurement = checked_measurement(result, plugin, hook, metric, target=target, settings=settings)
             except AccelnasError as exc:
                 out = Outcome(metric, error=str(exc), plugin=getattr(exc, "plugin", plugin), where=where)
             else:
@@ -182,15 +220,33 @@ def measure_outcomes(
 
 
 # -- rebuilding the registry in another process ----------------------------------------------------
+def _needs_arguments(cls: type) -> bool:
+    """True when ``cls()`` cannot be called without arguments."""
+    try:
+        inspect.signature(cls).bind()
+    except TypeError:
+        return True
+    except ValueError:  # no signature to inspect (a builtin): let the other process try
+        return False
+    return False
+
+
 def registry_spec(registry: PluginRegistry) -> tuple[PluginRef, ...]:
-    """How to rebuild ``registry`` elsewhere: each plugin's importable module (or module:Class)."""
-    infos = {info.name: info for info in registry.plugins()}
+    """How to rebuild ``registry`` elsewhere, as plain data (see :data:`PluginRef`).
+
+    A plugin loaded from an entry point is referenced by the entry point's value; one registered
+    directly by its module, or by its class when the class can be called without arguments.
+    """
+    infos = {info.name: info for info in registry.plugins() if info.error is None}
     spec = []
     for name, plugin in registry.pm.list_name_plugin():
         if plugin is None:
             continue
-        if inspect.ismodule(plugin):
-            ref = plugin.__name__
+        info = infos.get(name)
+        if info is not None and info.entry_point:
+            ref, how = info.entry_point, "entry_point"
+        elif inspect.ismodule(plugin):
+            ref, how = plugin.__name__, "module"
         else:
             cls = type(plugin)
             if "<locals>" in cls.__qualname__:
@@ -198,28 +254,45 @@ def registry_spec(registry: PluginRegistry) -> tuple[PluginRef, ...]:
                     f"plugin {name!r} is a local class and cannot be rebuilt in another process; "
                     "define it at module level or install it through the 'accelnas' entry-point group"
                 )
-            ref = f"{cls.__module__}:{cls.__qualname__}"
-        info = infos.get(name)
-        spec.append((name, ref, info.distribution if info else None, info.version if info else None))
+            if _needs_arguments(cls):
+                raise PluginLoadError(
+                    f"plugin {name!r} is an instance of {cls.__qualname__}, which takes arguments, and cannot be "
+                    "rebuilt in another process; install it through the 'accelnas' entry-point group"
+                )
+            ref, how = f"{cls.__module__}:{cls.__qualname__}", "class"
+        spec.append((name, ref, info.distribution if info else None, info.version if info else None, how))
     return tuple(sorted(spec))
 
 
+def _load(name: str, ref: str, how: str) -> Any:
+    """The plugin object a :data:`PluginRef` names, loaded in this process."""
+    if how == "entry_point":
+        return metadata.EntryPoint(name=name, value=ref, group=ENTRY_POINT_GROUP).load()
+    module_name, _, attr = ref.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    if how == "class":
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        obj = obj()
+    return obj
+
+
 def build_registry(spec: Sequence[PluginRef]) -> PluginRegistry:
-    """A registry holding the plugins named by :func:`registry_spec` (imported in this process)."""
+    """A registry holding the plugins named by :func:`registry_spec` (loaded in this process)."""
     registry = PluginRegistry()
-    for name, ref, distribution, version in spec:
-        module_name, _, attr = ref.partition(":")
+    for name, ref, distribution, version, how in spec:
         try:
-            obj: Any = importlib.import_module(module_name)
-            if attr:
-                for part in attr.split("."):
-                    obj = getattr(obj, part)
-                obj = obj()
-        except Exception as exc:
+            obj = _load(name, ref, how)
+        except PASS_THROUGH:
+            raise
+        except BaseException as exc:
             raise PluginLoadError(
-                f"plugin {name!r} ({ref}) cannot be loaded on {socket.gethostname()}: {type(exc).__name__}: {exc}"
+                f"plugin {name!r} ({ref}) cannot be loaded on {socket.gethostname()}: {type(exc).__name__}: "
+                f"{first_line(exc)}"
             ) from exc
-        registry.register(obj, name, distribution=distribution, version=version)
+        registry.register(
+            obj, name, distribution=distribution, version=version, entry_point=ref if how == "entry_point" else None
+        )
     registry.check_pending()
     return registry
 

@@ -113,14 +113,15 @@ class IsolatedExecutor(Executor):
     name = "isolated"
 
     def __init__(self, timeout: float | None = 900.0, *, start_timeout: float = 300.0, label: str = "isolated") -> None:
-        if timeout is not None and timeout <= 0:
-            raise ValueError("the task timeout must be positive")
+        if timeout is not None and not 0 < timeout < float("inf"):
+            raise ValueError(f"the task timeout must be a positive number of seconds, got {timeout}")
         self.timeout = timeout
         self.start_timeout = start_timeout
         self.label = label
         self._queue: deque[Task] = deque()
         self._current: Task | None = None
         self._remaining: set[str] = set()
+        self._sent = 0  # numbers the requests; an outcome carries its request's number
         self._deadline = 0.0
         self._child: _Child | None = None
         self._init: dict[str, Any] | None = None
@@ -172,11 +173,17 @@ class IsolatedExecutor(Executor):
                 return []
             task = self._queue.popleft()
             self._current, self._remaining = task, set(task.metrics)
+            self._sent += 1
             if self._child is None:
                 error = self._start_child()
                 if error is not None:
                     return self._finish(error)
-            request = {"kind": "task", "arch": task.arch.id, "metrics": list(task.metrics)}
+            request = {
+                "kind": "task",
+                "id": self._sent,
+                "arch": task.arch.id,
+                "metrics": list(dict.fromkeys(task.metrics)),
+            }
             try:
                 assert self._child is not None
                 self._child.send(request)
@@ -207,8 +214,14 @@ class IsolatedExecutor(Executor):
                 log.warning("measurement of %s timed out; child killed", self._current.arch.id)
                 return self._finish(f"measurement timed out after {self.timeout:g} s (child process killed)")
             return []
+        if message.get("id") != self._sent:  # left over from an earlier task: never the current one's
+            log.warning("ignoring an outcome of an earlier request (%s) from the measurement child", message.get("id"))
+            return []
         outcome = Outcome.from_dict(message["outcome"])
         task = self._current
+        if outcome.metric not in self._remaining:  # a metric already answered for this task
+            log.warning("ignoring a second %s outcome for %s", outcome.metric, task.arch.id)
+            return []
         self._remaining.discard(outcome.metric)
         if not self._remaining:
             self._current = None
@@ -274,17 +287,18 @@ def _serve() -> None:
         request = json.loads(line)
         if request.get("kind") == "stop":
             return
-        metrics = list(request["metrics"])
+        metrics = list(dict.fromkeys(request["metrics"]))
         done: set[str] = set()
+        reply = {"kind": "outcome", "id": request.get("id")}
         try:
             arch = Architecture.from_string(request["arch"])
             for outcome in measure_outcomes(registry, target, arch, metrics, settings, executor=label):
                 done.add(outcome.metric)
-                send({"kind": "outcome", "outcome": outcome.to_dict()})
+                send(reply | {"outcome": outcome.to_dict()})
         except Exception as exc:  # a failure outside the plugin hooks still ends only this task
             error = f"{type(exc).__name__}: {exc}"
             for outcome in failed([m for m in metrics if m not in done], error, **worker_info(label)):
-                send({"kind": "outcome", "outcome": outcome.to_dict()})
+                send(reply | {"outcome": outcome.to_dict()})
 
 
 if __name__ == "__main__":

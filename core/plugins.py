@@ -2,11 +2,14 @@
 
 Plugins are found through the ``accelnas`` entry-point group (built-ins are declared there too).
 ``ACCELNAS_PLUGINS`` restricts loading to a comma-separated list of plugin names; an empty value
-loads none.
+loads none. A plugin that cannot be used (it fails to import, pluggy refuses it, it has a hook
+wrapper, its entry-point name is taken, it raises in ``register_targets``) is skipped and listed
+with a one-line reason; the others keep working.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import logging
 import os
@@ -31,6 +34,9 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "accelnas"
 ENV_VAR = "ACCELNAS_PLUGINS"
+BUILTIN_DISTRIBUTION = "accelnas"
+# Exceptions a plugin's code may raise that still stop the tool: everything else is the plugin's failure.
+PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, GeneratorExit)
 
 
 @dataclass
@@ -43,6 +49,17 @@ class PluginInfo:
     version: str | None
     hooks: list[str] = field(default_factory=list)
     error: str | None = None  # why a plugin that is installed could not be loaded
+    entry_point: str | None = None  # the entry point's value ("module" or "module:attr") it was loaded from
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: first line`` of an exception."""
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def _declared_by(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.name} {dist.version}" if dist else ep.value
 
 
 class PluginRegistry:
@@ -54,44 +71,126 @@ class PluginRegistry:
         self._info: dict[str, PluginInfo] = {}
         self._broken: dict[str, PluginInfo] = {}
         self._targets: dict[str, Target] | None = None
+        self._left_out: list[str] = []  # installed plugins the ``only`` filter did not load
+        self._filter_source: str | None = None  # e.g. "ACCELNAS_PLUGINS=cpu_ort"
 
     # -- loading ---------------------------------------------------------------------------------
-    def load_entry_points(self, only: list[str] | None = None) -> None:
-        """Register every plugin of the entry-point group (or only the named ones)."""
-        eps = {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    def load_entry_points(self, only: list[str] | None = None, *, source: str | None = None) -> None:
+        """Register every plugin of the entry-point group (or only the named ones).
+
+        ``source`` says where ``only`` came from (``ACCELNAS_PLUGINS=...``); an unknown target then
+        names the installed plugins it left out. An entry-point name declared by two distributions
+        is loaded from the built-in one, else from the first found; the other is listed as not loaded.
+        """
+        found = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+        found.sort(key=lambda ep: getattr(getattr(ep, "dist", None), "name", None) != BUILTIN_DISTRIBUTION)
+        eps: dict[str, metadata.EntryPoint] = {}
+        clashes: list[tuple[metadata.EntryPoint, metadata.EntryPoint]] = []
+        for ep in found:
+            if ep.name in eps:
+                clashes.append((ep, eps[ep.name]))
+            else:
+                eps[ep.name] = ep
         if only is not None:
             unknown = [name for name in only if name not in eps]
             if unknown:
                 known = ", ".join(sorted(eps)) or "none installed"
                 raise PluginLoadError(f"unknown plugin {unknown[0]!r} in {ENV_VAR} (installed: {known})")
+            self._left_out = sorted(name for name in eps if name not in only)
+            self._filter_source = source
             eps = {name: eps[name] for name in only}
+        for ep, kept in clashes:
+            if ep.name in eps:
+                dist = getattr(ep, "dist", None)
+                error = f"entry-point name {ep.name!r} is also declared by {_declared_by(kept)}"
+                log.warning("plugin %r of %s skipped: %s", ep.name, _declared_by(ep), error)
+                info = PluginInfo(ep.name, ep.value, dist and dist.name, dist and dist.version, error=error)
+                self._broken[f"{ep.name} ({_declared_by(ep)})"] = replace(info, entry_point=ep.value)
         for name, ep in sorted(eps.items()):
             dist = getattr(ep, "dist", None)
             dist_name, version = (dist.name, dist.version) if dist else (None, None)
             try:
                 obj = ep.load()
-            except (Exception, SystemExit) as exc:  # a broken third-party plugin must not take the tool down
-                error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
+            except PASS_THROUGH:
+                raise
+            except BaseException as exc:  # a broken third-party plugin must not take the tool down
+                error = f"failed to import {ep.value}: {_describe(exc)}"
                 log.warning("plugin %r skipped: %s", name, error)
-                self._broken[name] = PluginInfo(name, ep.value, dist_name, version, error=error)
+                self._broken[name] = PluginInfo(name, ep.value, dist_name, version, error=error, entry_point=ep.value)
                 continue
             try:
-                self.register(obj, name, distribution=dist_name, version=version)
+                self.register(obj, name, distribution=dist_name, version=version, entry_point=ep.value)
             except PluginLoadError as exc:  # e.g. a hook with an argument its spec lacks
                 log.warning("plugin %r skipped: %s", name, exc)
-                self._broken[name] = PluginInfo(name, ep.value, dist_name, version, error=str(exc))
+                self._broken[name] = PluginInfo(
+                    name, ep.value, dist_name, version, error=first_line(exc), entry_point=ep.value
+                )
 
-    def register(self, obj: Any, name: str, *, distribution: str | None = None, version: str | None = None) -> None:
-        """Register one plugin object (module, class instance) under ``name``."""
+    def register(
+        self,
+        obj: Any,
+        name: str,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+        entry_point: str | None = None,
+    ) -> None:
+        """Register one plugin object (module, class instance) under ``name``.
+
+        ``entry_point`` is the value it was loaded from, so other processes load the same object.
+        Raises :class:`PluginLoadError` (one line) for a plugin pluggy refuses or one with a hook wrapper.
+        """
         if self.pm.get_plugin(name) is not None:
             raise PluginLoadError(f"a plugin named {name!r} is already registered")
+        if obj is None:
+            raise PluginLoadError(f"plugin {name!r} is None, not a module or object with hook implementations")
         try:
+            wrappers = [
+                attr
+                for attr in dir(obj)
+                if (opts := self.pm.parse_hookimpl_opts(obj, attr)) and (opts.get("wrapper") or opts.get("hookwrapper"))
+            ]
+            if wrappers:
+                raise PluginLoadError(
+                    f"plugin {name!r} is invalid: hook wrappers (wrapper=True, hookwrapper=True) are not supported, "
+                    f"found one for {wrappers[0]!r}"
+                )
             self.pm.register(obj, name=name)
-        except (ValueError, pluggy.PluginValidationError) as exc:
-            raise PluginLoadError(f"plugin {name!r} is invalid: {exc}") from exc
+        except PluginLoadError:
+            raise
+        except pluggy.PluginValidationError as exc:
+            raise PluginLoadError(f"plugin {name!r} is invalid: {self._validation_reason(exc)}") from exc
+        except ValueError as exc:
+            raise PluginLoadError(f"plugin {name!r} is invalid: {first_line(exc)}") from exc
+        except PASS_THROUGH:
+            raise
+        except BaseException as exc:  # e.g. a property of the plugin object that raises when pluggy looks
+            raise PluginLoadError(f"plugin {name!r} is invalid: {_describe(exc)}") from exc
         module = getattr(obj, "__name__", type(obj).__module__)
-        self._info[name] = PluginInfo(name, module, distribution, version or getattr(obj, "__version__", None))
+        version = version or getattr(obj, "__version__", None)
+        self._info[name] = PluginInfo(name, module, distribution, version, entry_point=entry_point)
         self._targets = None
+
+    def _validation_reason(self, exc: pluggy.PluginValidationError) -> str:
+        """Pluggy's several-line refusal as one line."""
+        text = str(exc)
+        hook = re.search(r"hook '([^']+)'", text)
+        extra = re.search(r"Argument\(s\) (\{.*?\}) are declared", text)
+        if hook and extra:
+            try:
+                names = sorted(ast.literal_eval(extra.group(1)))
+            except (ValueError, SyntaxError):
+                names = [extra.group(1)]
+            caller = getattr(self.pm.hook, hook.group(1), None)
+            spec = getattr(getattr(caller, "spec", None), "argnames", None)
+            known = f" (its arguments: {', '.join(spec)})" if spec is not None else ""
+            listed = ", ".join(repr(n) for n in names)
+            if len(names) == 1:
+                return f"argument {listed} of hook {hook.group(1)!r} is not in its spec{known}"
+            return f"arguments {listed} of hook {hook.group(1)!r} are not in its spec{known}"
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(exc).__name__
+        return f"hook {hook.group(1)!r}: {reason}" if hook else reason
 
     def check_pending(self) -> None:
         """Skip, with a warning, each plugin whose hook implementations match no spec (a typo)."""
@@ -138,22 +237,37 @@ class PluginRegistry:
     def _collect_targets(self) -> dict[str, Target] | None:
         """Targets of every plugin, or None after skipping one whose ``register_targets`` failed."""
         found: dict[str, Target] = {}
+        fallback: set[str] = set()  # targets declared by a trylast implementation: meant to be replaced
         # lowest priority first, so the plugin pluggy calls first (tryfirst, or registered last) wins
         for impl in self.pm.hook.register_targets.get_hookimpls():
             plugin_name = impl.plugin_name
 
-            def register(target: Target, _plugin: str = plugin_name) -> None:
+            def register(target: Target, _plugin: str = plugin_name, _impl: Any = impl) -> None:
                 if not isinstance(target, Target):
                     raise PluginError(f"registered a non-Target: {target!r}")
-                if target.name in found:
-                    replaced = found[target.name].plugin
-                    log.debug("target %s from %s replaces the one from %s", target.name, _plugin, replaced)
+                replaced = found[target.name].plugin if target.name in found else None
+                if replaced is not None and replaced != _plugin:
+                    if _impl.tryfirst or target.name in fallback:
+                        log.debug("target %s from %s replaces the one from %s", target.name, _plugin, replaced)
+                    else:
+                        log.warning(
+                            "target %s of plugin %r replaces the one of plugin %r; mark the hooks of the one meant "
+                            "to win tryfirst=True, or the choice depends on the order plugins load in",
+                            target.name,
+                            _plugin,
+                            replaced,
+                        )
+                fallback.discard(target.name)
+                if _impl.trylast:
+                    fallback.add(target.name)
                 found[target.name] = replace(target, plugin=_plugin)
 
             try:
                 impl.function(register=register)
-            except (Exception, SystemExit) as exc:
-                detail = first_line(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {first_line(exc)}"
+            except PASS_THROUGH:
+                raise
+            except BaseException as exc:
+                detail = first_line(exc) if isinstance(exc, PluginError) else _describe(exc)
                 self._skip(plugin_name, f"failed in register_targets: {detail}")
                 return None
         return dict(sorted(found.items()))
@@ -169,7 +283,9 @@ class PluginRegistry:
                 name = matches[0].name
         if name not in targets:
             known = ", ".join(targets) or "none"
-            skipped = "".join(f"; plugin {n!r} was skipped: {i.error}" for n, i in sorted(self._broken.items()))
+            skipped = "".join(f"; plugin {i.name!r} was skipped: {i.error}" for _, i in sorted(self._broken.items()))
+            if self._filter_source and self._left_out:
+                skipped += f"; {self._filter_source} left out the installed plugins {', '.join(self._left_out)}"
             raise UnknownTargetError(f"unknown target {name!r} (known targets: {known}{skipped})")
         target = targets[name]
         if require_available and not target.available:
@@ -180,18 +296,20 @@ class PluginRegistry:
     def call_first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
         """Call a first-result hook in pluggy's order; return (result, plugin name).
 
-        Exceptions are re-raised as :class:`PluginError` naming the plugin that raised.
+        Exceptions (``sys.exit()`` and ``asyncio.CancelledError`` included, not ``KeyboardInterrupt``)
+        are re-raised as :class:`PluginError` naming the plugin that raised. When no plugin answers,
+        the error names the plugin that registered the target.
         """
         caller = getattr(self.pm.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):
             args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
             try:
                 result = impl.function(**args)
-            except (Exception, SystemExit) as exc:  # sys.exit() in a plugin is its failure, not the tool's exit
-                message = first_line(exc)
+            except PASS_THROUGH:
+                raise
+            except BaseException as exc:  # sys.exit() in a plugin is its failure, not the tool's exit
                 raise PluginError(
-                    f"plugin {impl.plugin_name!r} raised in {hook_name}: {type(exc).__name__}: {message}",
-                    plugin=impl.plugin_name,
+                    f"plugin {impl.plugin_name!r} raised in {hook_name}: {_describe(exc)}", plugin=impl.plugin_name
                 ) from exc
             if inspect.isgenerator(result):
                 raise PluginError(
@@ -200,7 +318,11 @@ class PluginRegistry:
             if result is not None:
                 return result, impl.plugin_name
         target = kwargs.get("target")
-        raise PluginError(f"no plugin implements {hook_name} for target {getattr(target, 'name', target)}")
+        owner = getattr(target, "plugin", None)
+        declared = f" (declared by plugin {owner!r})" if owner else ""
+        raise PluginError(
+            f"no plugin implements {hook_name} for target {getattr(target, 'name', target)}{declared}", plugin=owner
+        )
 
 
 def plugin_filter_from_env() -> list[str] | None:
@@ -214,8 +336,10 @@ def plugin_filter_from_env() -> list[str] | None:
 def load_registry(only: list[str] | None = None, *, use_env: bool = True) -> PluginRegistry:
     """A registry with the plugins installed here, filtered by ``only`` or ``ACCELNAS_PLUGINS``."""
     registry = PluginRegistry()
+    source = None
     if only is None and use_env:
         only = plugin_filter_from_env()
-    registry.load_entry_points(only)
+        source = f"{ENV_VAR}={os.environ.get(ENV_VAR, '')}" if only is not None else None
+    registry.load_entry_points(only, source=source)
     registry.check_pending()
     return registry

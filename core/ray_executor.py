@@ -82,6 +82,7 @@ def measure_task(
     task_timeout: float | None = None,
 ) -> list[dict[str, Any]]:
     """The body of one Ray task: measure ``metrics`` of one architecture on this worker's host."""
+    metrics = list(dict.fromkeys(metrics))  # one outcome per metric, however often named
     where = _where()
     try:
         registry = cached_registry([tuple(entry) for entry in spec])

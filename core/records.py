@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
+import reprlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +16,54 @@ from accelnas.core.errors import AccelnasError, PluginError, UnknownOptionError,
 
 METRICS: tuple[str, ...] = ("throughput", "latency")
 UNITS = {"throughput": "images/s", "latency": "ms"}
+SQLITE_MAX_INT = 2**63 - 1  # the largest integer an SQLite column holds
+_REPR = reprlib.Repr()
+_REPR.maxlong = _REPR.maxstring = _REPR.maxother = 60
+
+
+def _show(value: object) -> str:
+    """A short one-line repr for error messages (a 400-digit int is cut)."""
+    return _REPR.repr(value).replace("\n", " ")
+
+
+def finite_float(value: object, name: str) -> float:
+    """``value`` (any real number but a bool, numpy scalars included) as a finite Python float."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            result = float(value)
+        except (OverflowError, ValueError, TypeError):
+            pass
+        else:
+            if math.isfinite(result):
+                return result
+    raise ValueError(f"{name} must be a finite number, got {_show(value)}")
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` (any integral number but a bool) as a Python int within 1..SQLITE_MAX_INT."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= int(value) <= SQLITE_MAX_INT:
+        return int(value)
+    raise ValueError(f"{name} must be a positive int, got {_show(value)}")
+
+
+def _is_bool(value: object) -> bool:
+    """True for ``bool`` and numpy's bool scalar (not registered as a number)."""
+    return isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with the numbers inside its dicts, lists and tuples as Python ``bool``/``int``/``float``."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_plain(item) for item in value)
+    if _is_bool(value):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, float):
+        return float(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -25,6 +75,8 @@ class Target:
     asking for any other key is refused. ``None`` leaves them undeclared: every key passes through.
     ``check_values`` (optional) is called with a campaign's settings before it starts and raises an
     :class:`~accelnas.core.errors.AccelnasError` for an option value the target cannot use.
+    ``latency_batch_size`` is the batch latency is measured at: 1 unless the hardware runs a fixed
+    larger batch (a DPU compiled for batch 6); a latency measurement at another batch is refused.
     """
 
     device: str
@@ -38,6 +90,7 @@ class Target:
     reason: str | None = None
     options: tuple[str, ...] | None = None
     check_values: Callable[[MeasureSettings], object] | None = field(default=None, compare=False, repr=False)
+    latency_batch_size: int = 1
     plugin: str | None = None  # filled in by the core when the target is registered
 
     @property
@@ -51,8 +104,11 @@ class Target:
         bad = [m for m in self.metrics if m not in METRICS]
         if bad:
             raise ValueError(f"target {self.device}/{self.backend}: unknown metric {bad[0]!r}")
-        if self.default_batch_size < 1:
-            raise ValueError("default_batch_size must be >= 1")
+        for name in ("default_batch_size", "latency_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"target {self.device}/{self.backend}: {name} must be an int >= 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
         if self.options is not None:
             object.__setattr__(self, "options", tuple(self.options))
 
@@ -71,7 +127,9 @@ class Target:
                 if type(exc).exit_code != AccelnasError.exit_code:  # e.g. unavailable (3): keep its meaning
                     raise
                 raise UnknownOptionError(f"target {self.name}: {first_line(exc)}") from None
-            except Exception as exc:  # a parser's own ValueError/TypeError: a refused value, named as the plugin's
+            except (KeyboardInterrupt, GeneratorExit):
+                raise
+            except BaseException as exc:  # a parser's ValueError, even sys.exit(): a refused value, the plugin's
                 raise PluginError(
                     f"plugin {self.plugin!r} raised in check_values of {self.name}: {type(exc).__name__}: "
                     f"{first_line(exc)}",
@@ -97,6 +155,10 @@ class MeasureSettings:
             raise ValueError(f"input size must be within 16..1024, got {self.input_size}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        for name in ("precision", "max_seconds", "warmup_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {_show(value)}")
         if not 0 < self.precision < 1:
             raise ValueError(f"precision must be within (0, 1), got {self.precision}")
         if self.max_seconds <= 0 or self.warmup_seconds < 0:
@@ -169,15 +231,17 @@ class Measurement:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> Measurement:
-        """Raise ``ValueError`` naming the first malformed field."""
+        """Raise ``ValueError`` naming the first malformed field.
+
+        Numbers of other types (numpy scalars) are converted in place to Python ``float``/``int``/``bool``,
+        so what is stored is plain data; one that no SQLite column can hold is malformed.
+        """
         if self.metric not in METRICS:
             raise ValueError(f"metric {self.metric!r} is not one of {METRICS}")
         if self.unit != UNITS[self.metric]:
             raise ValueError(f"unit {self.unit!r} for {self.metric}, expected {UNITS[self.metric]!r}")
         for name in ("mean", "std", "ci_low", "ci_high"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            setattr(self, name, finite_float(getattr(self, name), name))
         if self.mean <= 0:
             raise ValueError(f"mean must be positive, got {self.mean}")
         if self.std < 0:
@@ -186,14 +250,21 @@ class Measurement:
             raise ValueError(f"confidence interval [{self.ci_low}, {self.ci_high}] does not contain the mean")
         if not isinstance(self.samples, list) or not self.samples:
             raise ValueError("samples must be a non-empty list")
-        if not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in self.samples):
-            raise ValueError("samples must be positive finite numbers")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
-        if not isinstance(self.input_size, int) or self.input_size < 1:
-            raise ValueError(f"input_size must be a positive int, got {self.input_size!r}")
+        samples = []
+        for i, value in enumerate(self.samples):
+            sample = finite_float(value, f"samples[{i}]")
+            if sample <= 0:
+                raise ValueError(f"samples must be positive, got samples[{i}] = {sample}")
+            samples.append(sample)
+        self.samples = samples
+        self.batch_size = positive_int(self.batch_size, "batch_size")
+        self.input_size = positive_int(self.input_size, "input_size")
+        if not _is_bool(self.precision_reached):
+            raise ValueError(f"precision_reached must be a bool, got {_show(self.precision_reached)}")
+        self.precision_reached = bool(self.precision_reached)
         if not isinstance(self.extra, dict) or not isinstance(self.provenance, dict):
             raise ValueError("extra and provenance must be dicts")
+        self.extra, self.provenance = _plain(self.extra), _plain(self.provenance)
         json.dumps(self.extra, default=str)
         json.dumps(self.provenance, default=str)
         return self

@@ -15,8 +15,9 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,19 @@ WHERE results.status != 'ok'
 """
 
 
+def _naming_the_store(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with SQLite's errors (a damaged file, a full disk) raised as a StoreError naming the file."""
+
+    @wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"campaign store {self.path}: {exc}") from exc
+
+    return wrapper
+
+
 class Store:
     """Open (or create) a campaign store at ``path``."""
 
@@ -143,15 +157,31 @@ class Store:
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if readonly:
-                uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                self.conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
-            else:
-                self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.conn.row_factory = sqlite3.Row
-            self._init()
+            self._open("ro" if readonly else None)
+        except sqlite3.OperationalError as exc:
+            # a WAL store on read-only media: SQLite cannot create its shared-memory file, but a store
+            # with no write-ahead log left is complete in its main file and reads as immutable
+            wal = Path(f"{self.path}-wal")
+            cannot_write = "readonly" in str(exc) or "unable to open" in str(exc)
+            if not readonly or not cannot_write or (wal.exists() and wal.stat().st_size > 0):
+                raise StoreError(f"{self.path} is not a usable accelnas store: {exc}") from None
+            self.conn.close()
+            try:
+                self._open("ro&immutable=1")
+            except sqlite3.DatabaseError as again:
+                raise StoreError(f"{self.path} is not a usable accelnas store: {again}") from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable accelnas store: {exc}") from None
+
+    def _open(self, mode: str | None) -> None:
+        """Connect (``mode``: None to read and write, else the URI's ``mode=`` value) and check the file."""
+        if mode is not None:
+            uri = f"{self.path.resolve().as_uri()}?mode={mode}"
+            self.conn = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+        else:
+            self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self._init()
 
     def _inspect(self) -> tuple[int, int, set[str]]:
         """application_id, user_version and table names, read together (in one transaction)."""
@@ -246,6 +276,7 @@ class Store:
             (arch.id, json.dumps(arch.to_config())),
         )
 
+    @_naming_the_store
     def record_ok(
         self,
         arch: Architecture,
@@ -280,6 +311,7 @@ class Store:
             self._ensure_arch(arch)
             return c.execute(_UPSERT_OK, params).rowcount > 0
 
+    @_naming_the_store
     def record_failure(
         self,
         arch: Architecture,
@@ -305,6 +337,7 @@ class Store:
             self._ensure_arch(arch)
             c.execute(_UPSERT_FAILED, params)
 
+    @_naming_the_store
     def record_plan(
         self,
         archs: Iterable[Architecture],
@@ -327,6 +360,7 @@ class Store:
                 )
 
     # -- reads -----------------------------------------------------------------------------------
+    @_naming_the_store
     def status_of(self, target: str, settings_key: str) -> dict[tuple[str, str], str]:
         """{(arch_id, metric): status} for one target and settings."""
         rows = self.conn.execute(
@@ -335,6 +369,7 @@ class Store:
         )
         return {(r["arch_id"], r["metric"]): r["status"] for r in rows}
 
+    @_naming_the_store
     def results(self, target: str | None = None, status: str | None = "ok") -> list[dict[str, Any]]:
         """Result rows joined with the architecture config, decoded.
 
@@ -366,6 +401,7 @@ class Store:
     def _row_name(self, row: dict[str, Any]) -> str:
         return f"{self.path}: result {row['id']} ({row['arch_id']}, {row['target']}, {row['metric']})"
 
+    @_naming_the_store
     def check(self) -> None:
         """Raise :class:`StoreError` naming the first row a reader could not use.
 
@@ -384,9 +420,11 @@ class Store:
             if row["status"] == "ok" and (problem := value_problem(row["metric"], row["value"])):
                 raise StoreError(f"{self._row_name(row)}: {problem}")
 
+    @_naming_the_store
     def targets(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT target FROM results ORDER BY target")]
 
+    @_naming_the_store
     def summary(self) -> list[dict[str, Any]]:
         """Per (target, settings_key, metric): ok, failed, pending (planned, no result yet) and total."""
         query = (
@@ -396,6 +434,7 @@ class Store:
         )
         return [dict(r) for r in self.conn.execute(query)]
 
+    @_naming_the_store
     def common_errors(self, limit: int = 5) -> list[dict[str, Any]]:
         """The most frequent error texts of failed rows, per target: (target, error, n)."""
         rows = self.conn.execute(
@@ -410,6 +449,7 @@ class Store:
                 out.append(dict(row))
         return out
 
+    @_naming_the_store
     def settings_of(self, settings_key: str) -> dict[str, Any] | None:
         """The settings (identity) stored under ``settings_key``."""
         row = self.conn.execute(
@@ -426,6 +466,7 @@ class Store:
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{self.path}: settings {settings_key} are not valid JSON ({exc})") from None
 
+    @_naming_the_store
     def counts(self) -> list[dict[str, Any]]:
         """Rows of (target, metric, status, n)."""
         rows = self.conn.execute(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from accelnas.core.cli_options import SEED, parse_options
+from accelnas.core.cli_options import FINITE, SEED, parse_options
 from accelnas.search.objectives import MNASNET_W
 
 
@@ -38,7 +38,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
     help="Single-objective MnasNet reward accuracy*(T/T0)^w for T=T0, e.g. latency@zcu102=5.",
 )  # fmt: skip
 @click.option(
-    "--reward-w", type=float, default=MNASNET_W, show_default=True,
+    "--reward-w", type=FINITE, default=MNASNET_W, show_default=True,
     help="Reward exponent in the latency convention (its sign flips for a throughput).",
 )  # fmt: skip
 @click.option("--population", type=int, default=None, help="Population of evolution / NSGA-II [100 / 50].")
@@ -167,9 +167,9 @@ def _echo_outcome(outcome) -> None:
               help="Measure at most N architectures, spread along the front.")  # fmt: skip
 @click.option("--input-size", type=int, default=224, show_default=True, help="Input resolution.")
 @click.option("--batch-size", type=int, default=None, help="Throughput batch size [target default].")
-@click.option("--precision", type=float, default=0.02, show_default=True, help="Target 95% CI half-width (fraction).")
-@click.option("--max-seconds", type=float, default=30.0, show_default=True, help="Timed budget per metric.")
-@click.option("--warmup-seconds", type=float, default=5.0, show_default=True, help="Warm-up budget.")
+@click.option("--precision", type=FINITE, default=0.02, show_default=True, help="Target 95% CI half-width (fraction).")
+@click.option("--max-seconds", type=FINITE, default=30.0, show_default=True, help="Timed budget per metric.")
+@click.option("--warmup-seconds", type=FINITE, default=5.0, show_default=True, help="Warm-up budget.")
 @click.option("--threads", type=int, default=None, help="Intra-op threads [physical cores].")
 @click.option(
     "--option", "option_texts", multiple=True, metavar="KEY=VALUE",

@@ -119,8 +119,8 @@ def active_campaign(
     metric = metric or (metrics[0] if metrics else target.metrics[0])
     if metrics and metric not in metrics:
         raise AccelnasError(f"active selection judges {metric!r}, which is not among the measured metrics")
-    if time_budget is not None and time_budget <= 0:
-        raise AccelnasError(f"the time budget must be positive, got {time_budget}")
+    if time_budget is not None and not 0 < time_budget < float("inf"):
+        raise AccelnasError(f"the time budget must be a positive number of seconds, got {time_budget}")
     initial = initial or max(8, num // 4)
     batch = batch or max(4, num // 10)
     pool = sample(max(pool_size, num), seed)  # never fewer candidates than architectures asked for

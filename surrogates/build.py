@@ -9,6 +9,7 @@ fidelity, dataset facts).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ INDEX_FILE = "benchmark.json"
 INDEX_FORMAT = "accelnas-benchmark"
 INDEX_VERSION = 1
 METADATA = artifact.METADATA_FILE
+
+log = logging.getLogger(__name__)
 
 
 def pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
@@ -191,6 +194,8 @@ def _tuned(
         chosen = select_family(train_archs, y, seed=seed)
         family, params = chosen.family, chosen.params
     if family not in SPACES:
+        log.warning("%s %s: no hyperparameter search for the %s family; --tune-seconds leaves its recipe as it is",
+                    target, metric, family)  # fmt: skip
         return recipe | {"family": family, "params": params}
     fixed = {k: v for k, v in params.items() if k not in SPACES[family]}
     best = tune(family, train_archs, y, space=SPACES[family], fixed=fixed, budget_seconds=seconds, seed=seed)

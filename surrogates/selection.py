@@ -109,15 +109,30 @@ def tune(
     val_fraction: float = 0.2,
     seed: int = 0,
 ) -> Selection:
-    """Optuna TPE search of ``space`` ({name: ("int"|"float"|"logfloat", low, high)}) within a time budget."""
+    """Optuna TPE search of ``space`` ({name: ("int"|"float"|"logfloat", low, high)}) within a time budget.
+
+    The budget bounds when fits start, not how long one runs: a trial is fitted only where the time
+    left covers its estimated cost (the slowest completed trial's seconds per unit of size, its size
+    the product of ``n_estimators``, ``max_depth``, ``log2(num_leaves)`` and ``max_features`` where
+    the trial sets them), and none starts after the deadline. The first trial, at the smallest
+    ``n_estimators`` of the space, always runs. So the search overruns the budget only where that
+    first trial alone does, or by how much one trial's cost was underestimated.
+    """
     import optuna
 
+    if not np.isfinite(budget_seconds) or budget_seconds <= 0:
+        raise ValueError(f"budget_seconds must be a positive number of seconds, got {budget_seconds!r}")
+    if max_trials < 1:
+        raise ValueError(f"max_trials must be >= 1, got {max_trials!r}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    deadline = time.monotonic() + budget_seconds
     y = np.asarray(y, dtype=float)
     inner, val = split(len(archs), val_fraction, seed)
     train_archs, val_archs = [archs[i] for i in inner], [archs[i] for i in val]
     fixed = dict(fixed or {})
     scores: list[dict[str, Any]] = []
+    rates: list[float] = []  # seconds per unit of trial size, of the completed trials
+    cheapest = _trial_size(fixed | {name: low for name, (_, low, _) in space.items()})
 
     def objective(trial: optuna.Trial) -> float:
         params = dict(fixed)
@@ -126,17 +141,43 @@ def tune(
                 params[name] = trial.suggest_int(name, low, high)
             else:
                 params[name] = trial.suggest_float(name, low, high, log=kind == "logfloat")
+        size, left = _trial_size(params), deadline - time.monotonic()
+        if rates and max(rates) * size > left:
+            if max(rates) * cheapest > left:  # not even the smallest trial would end in time
+                trial.study.stop()
+            raise optuna.TrialPruned("would not end within the budget")
+        start = time.monotonic()
         model = make(family, seed=seed, **params).fit(train_archs, y[inner])
         metrics = regression_metrics(y[val], model.predict(val_archs))
+        rates.append((time.monotonic() - start) / size)
         scores.append({"family": family, "params": params, **metrics})
         tau, r2 = _score(metrics)
         return tau + 1e-3 * r2 if np.isfinite(tau + r2) else -1e9
 
+    def stop_at_deadline(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if time.monotonic() >= deadline:
+            study.stop()
+
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=max_trials, timeout=budget_seconds)
+    if "n_estimators" in space:
+        study.enqueue_trial({"n_estimators": space["n_estimators"][1]})  # the cheapest first: it always runs
+    study.optimize(objective, n_trials=max_trials, callbacks=[stop_at_deadline])
     best = max(scores, key=_score)
     metrics = {k: v for k, v in best.items() if k not in ("family", "params")}
+    spent = budget_seconds - (deadline - time.monotonic())
+    log.info("tuned %s: %d trials fitted (%d skipped as too slow) in %.1f s", family, len(scores),
+             len(study.trials) - len(scores), spent)  # fmt: skip
     return Selection(family, best["params"], metrics, scores)
+
+
+def _trial_size(params: dict[str, Any]) -> float:
+    """A trial's fitting cost up to a factor: trees times their depth (and the share of features tried)."""
+    size = float(params.get("n_estimators", 1))
+    size *= float(params.get("max_depth") or 1)
+    size *= max(1.0, float(np.log2(params.get("num_leaves", 2))))
+    if isinstance(params.get("max_features"), float):
+        size *= params["max_features"]
+    return max(size, 1e-9)
 
 
 # Search spaces for :func:`tune`: {parameter: (kind, low, high)}

@@ -35,3 +35,11 @@ def anb_records() -> list[dict]:
             if member.isfile() and member.name.endswith(".json"):
                 records.append(json.load(tar.extractfile(member)))
     return records
+
+
+def exact_measurement(metric: str, value: float, *, batch: int, input_size: int, **fields):
+    """A :class:`Measurement` of one exact value (no spread), as a fake device returns it."""
+    from accelnas.core.records import UNITS, Measurement
+
+    values = dict(mean=value, std=0.0, ci_low=value, ci_high=value, samples=[value], precision_reached=True) | fields
+    return Measurement(metric=metric, unit=UNITS[metric], batch_size=batch, input_size=input_size, **values)

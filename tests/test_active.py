@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from conftest import exact_measurement
 
 from accelnas import hookimpl
 from accelnas.core.errors import AccelnasError
 from accelnas.core.plugins import load_registry
-from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
+from accelnas.core.records import CompiledModel, ExportedModel, MeasureSettings, Target
 from accelnas.core.space import sample
 from accelnas.core.store import Store
 from accelnas.surrogates.active import active_campaign, space_filling
 
 FAST = MeasureSettings(input_size=32, batch_size=2, precision=0.05, max_seconds=0.5, warmup_seconds=0.2, threads=1)
-
-
-def _measurement(metric: str, unit: str, value: float, batch: int, settings: MeasureSettings) -> Measurement:
-    return Measurement(
-        metric=metric,
-        unit=unit,
-        mean=value,
-        std=0.0,
-        ci_low=value,
-        ci_high=value,
-        samples=[value],
-        batch_size=batch,
-        input_size=settings.input_size,
-        precision_reached=True,
-    )
 
 
 class Formula:
@@ -58,14 +44,16 @@ class Formula:
         if target.name != "fake/formula":
             return None
         self.measured.append((compiled.handle.id, "latency"))
-        return _measurement("latency", "ms", self._value(compiled.handle), 1, settings)
+        return exact_measurement("latency", self._value(compiled.handle), batch=1, input_size=settings.input_size)
 
     @hookimpl
     def measure_throughput(self, target, compiled, settings):
         if target.name != "fake/formula":
             return None
         self.measured.append((compiled.handle.id, "throughput"))
-        return _measurement("throughput", "images/s", 1000.0 / self._value(compiled.handle), 2, settings)
+        return exact_measurement(
+            "throughput", 1000.0 / self._value(compiled.handle), batch=2, input_size=settings.input_size
+        )
 
 
 @pytest.fixture()

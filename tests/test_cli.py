@@ -345,6 +345,33 @@ BAD_ARGUMENTS = {
         ["proxy-search", "--num", "4", "--db", "{db}", "--out", "{out}", "--trials", "0"],
         "0 is not in the range",
     ),
+    # nan passes every comparison: a nan timeout or budget would never run out
+    "nan time budget": (["collect", "--num", "1", "--db", "{out}/c.sqlite", "--time-budget", "nan"], "not a finite"),
+    "nan task timeout": (
+        ["collect", "--num", "1", "--db", "{out}/c.sqlite", "--isolate", "--task-timeout", "nan"],
+        "'nan' is not a finite number",
+    ),
+    "inf max seconds": (["collect", "--num", "1", "--db", "{out}/c.sqlite", "--max-seconds", "inf"], "not a finite"),
+    "nan test fraction": (
+        [
+            "fit",
+            "--data",
+            "{data}",
+            "--target",
+            "cpu/x",
+            "--metric",
+            "latency",
+            "--out",
+            "{out}",
+            "--test-fraction",
+            "nan",
+        ],
+        "'nan' is not a finite number",
+    ),
+    "nan reward exponent": (
+        ["search", "--benchmark", "{out}", "--reward", "latency@zcu102=5", "--reward-w", "nan"],
+        "'nan' is not a finite number",
+    ),
 }
 
 
@@ -388,3 +415,34 @@ def test_usage_errors_are_one_line_and_a_bare_group_shows_its_help():
         assert result.returncode == 2
     bare = run_cli("surrogates")
     assert bare.returncode == 2 and "Usage: accelnas surrogates" in bare.stderr + bare.stdout
+
+
+def test_settings_choose_among_the_settings_a_target_was_measured_under(tmp_path, capsys):
+    from accelnas.core.records import Measurement
+    from accelnas.core.space import sample
+
+    db = tmp_path / "c.sqlite"
+    with Store(db) as store:
+        for size, key in ((32, "aaaa1111"), (64, "bbbb2222")):
+            for i, a in enumerate(sample(12, size)):
+                v = size / 10 + i
+                store.record_ok(a, "cpu/x", key, {"input_size": size},
+                                Measurement("latency", "ms", v, 0.1, v - 0.1, v + 0.1, [v], 1, size, True))  # fmt: skip
+    shown = run_cli("status", "--db", str(db))
+    assert shown.returncode == 0 and "aaaa1111" in shown.stdout and "bbbb2222" in shown.stdout
+    build = ["surrogates", "build", "--from-db", str(db), "--family", "additive", "--out", str(tmp_path / "b")]
+    code, err = _main_exit(capsys, *build)
+    assert code == 1 and "measured under 2 different settings" in err and "choose one with --settings KEY" in err
+    assert "aaaa1111: 32 px, batch 1, 12 rows" in err and "bbbb2222: 64 px, batch 1, 12 rows" in err
+    code, err = _main_exit(capsys, *build, "--settings", "bbbb")
+    assert code == 0, err
+    index = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    assert [e["rows"] for e in index["surrogates"]] == [12]
+    code, err = _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "d"), "--settings", "aaaa")
+    assert code == 0, err
+    import pandas as pd
+
+    exported = pd.read_parquet(tmp_path / "d" / "cpu__x.parquet")
+    assert set(exported["settings_key"]) == {"aaaa1111"} and set(exported["input_size"]) == {32}
+    code, err = _main_exit(capsys, *build, "--settings", "cccc")
+    assert code == 2 and "settings 'cccc' matches no settings key of the data (have: aaaa1111, bbbb2222)" in err

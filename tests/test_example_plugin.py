@@ -83,6 +83,7 @@ def test_plugins_lists_the_example(site: Path) -> None:
     assert PLUGIN in infos
     info = infos[PLUGIN]
     assert info["module"] == "accelnas_example_plugin"
+    assert info["entry_point"] == "accelnas_example_plugin" and info["error"] is None
     assert info["distribution"] == "accelnas-example-plugin"
     assert info["version"] == "0.1.0"
     assert set(info["hooks"]) == {

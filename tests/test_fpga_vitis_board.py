@@ -91,6 +91,9 @@ def test_zcu102_throughput_and_latency_over_ssh(board, tmp_path, monkeypatch):
     assert t.extra["runs"][0]["thread_frames"] and len(t.extra["runs"][0]["thread_frames"]) == 5
     benchmarks = [c for c in _calls(board) if c["argv"][0] == "benchmark"]
     assert {c["SLEEP_MS"] for c in benchmarks} == {"2000"}
+    # what each timed job does besides the DPU run is fixed, not left to the board's environment
+    assert all(c["jobs"] == {"COPY_INPUT": "1", "COPY_OUTPUT": "1", "ENABLE_MEMCMP": "1"} for c in benchmarks)
+    assert t.extra["xdputil_env"] == lat.extra["xdputil_env"] == benchmarks[0]["jobs"]
     assert {tuple(c["argv"][2:]) for c in benchmarks} == {("-i", "-1", "5"), ("-i", "-1", "1")}
     assert all(
         c["argv"][1].startswith(str(board.workdir)) and c["argv"][1].endswith("/anb_net.xmodel") for c in benchmarks

@@ -2,9 +2,11 @@
 
 import hashlib
 import json
+import logging
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 
 from accelnas.core.errors import SurrogateError
 from accelnas.core.model import count_macs
@@ -69,6 +71,10 @@ def test_seed_ensemble_mean_and_spread(tmp_path):
     assert mean.shape == std.shape == (len(TEST),)
     assert np.all(std >= 0) and np.any(std > 0)
     assert ensemble.get_params()["base__n_estimators"] == 60
+    state, _ = ensemble.to_state()  # the saved parameters keep the format of earlier artifacts
+    assert state["params"] == {"n_members": 3, "base_family": "xgboost"} | {
+        f"base__{k}": v for k, v in ensemble.base.get_params().items()
+    }
     loaded = artifact.load(artifact.save(SurrogateArtifact(ensemble, "sim/x", "latency"), tmp_path / "e"))
     m2, s2 = loaded.predict_dist(TEST)
     np.testing.assert_allclose(m2, mean, rtol=1e-9)
@@ -201,8 +207,12 @@ def test_blend_is_the_weighted_mean_of_its_members():
         ({"members": [{"family": "blend", "params": {}}]}, "family other than blend"),
         ({"members": [{"params": {}}]}, "family other than blend"),
         ({"members": [{"family": "additive", "params": {}, "extra": 1}]}, "family other than blend"),
-        ({"members": [{"family": "additive"}], "weights": [1, 2]}, "one non-negative weight per member"),
+        ({"members": [{"family": "additive"}], "weights": [1, 2]}, "one finite, non-negative weight per member"),
         ({"members": [{"family": "additive"}], "weights": [0]}, "not all zero"),
+        ({"members": [{"family": "additive"}], "weights": [float("nan")]}, "finite"),
+        ({"members": [{"family": "additive", "params": {"depth": 3}}]}, "unknown parameter 'depth'"),
+        ({"members": [{"family": "additive", "params": [1]}]}, "family other than blend"),
+        ({"members": {"family": "additive"}}, "list of member specifications"),
     ],
 )
 def test_blend_validates_its_members(params, error):
@@ -248,3 +258,133 @@ def test_gp_fast_kernel_path_agrees_with_the_direct_one(monkeypatch):
     monkeypatch.setattr(gp, "_EXP_SAFE", -np.inf)  # force the direct form
     direct = model.predict(np.vstack([model.features(TEST), far]))
     np.testing.assert_allclose(fast, direct, rtol=1e-9, atol=1e-9)
+
+
+def _protocol_model(family):
+    if family == "ensemble":
+        return SeedEnsemble(make("xgboost", n_estimators=20, subsample=0.7), n_members=2)
+    return make(family, **FAST[family])
+
+
+def _shown(params):
+    """Parameters compared by value (a seed ensemble's base by its own parameters)."""
+    return {name: repr(value) for name, value in params.items()}
+
+
+@pytest.mark.parametrize("family", [*sorted(FAMILIES), "ensemble"])
+def test_every_family_follows_the_scikit_learn_parameter_protocol(family):
+    model = _protocol_model(family)
+    before = _shown(model.get_params())
+    copy = clone(model)
+    assert type(copy) is type(model) and copy is not model and _shown(copy.get_params()) == before
+    assert model.set_params(**model.get_params()) is model and _shown(model.get_params()) == before
+    assert model.set_params(**model.get_params(deep=False)) is model and _shown(model.get_params()) == before
+    prefix = "base__" if family == "ensemble" else ""
+    model.set_params(**{prefix + "seed": 7})
+    assert model.get_params()[prefix + "seed"] == 7 and clone(model).get_params()[prefix + "seed"] == 7
+    model.set_params(**{prefix + "seed": 0})
+    refused = [({"encoding": "nope"}, "unknown feature encoding 'nope'"), ({"transform": "sqrt"}, "transform"),
+               ({"depth": 3}, "unknown parameter 'depth'")]  # fmt: skip
+    for bad, error in refused:
+        if family != "ensemble":  # the constructor refuses it too
+            with pytest.raises(ValueError, match=error):
+                type(model)(**(model.get_params(deep=False) | bad))
+        # refused with a valid change alongside, which is not applied either
+        with pytest.raises(ValueError, match=error):
+            model.set_params(**{prefix + "seed": 3}, **{prefix + k: v for k, v in bad.items()})
+        assert _shown(model.get_params()) == before
+
+
+def test_seed_ensemble_parameters_are_validated_at_once():
+    ensemble = _protocol_model("ensemble")
+    before = _shown(ensemble.get_params())
+    for bad, error in [({"n_members": 0}, "n_members"), ({"n_members": 2.5}, "n_members"),
+                       ({"base": "xgboost"}, "base"), ({"members": 3}, "unknown parameter 'members'")]:  # fmt: skip
+        with pytest.raises(ValueError, match=error):
+            ensemble.set_params(base__max_depth=2, **bad)
+        assert _shown(ensemble.get_params()) == before
+    with pytest.raises(ValueError, match="n_members"):
+        SeedEnsemble(make("additive"), n_members=0)
+    other = make("svr")
+    assert ensemble.set_params(base=other, base__C=3.0, n_members=4) is ensemble
+    assert ensemble.base is other and other.C == 3.0 and ensemble.n_members == 4
+
+
+def test_blend_set_params_validates_its_members_like_the_constructor():
+    blend = make("blend", members=[{"family": "additive"}, {"family": "svr"}], weights=[1, 3])
+    before = _shown(blend.get_params())
+    for bad, error in [({"members": [{"family": "blend"}]}, "family other than blend"),
+                       ({"members": [{"family": "additive"}]}, "one finite, non-negative weight per member"),
+                       ({"weights": [1]}, "one finite, non-negative weight per member"),
+                       ({"members": [{"family": "nope"}, {"family": "svr"}]}, "unknown surrogate family")]:  # fmt: skip
+        with pytest.raises((ValueError, SurrogateError), match=error):
+            blend.set_params(seed=5, **bad)
+        assert _shown(blend.get_params()) == before
+    blend.set_params(members=[{"family": "additive"}], weights=None)
+    assert blend.get_params()["members"] == [{"family": "additive"}]
+
+
+def test_a_clone_of_a_fitted_blend_fits_to_the_same_predictions():
+    y = _y(TRAIN)
+    blend = make("blend", members=[{"family": "additive", "params": {"transform": "log"}}, {"family": "svr"}])
+    fitted = blend.fit(TRAIN, y)
+    copy = clone(fitted)
+    assert not copy.fitted_
+    np.testing.assert_allclose(copy.fit(TRAIN, y).predict(TEST), fitted.predict(TEST), rtol=1e-12)
+
+
+@pytest.mark.parametrize("family", sorted(set(FAMILIES) - {"blend"}))
+def test_every_family_but_blend_takes_its_own_feature_rows(family):
+    few, y = TRAIN[:60], _y(TRAIN[:60])
+    model = make(family, **FAST[family]).fit(few, y)
+    rows = model.features(TEST)
+    assert rows.ndim == 2 and len(rows) == len(TEST)
+    expected = model.predict(TEST)
+    np.testing.assert_allclose(model.predict(rows), expected, rtol=1e-12)
+    np.testing.assert_allclose(model.predict(rows.tolist()), expected, rtol=1e-12)
+    on_rows = make(family, **FAST[family]).fit(model.features(few), y)
+    np.testing.assert_allclose(on_rows.predict(rows), expected, rtol=1e-9)
+    with pytest.raises(ValueError, match="2-D"):
+        model.predict(rows[0])
+    with pytest.raises(ValueError, match="architectures or rows of numbers"):
+        model.predict(["b0"])
+
+
+def test_hybrid_rows_need_both_encodings_and_a_blend_takes_no_rows():
+    hybrid = make("hybrid", n_estimators=20).fit(TRAIN[:60], _y(TRAIN[:60]))
+    with pytest.raises(
+        ValueError, match=r"hybrid feature rows have 267 columns \(168 additive, then analytic\), got 99"
+    ):
+        hybrid.predict(hybrid.features(TEST)[:, 168:])
+    blend = make("blend", members=[{"family": "additive"}]).fit(TRAIN[:60], _y(TRAIN[:60]))
+    for rows in (np.zeros((4, 28)), np.zeros((4, 28)).tolist()):
+        with pytest.raises(TypeError, match="needs architectures, not feature rows"):
+            blend.predict(rows)
+
+
+@pytest.mark.parametrize(
+    ("family", "params", "seeded"),
+    [
+        ("additive", {}, False),
+        ("svr", {}, False),
+        ("xgboost", {"n_estimators": 20, "subsample": 1.0, "colsample_bytree": 1.0}, False),
+        ("xgboost", {"n_estimators": 20}, True),
+        ("lightgbm", {"n_estimators": 20, "subsample": 1.0, "colsample_bytree": 1.0}, False),
+        ("hybrid", {"n_estimators": 20}, True),
+        ("random_forest", {"n_estimators": 10}, True),
+        ("gp", {"steps": 5, "fit_subset": 100}, False),  # all 100 rows: the seed picks nothing
+        ("gp", {"steps": 5, "fit_subset": 50}, True),
+        ("blend", {"members": [{"family": "additive"}, {"family": "svr"}]}, False),
+        ("blend", {"members": [{"family": "additive"}, {"family": "xgboost", "params": {"n_estimators": 20}}]}, True),
+    ],
+)
+def test_a_seed_ensemble_of_a_seed_independent_model_warns(family, params, seeded, caplog):
+    few = TRAIN[:100]
+    with caplog.at_level(logging.WARNING, logger="accelnas.surrogates.models.ensemble"):
+        ensemble = SeedEnsemble(make(family, **params), n_members=2).fit(few, _y(few))
+    warned = [r.getMessage() for r in caplog.records if "do not depend on their seed" in r.getMessage()]
+    assert bool(warned) is not seeded
+    if warned:
+        assert warned[0].startswith(f"{family} surrogates with these parameters")
+    _, spread = ensemble.predict_dist(TEST)
+    assert bool(np.any(spread > 0)) is seeded  # what the warning claims

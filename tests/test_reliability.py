@@ -91,6 +91,44 @@ def test_hanging_and_crashing_plugins_fail_only_their_measurement(ledger_env, tm
         assert not list(Path(tmp_path).glob("accelnas-isolated-*"))
 
 
+def test_a_metric_named_twice_is_measured_once_and_stored_under_its_own_architecture(ledger_env, tmp_path):
+    registry, ledger, _ = ledger_env
+    archs = sample(3, seed=22)
+    target = registry.target("bench/ledger")
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, target, archs, FAST, store, metrics=["latency", "throughput", "latency"],
+                              executor=IsolatedExecutor(timeout=60.0))  # fmt: skip
+        assert (report.measured, report.failed) == (6, 0)
+        rows = store.results()
+        assert sorted((r["arch_id"], r["metric"]) for r in rows) == sorted(
+            (a.id, m) for a in archs for m in ("latency", "throughput")
+        )
+        _assert_values_were_measured(store, ledger)
+    assert len(stress.read_ledger(ledger)) == 6  # nothing measured twice
+
+
+def test_the_isolated_executor_answers_each_task_with_its_own_outcomes(ledger_env):
+    from accelnas.core.executors import Task
+
+    registry, ledger, _ = ledger_env
+    target = registry.target("bench/ledger")
+    archs = sample(2, seed=23)
+    executor = IsolatedExecutor(timeout=60.0)
+    executor.open(registry, target, FAST)
+    try:
+        for i, arch in enumerate(archs, 1):
+            executor.submit(Task(i, arch, ("latency", "latency")))
+        answers = []
+        while len(answers) < 2:
+            answers += executor.poll(None)
+    finally:
+        executor.close()
+    assert [(task.arch.id, o.metric) for task, o in answers] == [(a.id, "latency") for a in archs]
+    measured = stress.read_ledger(ledger)
+    for task, outcome in answers:
+        assert measured[outcome.measurement.provenance["token"]][0] == task.arch.id
+
+
 def test_transient_errors_are_retried_with_backoff(ledger_env, tmp_path, monkeypatch):
     registry, ledger, _ = ledger_env
     archs = sample(3, seed=5)

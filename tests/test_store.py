@@ -156,3 +156,69 @@ def test_check_names_the_damaged_row(tmp_path, damage):
     message = str(raised.value)
     assert expected in message and "\n" not in message
     assert str(path) in message and ("result 2 " in message or "architecture " in message)
+
+
+def _unprivileged() -> list[str]:
+    """A command prefix under which file permissions apply (root bypasses them unless capabilities go)."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be enforced")
+    return ["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", "--"]
+
+
+def test_a_store_on_read_only_media_is_read_by_status_export_and_merge(tmp_path):
+    import subprocess
+    import sys
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    db = archive / "shard.sqlite"
+    with Store(db) as store:
+        store.record_ok(sample(1, 1)[0], "cpu/x", "k", {}, _m(3.0))
+    assert not (archive / "shard.sqlite-wal").exists()  # checkpointed when the last connection closed
+    prefix = _unprivileged()
+
+    def cli(*args):
+        return subprocess.run([*prefix, sys.executable, "-m", "accelnas.core.cli", *args],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+
+    db.chmod(0o444)
+    archive.chmod(0o555)
+    try:
+        status = cli("status", str(db))
+        assert status.returncode == 0 and "cpu/x" in status.stdout, status.stderr
+        exported = cli("export", "--db", str(db), "--out", str(tmp_path / "data"))
+        assert exported.returncode == 0, exported.stderr
+        assert (tmp_path / "data" / "cpu__x.parquet").is_file()
+        merged = cli("merge", str(tmp_path / "all.sqlite"), str(db))
+        assert merged.returncode == 0 and "1 added" in merged.stdout, merged.stderr
+        assert sorted(p.name for p in archive.iterdir()) == ["shard.sqlite"]  # nothing written beside it
+    finally:
+        archive.chmod(0o755)
+
+
+def test_export_leaves_an_empty_file_as_it_was(tmp_path):
+    from cli_helpers import run_cli
+
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    result = run_cli("export", "--db", str(empty), "--out", str(tmp_path / "o"))
+    assert result.returncode != 0 and "is an empty file, not an accelnas store" in result.stderr
+    assert empty.stat().st_size == 0
+
+
+def test_a_store_damaged_after_it_was_opened_gives_a_store_error_naming_it(tmp_path):
+    db = tmp_path / "s.sqlite"
+    with Store(db) as store:
+        for i, arch in enumerate(sample(300, 1)):
+            store.record_ok(arch, "cpu/x", "k", {}, _m(1.0 + i))
+    size = db.stat().st_size
+    with db.open("r+b") as f:  # the file header and schema page stay intact; the rows do not
+        f.seek(size // 4)
+        f.write(bytes(range(256)) * (size // 512))
+    with Store(db, readonly=True) as store, pytest.raises(StoreError, match=f"campaign store {db}: .*malformed"):
+        store.results()

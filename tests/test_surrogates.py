@@ -1,4 +1,8 @@
 import json
+import logging
+import time
+import warnings
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -9,12 +13,13 @@ from accelnas.core.errors import DatasetError, SurrogateError
 from accelnas.core.model import count_macs
 from accelnas.core.space import EFFICIENTNET_B0, parse_architecture, sample
 from accelnas.surrogates import artifact
+from accelnas.surrogates.build import _tuned
 from accelnas.surrogates.features import encode
 from accelnas.surrogates.fit import fit_surrogate, noise_weights
 from accelnas.surrogates.metrics import regression_metrics
-from accelnas.surrogates.models import XGBoostSurrogate
+from accelnas.surrogates.models import FAMILIES, AdditiveSurrogate, XGBoostSurrogate
 from accelnas.surrogates.recipes import fit_options, recipe_for
-from accelnas.surrogates.selection import select_family, split
+from accelnas.surrogates.selection import select_family, split, tune
 
 
 def _frame(n=240, seed=0, noise=0.0):
@@ -33,6 +38,69 @@ def test_metrics():
     assert m["r2"] == 1 and m["kendall_tau"] == 1 and m["within_5pct"] == 1
     m = regression_metrics([1, 2, 3, 4], [4, 3, 2, 1])
     assert m["kendall_tau"] == -1 and m["r2"] < 0
+
+
+def test_metrics_shares_at_the_edges():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0/0 RuntimeWarning
+        exact = regression_metrics([0, 1, 2], [0, 1, 2])
+        near = regression_metrics([0, 100, 200, 10], [0.01, 105, 220, 11.5])
+    assert exact["within_5pct"] == exact["within_10pct"] == 1.0
+    # 0.01 against 0 is beyond any share; 105 is exactly 5% off (within), 220 10%, 11.5 15%
+    assert near["within_5pct"] == 0.25 and near["within_10pct"] == 0.5
+    for truth, pred in (([1, 2, 3, 4], [1, 2, np.nan, 4]), ([1, np.nan, 3, 4], [1, 2, 3, 4])):
+        m = regression_metrics(truth, pred)
+        assert all(np.isnan(m[k]) for k in ("r2", "mae", "rmse", "within_5pct", "within_10pct")), m
+
+
+@pytest.mark.parametrize(
+    ("truth", "pred", "error"),
+    [
+        (np.ones((3, 2)), np.ones((3, 2)), r"1-D arrays .* shapes \(3, 2\) and \(3, 2\)"),
+        ([1, 2, 3], [[1, 2, 3]], "1-D arrays"),
+        ([1, 2, 3], [1, 2], "equally many truths and predictions, at least 2, got 3 and 2"),
+        ([1], [1], "at least 2"),
+    ],
+)
+def test_metrics_refuse_input_of_the_wrong_shape(truth, pred, error):
+    with pytest.raises(ValueError, match=error):
+        regression_metrics(truth, pred)
+
+
+class _Sleepy(AdditiveSurrogate):
+    """An additive model whose fit takes 10 ms per "tree": trial costs known in advance."""
+
+    family = "sleepy"
+    _own_params: ClassVar[dict[str, Any]] = {"alpha": "auto", "n_estimators": 1}
+
+    def _fit(self, X, z, weight=None):
+        time.sleep(0.01 * self.n_estimators)
+        super()._fit(X, z, weight)
+
+
+def test_tuning_keeps_to_its_budget(monkeypatch):
+    """Trials of up to 1 s in a 0.5 s budget: none is started that would end past it."""
+    monkeypatch.setitem(FAMILIES, "sleepy", _Sleepy)
+    frame = _frame(60)
+    archs, y = [parse_architecture(i) for i in frame["arch_id"]], frame["value"].to_numpy()
+    start = time.monotonic()
+    chosen = tune("sleepy", archs, y, space={"n_estimators": ("int", 1, 100)}, budget_seconds=0.5, seed=1)
+    spent = time.monotonic() - start
+    assert spent < 0.5 + 0.2, spent
+    assert chosen.scores[0]["params"] == {"n_estimators": 1}  # the cheapest trial first
+    assert len(chosen.scores) >= 1 and chosen.params in [s["params"] for s in chosen.scores]
+    with pytest.raises(ValueError, match="budget_seconds"):
+        tune("sleepy", archs, y, space={}, budget_seconds=0)
+
+
+@pytest.mark.parametrize("family", ["additive", "gp", "blend"])
+def test_tuning_a_family_without_a_search_space_says_so(family, caplog):
+    recipe = {"family": family, "params": {"transform": "log"}, "ensemble": 1}
+    with caplog.at_level(logging.WARNING, logger="accelnas.surrogates.build"):
+        kept = _tuned(_frame(40), "sim/x", "latency", recipe, 5.0, 0.25, 0)
+    assert kept == recipe
+    assert any(f"for the {family} family" in r.getMessage() and "--tune-seconds" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
 
 
 def test_fit_ranks_held_out_architectures(tmp_path):

@@ -132,6 +132,14 @@ def test_torch_xla_sync_falls_back_to_mark_step():
     assert calls == ["sync(wait=True)"]
 
 
+def test_torch_xla_device_falls_back_to_xla_device():
+    from accelnas.plugins.tpu_xla.torch_xla_backend import device_of
+
+    old_xm = types.SimpleNamespace(xla_device=lambda: "xla:0 (xm)")
+    assert device_of(types.SimpleNamespace(), old_xm) == "xla:0 (xm)"  # a release before torch_xla.device()
+    assert device_of(types.SimpleNamespace(device=lambda: "xla:0"), old_xm) == "xla:0"
+
+
 def test_torchax_shim_only_fills_missing_overloads():
     import torch
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from accelnas.core.cli_options import SEED
+from accelnas.core.cli_options import NON_NEGATIVE, SEED
 
 DB_OPTION = click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -90,9 +90,9 @@ def _arch_options(f):
 @click.option("--no-retry-failed", is_flag=True, help="Leave stored failures alone.")
 @click.option("--ray", "ray_address", default=None,
               help="Train one architecture per Ray task on this cluster (auto, host:port, or 'local').")  # fmt: skip
-@click.option("--gpus-per-task", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--gpus-per-task", type=NON_NEGATIVE, default=1.0, show_default=True,
               help="With --ray: GPUs per training task.")  # fmt: skip
-@click.option("--cpus-per-task", type=click.FloatRange(min=0), default=4.0, show_default=True,
+@click.option("--cpus-per-task", type=NON_NEGATIVE, default=4.0, show_default=True,
               help="With --ray: CPUs per training task.")  # fmt: skip
 @click.pass_context
 def train(

@@ -87,6 +87,7 @@ def register_targets(register: Callable[[Target], None]) -> None:
                 description=f"{profile.title}, {dpu}: Vitis AI int8 xmodel timed with xdputil over SSH",
                 kind="fpga",
                 default_batch_size=board.batch if board else profile.batch,
+                latency_batch_size=board.batch if board else profile.batch,  # one job of the DPU's batch
                 requires=(
                     "Vitis AI 3.5 container (vai_q_pytorch, vai_c_xir, arch.json) for quantize + compile",
                     f"a board YAML with a '{backend}' entry named by {ENV_BOARD}",

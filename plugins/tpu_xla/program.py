@@ -99,16 +99,22 @@ class XlaProgram(ABC):
 
 
 def batch_for(target: Target, program: XlaProgram, settings: MeasureSettings) -> int:
-    if settings.batch_size is not None:
-        return settings.batch_size
-    batch = program.default_batch()
-    if batch != target.default_batch_size:
+    """The throughput batch: the campaign's (``settings.batch_for``), which its results are keyed by.
+
+    When the device the runtime reports has another paper batch than the one the target listed
+    (from the PCI bus), the listed one is still measured, with a warning naming the other.
+    """
+    batch = settings.batch_for(target)
+    paper = program.default_batch()
+    if settings.batch_size is None and paper != batch:
         log.warning(
-            "%s: %s takes batch %d (paper default), not the listed %d; pass a batch size to pin it",
+            "%s: the runtime reports %s, whose paper batch is %d; measuring the listed batch %d "
+            "(pass --batch-size %d to measure at that one)",
             target.name,
             program.device_kind,
+            paper,
             batch,
-            target.default_batch_size,
+            paper,
         )
     return batch
 

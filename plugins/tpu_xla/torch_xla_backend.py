@@ -55,6 +55,12 @@ def sync(torch_xla: Any, xm: Any) -> None:
         xm.wait_device_ops()
 
 
+def device_of(torch_xla: Any, xm: Any) -> Any:
+    """The first XLA device: ``torch_xla.device()``, or ``xm.xla_device()`` on releases before it."""
+    device = getattr(torch_xla, "device", None)
+    return device() if callable(device) else xm.xla_device()
+
+
 class TorchXlaProgram(XlaProgram):
     """The eager PyTorch module on the first XLA device (TPU, or CPU when allowed)."""
 
@@ -72,7 +78,7 @@ class TorchXlaProgram(XlaProgram):
         platform = str(xr.device_type()).lower()
         require_platform(platform)
         self._torch, self._torch_xla, self._xm = torch, torch_xla, xm
-        self._device = torch_xla.device()
+        self._device = device_of(torch_xla, xm)
         self._dtype = torch.bfloat16 if options.bf16 else torch.float32
         self._model = model.to(self._device, dtype=self._dtype).eval()
         if options.all_devices:

@@ -7,10 +7,12 @@ is ridge regression on the ``additive`` encoding; the hybrid fits XGBoost on wha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
+from accelnas.core.space import EFFICIENTNET_B0, Architecture
 from accelnas.surrogates.features import ADDITIVE_WIDTH, encode, raw
 from accelnas.surrogates.models.base import Files, Surrogate
 from accelnas.surrogates.models.boosting import XGBoostSurrogate
@@ -63,6 +65,7 @@ class AdditiveSurrogate(Surrogate):
 
     family = "additive"
     _own_params: ClassVar[dict[str, Any]] = {"alpha": "auto"}
+    seeded = False  # ridge regression: the same coefficients whatever the seed
 
     def __init__(self, *, encoding: str = "additive", transform: str = "none", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
@@ -101,11 +104,24 @@ class HybridSurrogate(Surrogate):
     def __init__(self, *, encoding: str = "analytic", transform: str = "log", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
 
-    def features(self, X):
-        if isinstance(X, np.ndarray):
-            raise TypeError("the hybrid surrogate needs architectures (it uses two encodings)")
-        R = raw(list(X))
-        return np.hstack([encode(R, "additive"), encode(R, self.encoding)])
+    def uses_seed(self, n_rows: int) -> bool:
+        return self.subsample < 1 or self.colsample_bytree < 1  # the residual trees sample rows or columns
+
+    def features(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
+        """Rows of the ``additive`` encoding followed by ``encoding``; given as rows, they must have both parts."""
+        if not isinstance(X, np.ndarray):
+            X = list(X)
+            if not X or isinstance(X[0], Architecture):
+                R = raw(X)
+                return np.hstack([encode(R, "additive"), encode(R, self.encoding)])
+        rows = super().features(X)
+        width = ADDITIVE_WIDTH + encode([EFFICIENTNET_B0], self.encoding).shape[1]
+        if rows.shape[1] != width:
+            raise ValueError(
+                f"hybrid feature rows have {width} columns ({ADDITIVE_WIDTH} additive, then {self.encoding}), "
+                f"got {rows.shape[1]}"
+            )
+        return rows
 
     def _split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return X[:, :ADDITIVE_WIDTH], X[:, ADDITIVE_WIDTH:]

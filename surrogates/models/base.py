@@ -1,9 +1,11 @@
 """The estimator interface every surrogate family implements (scikit-learn style).
 
 ``fit(X, y)`` and ``predict(X)`` take architectures (encoded with ``encoding``) or ready feature
-rows; ``get_params``/``set_params`` expose the constructor parameters. ``transform`` fits the model
-on ``log(y)`` or ``1/y`` and maps predictions back. ``to_state`` returns a JSON-able dict plus named
-native model files (no pickle); ``from_state`` rebuilds a fitted model from them.
+rows (as :meth:`Surrogate.features` makes them); ``get_params``/``set_params`` expose the constructor
+parameters, and ``set_params`` refuses what the constructor refuses, changing nothing then.
+``transform`` fits the model on ``log(y)`` or ``1/y`` and maps predictions back. ``to_state``
+returns a JSON-able dict plus named native model files (no pickle); ``from_state`` rebuilds a
+fitted model from them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from accelnas.core.space import Architecture
-from accelnas.surrogates.features import encode
+from accelnas.surrogates.features import ENCODINGS, encode
 
 TRANSFORMS = ("none", "log", "inverse")
 Files = dict[str, bytes]
@@ -25,10 +27,15 @@ class Surrogate:
 
     family: ClassVar[str] = ""
     _own_params: ClassVar[dict[str, Any]] = {}  # family hyperparameters and their defaults
+    # whether fits with different seeds differ (row or column sampling, a random subset): a seed
+    # ensemble of a family that does not gives identical members and no spread
+    seeded: ClassVar[bool] = True
 
     def __init__(self, *, encoding: str = "raw", transform: str = "log", seed: int = 0, **params: Any) -> None:
         if transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+        if not isinstance(encoding, str) or encoding not in ENCODINGS:
+            raise ValueError(f"unknown feature encoding {encoding!r} (known: {', '.join(ENCODINGS)})")
         unknown = sorted(set(params) - set(self._own_params))
         if unknown:
             raise ValueError(f"unknown parameter {unknown[0]!r} for {type(self).__name__}")
@@ -46,22 +53,31 @@ class Surrogate:
         }
 
     def set_params(self, **params: Any) -> Surrogate:
-        allowed = {"encoding", "transform", "seed", *self._own_params}
+        """Change parameters; values the constructor refuses raise its error and change nothing."""
+        type(self)(**(self.get_params(deep=False) | params))  # validates all of them first
         for name, value in params.items():
-            if name not in allowed:
-                raise ValueError(f"unknown parameter {name!r} for {type(self).__name__}")
-            if name == "transform" and value not in TRANSFORMS:
-                raise ValueError(f"transform must be one of {TRANSFORMS}, got {value!r}")
             setattr(self, name, value)
         return self
 
+    def uses_seed(self, n_rows: int) -> bool:
+        """Whether fits on ``n_rows`` rows with different seeds give different models."""
+        return self.seeded
+
     def features(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
-        if isinstance(X, np.ndarray):
-            return X.astype(np.float64, copy=False)
-        X = list(X)
-        if not X or isinstance(X[0], Architecture):
-            return encode(X, self.encoding)
-        return np.asarray(X, dtype=np.float64)
+        """The model's input rows: ``X`` encoded with ``encoding``, or ``X`` itself if it is rows of numbers."""
+        if not isinstance(X, np.ndarray):
+            X = list(X)
+            if not X or isinstance(X[0], Architecture):
+                return encode(X, self.encoding)
+            try:
+                X = np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"the {self.family} surrogate takes architectures or rows of numbers, got {type(X[0]).__name__}"
+                ) from None
+        if X.ndim != 2:
+            raise ValueError(f"feature rows must form a 2-D array (one row per architecture), got {X.ndim}-D")
+        return X.astype(np.float64, copy=False)
 
     def _forward(self, y: np.ndarray) -> np.ndarray:
         if self.transform == "none":

@@ -28,15 +28,30 @@ class BlendSurrogate(Surrogate):
 
     def __init__(self, *, encoding: str = "raw", transform: str = "none", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
-        self.members = [dict(m) for m in self.members]
+        # parameters are kept as given (scikit-learn's clone checks that); only checked here
+        if isinstance(self.members, str | bytes | dict) or not isinstance(self.members, Sequence):
+            raise ValueError(f"blend members are a list of member specifications, got {self.members!r}")
         for spec in self.members:
-            if spec.get("family") in (None, self.family) or set(spec) - {"family", "params"}:
+            if (
+                not isinstance(spec, dict)
+                or spec.get("family") in (None, self.family)
+                or set(spec) - {"family", "params"}
+                or not isinstance(spec.get("params") or {}, dict)
+            ):
                 shape = "{'family': <a family other than blend>, 'params': {...}}"
                 raise ValueError(f"a blend member is {shape}, got {spec!r}")
+        self._make_members()  # each member's family and parameters must be valid
         if self.weights is not None:
-            self.weights = [float(w) for w in self.weights]
-            if len(self.weights) != len(self.members) or min(self.weights) < 0 or sum(self.weights) <= 0:
-                raise ValueError("blend weights: one non-negative weight per member, not all zero")
+            try:
+                weights = [float(w) for w in self.weights]
+            except (TypeError, ValueError):
+                weights = []
+            valid = bool(weights) and np.all(np.isfinite(weights)) and min(weights) >= 0 and sum(weights) > 0
+            if not valid or len(weights) != len(self.members):
+                raise ValueError("blend weights: one finite, non-negative weight per member, not all zero")
+
+    def uses_seed(self, n_rows: int) -> bool:
+        return any(member.uses_seed(n_rows) for member in self._make_members())
 
     def _shares(self) -> np.ndarray:
         weights = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
@@ -48,9 +63,10 @@ class BlendSurrogate(Surrogate):
         return [make(spec["family"], **({"seed": self.seed} | dict(spec.get("params") or {}))) for spec in self.members]
 
     def features(self, X: Sequence[Architecture] | np.ndarray) -> list[Architecture]:  # type: ignore[override]
+        """``X`` as a list of architectures: a blend takes no feature rows, its members encode on their own."""
         X = list(X) if not isinstance(X, np.ndarray) else X
         if isinstance(X, np.ndarray) or (X and not isinstance(X[0], Architecture)):
-            raise TypeError("a blend needs architectures (its members use their own encodings)")
+            raise TypeError("a blend needs architectures, not feature rows (its members use their own encodings)")
         return X
 
     def fit_features(

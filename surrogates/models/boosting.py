@@ -26,6 +26,9 @@ class XGBoostSurrogate(Surrogate):
         "n_jobs": 1,
     }
 
+    def uses_seed(self, n_rows: int) -> bool:
+        return self.subsample < 1 or self.colsample_bytree < 1  # row or column sampling
+
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         import xgboost as xgb
 
@@ -89,6 +92,9 @@ class LightGBMSurrogate(Surrogate):
         "reg_lambda": 1.0,
         "n_jobs": 1,
     }
+
+    def uses_seed(self, n_rows: int) -> bool:
+        return self.subsample < 1 or self.colsample_bytree < 1  # bagging or feature sampling
 
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         import lightgbm as lgb

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -10,34 +12,41 @@ import numpy as np
 from accelnas.core.space import Architecture
 from accelnas.surrogates.models.base import Files, Surrogate
 
+log = logging.getLogger(__name__)
+
 
 class SeedEnsemble:
-    """``n_members`` copies of ``base`` fitted with seeds ``seed, seed+1, ...``."""
+    """``n_members`` copies of ``base`` fitted with seeds ``seed, seed+1, ...``.
+
+    Parameters follow scikit-learn's nesting: ``base``, ``n_members`` and ``base__<name>`` for the
+    base family's own.
+    """
 
     family = "ensemble"
 
     def __init__(self, base: Surrogate, n_members: int = 5) -> None:
-        if n_members < 1:
-            raise ValueError("n_members must be >= 1")
+        _check(base, n_members)
         self.base = base
         self.n_members = n_members
         self.members_: list[Surrogate] = []
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        params = {"n_members": self.n_members, "base_family": self.base.family}
+        params: dict[str, Any] = {"base": self.base, "n_members": self.n_members}
         if deep:
             params |= {f"base__{k}": v for k, v in self.base.get_params().items()}
         return params
 
     def set_params(self, **params: Any) -> SeedEnsemble:
-        base = {k.removeprefix("base__"): v for k, v in params.items() if k.startswith("base__")}
-        if base:
-            self.base.set_params(**base)
-        if "n_members" in params:
-            self.n_members = int(params["n_members"])
-        unknown = set(params) - {"n_members"} - {k for k in params if k.startswith("base__")}
+        """Change parameters; values the constructor refuses raise its error and change nothing."""
+        unknown = sorted(k for k in params if k not in ("base", "n_members") and not k.startswith("base__"))
         if unknown:
-            raise ValueError(f"unknown parameter {sorted(unknown)[0]!r} for SeedEnsemble")
+            raise ValueError(f"unknown parameter {unknown[0]!r} for SeedEnsemble")
+        base, n_members = params.get("base", self.base), params.get("n_members", self.n_members)
+        _check(base, n_members)
+        nested = {k.removeprefix("base__"): v for k, v in params.items() if k.startswith("base__")}
+        if nested:
+            base.set_params(**nested)  # validates all of them before changing any
+        self.base, self.n_members = base, n_members
         return self
 
     @property
@@ -51,6 +60,14 @@ class SeedEnsemble:
         sample_weight: Sequence[float] | np.ndarray | None = None,
     ) -> SeedEnsemble:
         features = self.base.features(X)  # members differ only in their seed: encode once
+        if self.n_members > 1 and not self.base.uses_seed(len(features)):
+            log.warning(
+                "%s surrogates with these parameters do not depend on their seed: the %d ensemble members "
+                "are the same model (spread 0 at %d times the cost)",
+                self.base.family,
+                self.n_members,
+                self.n_members,
+            )
         self.members_ = []
         for i in range(self.n_members):
             member = type(self.base)(**(self.base.get_params() | {"seed": self.base.seed + i}))
@@ -77,7 +94,18 @@ class SeedEnsemble:
             state, member_files = member.to_state()
             files |= {member_prefix(i) + name: data for name, data in member_files.items()}
             states.append(state)
-        return {"family": self.family, "params": self.get_params(), "members": states}, files
+        # "params" as written since the first saved ensembles (informational: loading reads the members)
+        params = {"n_members": self.n_members, "base_family": self.base.family}
+        params |= {f"base__{k}": v for k, v in self.base.get_params().items()}
+        return {"family": self.family, "params": params, "members": states}, files
+
+
+def _check(base: Any, n_members: Any) -> None:
+    """Refuse what a seed ensemble cannot be made of."""
+    if not isinstance(base, Surrogate):
+        raise ValueError(f"a seed ensemble's base is a surrogate of one family, got {type(base).__name__}")
+    if isinstance(n_members, bool) or not isinstance(n_members, Integral) or n_members < 1:
+        raise ValueError(f"n_members must be an integer >= 1, got {n_members!r}")
 
 
 def member_prefix(i: int) -> str:

@@ -87,6 +87,9 @@ class GaussianProcessSurrogate(Surrogate):
     def __init__(self, *, encoding: str = "analytic", transform: str = "log", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
 
+    def uses_seed(self, n_rows: int) -> bool:
+        return n_rows > int(self.fit_subset)  # the seed draws the subset; up to fit_subset rows it is all of them
+
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         if int(self.fit_subset) < 2 or int(self.steps) < 1:
             raise ValueError("the GP needs fit_subset >= 2 and steps >= 1")
