@@ -205,8 +205,14 @@ def verify(db: Path, ledger: Path, expected: set[tuple[str, str]]) -> dict[str, 
     return {"rows": len(rows), "ledger_values": len(measured), "discarded_values": len(measured) - len(rows)}
 
 
-def run_stress(workdir: Path, *, repeats: int, num: int = 12, seed: int = 7, rng_seed: int = 0) -> dict[str, Any]:
-    """Kill ``collect`` ``repeats`` times at random moments, resume to completion, verify; return figures."""
+def run_stress(
+    workdir: Path, *, repeats: int, num: int = 12, seed: int = 7, rng_seed: int = 0, isolate: bool = False
+) -> dict[str, Any]:
+    """Kill ``collect`` ``repeats`` times at random moments, resume to completion, verify; return figures.
+
+    With ``isolate`` the campaign measures in a child process (``--isolate``), which the kills orphan.
+    """
+    extra = ("--isolate",) if isolate else ()
     from accelnas.core.space import sample
 
     site = install_plugin(workdir)
@@ -217,7 +223,8 @@ def run_stress(workdir: Path, *, repeats: int, num: int = 12, seed: int = 7, rng
     # one clean run elsewhere tells how long starting and measuring take here, to spread the kills over both
     probe_db = workdir / "probe.sqlite"
     t0 = time.perf_counter()
-    probe = subprocess.Popen(collect_command(probe_db, num, seed), env=plugin_env(site, workdir / "probe.jsonl"),
+    probe_env = plugin_env(site, workdir / "probe.jsonl")
+    probe = subprocess.Popen(collect_command(probe_db, num, seed, *extra), env=probe_env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     startup = None
     while probe.poll() is None:
@@ -232,7 +239,7 @@ def run_stress(workdir: Path, *, repeats: int, num: int = 12, seed: int = 7, rng
     snapshots: dict[tuple[str, str], float] = {}
     for i in range(repeats):
         before = len(stored_rows(db))
-        proc = subprocess.Popen(collect_command(db, num, seed), env=env, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(collect_command(db, num, seed, *extra), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)  # fmt: skip
         if i % 2 == 0:  # anywhere: while starting, planning, measuring, committing or exiting
             time.sleep(rng.uniform(0.0, full))
@@ -258,7 +265,7 @@ def run_stress(workdir: Path, *, repeats: int, num: int = 12, seed: int = 7, rng
             for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), ledger):
                 path.unlink(missing_ok=True)
             snapshots.clear()
-    final = subprocess.run(collect_command(db, num, seed), env=env, capture_output=True, text=True, timeout=600)
+    final = subprocess.run(collect_command(db, num, seed, *extra), env=env, capture_output=True, text=True, timeout=600)
     if final.returncode != 0:
         raise RuntimeError(f"resume failed: {final.stderr[-2000:]}")
     done = verify(db, ledger, expected)
@@ -270,6 +277,7 @@ def run_stress(workdir: Path, *, repeats: int, num: int = 12, seed: int = 7, rng
         "sigkills": kills,
         "kills_with_partial_store": mid_campaign,
         "archs": num,
+        "isolated": isolate,
         "full_run_seconds": round(full, 2),
         "startup_seconds": round(startup, 2),
         "completed_rounds": rounds,
@@ -286,10 +294,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rng-seed", type=int, default=0, help="Seed of the kill times.")
     parser.add_argument("--json", type=Path, default=None, help="Write the figures here.")
+    parser.add_argument("--isolate", action="store_true", help="Measure in a child process (collect --isolate).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="accelnas-stress-") as tmp:
         t0 = time.perf_counter()
-        figures = run_stress(Path(tmp), repeats=args.repeats, num=args.num, seed=args.seed, rng_seed=args.rng_seed)
+        figures = run_stress(Path(tmp), repeats=args.repeats, num=args.num, seed=args.seed, rng_seed=args.rng_seed,
+                             isolate=args.isolate)  # fmt: skip
         figures["seconds"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(figures, indent=2)
     print(text)
