@@ -73,7 +73,8 @@ class MBConvNet(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
-                nn.init.uniform_(m.weight, -1.0 / m.in_features**0.5, 1.0 / m.in_features**0.5)
+                bound = 1.0 / m.out_features**0.5  # as torchvision's EfficientNet initialises its classifier
+                nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

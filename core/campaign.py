@@ -11,6 +11,7 @@ as it arrives. Transient failures are tried again within the run according to th
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import math
@@ -89,6 +90,9 @@ def run_campaign(
     if time_budget is not None and not 0 < time_budget < math.inf:
         raise AccelnasError(f"the time budget must be a positive number of seconds, got {time_budget}")
     target.check_options(settings)
+    # the batch is decided here, once: a worker on another host (whose target may list another default)
+    # measures at the batch the results are keyed and checked by
+    settings = dataclasses.replace(settings, batch_size=settings.batch_for(target))
     executor = executor or LocalExecutor()
     policy = policy_for(target.name, retry)
     key = settings.key(target)

@@ -35,7 +35,8 @@ def _settings(**kwargs: Any):
 
 SETTINGS_OPTION = click.option(
     "--settings", "settings_key", default=None, metavar="KEY",
-    help="Only rows measured under this settings key, or a unique start of one (the key column of status).",
+    help="For the targets measured under this settings key (or a unique start of one: the key column of status), "
+    "only those rows; other targets stay.",
 )  # fmt: skip
 
 
@@ -202,7 +203,7 @@ def targets(as_json: bool) -> None:
 )
 @click.option("--max-seconds", type=FINITE, default=30.0, show_default=True, help="Timed budget per metric.")
 @click.option("--warmup-seconds", type=FINITE, default=5.0, show_default=True, help="Warm-up budget.")
-@click.option("--threads", type=int, default=None, help="Intra-op threads [physical cores].")
+@click.option("--threads", type=int, default=None, help="Intra-op threads [the physical cores this process may use].")
 @click.option(
     "--option",
     "option_texts",

@@ -185,27 +185,37 @@ def select(frame: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:
     if "settings_key" in part.columns and part["settings_key"].nunique() > 1:
         raise DatasetError(
             f"{target}:{metric} was measured under {part['settings_key'].nunique()} different settings "
-            f"({describe_settings(part)}); choose one with --settings KEY"
+            f"({describe_settings(part, frame)}); choose one with --settings KEY"
         )
     return part.reset_index(drop=True)
 
 
-def describe_settings(frame: pd.DataFrame) -> str:
-    """'KEY: 224 px, batch 16, 180 rows; ...' for each settings key of ``frame``, most rows first."""
+def describe_settings(part: pd.DataFrame, frame: pd.DataFrame | None = None) -> str:
+    """'KEY: 224 px, batch 16, 180 rows; ...' for each settings key of ``part``, most rows first.
+
+    The batch is the throughput batch the key was measured with (from ``frame``'s throughput rows of
+    the same target and key, where there are any).
+    """
     parts = []
-    for key, rows in sorted(frame.groupby("settings_key", dropna=False), key=lambda kv: (-len(kv[1]), str(kv[0]))):
-        facts = [f"{int(rows[c].iloc[0])}{unit}" for c, unit in (("input_size", " px"),) if _known(rows, c)]
-        facts += [f"batch {int(rows['batch_size'].iloc[0])}"] if _known(rows, "batch_size") else []
+    for key, rows in sorted(part.groupby("settings_key", dropna=False), key=lambda kv: (-len(kv[1]), str(kv[0]))):
+        facts = [f"{int(rows['input_size'].iloc[0])} px"] if _single_value(rows, "input_size") else []
+        source = frame if frame is not None else part
+        batches = source[
+            (source["settings_key"] == key) & (source["metric"] == "throughput") & source["target"].isin(rows["target"])
+        ]
+        if _single_value(batches, "batch_size"):
+            facts.append(f"batch {int(batches['batch_size'].iloc[0])}")
         parts.append(f"{key}: {', '.join([*facts, f'{len(rows)} rows'])}")
     return "; ".join(parts)
 
 
-def _known(rows: pd.DataFrame, column: str) -> bool:
-    return column in rows.columns and rows[column].notna().all() and rows[column].nunique() == 1
+def _single_value(rows: pd.DataFrame, column: str) -> bool:
+    return column in rows.columns and len(rows) > 0 and rows[column].notna().all() and rows[column].nunique() == 1
 
 
 def with_settings(frame: pd.DataFrame, key: str | None) -> pd.DataFrame:
-    """The rows measured under settings ``key`` (a settings key or a unique start of one); all for None."""
+    """``frame`` with the targets measured under settings ``key`` (a key, or a unique start of one)
+    restricted to those rows; other targets' rows stay. All of ``frame`` for None."""
     if key is None:
         return frame
     keys = sorted({str(k) for k in frame["settings_key"].dropna()}) if "settings_key" in frame.columns else []
@@ -214,4 +224,6 @@ def with_settings(frame: pd.DataFrame, key: str | None) -> pd.DataFrame:
         what = "matches no" if not matches else f"matches {len(matches)}"
         have = ", ".join(keys) or "none"
         raise InvalidArgumentError(f"settings {key!r} {what} settings key of the data (have: {have})")
-    return frame[frame["settings_key"] == matches[0]].reset_index(drop=True)
+    chosen = frame["settings_key"] == matches[0]
+    targets = set(frame.loc[chosen, "target"])
+    return frame[chosen | ~frame["target"].isin(targets)].reset_index(drop=True)

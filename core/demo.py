@@ -51,7 +51,8 @@ def run_demo(
     echo(f"accelnas demo: {num} architectures (EfficientNet-B0 + {num - 1} random, seed {seed}) on {target.name}")
     echo(
         f"  input {input_size}x{input_size} (reduced from 224 for speed), throughput at batch {DEMO_BATCH}, "
-        f"latency at batch 1, 2% precision target, at most {settings.max_seconds:g}s per metric"
+        f"latency at batch 1, 2% precision target, about {settings.warmup_seconds + settings.max_seconds:g}s at most "
+        "per metric (warm-up and timing)"
     )
     echo(f"  store: {db} (re-running resumes)")
     with Store(db) as store:

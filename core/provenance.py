@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import socket
@@ -37,6 +38,28 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+def usable_cores() -> int:
+    """Physical cores this process may run on: the host's, capped by its CPU affinity (taskset,
+    cpusets) and a cgroup v2 CPU quota (containers, Slurm); the default thread count of CPU targets."""
+    cores = physical_cores()
+    if hasattr(os, "sched_getaffinity"):
+        cores = min(cores, len(os.sched_getaffinity(0)))
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return max(1, cores)
+
+
+def cgroup_cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
+    """CPUs a cgroup v2 quota allows (``quota / period`` of ``cpu.max``), None where unlimited or unknown."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            quota, period = fh.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+
+
 def host_provenance() -> dict[str, Any]:
     """CPU model, core counts, OS, Python and core library versions (a fresh copy each call)."""
     return dict(_host_provenance())
@@ -50,6 +73,8 @@ def _host_provenance() -> dict[str, Any]:
         "physical_cores": physical_cores(),
         "logical_cores": os.cpu_count(),
         "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cgroup_cpu_quota": cgroup_cpu_quota(),
+        "usable_cores": usable_cores(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "accelnas": package_version("accelnas"),

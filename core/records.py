@@ -145,9 +145,9 @@ class MeasureSettings:
     batch_size: int | None = None  # throughput batch; None = the target's default
     precision: float = 0.02  # relative half-width of the 95% CI of the mean
     max_seconds: float = 30.0  # time budget of the timed phase, per metric
-    warmup_seconds: float = 5.0  # upper bound of the warm-up phase
+    warmup_seconds: float = 5.0  # budget of the warm-up windows (after 3 calls that always run)
     min_samples: int = 20
-    threads: int | None = None  # intra-op threads; None = all physical cores
+    threads: int | None = None  # intra-op threads; None = the physical cores this process may use
     options: tuple[tuple[str, Any], ...] = ()  # backend-specific options, sorted (key, value) pairs
 
     def __post_init__(self) -> None:
@@ -175,7 +175,11 @@ class MeasureSettings:
         return dict(self.options).get(key, default)
 
     def identity(self, target: Target) -> dict[str, Any]:
-        """Settings that change what is measured (time budgets do not), with defaults resolved."""
+        """Settings that change what is measured (time budgets do not), with the batch resolved.
+
+        ``threads`` stays as given: None (each machine's default, its count in every result's
+        provenance) keys results of different machines alike; pass a count to tell them apart.
+        """
         return {
             "input_size": self.input_size,
             "batch_size": self.batch_for(target),

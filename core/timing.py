@@ -152,7 +152,9 @@ def measure(
         if n >= min_samples and running.half_width(confidence) <= precision * running.mean:
             reached = True
             break
-        if n >= max_samples or clock() - begin >= max_seconds:
+        # the budget ends sampling once there is a spread to report (a call longer than the budget
+        # would otherwise leave one sample and a zero-width interval)
+        if n >= max_samples or (n >= 2 and clock() - begin >= max_seconds):
             break
     timed = clock() - begin
     mean, std, low, high = mean_ci(samples, confidence)
@@ -182,16 +184,26 @@ def _common_extra(result: TimingResult) -> dict[str, Any]:
     }
 
 
+# fewest samples for a percentile that is not just the smallest or largest sample
+PERCENTILE_MIN_SAMPLES = {0.5: 1, 0.9: 10, 0.99: 100}
+
+
+def _time_ci_low(result: TimingResult) -> float:
+    """The lower end of the mean time's interval; the fastest call where the interval reaches zero."""
+    return result.ci_low if result.ci_low > 0 else min(result.samples)
+
+
 def throughput_measurement(
     result: TimingResult, *, batch_size: int, input_size: int, provenance: dict[str, Any] | None = None
 ) -> Measurement:
-    """Images/s at ``batch_size`` from per-batch times: batch / mean time, CI inverted from the times."""
+    """Images/s at ``batch_size`` from per-batch times: batch / mean time, CI inverted from the times.
+
+    Where the time interval reaches zero (a few scattered samples), its lower end is the fastest call.
+    """
     mean = batch_size / result.mean
     rel_std = result.std / result.mean
-    low = batch_size / result.ci_high if result.ci_high > 0 else 0.0
-    high = batch_size / result.ci_low if result.ci_low > 0 else math.inf
-    if not math.isfinite(high):
-        high = mean * 10
+    low = batch_size / result.ci_high
+    high = batch_size / _time_ci_low(result)
     extra = _common_extra(result) | {"batch_ms_mean": result.mean * 1e3}
     return Measurement(
         metric="throughput",
@@ -212,22 +224,30 @@ def throughput_measurement(
 def latency_measurement(
     result: TimingResult, *, input_size: int, batch_size: int = 1, provenance: dict[str, Any] | None = None
 ) -> Measurement:
-    """Milliseconds per inference with p50/p90/p99 and the minimum in ``extra``."""
+    """Milliseconds per inference with p50/p90/p99, the minimum and the maximum in ``extra``.
+
+    A percentile is given where the samples can tell it from the extremes (p90 from 10 samples, p99
+    from 100), else None. Where the time interval reaches zero its lower end is the fastest call.
+    """
     ms = [s * 1e3 for s in result.samples]
     ordered = sorted(ms)
 
-    def pct(q: float) -> float:
+    def pct(q: float) -> float | None:
+        if len(ordered) < PERCENTILE_MIN_SAMPLES[q]:
+            return None
         pos = (len(ordered) - 1) * q
         lo, hi = math.floor(pos), math.ceil(pos)
         return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
-    extra = _common_extra(result) | {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "min": ordered[0]}
+    extra = _common_extra(result) | {
+        "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "min": ordered[0], "max": ordered[-1]
+    }  # fmt: skip
     return Measurement(
         metric="latency",
         unit=UNITS["latency"],
         mean=result.mean * 1e3,
         std=result.std * 1e3,
-        ci_low=result.ci_low * 1e3,
+        ci_low=_time_ci_low(result) * 1e3,
         ci_high=result.ci_high * 1e3,
         samples=ms,
         batch_size=batch_size,

@@ -170,7 +170,7 @@ def _echo_outcome(outcome) -> None:
 @click.option("--precision", type=FINITE, default=0.02, show_default=True, help="Target 95% CI half-width (fraction).")
 @click.option("--max-seconds", type=FINITE, default=30.0, show_default=True, help="Timed budget per metric.")
 @click.option("--warmup-seconds", type=FINITE, default=5.0, show_default=True, help="Warm-up budget.")
-@click.option("--threads", type=int, default=None, help="Intra-op threads [physical cores].")
+@click.option("--threads", type=int, default=None, help="Intra-op threads [the physical cores this process may use].")
 @click.option(
     "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
     help="Backend option of the target (repeatable), e.g. precision=fp32; as for collect.",

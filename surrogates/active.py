@@ -156,6 +156,6 @@ def active_campaign(
             raise AccelnasError(f"active selection ran out of candidates after {len(chosen)} architectures")
         chosen += nxt
         reports.append(round_of(nxt))
-    if reports[-1].budget_exhausted:
-        reports[-1].pending += num - len(chosen)
+    if reports[-1].budget_exhausted:  # measurements, like run_campaign's: architectures not chosen × metrics
+        reports[-1].pending += (num - len(chosen)) * len(set(metrics or target.metrics))
     return reports

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,6 @@ def build_all(
     check_file_stems(target for target, _ in todo)
     for target, metric in todo:  # refuse a pair that cannot be fitted before anything is written
         fittable(frame, target, metric)
-    earlier = _earlier_entries(out)
     index: dict[str, Any] = {}
     for i, (target, metric) in enumerate(todo, 1):
         recipe = recipe_for(target, metric)
@@ -120,7 +120,7 @@ def build_all(
             "seconds": round(seconds, 1),
         } | build)  # fmt: skip
         # the index follows every saved surrogate, so a build stopped partway leaves a usable benchmark
-        index = _write_index(out, earlier, entries, created, time.perf_counter() - start)
+        index = _write_index(out, entries, created, time.perf_counter() - start)
         found = result.artifact.metrics["drift"]
         note = f"  drift corrected: ±{found['spread_pct']:.1f}%" if found else ""
         echo(f"[{i}/{len(todo)}] {target:<16} {metric:<10} {chosen:<9} held-out n={m['n']:<5} "
@@ -128,12 +128,11 @@ def build_all(
     return index
 
 
-def _write_index(
-    out: Path, earlier: list[dict[str, Any]], entries: list[dict[str, Any]], created: str, seconds: float
-) -> dict[str, Any]:
-    """Write ``benchmark.json``: the earlier entries not rebuilt, then ``entries``; replaced atomically."""
+def _write_index(out: Path, entries: list[dict[str, Any]], created: str, seconds: float) -> dict[str, Any]:
+    """Write ``benchmark.json``: the entries already there and not rebuilt (read now, so a build of other
+    targets into the same directory meanwhile keeps its own), then ``entries``; replaced atomically."""
     built = {(e["target"], e["metric"]) for e in entries}
-    entries = [e for e in earlier if (e["target"], e["metric"]) not in built] + entries
+    entries = [e for e in _earlier_entries(out) if (e["target"], e["metric"]) not in built] + entries
     index = {
         "format": INDEX_FORMAT,
         "format_version": INDEX_VERSION,
@@ -143,7 +142,7 @@ def _write_index(
         "build_seconds": round(seconds, 1),
         "surrogates": entries,
     }
-    partial = out / (INDEX_FILE + ".partial")
+    partial = out / f".{INDEX_FILE}.{uuid.uuid4().hex}.partial"  # one per writer: concurrent builds never share it
     partial.write_text(json.dumps(index, indent=2, default=str) + "\n")
     partial.replace(out / INDEX_FILE)
     return index

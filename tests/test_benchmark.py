@@ -172,7 +172,25 @@ def test_a_build_refuses_an_unfittable_pair_before_writing_and_indexes_each_save
     with pytest.raises(MemoryError):
         build_all(frame, tmp_path / "b", family="additive", echo=lambda line: None)
     assert Benchmark.load(tmp_path / "b").pairs() == [("dev/sim", "latency")]  # what was saved is queryable
-    assert not list((tmp_path / "b").glob("*.partial"))
+    assert not list((tmp_path / "b").glob(".*.partial"))
+
+
+def test_two_builds_into_one_directory_keep_each_others_surrogates(tmp_path, monkeypatch):
+    import accelnas.surrogates.build as build
+
+    frame, other = _frame(40), _frame(40).assign(target="dev/other")
+    fitted, calls = build.fit_surrogate, []
+
+    def meanwhile(frame, target, metric, **kwargs):  # another build finishes between this one's surrogates
+        calls.append((target, metric))
+        if len(calls) == 2:
+            build_all(other, tmp_path, targets=[("dev/other", "latency")], family="additive", echo=lambda line: None)
+        return fitted(frame, target, metric, **kwargs)
+
+    monkeypatch.setattr(build, "fit_surrogate", meanwhile)
+    build_all(frame, tmp_path, family="additive", echo=lambda line: None)
+    assert Benchmark.load(tmp_path).pairs() == [("dev/other", "latency"), ("dev/sim", "latency"),
+                                                ("dev/sim", "throughput")]  # fmt: skip
 
 
 def test_corrupt_index(tmp_path):

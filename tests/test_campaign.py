@@ -1,8 +1,10 @@
 """Campaigns with real ONNX Runtime / PyTorch measurements at a small input size, and faulty plugins."""
 
 import math
+import os
 
 import pytest
+from conftest import exact_measurement
 
 from accelnas import hookimpl
 from accelnas.core.campaign import run_campaign
@@ -280,3 +282,46 @@ def test_onnxruntime_graph_optimization_option(registry, tmp_path):
         ):
             run_campaign(registry, target, [EFFICIENTNET_B0], wrong, store, metrics=["latency"])
         assert len(store.results(status=None)) == 1  # refused before anything of it was stored
+
+
+class HostDependent:
+    """A target whose default batch depends on the host, as tpu_xla's PCI scan makes it: 8 in the
+    campaign's process, 128 in any other (a worker)."""
+
+    @staticmethod
+    def _batch() -> int:
+        return 8 if os.getpid() == int(os.environ.get("ACCELNAS_TEST_DRIVER_PID", "0")) else 128
+
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("fake", "hostdep", default_batch_size=self._batch()))
+
+    @hookimpl
+    def export_model(self, target, architecture):
+        return ExportedModel(format="none") if target.name == "fake/hostdep" else None
+
+    @hookimpl
+    def compile(self, target, exported):
+        return CompiledModel(handle=None) if target.name == "fake/hostdep" else None
+
+    @hookimpl
+    def measure_throughput(self, target, compiled, settings):
+        if target.name != "fake/hostdep":
+            return None
+        return exact_measurement("throughput", 100.0, batch=settings.batch_for(target), input_size=settings.input_size)
+
+
+def test_a_worker_measures_at_the_batch_the_campaign_decided(tmp_path, monkeypatch):
+    from accelnas.core.isolation import IsolatedExecutor
+
+    monkeypatch.setenv("ACCELNAS_TEST_DRIVER_PID", str(os.getpid()))
+    registry = load_registry([])
+    registry.register(HostDependent(), "hostdep")
+    target = registry.target("fake/hostdep")
+    assert target.default_batch_size == 8
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, target, sample(2, 0), MeasureSettings(input_size=32), store,
+                              metrics=["throughput"], executor=IsolatedExecutor(60.0))  # fmt: skip
+        rows = store.results()
+    assert (report.measured, report.failed) == (2, 0), report.errors
+    assert {r["batch_size"] for r in rows} == {8}  # not the worker's own default of 128

@@ -423,26 +423,30 @@ def test_settings_choose_among_the_settings_a_target_was_measured_under(tmp_path
 
     db = tmp_path / "c.sqlite"
     with Store(db) as store:
-        for size, key in ((32, "aaaa1111"), (64, "bbbb2222")):
+        for target, size, key in (("cpu/x", 32, "aaaa1111"), ("cpu/x", 64, "bbbb2222"), ("gpu/y", 32, "cccc3333")):
             for i, a in enumerate(sample(12, size)):
                 v = size / 10 + i
-                store.record_ok(a, "cpu/x", key, {"input_size": size},
-                                Measurement("latency", "ms", v, 0.1, v - 0.1, v + 0.1, [v], 1, size, True))  # fmt: skip
+                for metric, unit, batch in (("latency", "ms", 1), ("throughput", "images/s", 8)):
+                    m = Measurement(metric, unit, v, 0.1, v - 0.1, v + 0.1, [v], batch, size, True)
+                    store.record_ok(a, target, key, {"input_size": size}, m)
     shown = run_cli("status", "--db", str(db))
     assert shown.returncode == 0 and "aaaa1111" in shown.stdout and "bbbb2222" in shown.stdout
     build = ["surrogates", "build", "--from-db", str(db), "--family", "additive", "--out", str(tmp_path / "b")]
     code, err = _main_exit(capsys, *build)
     assert code == 1 and "measured under 2 different settings" in err and "choose one with --settings KEY" in err
-    assert "aaaa1111: 32 px, batch 1, 12 rows" in err and "bbbb2222: 64 px, batch 1, 12 rows" in err
+    assert "aaaa1111: 32 px, batch 8, 12 rows" in err and "bbbb2222: 64 px, batch 8, 12 rows" in err
     code, err = _main_exit(capsys, *build, "--settings", "bbbb")
     assert code == 0, err
     index = json.loads((tmp_path / "b" / "benchmark.json").read_text())
-    assert [e["rows"] for e in index["surrogates"]] == [12]
+    built = sorted((e["target"], e["metric"], e["rows"]) for e in index["surrogates"])
+    # the key chooses among cpu/x's settings; gpu/y, measured under one, is built as it is
+    assert built == [(t, m, 12) for t in ("cpu/x", "gpu/y") for m in ("latency", "throughput")]
     code, err = _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "d"), "--settings", "aaaa")
     assert code == 0, err
     import pandas as pd
 
     exported = pd.read_parquet(tmp_path / "d" / "cpu__x.parquet")
     assert set(exported["settings_key"]) == {"aaaa1111"} and set(exported["input_size"]) == {32}
-    code, err = _main_exit(capsys, *build, "--settings", "cccc")
-    assert code == 2 and "settings 'cccc' matches no settings key of the data (have: aaaa1111, bbbb2222)" in err
+    code, err = _main_exit(capsys, *build, "--settings", "dddd")
+    assert code == 2
+    assert "settings 'dddd' matches no settings key of the data (have: aaaa1111, bbbb2222, cccc3333)" in err

@@ -167,6 +167,20 @@ def test_board_entries_take_their_targets_defaults(tmp_path, monkeypatch):
         load_board("dpu")
 
 
+def test_a_board_option_with_another_dpu_batch_is_refused_before_a_campaign(tmp_path, monkeypatch):
+    from accelnas.core.errors import AccelnasError
+    from accelnas.core.plugins import load_registry
+
+    monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"zcu102": {"host": "h"}})))
+    target = load_registry(["fpga_vitis"], use_env=False).target("fpga/zcu102", require_available=False)
+    assert (target.default_batch_size, target.latency_batch_size) == (1, 1)
+    same = write_board_file(tmp_path / "same.yaml", {"zcu102": {"host": "other", "batch": 1}})
+    target.check_options(MeasureSettings(options=(("fpga_board", str(same)),)))  # another host, same batch: fine
+    other = write_board_file(tmp_path / "o.yaml", {"zcu102": {"host": "h", "batch": 2}})
+    with pytest.raises(AccelnasError, match="runs fpga/zcu102 at DPU batch 2, but the target is listed at batch 1"):
+        target.check_options(MeasureSettings(options=(("fpga_board", str(other)),)))
+
+
 @pytest.mark.parametrize(
     ("entries", "message"),
     [

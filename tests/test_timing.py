@@ -4,7 +4,14 @@ import math
 import pytest
 
 from accelnas.core.records import Measurement
-from accelnas.core.timing import latency_measurement, mean_ci, measure, t_quantile, throughput_measurement
+from accelnas.core.timing import (
+    TimingResult,
+    latency_measurement,
+    mean_ci,
+    measure,
+    t_quantile,
+    throughput_measurement,
+)
 
 
 class FakeClock:
@@ -102,7 +109,27 @@ def test_throughput_and_latency_records():
     assert lat.unit == "ms" and lat.batch_size == 1
     assert lat.mean == pytest.approx(r.mean * 1e3)
     assert lat.extra["min"] == pytest.approx(9.0) and lat.extra["p50"] == pytest.approx(10.5)
-    assert lat.extra["p99"] <= 12.0 + 1e-9
+    assert lat.extra["max"] == pytest.approx(12.0)
+    assert lat.extra["p90"] is None and lat.extra["p99"] is None  # 4 samples cannot tell them from the maximum
+    times = [0.001 * (1 + i) for i in range(100)]
+    mean, std, low, high = mean_ci(times)
+    many = latency_measurement(TimingResult(times, mean, std, low, high, 0.02, False, 3, 0.1, True, 5.0), input_size=64)
+    assert many.extra["p90"] == pytest.approx(90.1) and many.extra["p99"] == pytest.approx(99.01)
+
+
+def test_a_call_longer_than_the_budget_still_gives_two_samples():
+    clock = FakeClock(itertools.repeat(5.0))
+    r = measure(clock.work, precision=0.02, max_seconds=3.0, warmup_seconds=0, min_samples=20, clock=clock)
+    assert len(r.samples) == 2 and not r.precision_reached
+
+
+def test_an_interval_reaching_zero_is_bounded_by_the_fastest_call():
+    r = _result([1.0, 3.0])  # t(1) = 12.7: the time interval of the mean reaches far below zero
+    assert r.ci_low < 0
+    lat = latency_measurement(r, input_size=64)
+    assert lat.ci_low == pytest.approx(1000.0) and lat.ci_high == pytest.approx(r.ci_high * 1e3)
+    tp = throughput_measurement(r, batch_size=8, input_size=64)
+    assert tp.ci_high == pytest.approx(8.0) and tp.ci_low == pytest.approx(8 / r.ci_high)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from accelnas import hookimpl
-from accelnas.core.provenance import host_provenance, package_version, physical_cores
+from accelnas.core.provenance import host_provenance, package_version, usable_cores
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
 from accelnas.core.timing import TimingResult, latency_measurement, measure_for, throughput_measurement
@@ -70,7 +70,7 @@ def compile(target: Target, exported: ExportedModel, settings: MeasureSettings, 
         return None
     import torch
 
-    threads = settings.threads or physical_cores()
+    threads = settings.threads or usable_cores()
     torch.set_num_threads(threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

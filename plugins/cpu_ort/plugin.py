@@ -19,7 +19,7 @@ import numpy as np
 
 from accelnas.core.errors import AccelnasError
 from accelnas.core.hookspecs import hookimpl
-from accelnas.core.provenance import host_provenance, package_version, physical_cores
+from accelnas.core.provenance import host_provenance, package_version, usable_cores
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
 from accelnas.core.timing import latency_measurement, measure_for, throughput_measurement
@@ -75,7 +75,7 @@ def register_targets(register) -> None:
 
 
 def _threads(settings: MeasureSettings) -> int:
-    return settings.threads or physical_cores()
+    return settings.threads or usable_cores()
 
 
 def graph_level(settings: MeasureSettings) -> str:

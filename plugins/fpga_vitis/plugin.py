@@ -17,6 +17,7 @@ with the reason.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,27 @@ def _availability(backend: str) -> tuple[list[str], BoardConfig | None]:
 OPTION_KEYS = (OPTION_BOARD, activations.OPTION, quantize.OPTION, OPTION_CALIBRATION, OPTION_COUNT)
 
 
-def check_option_values(settings: MeasureSettings) -> None:
-    """Refuse option values no measurement could use, before a campaign starts (files are read later)."""
+def check_option_values(
+    settings: MeasureSettings, *, backend: str | None = None, listed_batch: int | None = None
+) -> None:
+    """Refuse option values no measurement could use, before a campaign starts.
+
+    A board file named by the ``fpga_board`` option (where it exists here) must run ``backend`` at
+    the DPU batch the target was listed with (``listed_batch``): results are keyed and checked by it.
+    """
     activations.check_mode(settings.option(activations.OPTION, "hard"))
     quantize.check_requested(settings.option(quantize.OPTION, "auto"))
     if calibration_source(settings) is None:  # a calibration file makes the image count moot
         calibration_count(settings)
+    named = settings.option(OPTION_BOARD)
+    if backend is None or listed_batch is None or not named or not Path(named).expanduser().is_file():
+        return
+    board = load_board(backend, settings)
+    if board.batch != listed_batch:
+        raise BoardConfigError(
+            f"board file {named} runs fpga/{backend} at DPU batch {board.batch}, but the target is listed at batch "
+            f"{listed_batch} (from {ENV_BOARD} or the {backend} profile): name the same file in {ENV_BOARD}"
+        )
 
 
 @hookimpl
@@ -80,21 +96,22 @@ def register_targets(register: Callable[[Target], None]) -> None:
     for backend, profile in PROFILES.items():
         problems, board = _availability(backend)
         dpu = (board.dpu if board else profile.dpu) or "DPU named in the board entry"
+        batch = board.batch if board else profile.batch
         register(
             Target(
                 device=DEVICE,
                 backend=backend,
                 description=f"{profile.title}, {dpu}: Vitis AI int8 xmodel timed with xdputil over SSH",
                 kind="fpga",
-                default_batch_size=board.batch if board else profile.batch,
-                latency_batch_size=board.batch if board else profile.batch,  # one job of the DPU's batch
+                default_batch_size=batch,
+                latency_batch_size=batch,  # one job of the DPU's batch
                 requires=(
                     "Vitis AI 3.5 container (vai_q_pytorch, vai_c_xir, arch.json) for quantize + compile",
                     f"a board YAML with a '{backend}' entry named by {ENV_BOARD}",
                     "asyncssh (pip install 'accelnas[fpga]')",
                 ),
                 options=OPTION_KEYS,
-                check_values=check_option_values,
+                check_values=partial(check_option_values, backend=backend, listed_batch=batch),
                 available=not problems,
                 reason="; ".join(problems) or None,
             )

@@ -101,19 +101,18 @@ class XlaProgram(ABC):
 def batch_for(target: Target, program: XlaProgram, settings: MeasureSettings) -> int:
     """The throughput batch: the campaign's (``settings.batch_for``), which its results are keyed by.
 
-    When the device the runtime reports has another paper batch than the one the target listed
-    (from the PCI bus), the listed one is still measured, with a warning naming the other.
+    Where the device the runtime reports has another paper batch (a TPU v2 listed as a v3 by its
+    PCI id, say), that batch is still measured, with a warning naming the paper's.
     """
     batch = settings.batch_for(target)
     paper = program.default_batch()
-    if settings.batch_size is None and paper != batch:
+    if paper != batch:
         log.warning(
-            "%s: the runtime reports %s, whose paper batch is %d; measuring the listed batch %d "
-            "(pass --batch-size %d to measure at that one)",
+            "%s: measuring batch %d; the paper's batch for %s is %d (--batch-size %d measures that one)",
             target.name,
+            batch,
             program.device_kind,
             paper,
-            batch,
             paper,
         )
     return batch
