@@ -36,6 +36,7 @@ class PredictionSource:
     target: str  # the target the prediction is for (e.g. a100/anb, cpu/onnxruntime)
     label: str  # human-readable origin
     mean: np.ndarray
+    settings_key: str | None = None  # the settings the predicting surrogate was fitted under, where known
 
 
 def _measurable(objective: Objective) -> None:
@@ -80,8 +81,9 @@ def from_benchmark(bench: Benchmark, objective: Objective, archs: Sequence[Archi
     """Fresh predictions of a benchmark for ``objective``."""
     _measurable(objective)
     pred = bench.query(list(archs), device=objective.device, metric=objective.metric)
+    fitted_under = bench.surrogate(objective.device, objective.metric).dataset.get("settings_key")
     return PredictionSource(
-        objective.metric, pred.target, f"{objective.name} (benchmark target {pred.target})", pred.mean
+        objective.metric, pred.target, f"{objective.name} (benchmark target {pred.target})", pred.mean, fitted_under
     )
 
 
@@ -90,9 +92,8 @@ def from_surrogate(artifact: SurrogateArtifact, archs: Sequence[Architecture], w
     if artifact.metric not in ("throughput", "latency"):
         raise AccelnasError(f"surrogate {where} predicts {artifact.metric}, which a device target cannot measure")
     mean = np.asarray(artifact.predict(list(archs)), dtype=float)
-    return PredictionSource(
-        artifact.metric, artifact.target, f"surrogate {where} ({artifact.target} {artifact.metric})", mean
-    )
+    label = f"surrogate {where} ({artifact.target} {artifact.metric})"
+    return PredictionSource(artifact.metric, artifact.target, label, mean, artifact.dataset.get("settings_key"))
 
 
 @dataclass
@@ -110,10 +111,13 @@ class Verification:
     measured: np.ndarray
     rows: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    prediction_settings_key: str | None = None  # what the predictions were fitted under, where known
 
     @property
     def same_target(self) -> bool:
-        return self.prediction_target == self.target
+        """Whether the predictions are for the measured target under the measured settings (where known)."""
+        same_settings = self.prediction_settings_key in (None, self.settings_key)
+        return self.prediction_target == self.target and same_settings
 
     def statistics(self) -> dict[str, float | None]:
         """Kendall τ and Spearman ρ; relative errors only when the prediction is for the measured target."""
@@ -143,6 +147,11 @@ class Verification:
                     f"{100 * s['mean_relative_error']:.1f}%, within ±10%: {100 * s['within_10pct']:.0f}%"
                 )
             return head
+        if self.prediction_target == self.target:
+            return (
+                f"{head}; relative error not comparable: the predictions were fitted under settings "
+                f"{self.prediction_settings_key}, the measurements are under {self.settings_key}"
+            )
         return f"{head}; relative error not comparable: predictions are for {self.prediction_target}, not {self.target}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,6 +163,7 @@ class Verification:
             "prediction_target": self.prediction_target,
             "same_target": self.same_target,
             "settings_key": self.settings_key,
+            "prediction_settings_key": self.prediction_settings_key,
             "statistics": self.statistics(),
             "architectures": self.rows,
             "errors": self.errors,
@@ -217,6 +227,7 @@ def verify(
         against=source.label,
         prediction_target=source.target,
         settings_key=key,
+        prediction_settings_key=source.settings_key,
         ids=ids,
         predicted=np.array(predicted),
         measured=np.array(measured),

@@ -173,7 +173,7 @@ def _iter_sources(source: Path) -> Iterator[tuple[str, bytes]]:
     without records (or not readable as tar) are passed over.
     """
     if source.is_dir():
-        files = sorted(source.rglob("result_*.json"))
+        files = sorted(f for f in source.rglob("result_*.json") if f.is_file())
         if files:
             for f in files:
                 yield f.name, f.read_bytes()
@@ -206,7 +206,9 @@ def _iter_archive(source: Path) -> Iterator[tuple[str, bytes]]:
         with tarfile.open(source) as tar:
             found = False
             for member in tar:
-                if member.isfile() and Path(member.name).name.startswith("result_") and member.name.endswith(".json"):
+                # a hard link is a record too: tar stores a file once and links its other names to it
+                is_file = member.isfile() or member.islnk()
+                if is_file and Path(member.name).name.startswith("result_") and member.name.endswith(".json"):
                     found = True
                     handle = tar.extractfile(member)
                     yield Path(member.name).name, handle.read() if handle else b""
@@ -235,7 +237,8 @@ def _record_rows(name: str, record: Any, source: str) -> tuple[list[dict[str, An
             "sequence": _record_number(name)}  # fmt: skip
     rows = []
     reasons = []
-    top1 = _number((record.get("metrics") or {}).get("val_top1"))
+    metrics = record.get("metrics")
+    top1 = _number(metrics.get("val_top1")) if isinstance(metrics, dict) else None
     if top1 is None or not 0 < top1 <= 100:
         reasons.append("missing or invalid metrics.val_top1")
     else:
@@ -248,7 +251,11 @@ def _record_rows(name: str, record: Any, source: str) -> tuple[list[dict[str, An
         if mean is None or mean <= 0:
             reasons.append(f"missing or invalid {key}")
             continue
-        std = _number(entry.get(f"{metric}_std"))
+        raw_std = entry.get(f"{metric}_std")
+        std = _number(raw_std)
+        if raw_std is not None and (std is None or std < 0):  # null means "not measured"; anything else must be a std
+            reasons.append(f"invalid {key}.{metric}_std (kept without it)")
+            std = None
         rows.append(base | {"target": anb_target(device), "metric": metric, "value": mean,
                             "std": std, "unit": UNITS[metric]})  # fmt: skip
     return rows, reasons

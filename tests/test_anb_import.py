@@ -77,6 +77,41 @@ def test_duplicate_keeps_earliest_record_and_counts_once(tmp_path):
     assert report.records == 2 and report.records_ok == 1
 
 
+def test_odd_but_readable_inputs_are_counted_not_crashed_on(tmp_path):
+    d = tmp_path / "records"
+    d.mkdir()
+    archs = sample(4, 12)
+    listed = _record(archs[0])
+    listed["metrics"] = [{"val_top1": 70.0}]  # not an object: no accuracy, the device rows stay
+    (d / "result_1.json").write_text(json.dumps(listed))
+    odd_std = _record(archs[1])
+    odd_std["platform_perf"]["throughput_a100"]["throughput_std"] = "x"
+    odd_std["platform_perf"]["throughput_3090"]["throughput_std"] = -5
+    (d / "result_2.json").write_text(json.dumps(odd_std))
+    (d / "result_3.json").write_text(json.dumps(_record(archs[2])))
+    (d / "result_9.json").mkdir()  # a directory with a record's name is not a record
+    frame, report = import_anb(d)
+    assert report.records == 3 and report.records_ok == 1
+    assert report.skipped["missing or invalid metrics.val_top1"] == 1
+    assert report.skipped["invalid throughput_a100.throughput_std (kept without it)"] == 1
+    assert report.skipped["invalid throughput_3090.throughput_std (kept without it)"] == 1
+    rows = frame[frame["arch_id"] == archs[1].id].set_index("target")
+    assert len(rows) == 9 and rows["std"].isna().sum() == 3  # a100, 3090 and accuracy (one seed)
+    assert len(frame) == 8 + 9 + 9
+
+    # an archive that stores a record as a hard link to another (as tar does for two names of one file)
+    (d / "result_9.json").rmdir()
+    (d / "result_4.json").hardlink_to(d / "result_3.json")
+    archive = tmp_path / "linked.tar"
+    with tarfile.open(archive, "w") as tar:
+        for f in sorted(d.iterdir()):
+            tar.add(f, arcname=f"anb/{f.name}")
+    with tarfile.open(archive) as tar:
+        assert any(m.islnk() for m in tar.getmembers())
+    _, from_archive = import_anb(archive)
+    assert from_archive.records == 4 and from_archive.skipped["duplicate architecture"] == 1
+
+
 def test_archive_and_url_with_cache(records_dir, tmp_path):
     archive = tmp_path / "anb.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:

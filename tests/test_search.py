@@ -353,3 +353,12 @@ def test_verification_predictions_come_from_the_named_source(bench):
         from_front_column(frame, parse_objective("latency@dev"))
     with pytest.raises(AccelnasError, match="name the device"):
         from_benchmark(bench, parse_objective("throughput"), archs)
+
+
+def test_no_search_seed_redraws_the_hypervolume_reference_sample():
+    from accelnas.core.cli_options import SEED
+    from accelnas.search.pareto import REFERENCE_SAMPLE, REFERENCE_SEED
+
+    reference = {a.id for a in sample(REFERENCE_SAMPLE, REFERENCE_SEED)}
+    for seed in (SEED.min, 1, SEED.max):  # the sample a random search (or a population) starts with
+        assert len(reference & {a.id for a in sample(300, seed)}) < 3

@@ -87,6 +87,15 @@ def test_verify_measures_stores_and_compares(front_dir, tmp_path):
     assert report["statistics"]["median_relative_error"] == pytest.approx(float(np.median(np.abs(pred - meas) / meas)))
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2
+    # a surrogate of the target fitted under other settings (another input size, say): errors are not comparable
+    elsewhere = tmp_path / "cpu-surrogate-elsewhere"
+    other = frame.assign(settings_key="0123456789abcdef")
+    artifact.save(fit_surrogate(other, "cpu/onnxruntime", "throughput", family="additive").artifact, elsewhere)
+    mismatch = run_cli(*args, "--surrogate", str(elsewhere), "--out", str(out))
+    assert mismatch.returncode == 0, mismatch.stderr
+    assert "fitted under settings 0123456789abcdef, the measurements are under" in mismatch.stdout
+    report = json.loads((out / "verify.json").read_text())
+    assert not report["same_target"] and "median_relative_error" not in report["statistics"]
     # a backend option, as for collect: other settings, so measured again and stored beside the others
     basic = run_cli(*args, "--surrogate", str(surrogate), "--option", "graph_optimization=basic", "--out", str(out))
     assert basic.returncode == 0, basic.stderr
