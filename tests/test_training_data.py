@@ -8,7 +8,9 @@ from accelnas.training.data import (
     DataError,
     FolderImages,
     Loader,
+    TensorImages,
     batch_random_resized_crop,
+    crop_boxes,
     digits,
     image_folder,
     load_data,
@@ -59,6 +61,28 @@ def test_batch_augmentation_shapes_and_determinism():
     slopes = flipped[:, 0, 8, -1] - flipped[:, 0, 8, 0]
     assert (slopes > 0).any() and (slopes < 0).any()
     assert resize_center_crop(x, 16).shape == (6, 3, 16, 16)
+
+
+def test_crop_boxes_keep_their_pixel_aspect_on_a_landscape_image():
+    w, h = 500, 375
+    boxes = crop_boxes(20_000, (0.08, 1.0), torch.Generator().manual_seed(0), image_aspect=w / h)
+    inside = (boxes[:, 2] < 1) & (boxes[:, 3] < 1)  # boxes clamped to the image lose their drawn aspect
+    pixel_aspect = (boxes[inside, 2] * w) / (boxes[inside, 3] * h)
+    assert float(pixel_aspect.median()) == pytest.approx(1.0, abs=0.08)  # 1.33 when drawn on the unit square
+    assert float(pixel_aspect.min()) >= 0.75 - 1e-4 and float(pixel_aspect.max()) <= 4 / 3 + 1e-4
+    area = boxes[inside, 2] * boxes[inside, 3]
+    assert float(area.min()) >= 0.08 - 1e-6 and float(area.max()) <= 1.0
+    square = crop_boxes(100, (0.3, 1.0), torch.Generator().manual_seed(1))  # a square image: as drawn
+    assert torch.equal(square, crop_boxes(100, (0.3, 1.0), torch.Generator().manual_seed(1), image_aspect=1.0))
+
+
+def test_each_rank_augments_its_images_its_own_way():
+    same = TensorImages(torch.rand(1, 3, 16, 16).repeat(8, 1, 1, 1), torch.zeros(8, dtype=torch.long), ["a"])
+    first = []
+    for rank in range(2):
+        loader = Loader(same, batch_size=4, train=True, mean=(0.5,) * 3, std=(0.5,) * 3, rank=rank, world_size=2)
+        first.append(next(iter(loader.epoch(0, 12)))[0])
+    assert not torch.equal(first[0], first[1])  # identical images, different crops
 
 
 def test_loader_shards_evaluation_exactly_once(digits16):

@@ -140,3 +140,30 @@ def test_device_choice():
         with pytest.raises(AccelnasError, match="no CUDA device") as missing:
             pick_device("cuda")
         assert missing.value.exit_code == 3  # known, but not here
+
+
+def test_rmsprop_follows_tensorflow():
+    """TF's RMSProp: mean square from 1, ε under the root, lr inside the momentum (torch's differs ~1000x here)."""
+    import numpy as np
+
+    from accelnas.training.rmsprop_tf import RMSpropTF
+
+    lr, momentum, decay, eps, g = 0.016, 0.9, 0.9, 1e-3, 1e-4
+    ms, mom, w, expected = 1.0, 0.0, 0.0, []
+    for _ in range(3):  # tf.compat.v1.train.RMSPropOptimizer's update, written out
+        ms = decay * ms + (1 - decay) * g * g
+        mom = momentum * mom + lr * g / np.sqrt(ms + eps)
+        w -= mom
+        expected.append(w)
+    for cls, kwargs in ((RMSpropTF, {}), (torch.optim.RMSprop, {})):
+        p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        opt = cls([p], lr=lr, alpha=decay, eps=eps, momentum=momentum, **kwargs)
+        got = []
+        for _ in range(3):
+            p.grad = torch.full_like(p, g)
+            opt.step()
+            got.append(float(p))
+        if cls is RMSpropTF:
+            assert got == pytest.approx(expected, rel=1e-9)
+        else:
+            assert abs(got[0]) > 100 * abs(expected[0])  # why torch's own RMSprop is not used

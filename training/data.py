@@ -42,12 +42,20 @@ class DataError(AccelnasError):
 
 # -- random-resized-crop geometry (shared by both dataset kinds) --------------------------------------
 def crop_boxes(
-    n: int, scale: tuple[float, float], gen: torch.Generator, ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    n: int,
+    scale: tuple[float, float],
+    gen: torch.Generator,
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    image_aspect: float = 1.0,
 ) -> torch.Tensor:
-    """``n`` random crop boxes as (cx, cy, w, h) fractions of the image (area in ``scale``)."""
+    """``n`` random crop boxes as (cx, cy, w, h) fractions of an image of width/height ``image_aspect``.
+
+    Each box covers a share of the image's area drawn from ``scale`` and has a pixel aspect ratio
+    (width/height) drawn log-uniformly from ``ratio``; a side that would leave the image is clamped.
+    """
     area = torch.empty(n).uniform_(scale[0], scale[1], generator=gen)
     log_ratio = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)
-    aspect = torch.exp(log_ratio)
+    aspect = torch.exp(log_ratio) / image_aspect  # the box's width/height in fractions of the image
     w = torch.sqrt(area * aspect).clamp(max=1.0)
     h = torch.sqrt(area / aspect).clamp(max=1.0)
     cx = w / 2 + torch.rand(n, generator=gen) * (1 - w)
@@ -60,7 +68,7 @@ def batch_random_resized_crop(
 ) -> torch.Tensor:
     """Random-resized crop (and flip) of a whole NCHW float batch to ``size`` with one ``grid_sample``."""
     n = x.shape[0]
-    boxes = crop_boxes(n, scale, gen)
+    boxes = crop_boxes(n, scale, gen, image_aspect=x.shape[3] / x.shape[2])
     sx = boxes[:, 2]
     if hflip:
         flip = torch.rand(n, generator=gen) < 0.5
@@ -164,8 +172,7 @@ class FolderImages(Dataset):
                 w, h = img.size
                 if self.train:
                     gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
-                    cx, cy, bw, bh = crop_boxes(1, self.scale, gen)[0].tolist()
-                    # crop_boxes works on the unit square; keep the box's pixel aspect within the image
+                    cx, cy, bw, bh = crop_boxes(1, self.scale, gen, image_aspect=w / h)[0].tolist()
                     box = ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
                     img = img.resize((self.size, self.size), Image.BILINEAR, box=box)
                     if self.hflip and torch.rand(1, generator=gen).item() < 0.5:
@@ -256,6 +263,7 @@ class Loader:
         self.hflip = hflip
         self.workers = workers
         self.channels_last = channels_last
+        self.rank = rank
         # padding to equal shards matters for training (equal step counts across ranks); evaluation
         # must count every image once, so it shards without padding
         self.sampler = DistributedSampler(
@@ -285,7 +293,8 @@ class Loader:
         idx = self._positions(epoch)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         if isinstance(self.data, TensorImages):
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            # each rank crops its images its own way (rank 0 as a single process does)
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch + self.rank * 7_919_993)
             for start in range(0, len(idx), self.batch_size):
                 sel = torch.from_numpy(idx[start : start + self.batch_size]).to(self.device)
                 x = self._images.index_select(0, sel)

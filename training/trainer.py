@@ -43,7 +43,7 @@ class TrainResult:
     top5: float
     val_loss: float
     wall_seconds: float  # training + evaluation, slowest rank
-    cpu_seconds: float  # CPU time of this process (all its threads), summed over ranks
+    cpu_seconds: float  # CPU time of each rank (all its threads and its data-loading workers), summed
     train_seconds: float
     devices: int
     device: str
@@ -86,8 +86,10 @@ def make_optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=recipe.peak_lr, momentum=recipe.momentum, nesterov=recipe.momentum > 0)
-    if recipe.optimizer == "rmsprop":  # EfficientNet/MnasNet style: decay 0.9, eps 1e-3 (TF semantics)
-        return torch.optim.RMSprop(groups, lr=recipe.peak_lr, alpha=0.9, eps=1e-3, momentum=recipe.momentum)
+    if recipe.optimizer == "rmsprop":  # EfficientNet/MnasNet style: decay 0.9, eps 1e-3, TensorFlow's semantics
+        from accelnas.training.rmsprop_tf import RMSpropTF
+
+        return RMSpropTF(groups, lr=recipe.peak_lr, alpha=0.9, eps=1e-3, momentum=recipe.momentum)
     return torch.optim.AdamW(groups, lr=recipe.peak_lr)
 
 
@@ -171,7 +173,7 @@ def train(
     device = ctx.device
     torch.manual_seed(recipe.seed)
     start = time.perf_counter()
-    cpu_start = time.process_time()
+    cpu_start = process_cpu_seconds()
     train_idx = subset_indices(data.train.targets(), recipe.data_fraction, recipe.seed)
     common = {"mean": data.mean, "std": data.std, "rank": ctx.rank, "world_size": ctx.world_size,
               "device": device, "workers": workers, "channels_last": recipe.channels_last}  # fmt: skip
@@ -205,7 +207,7 @@ def train(
         net.train()
         t0 = time.perf_counter()
         loss_sum = 0.0
-        batches = 0
+        epoch_images = 0
         for x, y in train_loader.epoch(epoch, size):
             for group in opt.param_groups:
                 group["lr"] = lr_at(recipe, step, steps)
@@ -225,11 +227,12 @@ def train(
                 raise TrainingError(
                     f"{arch.id}: training loss became non-finite in epoch {epoch + 1} (rank {ctx.rank}: {loss_value})"
                 )
-            loss_sum += loss_value
-            batches += 1
+            loss_sum += loss_value * int(y.shape[0])
+            epoch_images += int(y.shape[0])
             step += 1
             seen += int(y.shape[0])
-        row = {"epoch": epoch + 1, "size": size, "train_loss": loss_sum / max(1, batches),
+        epoch_loss = loss_sum / max(1, epoch_images)  # the mean over this rank's images, not over batches
+        row = {"epoch": epoch + 1, "size": size, "train_loss": epoch_loss,
                "lr": lr_at(recipe, max(0, step - 1), steps), "seconds": time.perf_counter() - t0}  # fmt: skip
         history.append(row)
         if on_epoch is not None:
@@ -243,13 +246,22 @@ def train(
         recalibrate_batchnorm(scored, calib, recipe.final_eval_resolution, recipe.bn_recalibration_images, ctx, recipe)
     top1, top5, val_loss = evaluate(scored, val_loader, recipe.final_eval_resolution, ctx, recipe)
     wall = all_reduce_max(time.perf_counter() - start, ctx)
-    cpu = all_reduce_sum([time.process_time() - cpu_start], ctx)[0]
+    cpu = all_reduce_sum([process_cpu_seconds() - cpu_start], ctx)[0]
     images = int(all_reduce_sum([float(seen)], ctx)[0])
     return TrainResult(
         top1=top1, top5=top5, val_loss=val_loss, wall_seconds=wall, cpu_seconds=cpu, train_seconds=train_seconds,
         devices=ctx.world_size, device=_device_name(device), epochs=recipe.epochs, images_seen=images,
-        final_train_loss=loss_value, ema=ema is not None, history=history,
+        final_train_loss=history[-1]["train_loss"] if history else loss_value, ema=ema is not None, history=history,
     )  # fmt: skip
+
+
+def process_cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (DataLoader workers end with
+    each pass over the data), so a run's CPU cost does not depend on how many workers decode images."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _device_name(device: torch.device) -> str:
