@@ -34,10 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelnas.core.cli_options import output_file
 from accelnas.core.errors import AccelnasError
 from accelnas.core.model import build_model, calibrate_batchnorm, count_macs
 from accelnas.core.plugins import load_registry
-from accelnas.core.provenance import host_provenance
+from accelnas.core.provenance import host_provenance, usable_cores
 from accelnas.core.records import Measurement, MeasureSettings
 from accelnas.core.space import EFFICIENTNET_B0, Architecture, sample
 from accelnas.core.timing import t_quantile
@@ -274,7 +275,7 @@ def print_report(rows: list[Row], fixed: dict[str, int], info: dict[str, Any], s
     print(f"target          {info['target']}  (throughput batch {info['batch_size']}, latency batch 1)")
     print(
         f"host            {host['cpu_model']}, {host['physical_cores']} physical / {host['logical_cores']} "
-        f"logical cores, threads={settings.threads or 'all physical cores'}"
+        f"logical cores, threads={settings.threads or f'{usable_cores()} (the usable physical cores)'}"
     )
     print(f"input size      {settings.input_size}x{settings.input_size}")
     print(
@@ -452,8 +453,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="warm-up budget per metric, seconds (default: %(default)s)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="throughput batch (default: the target's)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all physical cores)")
-    p.add_argument("--json", metavar="PATH", type=Path, default=None, help="also write the results as JSON")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the usable physical cores)")
+    p.add_argument("--json", metavar="PATH", type=output_file, default=None, help="also write the results as JSON")
     return p.parse_args(argv)
 
 

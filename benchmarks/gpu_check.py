@@ -83,11 +83,12 @@ def ensure_importable() -> str:
     return how
 
 
-def _row(row: dict[str, Any], label: str) -> dict[str, Any]:
+def _row(row: dict[str, Any], label: str, variant: str = "main") -> dict[str, Any]:
     extra = row.get("extra") or {}
     prov = row.get("provenance") or {}
     out = {
         "target": row["target"],
+        "variant": variant,
         "arch_id": row["arch_id"],
         "label": label,
         "metric": row["metric"],
@@ -118,12 +119,14 @@ def summarise(rows: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> dict
     summary: dict[str, Any] = {}
     values: dict[tuple[str, str], dict[str, float]] = {}
     for target in TARGETS:
-        mine = [r for r in rows if r["target"] == target]
+        mine = [r for r in rows if r["target"] == target and r.get("variant", "main") == "main"]
         ok = [r for r in mine if r["status"] == "ok"]
         entry: dict[str, Any] = {
             "ok": len(ok),
             "failed": len(mine) - len(ok),
-            "skipped_architectures": sum(1 for s in skipped if s["target"] == target),
+            "skipped_architectures": sum(
+                1 for s in skipped if s["target"] == target and s.get("variant", "main") == "main"
+            ),
         }
         for metric in ("throughput", "latency"):
             got = {r["arch_id"]: r["value"] for r in ok if r["metric"] == metric}
@@ -137,12 +140,24 @@ def summarise(rows: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> dict
     summary["kendall_tau_torch_vs_tensorrt"] = {
         m: _kendall(values[("gpu/torch", m)], values[("gpu/tensorrt", m)]) for m in ("throughput", "latency")
     }
+    variants: dict[str, Any] = {}
+    for r in rows:
+        if r.get("variant", "main") == "main":
+            continue
+        entry = variants.setdefault(f"{r['target']} {r['variant']}", {"ok": 0, "failed": 0, "throughput": {},
+                                                                     "latency": {}, "engine_cache": []})  # fmt: skip
+        entry["ok" if r["status"] == "ok" else "failed"] += 1
+        if r["status"] == "ok" and r["metric"] in ("throughput", "latency"):
+            entry[r["metric"]][r["label"]] = r["value"]
+        if r.get("engine_cache"):
+            entry["engine_cache"].append(r["engine_cache"])
+    summary["variants"] = variants
     return summary
 
 
-def plot(rows: list[dict[str, Any]], macs: dict[str, float], path: Path) -> Path | None:
+def plot(rows: list[dict[str, Any]], macs: dict[str, float], path: Path, input_size: int) -> Path | None:
     """Throughput against MACs for both targets (PNG)."""
-    ok = [r for r in rows if r["status"] == "ok" and r["metric"] == "throughput"]
+    ok = [r for r in rows if r["status"] == "ok" and r["metric"] == "throughput" and r.get("variant", "main") == "main"]
     if not ok:
         return None
     import matplotlib
@@ -155,7 +170,7 @@ def plot(rows: list[dict[str, Any]], macs: dict[str, float], path: Path) -> Path
         mine = [r for r in ok if r["target"] == target]
         if mine:
             ax.scatter([macs[r["arch_id"]] for r in mine], [r["value"] for r in mine], marker=marker, label=target)
-    ax.set_xlabel("MACs (millions, 224x224)")
+    ax.set_xlabel(f"MACs (millions, {input_size}x{input_size})")
     ax.set_ylabel("throughput (images/s)")
     ax.set_title("GPU throughput of EfficientNet-B0 and random architectures")
     ax.legend()
@@ -214,9 +229,11 @@ def run(args: argparse.Namespace) -> int:
         "skipped": [],
     }
 
-    def save() -> None:
+    def save() -> None:  # after every architecture: a run cut short keeps its JSON and plot
         report["elapsed_seconds"] = round(time.perf_counter() - start, 1)
         report["summary"] = summarise(report["results"], report["skipped"])
+        png = plot(report["results"], macs, out_dir / "gpu_check_throughput.png", args.input_size)
+        report["plot"] = str(png) if png else None
         json_path.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
 
     if not targets["gpu/torch"].available:
@@ -228,11 +245,26 @@ def run(args: argparse.Namespace) -> int:
 
     report["gpu"] = gpu_provenance(0)
     db = out_dir / "gpu_check.sqlite"
+    other = "fp32" if args.precision_mode == "fp16" else "fp16"
+    # (target, variant, options, architectures): every architecture first, then short variants on
+    # the first two (the other precision; TensorRT with CUDA graphs flipped, whose engine the cache
+    # already holds, since the cache key leaves cuda_graphs out)
+    passes = [(name, "main", options[name], archs) for name in TARGETS]
+    passes += [
+        ("gpu/torch", other, (("precision", other),), archs[:2]),
+        ("gpu/tensorrt", f"cuda_graphs={not args.cuda_graphs}".lower(),
+         (("cuda_graphs", not args.cuda_graphs), ("precision", args.precision_mode)), archs[:2]),
+        ("gpu/tensorrt", other, (("cuda_graphs", args.cuda_graphs), ("precision", other)), archs[:2]),
+    ]  # fmt: skip
+    # the slowest architecture so far per target: one is not started where it would overrun the
+    # budget; a TensorRT engine build takes tens of seconds, so its first is assumed to take a minute
+    longest = {"gpu/torch": 0.0, "gpu/tensorrt": 60.0}
     with Store(db) as store:
-        for name in TARGETS:
+        for name, variant, opts, chosen in passes:
             target = targets[name]
             if not target.available:
-                logging.warning("%s skipped: %s", name, target.reason)
+                if variant == "main":
+                    logging.warning("%s skipped: %s", name, target.reason)
                 continue
             settings = MeasureSettings(
                 input_size=args.input_size,
@@ -240,39 +272,41 @@ def run(args: argparse.Namespace) -> int:
                 precision=args.precision,
                 max_seconds=args.max_seconds,
                 warmup_seconds=args.warmup_seconds,
-                options=tuple(sorted(options[name])),
+                options=tuple(sorted(opts)),
             )
             key = settings.key(target)
-            longest = 0.0  # the slowest architecture so far: do not start one that would overrun the budget
-            for index, arch in enumerate(archs, 1):
-                if time.perf_counter() + longest > deadline:
-                    report["skipped"].append({"target": name, "arch_id": arch.id, "reason": "time budget spent"})
+            for index, arch in enumerate(chosen, 1):
+                if time.perf_counter() + longest[name] > deadline:
+                    report["skipped"].append(
+                        {"target": name, "variant": variant, "arch_id": arch.id, "reason": "time budget spent"}
+                    )
                     continue
                 t0 = time.perf_counter()
                 try:
                     run_campaign(registry, target, [arch], settings, store)
                 except AccelnasError as exc:  # a campaign-level error; per-architecture ones are stored
-                    failure = {"target": name, "arch_id": arch.id, "label": labels[arch.id], "metric": None}
-                    report["results"].append(failure | {"status": "failed", "error": str(exc)})
+                    failure = {"target": name, "variant": variant, "arch_id": arch.id, "label": labels[arch.id]}
+                    report["results"].append(failure | {"metric": None, "status": "failed", "error": str(exc)})
                 rows = [
                     r
                     for r in store.results(target=name, status=None)
                     if r["arch_id"] == arch.id and r["settings_key"] == key
                 ]
-                report["results"] += [_row(r, labels[arch.id]) for r in rows]
+                report["results"] += [_row(r, labels[arch.id], variant) for r in rows]
                 logging.info(
-                    "%s %2d/%d %s: %s in %.1f s",
+                    "%s %s %2d/%d %s: %s in %.1f s",
                     name,
+                    variant,
                     index,
-                    len(archs),
+                    len(chosen),
                     arch.id,
                     ", ".join(f"{r['metric']} {r['status']}" for r in rows) or "no result",
                     time.perf_counter() - t0,
                 )
-                longest = max(longest, time.perf_counter() - t0)
+                elapsed = time.perf_counter() - t0
+                first = index == 1 and variant == "main"  # a measured time replaces the assumed one
+                longest[name] = elapsed if first else max(longest[name], elapsed)
                 save()
-    png = plot(report["results"], macs, out_dir / "gpu_check_throughput.png")
-    report["plot"] = str(png) if png else None
     save()
     logging.info("wrote %s (%.0f s)", json_path, time.perf_counter() - start)
     return 0

@@ -11,6 +11,9 @@
 #
 #     bash benchmarks/gpu_check.sh [OUT_DIR]          # OUT_DIR defaults to ./gpu_check_out
 #
+# (on the lent device machine: `bash benchmarks/gpu_check.sh "$OUT"`, so that everything comes back).
+# A relative OUT_DIR is taken from the directory the script is started in.
+#
 # What it does:
 #   1. checks that `python -c "import torch"` works and that torch sees a CUDA device;
 #   2. where accelnas is not importable yet, installs it with `pip install --no-deps -e .` (retried
@@ -19,21 +22,28 @@
 #      `gpu_check.py --missing`. An accelnas installed from another folder is left alone. Offline,
 #      both steps may fail: gpu_check.py always measures this checkout (through a path shim when it
 #      is not the installed one) and lists what was missing in the JSON;
-#   3. runs `python benchmarks/gpu_check.py --out OUT_DIR` under `timeout 470`.
-# TensorRT is not installed by this script: `pip install tensorrt` (see docs/devices.md) beforehand
-# to include gpu/tensorrt.
+#   3. runs `python benchmarks/gpu_check.py --out OUT_DIR` under `timeout 470`: every architecture on
+#      each available target, then short variants on two of them (the other precision; TensorRT with
+#      CUDA graphs flipped, which reuses the cached engines); the log goes to OUT_DIR/gpu_check.log too.
+# TensorRT is not installed from the internet by this script: `pip install tensorrt` (see
+# docs/devices.md) beforehand, or set WHEELS to a folder of wheels (tensorrt-cu12/13,
+# onnxconverter-common, ...) to install them offline first. Every pip step is bounded by 90 s.
 #
 # Environment: PYTHON (interpreter, default python3), GPU_CHECK_BUDGET (seconds for measurements,
 # default 400), GPU_CHECK_ARGS (extra arguments for gpu_check.py, e.g. "--num-random 5"),
-# ACCELNAS_TRT_CACHE (engine cache folder; "off" disables it).
+# ACCELNAS_TRT_CACHE (engine cache folder; "off" disables it), WHEELS (a folder of wheels to
+# install offline).
 # Exit codes: 0 ran (failed measurements are listed in the JSON), 2 torch missing, 3 no usable GPU,
 # 124 the time limit cut the run short (the JSON holds everything measured until then).
 set -uo pipefail
 
+OUT="${1:-gpu_check_out}"
+case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac  # where the caller meant it, before the cd below
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-OUT="${1:-gpu_check_out}"
 BUDGET="${GPU_CHECK_BUDGET:-400}"
+mkdir -p "$OUT"
+PIP=(timeout 90 "$PY" -m pip install -q --disable-pip-version-check --retries 1 --timeout 15)
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
     echo "error: torch does not import with $PY; install a CUDA build of PyTorch first" >&2
@@ -41,21 +51,28 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU available:', torch.cuda.is_available())"
 
+if [ -n "${WHEELS:-}" ]; then
+    "${PIP[@]}" --no-index --find-links "$WHEELS" "$WHEELS"/*.whl \
+        || echo "note: could not install the wheels in $WHEELS" >&2
+fi
 if ! "$PY" -c "import accelnas" 2>/dev/null; then
-    if ! "$PY" -m pip install --no-deps -e . -q 2>/dev/null; then
-        "$PY" -m pip install --no-deps --no-build-isolation -e . -q 2>/dev/null \
+    if ! "${PIP[@]}" --no-deps -e . 2>/dev/null; then
+        "${PIP[@]}" --no-deps --no-build-isolation -e . 2>/dev/null \
             || echo "note: could not install accelnas; running from the checkout" >&2
     fi
 fi
 MISSING="$("$PY" benchmarks/gpu_check.py --missing)"
 if [ -n "$MISSING" ]; then
     # shellcheck disable=SC2086  # one pip name per word
-    "$PY" -m pip install -q $MISSING \
+    "${PIP[@]}" $MISSING \
         || echo "note: could not install: $MISSING (they are listed in the JSON)" >&2
 fi
+"$PY" -c "import tensorrt" 2>/dev/null \
+    || echo "note: TensorRT does not import: gpu/tensorrt will be skipped (see WHEELS above)" >&2
 
 # shellcheck disable=SC2086  # GPU_CHECK_ARGS holds several words
-timeout 470 "$PY" benchmarks/gpu_check.py --out "$OUT" --budget "$BUDGET" ${GPU_CHECK_ARGS:-}
+timeout 470 "$PY" benchmarks/gpu_check.py --out "$OUT" --budget "$BUDGET" ${GPU_CHECK_ARGS:-} \
+    2> >(tee -a "$OUT/gpu_check.log" >&2)
 status=$?
 echo "gpu_check: exit $status; results in $OUT/gpu_check.json" >&2
 exit $status

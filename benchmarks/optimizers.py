@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from accelnas.core.cli_options import at_least_one, output_file, run_script
 from accelnas.search.compare import PAPER_DEVICES
 from accelnas.search.objectives import parse_objectives
 from accelnas.search.plots import plot_anytime
@@ -47,18 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--from-anb", help="build one from this Accel-NASBench archive/directory first")
     parser.add_argument("--objectives", default="accuracy,throughput@zcu102")
     parser.add_argument("--optimizers", default="random,evolution,nsga2")
-    parser.add_argument("--budget", type=int, default=2000)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--budget", type=at_least_one, default=2000)
+    parser.add_argument("--seeds", type=at_least_one, default=5)
     parser.add_argument("--checkpoints", default="100,500,2000", help="query counts to report")
     parser.add_argument("--evolution-batch", type=int, default=1, help="children per evolution step")
     parser.add_argument("--b0-devices", default=",".join(PAPER_DEVICES), help="devices for part 2 ('' to skip)")
     parser.add_argument("--b0-optimizer", default="nsga2")
     parser.add_argument("--b0-budget", type=int, default=2000)
-    parser.add_argument("--png", type=Path, default=None, help="anytime hypervolume plot")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--png", type=output_file, default=None, help="anytime hypervolume plot")
+    parser.add_argument("--json", type=output_file, default=None, help="write the figures here")
     args = parser.parse_args(argv)
 
-    checkpoints = [int(c) for c in args.checkpoints.split(",") if c.strip()]
+    try:
+        checkpoints = [int(c) for c in args.checkpoints.split(",") if c.strip()]
+    except ValueError:
+        parser.error(f"--checkpoints takes comma-separated query counts, got {args.checkpoints!r}")
     optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
     options = {"batch": args.evolution_batch}
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,4 +122,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from accelnas.core.cli_options import at_least_one, run_script
 from accelnas.core.errors import AccelnasError
 from accelnas.core.provenance import host_provenance
 from accelnas.core.space import sample
@@ -42,18 +43,18 @@ ABLATIONS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" /
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num", type=int, default=12, help="architectures (>= 12 for the verification)")
+    parser.add_argument("--num", type=at_least_one, default=12, help="architectures (>= 12 for the verification)")
     parser.add_argument("--seed", type=int, default=0, help="architecture sampling seed")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--reference", default="digits-reference")
     parser.add_argument("--space", default="digits-proxy-space")
     parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--reference-seeds", type=int, default=2,
+    parser.add_argument("--reference-seeds", type=at_least_one, default=2,
                         help="train the reference with this many seeds: their mean is the reference, "
                         "their agreement the noise ceiling of τ")  # fmt: skip
     parser.add_argument("--cost", choices=ps.COSTS, default="cpu", help="cost model the search optimises")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--trials", type=int, default=4, help="Optuna trials")
+    parser.add_argument("--threads", type=at_least_one, default=1, help="torch intra-op threads")
+    parser.add_argument("--trials", type=at_least_one, default=4, help="Optuna trials")
     parser.add_argument("--out", type=Path, default=Path("proxy-search-digits"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -146,4 +147,4 @@ def run(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from accelnas.core.cli_options import at_least_one, run_script
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.active import disagreement_ensemble, most_uncertain, space_filling
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, ANB_URL, PERF_KEYS, anb_target, import_anb
@@ -65,12 +66,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", default=ANB_URL)
     parser.add_argument("--sizes", default="25,50,100,200,500,1000,all")
     parser.add_argument("--targets", default=",".join(TARGETS))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=at_least_one, default=3)
     parser.add_argument("--strategies", default="random,space-filling,active")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.targets.split(",") if name not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target {unknown[0]!r} (known: {', '.join(TARGETS)})")
+    bad = [size for size in args.sizes.split(",") if size != "all" and not (size.isdigit() and int(size) >= 2)]
+    if bad:
+        parser.error(f"--sizes takes counts >= 2 and 'all', got {bad[0]!r}")
+    strategies = args.strategies.split(",")
+    if set(strategies) - {"random", "space-filling", "active"}:
+        parser.error(f"--strategies takes random, space-filling and active, got {args.strategies!r}")
     frame, report = import_anb(args.source)
     print(report.summary(), file=sys.stderr)
-    strategies = args.strategies.split(",")
     for name in args.targets.split(","):
         target, metric = TARGETS[name]
         part = frame[(frame["target"] == target) & (frame["metric"] == metric)].reset_index(drop=True)
@@ -108,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def timed_main() -> int:
     start = time.perf_counter()
     code = main()
     print(f"\n{time.perf_counter() - start:.0f}s", file=sys.stderr)
-    sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    run_script(timed_main)

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from accelnas.core.cli_options import at_least_one, output_file
+
 PLUGIN_NAME = "ledger"
 TARGET = "bench/ledger"
 
@@ -289,11 +291,11 @@ def run_stress(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=25, help="SIGKILLs of the driver (>= 20 for the report).")
-    parser.add_argument("--num", type=int, default=12, help="Architectures in the campaign.")
+    parser.add_argument("--repeats", type=at_least_one, default=25, help="SIGKILLs (>= 20 for the report).")
+    parser.add_argument("--num", type=at_least_one, default=12, help="Architectures in the campaign.")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rng-seed", type=int, default=0, help="Seed of the kill times.")
-    parser.add_argument("--json", type=Path, default=None, help="Write the figures here.")
+    parser.add_argument("--json", type=output_file, default=None, help="Write the figures here.")
     parser.add_argument("--isolate", action="store_true", help="Measure in a child process (collect --isolate).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="accelnas-stress-") as tmp:

@@ -34,9 +34,9 @@ def _settings(**kwargs: Any):
 
 
 SETTINGS_OPTION = click.option(
-    "--settings", "settings_key", default=None, metavar="KEY",
-    help="For the targets measured under this settings key (or a unique start of one: the key column of status), "
-    "only those rows; other targets stay.",
+    "--settings", "settings_keys", multiple=True, metavar="KEY",
+    help="For the target measured under this settings key (or a unique start of one: the key column of status), "
+    "only those rows; other targets stay. Repeatable, one key per target.",
 )  # fmt: skip
 
 
@@ -402,7 +402,7 @@ def collect(
 )
 @click.option("--target", "target_name", default=None, help="Only this target [all].")
 @SETTINGS_OPTION
-def export(db_path: Path, out_dir: Path, target_name: str | None, settings_key: str | None) -> None:
+def export(db_path: Path, out_dir: Path, target_name: str | None, settings_keys: tuple[str, ...]) -> None:
     """Write the per-device datasets (Parquet and CSV) of a campaign store."""
     from accelnas.core import dataset
     from accelnas.core.store import Store
@@ -412,7 +412,7 @@ def export(db_path: Path, out_dir: Path, target_name: str | None, settings_key: 
         frame = dataset.from_store(store, target_name)
         known = store.targets()
     if not frame.empty:
-        frame = dataset.with_settings(frame, settings_key)
+        frame = dataset.with_settings(frame, settings_keys, target=target_name)
     if frame.empty:
         if target_name and target_name not in known:
             has = ", ".join(known) or "nothing"
@@ -501,7 +501,7 @@ def fit(
     test_fraction: float,
     seed: int,
     plot_path: Path | None,
-    settings_key: str | None,
+    settings_keys: tuple[str, ...],
 ) -> None:
     """Fit a surrogate for one target and metric; report τ and R² on held-out architectures."""
     from accelnas.core import dataset
@@ -509,7 +509,9 @@ def fit(
     from accelnas.surrogates.fit import fit_surrogate
     from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predicted_vs_measured
 
-    frame = dataset.with_settings(dataset.read(data_path), settings_key)
+    frame = dataset.read(data_path)
+    if (frame["target"] == target_name).any():
+        frame = dataset.with_settings(frame, settings_keys, target=target_name)
     if not ((frame["target"] == target_name) & (frame["metric"] == metric)).any():
         have = ", ".join(sorted({f"{t}:{m}" for t, m in zip(frame["target"], frame["metric"], strict=True)}))
         raise InvalidArgumentError(f"no {metric} rows for target {target_name} in {data_path} (has: {have})")
@@ -672,7 +674,7 @@ def surrogates_build(
     train_only: bool,
     drift: str | None,
     tune_seconds: float,
-    settings_key: str | None,
+    settings_keys: tuple[str, ...],
 ) -> None:
     """Fit, evaluate (held-out τ, R²), save and plot surrogates for every target of a dataset."""
     from accelnas.core import dataset
@@ -697,7 +699,7 @@ def surrogates_build(
         frame = dataset.read(data_path)
         source = {"data": str(data_path)}
     if not frame.empty:
-        frame = dataset.with_settings(frame, settings_key)
+        frame = dataset.with_settings(frame, settings_keys)
     available = pairs(frame)
     if not available:
         raise AccelnasError("no measurements to fit surrogates on")

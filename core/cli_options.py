@@ -1,10 +1,14 @@
-"""Parameter types and parsers shared by the command groups (core, search, training)."""
+"""Parameter types and parsers shared by the command groups (core, search, training) and the benchmark scripts."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-from typing import Any
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
@@ -51,3 +55,39 @@ def parse_options(texts: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
             value = raw
         parsed[key] = value
     return tuple(sorted(parsed.items()))
+
+
+# -- argparse types and runner of the benchmark scripts ---------------------------------------------
+def at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def output_file(text: str) -> Path:
+    """An argparse type: a file to write at the end of a long run, in a folder that exists now."""
+    path = Path(text)
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    return path
+
+
+def run_script(main: Callable[[], int | None]) -> NoReturn:
+    """Exit with ``main()``'s code; an accelnas error (bad input, a missing benchmark) is one line, exit 1."""
+    from accelnas.core.errors import AccelnasError, first_line
+
+    try:
+        code = main()
+    except AccelnasError as exc:
+        sys.exit(f"error: {first_line(exc)}")
+    sys.exit(code or 0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +185,7 @@ def select(frame: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:
     if "settings_key" in part.columns and part["settings_key"].nunique() > 1:
         raise DatasetError(
             f"{target}:{metric} was measured under {part['settings_key'].nunique()} different settings "
-            f"({describe_settings(part, frame)}); choose one with --settings KEY"
+            f"({describe_settings(part, frame)}); choose one with --settings KEY (repeatable: one per target)"
         )
     return part.reset_index(drop=True)
 
@@ -213,17 +213,27 @@ def _single_value(rows: pd.DataFrame, column: str) -> bool:
     return column in rows.columns and len(rows) > 0 and rows[column].notna().all() and rows[column].nunique() == 1
 
 
-def with_settings(frame: pd.DataFrame, key: str | None) -> pd.DataFrame:
-    """``frame`` with the targets measured under settings ``key`` (a key, or a unique start of one)
-    restricted to those rows; other targets' rows stay. All of ``frame`` for None."""
-    if key is None:
+def with_settings(frame: pd.DataFrame, keys: Sequence[str], *, target: str | None = None) -> pd.DataFrame:
+    """``frame`` with each target measured under one of ``keys`` (a settings key or a unique start of
+    one) restricted to that key's rows; other targets stay. With ``target``, every key must be one
+    that target was measured under. All of ``frame`` when ``keys`` is empty."""
+    if not keys:
         return frame
-    keys = sorted({str(k) for k in frame["settings_key"].dropna()}) if "settings_key" in frame.columns else []
-    matches = [k for k in keys if k.startswith(key)] if key else []
-    if len(matches) != 1:
-        what = "matches no" if not matches else f"matches {len(matches)}"
-        have = ", ".join(keys) or "none"
-        raise InvalidArgumentError(f"settings {key!r} {what} settings key of the data (have: {have})")
-    chosen = frame["settings_key"] == matches[0]
-    targets = set(frame.loc[chosen, "target"])
-    return frame[chosen | ~frame["target"].isin(targets)].reset_index(drop=True)
+    have = frame[frame["target"] == target] if target is not None else frame
+    known = sorted({str(k) for k in have["settings_key"].dropna()}) if "settings_key" in have.columns else []
+    chosen = []
+    for key in keys:
+        matches = [k for k in known if k.startswith(key)] if key else []
+        if len(matches) != 1:
+            what = "matches no" if not matches else f"matches {len(matches)}"
+            whose = f" of {target}" if target is not None else " of the data"
+            raise InvalidArgumentError(
+                f"settings {key!r} {what} settings key{whose} (have: {', '.join(known) or 'none'})"
+            )
+        chosen.append(matches[0])
+    picked = frame["settings_key"].isin(chosen)
+    keys_per_target = frame.loc[picked].groupby("target")["settings_key"].nunique()
+    twice = keys_per_target[keys_per_target > 1]
+    if len(twice):
+        raise InvalidArgumentError(f"--settings names two keys of {twice.index[0]}: give one settings key per target")
+    return frame[picked | ~frame["target"].isin(set(keys_per_target.index))].reset_index(drop=True)

@@ -65,7 +65,7 @@ def measure_throughput(target: Target, compiled: CompiledModel, settings: Measur
 
 @hookspec(firstresult=True)
 def measure_latency(target: Target, compiled: CompiledModel, settings: MeasureSettings) -> Measurement | None:
-    """Measure milliseconds per inference at batch 1, with p50/p90/p99 in ``extra``.
+    """Measure milliseconds per inference at batch 1 (or the target's latency batch), with p50/p90/p99 in ``extra``.
 
     Return a :class:`~accelnas.core.records.Measurement` with metric ``"latency"`` and unit ``"ms"``,
     or ``None`` for targets this plugin does not serve.

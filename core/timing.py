@@ -189,8 +189,8 @@ PERCENTILE_MIN_SAMPLES = {0.5: 1, 0.9: 10, 0.99: 100}
 
 
 def _time_ci_low(result: TimingResult) -> float:
-    """The lower end of the mean time's interval; the fastest call where the interval reaches zero."""
-    return result.ci_low if result.ci_low > 0 else min(result.samples)
+    """The lower end of the mean time's interval, never below the fastest call (a mean cannot be)."""
+    return max(result.ci_low, min(result.samples))
 
 
 def throughput_measurement(
@@ -198,7 +198,7 @@ def throughput_measurement(
 ) -> Measurement:
     """Images/s at ``batch_size`` from per-batch times: batch / mean time, CI inverted from the times.
 
-    Where the time interval reaches zero (a few scattered samples), its lower end is the fastest call.
+    The time interval's lower end is never below the fastest call (few scattered samples reach zero).
     """
     mean = batch_size / result.mean
     rel_std = result.std / result.mean
@@ -227,7 +227,7 @@ def latency_measurement(
     """Milliseconds per inference with p50/p90/p99, the minimum and the maximum in ``extra``.
 
     A percentile is given where the samples can tell it from the extremes (p90 from 10 samples, p99
-    from 100), else None. Where the time interval reaches zero its lower end is the fastest call.
+    from 100), else None. The time interval's lower end is never below the fastest call.
     """
     ms = [s * 1e3 for s in result.samples]
     ordered = sorted(ms)

@@ -210,7 +210,10 @@ def _iter_archive(source: Path) -> Iterator[tuple[str, bytes]]:
                 is_file = member.isfile() or member.islnk()
                 if is_file and Path(member.name).name.startswith("result_") and member.name.endswith(".json"):
                     found = True
-                    handle = tar.extractfile(member)
+                    try:
+                        handle = tar.extractfile(member)
+                    except KeyError:  # a hard link to a member the archive lacks: read as an empty record
+                        handle = None
                     yield Path(member.name).name, handle.read() if handle else b""
             if not found:
                 raise DatasetError(f"no result_*.json records in {source}")

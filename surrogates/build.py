@@ -12,7 +12,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,27 @@ def build_all(
 def _write_index(out: Path, entries: list[dict[str, Any]], created: str, seconds: float) -> dict[str, Any]:
     """Write ``benchmark.json``: the entries already there and not rebuilt (read now, so a build of other
     targets into the same directory meanwhile keeps its own), then ``entries``; replaced atomically."""
+    with _index_lock(out):
+        return _merge_and_replace_index(out, entries, created, seconds)
+
+
+@contextmanager
+def _index_lock(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.benchmark.json.lock`` (where the platform has ``fcntl``): one index writer at a time."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the replace below is still atomic
+        yield
+        return
+    with open(out / f".{INDEX_FILE}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _merge_and_replace_index(out: Path, entries: list[dict[str, Any]], created: str, seconds: float) -> dict[str, Any]:
     built = {(e["target"], e["metric"]) for e in entries}
     entries = [e for e in _earlier_entries(out) if (e["target"], e["metric"]) not in built] + entries
     index = {

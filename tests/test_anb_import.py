@@ -110,6 +110,12 @@ def test_odd_but_readable_inputs_are_counted_not_crashed_on(tmp_path):
         assert any(m.islnk() for m in tar.getmembers())
     _, from_archive = import_anb(archive)
     assert from_archive.records == 4 and from_archive.skipped["duplicate architecture"] == 1
+    dangling = tarfile.TarInfo("anb/result_8.json")  # a hard link to a member the archive lacks
+    dangling.type, dangling.linkname = tarfile.LNKTYPE, "elsewhere/result_8.json"
+    with tarfile.open(archive, "a") as tar:
+        tar.addfile(dangling)
+    _, with_dangling = import_anb(archive)
+    assert with_dangling.records == 5 and with_dangling.skipped["malformed JSON"] == 1
 
 
 def test_archive_and_url_with_cache(records_dir, tmp_path):

@@ -295,5 +295,30 @@ def test_query_speed_times_the_surrogates_of_the_chosen_device_or_metric(bench_d
     assert speed.main([str(bench_dir), "--metric", "latency", "--batch", "20", "--repeats", "1"]) == 0
     lines = [line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.startswith("dev/")]
     assert lines == [["dev/sim", "latency"], ["dev/sim", "throughput"], ["dev/sim", "latency"]]
-    with pytest.raises(SystemExit, match="no surrogate for device 'gpu'"):
+    with pytest.raises(AccelnasError, match="no surrogate for device 'gpu'"):
         speed.main([str(bench_dir), "--device", "gpu"])
+
+
+def test_index_writers_at_the_same_moment_lose_no_entry(tmp_path):
+    import threading
+
+    from accelnas.surrogates.build import _write_index
+
+    entries = []
+    for i in range(12):
+        (tmp_path / f"dev{i}" / "latency").mkdir(parents=True)
+        (tmp_path / f"dev{i}" / "latency" / "surrogate.json").write_text("{}")
+        entries.append({"target": f"dev{i}/x", "metric": "latency", "path": f"dev{i}/latency"})
+    barrier = threading.Barrier(len(entries))
+
+    def write(entry):
+        barrier.wait()
+        _write_index(tmp_path, [entry], "now", 1.0)
+
+    threads = [threading.Thread(target=write, args=(e,)) for e in entries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    index = json.loads((tmp_path / "benchmark.json").read_text())
+    assert sorted(e["target"] for e in index["surrogates"]) == sorted(e["target"] for e in entries)

@@ -447,6 +447,14 @@ def test_settings_choose_among_the_settings_a_target_was_measured_under(tmp_path
 
     exported = pd.read_parquet(tmp_path / "d" / "cpu__x.parquet")
     assert set(exported["settings_key"]) == {"aaaa1111"} and set(exported["input_size"]) == {32}
-    code, err = _main_exit(capsys, *build, "--settings", "dddd")
+    code, err = _main_exit(capsys, *build, "--settings", "eeee")
     assert code == 2
-    assert "settings 'dddd' matches no settings key of the data (have: aaaa1111, bbbb2222, cccc3333)" in err
+    assert "settings 'eeee' matches no settings key of the data (have: aaaa1111, bbbb2222, cccc3333)" in err
+    code, err = _main_exit(capsys, *build, "--settings", "aaaa", "--settings", "bbbb")
+    assert code == 2 and "two keys of cpu/x" in err
+    # fit takes only a key of the target it fits
+    data = tmp_path / "d" / "cpu__x.parquet"
+    fit = ["fit", "--data", str(tmp_path / "d"), "--metric", "latency", "--out", str(tmp_path / "f")]
+    code, err = _main_exit(capsys, *fit, "--target", "gpu/y", "--settings", "aaaa")
+    assert code == 2 and "settings 'aaaa' matches no settings key of gpu/y (have: cccc3333)" in err
+    assert data.is_file()

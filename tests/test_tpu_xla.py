@@ -132,6 +132,20 @@ def test_torch_xla_sync_falls_back_to_mark_step():
     assert calls == ["sync(wait=True)"]
 
 
+def test_a_runtime_device_with_another_paper_batch_warns_only_for_the_listed_batch(caplog):
+    from accelnas.core.records import MeasureSettings, Target
+    from accelnas.plugins.tpu_xla.program import batch_for
+
+    target = Target("tpu", "jax", default_batch_size=128)  # listed as a v3 by its PCI id
+    program = types.SimpleNamespace(default_batch=lambda: 64, device_kind="TPU v2")  # the runtime says v2
+    with caplog.at_level("WARNING"):
+        assert batch_for(target, program, MeasureSettings(batch_size=128)) == 128  # as a campaign resolves it
+        assert "the paper's batch for TPU v2 is 64" in caplog.text
+        caplog.clear()
+        assert batch_for(target, program, MeasureSettings(batch_size=32)) == 32  # a batch the user chose
+        assert not caplog.text
+
+
 def test_torch_xla_device_falls_back_to_xla_device():
     from accelnas.plugins.tpu_xla.torch_xla_backend import device_of
 

@@ -258,8 +258,10 @@ def train(
 def process_cpu_seconds() -> float:
     """CPU seconds of this process and of its children that have ended (DataLoader workers end with
     each pass over the data), so a run's CPU cost does not depend on how many workers decode images."""
-    import resource
-
+    try:
+        import resource
+    except ImportError:  # Windows: this process's own time
+        return time.process_time()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 

@@ -102,11 +102,11 @@ def batch_for(target: Target, program: XlaProgram, settings: MeasureSettings) ->
     """The throughput batch: the campaign's (``settings.batch_for``), which its results are keyed by.
 
     Where the device the runtime reports has another paper batch (a TPU v2 listed as a v3 by its
-    PCI id, say), that batch is still measured, with a warning naming the paper's.
+    PCI id, say), the listed batch is still measured, with a warning naming the paper's.
     """
     batch = settings.batch_for(target)
     paper = program.default_batch()
-    if paper != batch:
+    if batch == target.default_batch_size and paper != batch:  # the listed default, not a chosen batch
         log.warning(
             "%s: measuring batch %d; the paper's batch for %s is %d (--batch-size %d measures that one)",
             target.name,

@@ -1,0 +1,67 @@
+"""benchmarks/gpu_check.py's flow, on the CPU: the cuda_trt plugin believes it has a GPU and TensorRT,
+and times a matrix product instead, so every pass, variant, JSON field and the plot are exercised."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from conftest import load_benchmark
+
+import accelnas.plugins.cuda_trt.plugin as cuda_plugin
+from accelnas.core.records import CompiledModel, ExportedModel
+from accelnas.core.timing import latency_measurement, measure_for, throughput_measurement
+from accelnas.plugins.cuda_trt.probe import GpuProbe
+
+
+class PretendGpu(cuda_plugin.CudaTrtPlugin):
+    """The real plugin's targets and options; a matrix product stands in for the network."""
+
+    failing = ""  # the architecture whose TensorRT engine build fails
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(probe=lambda: GpuProbe(cuda_ok=True, tensorrt_ok=True, gpu_name="pretend"), cache_dir=None)
+
+    @cuda_plugin.hookimpl
+    def export_model(self, target, architecture, model, settings, workdir):
+        if not self.serves(target):
+            return None
+        return ExportedModel(format="none", info={"layers": architecture.num_layers, "arch": architecture.id})
+
+    @cuda_plugin.hookimpl
+    def compile(self, target, exported, settings, workdir):
+        if not self.serves(target):
+            return None
+        if target.backend == "tensorrt" and exported.info["arch"] == self.failing:
+            raise RuntimeError("engine build failed: out of workspace")
+        n = 4 * exported.info["layers"]
+        return CompiledModel(handle=np.ones((n, n), np.float32), info=dict(exported.info))
+
+    def _measure(self, target, compiled, settings, metric):
+        a = compiled.handle
+        result = measure_for(lambda: a @ a, settings)
+        if metric == "latency":
+            return latency_measurement(result, input_size=settings.input_size)
+        return throughput_measurement(result, batch_size=settings.batch_for(target), input_size=settings.input_size)
+
+
+def test_gpu_check_measures_every_pass_and_variant_and_keeps_failures(tmp_path, monkeypatch):
+    from accelnas.core.space import EFFICIENTNET_B0, sample
+
+    gpu_check = load_benchmark("gpu_check")
+    monkeypatch.setattr(PretendGpu, "failing", sample(2, 0, exclude={EFFICIENTNET_B0.id})[1].id)  # random-2
+    monkeypatch.setattr(cuda_plugin, "CudaTrtPlugin", PretendGpu)
+    monkeypatch.setattr("accelnas.plugins.cuda_trt.gpu_provenance.gpu_provenance", lambda index=0: {"name": "pretend"})
+    args = ["--out", str(tmp_path), "--num-random", "2", "--input-size", "32", "--max-seconds", "0.2",
+            "--warmup-seconds", "0.05", "--budget", "120"]  # fmt: skip
+    assert gpu_check.main(args) == 0
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    summary = report["summary"]
+    assert summary["gpu/torch"]["ok"] == 6 and summary["gpu/torch"]["failed"] == 0  # 3 architectures x 2 metrics
+    assert summary["gpu/tensorrt"]["ok"] == 4 and summary["gpu/tensorrt"]["failed"] == 2
+    assert all("out of workspace" in r["error"] for r in report["results"] if r["status"] == "failed")
+    assert set(summary["variants"]) == {"gpu/torch fp32", "gpu/tensorrt cuda_graphs=true", "gpu/tensorrt fp32"}
+    for variant in summary["variants"].values():  # EfficientNet-B0 and the first random architecture
+        assert variant["ok"] == 4 and set(variant["throughput"]) == {"EfficientNet-B0", "random-1"}
+    assert summary["kendall_tau_torch_vs_tensorrt"]["throughput"] is None  # 2 in common: too few for a τ
+    assert report["plot"] and (tmp_path / "gpu_check_throughput.png").stat().st_size > 5_000
