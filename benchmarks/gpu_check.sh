@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Hardware check of the NVIDIA GPU plugin (cuda_trt): one prepared command, under 8 minutes.
+# Hardware check of the NVIDIA GPU plugin (cuda_trt): one prepared command, under 9 minutes in all.
 #
 # Measures gpu/torch (eager PyTorch CUDA, channels_last, fp16 autocast) on EfficientNet-B0 and 20
 # seeded random architectures (throughput at batch 256, latency at batch 1, 224x224), then
@@ -22,14 +22,16 @@
 #      `gpu_check.py --missing`. An accelnas installed from another folder is left alone. Offline,
 #      both steps may fail: gpu_check.py always measures this checkout (through a path shim when it
 #      is not the installed one) and lists what was missing in the JSON;
-#   3. runs `python benchmarks/gpu_check.py --out OUT_DIR` under `timeout 470`: every architecture on
+#   3. runs `python benchmarks/gpu_check.py --out OUT_DIR` with what is left of 9 minutes (the
+#      measurement budget shrinks to fit when the installs took long): every architecture on
 #      each available target, then short variants on two of them (the other precision; TensorRT with
 #      CUDA graphs flipped, which reuses the cached engines); the log goes to OUT_DIR/gpu_check.log too.
 # TensorRT is not installed from the internet by this script: `pip install tensorrt` (see
 # docs/devices.md) beforehand, or set WHEELS to a folder of wheels (tensorrt-cu12/13,
-# onnxconverter-common, ...) to install them offline first. Every pip step is bounded by 90 s.
+# onnxconverter-common, ...) to install them offline first (without their dependencies, so the
+# machine's torch and numpy stay). Every pip step is bounded by 60 s.
 #
-# Environment: PYTHON (interpreter, default python3), GPU_CHECK_BUDGET (seconds for measurements,
+# Environment: PYTHON (interpreter, default python3), GPU_CHECK_BUDGET (whole seconds for measurements,
 # default 400), GPU_CHECK_ARGS (extra arguments for gpu_check.py, e.g. "--num-random 5"),
 # ACCELNAS_TRT_CACHE (engine cache folder; "off" disables it), WHEELS (a folder of wheels to
 # install offline).
@@ -39,11 +41,14 @@ set -uo pipefail
 
 OUT="${1:-gpu_check_out}"
 case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac  # where the caller meant it, before the cd below
+WHEELS="${WHEELS:-}"
+case "$WHEELS" in "" | /*) ;; *) WHEELS="$PWD/$WHEELS" ;; esac
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 BUDGET="${GPU_CHECK_BUDGET:-400}"
+TOTAL=540  # seconds for the whole script: installs, start-up and measurements
 mkdir -p "$OUT"
-PIP=(timeout 90 "$PY" -m pip install -q --disable-pip-version-check --retries 1 --timeout 15)
+PIP=(timeout 60 "$PY" -m pip install -q --disable-pip-version-check --retries 1 --timeout 15)
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
     echo "error: torch does not import with $PY; install a CUDA build of PyTorch first" >&2
@@ -51,9 +56,13 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU available:', torch.cuda.is_available())"
 
-if [ -n "${WHEELS:-}" ]; then
-    "${PIP[@]}" --no-index --find-links "$WHEELS" "$WHEELS"/*.whl \
-        || echo "note: could not install the wheels in $WHEELS" >&2
+if [ -n "$WHEELS" ]; then
+    if compgen -G "$WHEELS/*.whl" >/dev/null; then
+        "${PIP[@]}" --no-index --no-deps --find-links "$WHEELS" "$WHEELS"/*.whl \
+            || echo "note: could not install the wheels in $WHEELS" >&2
+    else
+        echo "note: no wheels in $WHEELS" >&2
+    fi
 fi
 if ! "$PY" -c "import accelnas" 2>/dev/null; then
     if ! "${PIP[@]}" --no-deps -e . 2>/dev/null; then
@@ -70,9 +79,15 @@ fi
 "$PY" -c "import tensorrt" 2>/dev/null \
     || echo "note: TensorRT does not import: gpu/tensorrt will be skipped (see WHEELS above)" >&2
 
+LEFT=$((TOTAL - SECONDS))  # SECONDS: bash's count since the script started
+if [ "$LEFT" -lt 120 ]; then LEFT=120; fi
+if [ "$BUDGET" -gt $((LEFT - 70)) ]; then  # 70 s for start-up, the last architecture and the report
+    echo "note: the installs took ${SECONDS}s; measuring for $((LEFT - 70))s instead of ${BUDGET}s" >&2
+    BUDGET=$((LEFT - 70))
+fi
 # shellcheck disable=SC2086  # GPU_CHECK_ARGS holds several words
-timeout 470 "$PY" benchmarks/gpu_check.py --out "$OUT" --budget "$BUDGET" ${GPU_CHECK_ARGS:-} \
-    2> >(tee -a "$OUT/gpu_check.log" >&2)
+timeout "$LEFT" "$PY" benchmarks/gpu_check.py --out "$OUT" --budget "$BUDGET" ${GPU_CHECK_ARGS:-} \
+    2> >(tee "$OUT/gpu_check.log" >&2)
 status=$?
 echo "gpu_check: exit $status; results in $OUT/gpu_check.json" >&2
 exit $status

@@ -34,9 +34,9 @@ def _settings(**kwargs: Any):
 
 
 SETTINGS_OPTION = click.option(
-    "--settings", "settings_keys", multiple=True, metavar="KEY",
-    help="For the target measured under this settings key (or a unique start of one: the key column of status), "
-    "only those rows; other targets stay. Repeatable, one key per target.",
+    "--settings", "settings_keys", multiple=True, metavar="[TARGET=]KEY",
+    help="Keep only the rows measured under this settings key (a unique start of one: the key column of status), "
+    "for TARGET or every target measured under it; other targets keep all theirs. Repeatable.",
 )  # fmt: skip
 
 

@@ -213,27 +213,49 @@ def _single_value(rows: pd.DataFrame, column: str) -> bool:
     return column in rows.columns and len(rows) > 0 and rows[column].notna().all() and rows[column].nunique() == 1
 
 
-def with_settings(frame: pd.DataFrame, keys: Sequence[str], *, target: str | None = None) -> pd.DataFrame:
-    """``frame`` with each target measured under one of ``keys`` (a settings key or a unique start of
-    one) restricted to that key's rows; other targets stay. With ``target``, every key must be one
-    that target was measured under. All of ``frame`` when ``keys`` is empty."""
-    if not keys:
+def with_settings(frame: pd.DataFrame, choices: Sequence[str], *, target: str | None = None) -> pd.DataFrame:
+    """``frame`` with the settings each target is kept under chosen by ``choices``.
+
+    A choice is ``TARGET=KEY`` or a bare ``KEY`` (for every target measured under it that no
+    ``TARGET=KEY`` names); a key may be any unique start of one. Targets no choice reaches keep all
+    their rows. With ``target``, choices must be keys that target was measured under.
+    """
+    if not choices:
         return frame
-    have = frame[frame["target"] == target] if target is not None else frame
-    known = sorted({str(k) for k in have["settings_key"].dropna()}) if "settings_key" in have.columns else []
-    chosen = []
-    for key in keys:
-        matches = [k for k in known if k.startswith(key)] if key else []
-        if len(matches) != 1:
-            what = "matches no" if not matches else f"matches {len(matches)}"
-            whose = f" of {target}" if target is not None else " of the data"
-            raise InvalidArgumentError(
-                f"settings {key!r} {what} settings key{whose} (have: {', '.join(known) or 'none'})"
-            )
-        chosen.append(matches[0])
-    picked = frame["settings_key"].isin(chosen)
-    keys_per_target = frame.loc[picked].groupby("target")["settings_key"].nunique()
-    twice = keys_per_target[keys_per_target > 1]
-    if len(twice):
-        raise InvalidArgumentError(f"--settings names two keys of {twice.index[0]}: give one settings key per target")
-    return frame[picked | ~frame["target"].isin(set(keys_per_target.index))].reset_index(drop=True)
+    if "settings_key" not in frame.columns:
+        raise InvalidArgumentError("the data has no settings keys to choose from")
+    keys_of = frame.groupby("target")["settings_key"].agg(lambda k: sorted({str(x) for x in k.dropna()})).to_dict()
+    explicit: dict[str, str] = {}
+    bare: list[str] = []
+    for choice in choices:
+        name, sep, key = choice.rpartition("=")
+        if sep and name:
+            if name not in keys_of:
+                raise InvalidArgumentError(f"--settings {choice}: no target {name} in the data")
+            explicit[name] = _one_key(key, keys_of[name], f" of {name}")
+        elif target is not None:
+            explicit[target] = _one_key(key, keys_of.get(target, []), f" of {target}")
+        else:
+            bare.append(_one_key(key, sorted({k for ks in keys_of.values() for k in ks}), " of the data"))
+    chosen = dict(explicit)
+    for key in bare:
+        for name, ks in keys_of.items():
+            if key in ks and name not in explicit:
+                if chosen.get(name, key) != key:
+                    raise InvalidArgumentError(
+                        f"--settings names two keys of {name} ({chosen[name]}, {key}): use {name}=KEY to choose one"
+                    )
+                chosen[name] = key
+    keep = ~frame["target"].isin(set(chosen))
+    for name, key in chosen.items():
+        keep |= (frame["target"] == name) & (frame["settings_key"] == key)
+    return frame[keep].reset_index(drop=True)
+
+
+def _one_key(start: str, keys: Sequence[str], whose: str) -> str:
+    """The one key of ``keys`` that starts with ``start``; an InvalidArgumentError otherwise."""
+    matches = [k for k in keys if k.startswith(start)] if start else []
+    if len(matches) != 1:
+        what = "matches no" if not matches else f"matches {len(matches)}"
+        raise InvalidArgumentError(f"settings {start!r} {what} settings key{whose} (have: {', '.join(keys) or 'none'})")
+    return matches[0]

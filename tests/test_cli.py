@@ -451,10 +451,16 @@ def test_settings_choose_among_the_settings_a_target_was_measured_under(tmp_path
     assert code == 2
     assert "settings 'eeee' matches no settings key of the data (have: aaaa1111, bbbb2222, cccc3333)" in err
     code, err = _main_exit(capsys, *build, "--settings", "aaaa", "--settings", "bbbb")
-    assert code == 2 and "two keys of cpu/x" in err
+    assert code == 2 and "two keys of cpu/x (aaaa1111, bbbb2222): use cpu/x=KEY" in err
+    code, err = _main_exit(capsys, *build, "--settings", "cpu/x=bbbb", "--settings", "gpu/y=cccc", "--out",
+                           str(tmp_path / "b2"))  # fmt: skip
+    assert code == 0, err
+    index = json.loads((tmp_path / "b2" / "benchmark.json").read_text())
+    assert {(e["target"], e["rows"]) for e in index["surrogates"]} == {("cpu/x", 12), ("gpu/y", 12)}
+    code, err = _main_exit(capsys, *build, "--settings", "tpu/z=aaaa")
+    assert code == 2 and "no target tpu/z in the data" in err
     # fit takes only a key of the target it fits
-    data = tmp_path / "d" / "cpu__x.parquet"
     fit = ["fit", "--data", str(tmp_path / "d"), "--metric", "latency", "--out", str(tmp_path / "f")]
     code, err = _main_exit(capsys, *fit, "--target", "gpu/y", "--settings", "aaaa")
     assert code == 2 and "settings 'aaaa' matches no settings key of gpu/y (have: cccc3333)" in err
-    assert data.is_file()
+    assert not (tmp_path / "f").exists()
