@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,12 +167,15 @@ def status(db: Path | None, db_option: Path | None, num_errors: int, as_json: bo
         for row in rows:
             row["settings"] = store.settings_of(row["settings_key"])
         errors = store.common_errors(num_errors)
+        damage = store.damage()
+    if damage:  # the counts may still read: say so, and fail, since export and merge will refuse it
+        click.echo(f"warning: {db} is damaged ({damage[0]}); export and merge refuse it", err=True)
     if as_json:
-        click.echo(json.dumps({"store": str(db), "progress": rows, "errors": errors}, indent=2))
-        return
+        click.echo(json.dumps({"store": str(db), "progress": rows, "errors": errors, "damage": damage}, indent=2))
+        sys.exit(1 if damage else 0)
     if not rows:
         click.echo(f"{db}: no campaign recorded")
-        return
+        sys.exit(1 if damage else 0)
     target_w = max(len("target"), *(len(r["target"]) for r in rows)) + 2
     labels = [_settings_label(r["settings"]) for r in rows]
     set_w = max(len("settings"), *(len(s) for s in labels)) + 2
@@ -189,3 +193,5 @@ def status(db: Path | None, db_option: Path | None, num_errors: int, as_json: bo
         for e in errors:
             text = " ".join(str(e["error"]).split())
             click.echo(f"  {e['target']}  {e['n']}x  {text[:160]}")
+    if damage:
+        sys.exit(1)

@@ -466,6 +466,14 @@ class Store:
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{self.path}: settings {settings_key} are not valid JSON ({exc})") from None
 
+    def damage(self, limit: int = 3) -> list[str]:
+        """SQLite's own check of the file's pages (``PRAGMA quick_check``): [] when sound."""
+        try:
+            found = [str(r[0]) for r in self.conn.execute(f"PRAGMA quick_check({int(limit)})")]
+        except sqlite3.DatabaseError as exc:  # too damaged for the check to finish: that is the finding
+            return [str(exc)]
+        return [] if found == ["ok"] else found
+
     @_naming_the_store
     def counts(self) -> list[dict[str, Any]]:
         """Rows of (target, metric, status, n)."""

@@ -222,3 +222,12 @@ def test_a_store_damaged_after_it_was_opened_gives_a_store_error_naming_it(tmp_p
         f.write(bytes(range(256)) * (size // 512))
     with Store(db, readonly=True) as store, pytest.raises(StoreError, match=f"campaign store {db}: .*malformed"):
         store.results()
+    with Store(db, readonly=True) as store:
+        assert store.damage()  # SQLite's page check finds it even where counts still read
+    from cli_helpers import run_cli
+
+    shown = run_cli("status", str(db))
+    assert shown.returncode == 1 and "is damaged (" in shown.stderr and "cpu/x" in shown.stdout, shown.stderr
+    with Store(tmp_path / "sound.sqlite") as store:
+        store.record_ok(sample(1, 2)[0], "cpu/x", "k", {}, _m(1.0))
+        assert store.damage() == []
