@@ -226,7 +226,17 @@ def test_a_store_damaged_after_it_was_opened_gives_a_store_error_naming_it(tmp_p
         assert store.damage()  # SQLite's page check finds it even where counts still read
     from cli_helpers import run_cli
 
-    shown = run_cli("status", str(db))
+    shown = run_cli("status", str(db))  # the counts cannot be read either: a one-line error
+    assert shown.returncode == 1 and shown.stderr.startswith(f"error: campaign store {db}: "), shown.stderr
+    # damage in the rows' pages only: the counts still read, with a warning
+    with Store(tmp_path / "b.sqlite") as store:
+        for i, arch in enumerate(sample(300, 1)):
+            store.record_ok(arch, "cpu/x", "k", {}, _m(1.0 + i))
+    size = (tmp_path / "b.sqlite").stat().st_size
+    with (tmp_path / "b.sqlite").open("r+b") as f:
+        f.seek(size // 2)
+        f.write(bytes(range(256)) * 12)
+    shown = run_cli("status", str(tmp_path / "b.sqlite"))
     assert shown.returncode == 1 and "is damaged (" in shown.stderr and "cpu/x" in shown.stdout, shown.stderr
     with Store(tmp_path / "sound.sqlite") as store:
         store.record_ok(sample(1, 2)[0], "cpu/x", "k", {}, _m(1.0))
