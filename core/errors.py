@@ -78,3 +78,8 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type name when the message is empty."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, for messages that name what went wrong."""
+    return f"{type(exc).__name__}: {first_line(exc)}"

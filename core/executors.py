@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.errors import AccelnasError, PluginError, PluginLoadError, first_line
+from accelnas.core.errors import AccelnasError, PluginError, PluginLoadError, describe, first_line
 from accelnas.core.plugins import ENTRY_POINT_GROUP, PASS_THROUGH, PluginRegistry
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
@@ -140,7 +140,7 @@ def checked_measurement(
     try:
         m.validate()
     except Exception as exc:  # any failure to check the plugin's data makes it malformed
-        detail = first_line(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {first_line(exc)}"
+        detail = first_line(exc) if isinstance(exc, ValueError) else describe(exc)
         raise PluginError(f"plugin {plugin!r} returned a malformed measurement from {hook}: {detail}", plugin) from None
     if m.metric != metric:
         raise PluginError(f"plugin {plugin!r} returned metric {m.metric!r} from {hook}, expected {metric!r}", plugin)
@@ -190,7 +190,7 @@ def measure_outcomes(
             try:
                 model = calibrate_batchnorm(build_model(arch), settings.input_size)
             except Exception as exc:  # e.g. out of memory at a large input size: this architecture fails
-                raise AccelnasError(f"building the model failed: {type(exc).__name__}: {first_line(exc)}") from None
+                raise AccelnasError(f"building the model failed: {describe(exc)}") from None
             result, plugin = registry.call_first(
                 "export_model", target=target, architecture=arch, model=model, settings=settings, workdir=workdir
             )

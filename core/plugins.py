@@ -26,6 +26,7 @@ from accelnas.core.errors import (
     PluginLoadError,
     TargetUnavailableError,
     UnknownTargetError,
+    describe,
     first_line,
 )
 from accelnas.core.records import Target
@@ -50,11 +51,6 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     error: str | None = None  # why a plugin that is installed could not be loaded
     entry_point: str | None = None  # the entry point's value ("module" or "module:attr") it was loaded from
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: first line`` of an exception."""
-    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _declared_by(ep: metadata.EntryPoint) -> str:
@@ -114,7 +110,7 @@ class PluginRegistry:
             except PASS_THROUGH:
                 raise
             except BaseException as exc:  # a broken third-party plugin must not take the tool down
-                error = f"failed to import {ep.value}: {_describe(exc)}"
+                error = f"failed to import {ep.value}: {describe(exc)}"
                 log.warning("plugin %r skipped: %s", name, error)
                 self._broken[name] = PluginInfo(name, ep.value, dist_name, version, error=error, entry_point=ep.value)
                 continue
@@ -165,7 +161,7 @@ class PluginRegistry:
         except PASS_THROUGH:
             raise
         except BaseException as exc:  # e.g. a property of the plugin object that raises when pluggy looks
-            raise PluginLoadError(f"plugin {name!r} is invalid: {_describe(exc)}") from exc
+            raise PluginLoadError(f"plugin {name!r} is invalid: {describe(exc)}") from exc
         module = getattr(obj, "__name__", type(obj).__module__)
         version = version or getattr(obj, "__version__", None)
         self._info[name] = PluginInfo(name, module, distribution, version, entry_point=entry_point)
@@ -267,7 +263,7 @@ class PluginRegistry:
             except PASS_THROUGH:
                 raise
             except BaseException as exc:
-                detail = first_line(exc) if isinstance(exc, PluginError) else _describe(exc)
+                detail = first_line(exc) if isinstance(exc, PluginError) else describe(exc)
                 self._skip(plugin_name, f"failed in register_targets: {detail}")
                 return None
         return dict(sorted(found.items()))
@@ -309,7 +305,7 @@ class PluginRegistry:
                 raise
             except BaseException as exc:  # sys.exit() in a plugin is its failure, not the tool's exit
                 raise PluginError(
-                    f"plugin {impl.plugin_name!r} raised in {hook_name}: {_describe(exc)}", plugin=impl.plugin_name
+                    f"plugin {impl.plugin_name!r} raised in {hook_name}: {describe(exc)}", plugin=impl.plugin_name
                 ) from exc
             if inspect.isgenerator(result):
                 raise PluginError(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from accelnas.core.errors import SurrogateError, first_line
+from accelnas.core.errors import SurrogateError, describe
 from accelnas.core.provenance import package_version
 from accelnas.core.space import EFFICIENTNET_B0
 from accelnas.surrogates import models
@@ -193,7 +193,7 @@ def _check_predicts(model: Any, meta_path: Path) -> None:
     try:
         value = np.asarray(model.predict([EFFICIENTNET_B0]), dtype=float)
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        reason = describe(exc)
         raise SurrogateError(f"{meta_path}: the model state is malformed ({reason})") from None
     if value.shape != (1,) or not np.isfinite(value).all():
         raise SurrogateError(f"{meta_path}: the model state is malformed (it predicts {value.tolist()!r})")
