@@ -24,7 +24,6 @@ Run on demand (not part of the tests)::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -34,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelnas.core import jsonio
 from accelnas.core.cli_options import output_file
 from accelnas.core.errors import AccelnasError
 from accelnas.core.model import build_model, calibrate_batchnorm, count_macs
@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             **info,
             "rows": [asdict(r) for r in rows],
         }
-        args.json.write_text(json.dumps(payload, indent=2, default=str))
+        args.json.write_text(jsonio.dumps(payload, indent=2))
         print(f"results written to {args.json}")
     return 0
 

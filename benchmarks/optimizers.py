@@ -14,12 +14,12 @@ dominate EfficientNet-B0: the most accurate and the fastest of them, with their 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from accelnas.core import jsonio
 from accelnas.core.cli_options import at_least_one, output_file, run_script
 from accelnas.search.compare import PAPER_DEVICES
 from accelnas.search.objectives import parse_objectives
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         args.json.write_text(
-            json.dumps(
+            jsonio.dumps(
                 {
                     "objectives": args.objectives,
                     "budget": args.budget,

@@ -15,7 +15,6 @@ have in common (``order_correlation``): session factors in the test labels, beyo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from accelnas.core import jsonio
 from accelnas.core.cli_options import open_fraction, output_file, run_script
 from accelnas.core.errors import AccelnasError, DatasetError, first_line
 from accelnas.core.space import FEATURE_NAMES, Architecture
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     print("drift: share of the held-out error common to test records measured close together (up to "
           f"{DRIFT_LAG} places apart in record order), which no model of the architecture can predict")  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(jsonio.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from accelnas.core import jsonio
 from accelnas.core.cli_options import FINITE, FRACTION, NON_NEGATIVE, SEED, parse_options
 from accelnas.core.errors import AccelnasError, InvalidArchitectureError, InvalidArgumentError
 
@@ -110,7 +111,7 @@ def info(arch: str, input_size: int, as_json: bool) -> None:
         "input_size": input_size,
     }
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(jsonio.dumps(data, indent=2))
         return
     click.echo(f"id           {a.id}")
     click.echo("stages       " + "  ".join(f"e{s.e}k{s.k}l{s.l}{'+se' if s.se else ''}" for s in a.stages))
@@ -141,7 +142,7 @@ def plugins(as_json: bool) -> None:
     registry.targets()  # a plugin that fails to register its targets is listed as not loaded
     infos = registry.plugins()
     if as_json:
-        click.echo(json.dumps([vars(i) for i in infos], indent=2))
+        click.echo(jsonio.dumps([vars(i) for i in infos], indent=2))
         return
     if not infos:
         click.echo("no plugins loaded")
@@ -160,7 +161,7 @@ def targets(as_json: bool) -> None:
     found = _registry().targets()
     if as_json:
         rows = [{k: v for k, v in vars(t).items() if k != "check_values"} | {"name": t.name} for t in found.values()]
-        click.echo(json.dumps(rows, indent=2, default=list))
+        click.echo(jsonio.dumps(rows, indent=2, default=list))
         return
     if not found:
         click.echo("no targets registered")
@@ -598,7 +599,7 @@ def query(
                 }
             )
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(jsonio.dumps(rows, indent=2))
         return
     for r in rows:
         spread = f" ± {r['std']:.3f}" if r["std"] else ""

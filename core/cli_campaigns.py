@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from accelnas.core import jsonio
 from accelnas.core.errors import AccelnasError
 from accelnas.core.executors import Executor, LocalExecutor
 from accelnas.core.retry import RetryPolicy
@@ -171,7 +172,7 @@ def status(db: Path | None, db_option: Path | None, num_errors: int, as_json: bo
     if damage:  # the counts may still read: say so, and fail, since export and merge will refuse it
         click.echo(f"warning: {db} is damaged ({damage[0]}); export and merge refuse it", err=True)
     if as_json:
-        click.echo(json.dumps({"store": str(db), "progress": rows, "errors": errors, "damage": damage}, indent=2))
+        click.echo(jsonio.dumps({"store": str(db), "progress": rows, "errors": errors, "damage": damage}, indent=2))
         sys.exit(1 if damage else 0)
     if not rows:
         click.echo(f"{db}: no campaign recorded")

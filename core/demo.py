@@ -8,13 +8,12 @@ predicted-vs-measured plot.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from accelnas.core import dataset
+from accelnas.core import dataset, jsonio
 from accelnas.core.campaign import run_campaign
 from accelnas.core.plugins import load_registry
 from accelnas.core.progress import ProgressPrinter
@@ -105,7 +104,7 @@ def run_demo(
         "dataset": [str(p) for p in data_files],
         "plot": str(plot),
     }
-    (out_dir / "report.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out_dir / "report.json").write_text(jsonio.dumps(summary, indent=2) + "\n")
     (out_dir / "report.md").write_text(_markdown(summary))
     echo("")
     echo(

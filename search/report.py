@@ -8,12 +8,12 @@ keys (``block{i}_e/_k/_l/_se``), one column per objective (named as typed, e.g.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from accelnas.core import jsonio
 from accelnas.core.errors import AccelnasError, InvalidArchitectureError
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.search.evaluator import Evaluation
@@ -101,7 +101,7 @@ def write_outcome(outcome: SearchOutcome, out_dir: str | Path, **facts: Any) -> 
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "front.csv", out / "front.json"
     front_frame(outcome).to_csv(csv_path, index=False)
-    json_path.write_text(json.dumps(outcome_dict(outcome, **facts), indent=2))
+    json_path.write_text(jsonio.dumps(outcome_dict(outcome, **facts), indent=2))
     return csv_path, json_path
 
 

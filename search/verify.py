@@ -238,14 +238,13 @@ def verify(
 
 def write_verification(v: Verification, out_dir: str | Path) -> list[Path]:
     """``verify.json``, ``verify.csv`` and (with two or more measured) ``verify.png`` under ``out_dir``."""
-    import json
-
+    from accelnas.core import jsonio
     from accelnas.search.plots import plot_verification
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "verify.json", out / "verify.csv"]
-    paths[0].write_text(json.dumps(v.to_dict(), indent=2))
+    paths[0].write_text(jsonio.dumps(v.to_dict(), indent=2))
     pd.DataFrame(v.rows, columns=["id", "predicted", "measured", "ci_low", "ci_high", "precision_reached"]).to_csv(
         paths[1], index=False
     )

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from accelnas.core import jsonio
 from accelnas.core.errors import SurrogateError, describe
 from accelnas.core.provenance import package_version
 from accelnas.core.space import EFFICIENTNET_B0
@@ -91,6 +92,8 @@ def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": {name: package_version(name) for name in ("accelnas", "xgboost", "lightgbm", "numpy")},
     }
+    # the model state is written as it is (its checksum covers it); the rest as strict JSON (NaN as null)
+    meta = {key: value if key == "model" else jsonio.plain(value) for key, value in meta.items()}
     (out / METADATA_FILE).write_text(json.dumps(meta, default=_json_default) + "\n")
     return out
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from accelnas.core import jsonio
 from accelnas.core.dataset import check_file_stems, file_stem
 from accelnas.surrogates import artifact
 from accelnas.surrogates.fit import fit_surrogate, fittable
@@ -165,7 +166,7 @@ def _merge_and_replace_index(out: Path, entries: list[dict[str, Any]], created: 
         "surrogates": entries,
     }
     partial = out / f".{INDEX_FILE}.{uuid.uuid4().hex}.partial"  # one per writer: concurrent builds never share it
-    partial.write_text(json.dumps(index, indent=2, default=str) + "\n")
+    partial.write_text(jsonio.dumps(index, indent=2) + "\n")
     partial.replace(out / INDEX_FILE)
     return index
 

@@ -188,6 +188,18 @@ def test_save_load_round_trip_and_corruption(tmp_path, caplog):
         artifact.load(out)
 
 
+def test_an_undefined_metric_is_written_as_null_and_the_surrogate_loads(tmp_path):
+    result = fit_surrogate(_frame(60), "sim/x", "latency", seed=1, family="additive")
+    result.artifact.metrics["test"]["kendall_tau"] = float("nan")  # as for a constant prediction
+    out = artifact.save(result.artifact, tmp_path / "s")
+    text = (out / "surrogate.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # RFC 8259 readers refuse both
+    meta = json.loads(text)
+    assert meta["metrics"]["test"]["kendall_tau"] is None and isinstance(meta["metrics"]["test"]["r2"], float)
+    archs = [EFFICIENTNET_B0, *sample(5, 9)]
+    np.testing.assert_allclose(artifact.load(out).predict(archs), result.artifact.predict(archs), rtol=1e-9)
+
+
 def test_a_state_edited_out_of_shape_is_refused_at_load(tmp_path):
     """A model state that decodes but cannot predict (coefficients cut short, or NaN) is named at load."""
     fitted = fit_surrogate(_frame(60), "sim/x", "latency", family="additive", seed=0)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import click
 
+from accelnas.core import jsonio
 from accelnas.core.cli_options import NON_NEGATIVE, SEED
 
 DB_OPTION = click.option(
@@ -309,19 +308,15 @@ def _write_search(out_dir: Path, results, reference_ledger, threshold: float, sp
         "threshold": threshold,
         "reference_seconds": reference_ledger.seconds if reference_ledger else None,
         "reference_device_hours": reference_ledger.device_hours if reference_ledger else None,
-        "strategies": [_jsonable(r.summary()) for r in results],
+        "strategies": [r.summary() for r in results],
         "chosen": chosen.name if chosen else None,
     }
     if chosen is not None:
         recipe = next(c.recipe for c in space.candidates() if c.recipe.key() == chosen.recipe_key)
         save_recipe(recipe, out_dir / "chosen.yaml")
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out_dir / "summary.json").write_text(jsonio.dumps(summary, indent=2), encoding="utf-8")
     click.echo(f"\nwrote {out_dir / 'candidates.csv'}, {out_dir / 'comparison.csv'}, {png}"
                + (f", {out_dir / 'chosen.yaml'}" if chosen else ""))  # fmt: skip
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
 @click.command("proxy-analyse")
