@@ -11,6 +11,7 @@ import torch
 from accelnas.core import dataset
 from accelnas.core.space import Architecture
 from accelnas.core.store import Store
+from accelnas.training import campaign as campaign_module
 from accelnas.training.campaign import accuracy_target, run_accuracy_campaign, settings_for
 from accelnas.training.data import digits, subset_indices
 from accelnas.training.recipe import from_dict
@@ -57,7 +58,7 @@ def test_recipe_features_run_together(data):
     assert result.history[1]["lr"] < result.history[0]["lr"]
 
 
-def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path):
+def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path, monkeypatch):
     recipe = from_dict({**TINY, "epochs": 1, "data_fraction": 0.1})
     corrupt = digits(image_size=16, seed=0)
     corrupt.train.images[::7] = float("nan")  # corrupt pixels make the loss NaN: a failed run, not a crash
@@ -85,6 +86,12 @@ def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path):
         part = dataset.select(frame, "train/digits16", "accuracy")
         assert sorted(part["arch_id"]) == sorted([SMALL.id, SMALL_SE.id])
     assert key != settings_for(recipe.replace(seed=1), data)[0]
+    monkeypatch.setattr(campaign_module, "TRAINER_REVISION", campaign_module.TRAINER_REVISION + 1)
+    newer_key, newer = settings_for(recipe, data)
+    assert newer_key != key and newer["trainer_revision"] == campaign_module.TRAINER_REVISION
+    with Store(tmp_path / "acc.sqlite") as store:  # results of the older trainer are not resumed
+        again = run_accuracy_campaign([SMALL], recipe, data, store)
+        assert not again.evaluations[SMALL.id].cached
 
 
 def _free_port() -> int:

@@ -1,7 +1,8 @@
 """Accuracy campaigns: train architectures under a recipe and commit each result to the campaign store.
 
 A training result is stored like a hardware measurement: target ``train/<dataset>``, metric
-``accuracy`` (top-1, %), and a settings key hashing the recipe's identity together with the data's,
+``accuracy`` (top-1, %), and a settings key hashing the recipe's identity together with the data's
+and the trainer's revision,
 so re-running a campaign skips what is stored and a failed run is retried. ``extra`` holds top-5,
 wall time, device-hours, the device and the per-epoch history; the rows export through
 :func:`accelnas.core.dataset.from_store` into the same dataset/surrogate path as throughput.
@@ -40,10 +41,22 @@ def accuracy_target(data: DataSplits | str) -> str:
     return f"train/{name}"
 
 
+# Raised with every change to the trainer that alters what a recipe produces (optimizer, initialisation,
+# augmentation, loss): a stored result of another revision keeps its own key, so it is neither
+# resumed nor mixed with results of this code. 2: TensorFlow's RMSprop, torchvision's classifier
+# initialisation, aspect-preserving crops and per-rank crop seeds.
+TRAINER_REVISION = 2
+
+
 def settings_for(recipe: Recipe, data: DataSplits) -> tuple[str, dict[str, Any]]:
-    """(settings key, settings) of training under ``recipe`` on ``data``."""
-    settings = {"recipe": recipe.identity(), "recipe_name": recipe.name, "data": data.identity()}
-    identity = {"recipe": recipe.identity(), "data": data.identity()}
+    """(settings key, settings) of training under ``recipe`` on ``data`` with this trainer revision."""
+    settings = {
+        "recipe": recipe.identity(),
+        "recipe_name": recipe.name,
+        "data": data.identity(),
+        "trainer_revision": TRAINER_REVISION,
+    }
+    identity = {"recipe": recipe.identity(), "data": data.identity(), "trainer_revision": TRAINER_REVISION}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return key, settings
 
