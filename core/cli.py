@@ -734,7 +734,9 @@ def surrogates_build(
     show_default=True,
     help="Where the store, datasets, surrogates, plot and report go.",
 )
-@click.option("--num", default=60, show_default=True, help="Architectures to measure (EfficientNet-B0 + random).")
+@click.option("--num", type=click.IntRange(min=12), default=60, show_default=True,
+              help="Architectures to measure (EfficientNet-B0 + random; at least 12, so that surrogates "
+                   "can be fitted and tested).")  # fmt: skip
 @click.option("--input-size", type=click.IntRange(16, 1024), default=64, show_default=True,
               help="Input resolution (small, for speed).")  # fmt: skip
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -743,8 +745,6 @@ def demo(out_dir: Path, num: int, input_size: int, seed: int, target_name: str) 
     """Measure, store, export, fit and report end to end on this machine's CPU (a few minutes)."""
     from accelnas.core.demo import run_demo
 
-    if num < 12:
-        raise click.UsageError("--num must be >= 12 so that surrogates can be fitted and tested")
     run_demo(out_dir, num=num, input_size=input_size, seed=seed, target_name=target_name, echo=click.echo)
 
 
