@@ -515,6 +515,7 @@ def fit(
         frame = dataset.with_settings(frame, settings_keys, target=target_name)
     if not ((frame["target"] == target_name) & (frame["metric"] == metric)).any():
         have = ", ".join(sorted({f"{t}:{m}" for t, m in zip(frame["target"], frame["metric"], strict=True)}))
+        have = have or "no rows"
         raise InvalidArgumentError(f"no {metric} rows for target {target_name} in {data_path} (has: {have})")
     result = fit_surrogate(
         frame, target_name, metric, test_fraction=test_fraction, seed=seed, family=family, ensemble=ensemble,

@@ -159,7 +159,7 @@ def validate(frame: pd.DataFrame, where: str = "dataset") -> pd.DataFrame:
         if blank:
             raise DatasetError(f"{where}: row {blank[0]}: no {column}")
     raw = frame["value"]
-    flags = raw.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy()  # True/False are not measurements
+    flags = raw.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)  # True/False are not measurements
     values = pd.to_numeric(raw.mask(flags), errors="coerce").astype(float)
     for i, (metric, value) in enumerate(zip(frame["metric"], values, strict=True)):
         if problem := value_problem(metric, float(value)):

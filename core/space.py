@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.errors import InvalidArchitectureError
+from accelnas.core.errors import InvalidArchitectureError, describe
 
 NUM_STAGES = 7
 EXPANSIONS: tuple[int, ...] = (1, 4, 6)
@@ -269,7 +269,11 @@ def parse_architecture(text: str) -> Architecture:
     if text.endswith(".json") or (path.suffix and path.exists()):
         if not path.is_file():
             raise InvalidArchitectureError(f"architecture file not found: {text}")
-        return _from_json_text(path.read_text(), str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidArchitectureError(f"cannot read architecture file {path}: {describe(exc)}") from None
+        return _from_json_text(text, str(path))
     return Architecture.from_string(text)
 
 

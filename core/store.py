@@ -198,6 +198,11 @@ class Store:
             raise StoreError(
                 f"{self.path} has store schema {version}; this accelnas reads up to {SCHEMA_VERSION} (upgrade it)"
             )
+        missing = sorted({"architectures", "results"} - tables) if tables else []
+        if version >= SCHEMA_VERSION and tables and "planned" not in tables:
+            missing.append("planned")
+        if missing:  # refused before anything is written to it
+            raise StoreError(f"{self.path} is a damaged accelnas store: table {missing[0]!r} is missing")
 
     def _init(self) -> None:
         c = self.conn

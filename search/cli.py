@@ -226,6 +226,11 @@ def verify(
         )  # fmt: skip
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    out = out_dir or front_csv.parent
+    inputs = {front_csv.resolve(), front_csv.with_suffix(".json").resolve()}
+    clash = next((out / name for name in v.OUTPUT_FILES if (out / name).resolve() in inputs), None)
+    if clash is not None:
+        raise click.UsageError(f"verify writes {clash}, which is its input: pass --out another folder")
     archs, frame = read_front(front_csv)
     chosen = v.spread(archs, limit)
     archs = [archs[i] for i in chosen]
@@ -248,7 +253,7 @@ def verify(
     )
     with Store(db_path) as store:
         result = v.verify(registry, target, archs, source, settings, store, progress=ProgressPrinter())
-    paths = v.write_verification(result, out_dir or front_csv.parent)
+    paths = v.write_verification(result, out)
     click.echo(result.summary())
     for row in result.rows:
         click.echo(f"  {row['id']}  predicted {row['predicted']:10.4g}  measured {row['measured']:10.4g} {result.unit}")

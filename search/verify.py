@@ -236,6 +236,9 @@ def verify(
     )
 
 
+OUTPUT_FILES = ("verify.json", "verify.csv", "verify.png")
+
+
 def write_verification(v: Verification, out_dir: str | Path) -> list[Path]:
     """``verify.json``, ``verify.csv`` and (with two or more measured) ``verify.png`` under ``out_dir``."""
     from accelnas.core import jsonio
@@ -243,7 +246,7 @@ def write_verification(v: Verification, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "verify.json", out / "verify.csv"]
+    paths = [out / name for name in OUTPUT_FILES[:2]]
     paths[0].write_text(jsonio.dumps(v.to_dict(), indent=2))
     pd.DataFrame(v.rows, columns=["id", "predicted", "measured", "ci_low", "ci_high", "precision_reached"]).to_csv(
         paths[1], index=False
@@ -254,7 +257,7 @@ def write_verification(v: Verification, out_dir: str | Path) -> list[Path]:
             plot_verification(
                 v.measured,
                 v.predicted,
-                out / "verify.png",
+                out / OUTPUT_FILES[2],
                 title=f"{v.target} {v.metric}: measured vs predicted\nKendall τ = {tau:.3f} (n={len(v.measured)})",
                 x_label=f"measured on {v.target} [{v.unit or ''}]",
                 y_label=f"predicted {v.against}",

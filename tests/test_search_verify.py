@@ -121,6 +121,12 @@ def test_verify_bad_input_is_one_line(front_dir, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("id,throughput@dev\n1311-6321-6521-6331-6531-6551-6311,3\n")
     _one_line_error(run_cli("verify", str(bad), "--db", db, "--against", "throughput@dev"), "row 1: invalid")
+    named_like_output = tmp_path / "verify.csv"  # a front saved as verify.csv in the output folder
+    named_like_output.write_bytes((front_dir / "front.csv").read_bytes())
+    clash = run_cli("verify", str(named_like_output), "--db", db, "--against", "throughput@dev")
+    _one_line_error(clash, "which is its input")
+    assert clash.returncode == 2 and named_like_output.read_bytes() == (front_dir / "front.csv").read_bytes()
+    assert not Path(db).exists()  # refused before measuring
 
 
 def test_read_front_rejects_malformed_files(front_dir, tmp_path):

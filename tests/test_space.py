@@ -128,6 +128,10 @@ def test_parse_architecture_forms(tmp_path):
         parse_architecture(str(broken))
     with pytest.raises(InvalidArchitectureError, match="not found"):
         parse_architecture(str(tmp_path / "missing.json"))
+    binary = tmp_path / "arch.bin"
+    binary.write_bytes(b"\xd0\xff{}")
+    with pytest.raises(InvalidArchitectureError, match=r"cannot read architecture file .*UnicodeDecodeError"):
+        parse_architecture(str(binary))
 
 
 def test_anb_records_parse(anb_records):

@@ -103,6 +103,22 @@ def test_newer_schema_is_refused(tmp_path):
         Store(path)
 
 
+@pytest.mark.parametrize("table", ["results", "architectures", "planned"])
+def test_a_store_missing_a_table_is_refused_before_anything_is_written(tmp_path, table):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        store.record_plan(sample(2, 0), "t/x", ["latency"], "k", {"input_size": 32})
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=DELETE")  # fold the log into the file, so its bytes tell any write
+    conn.execute(f"DROP TABLE {table}")
+    conn.close()
+    before = path.read_bytes()
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match=f"damaged accelnas store: table '{table}' is missing"):
+            Store(path, readonly=readonly)
+    assert path.read_bytes() == before and not (tmp_path / "s.sqlite-wal").exists()
+
+
 def _open_and_report(path: str) -> str:
     try:
         with Store(path):

@@ -246,6 +246,7 @@ def test_dataset_validation_and_selection():
         validate(frame.assign(value=[True, False] * 10))
     with pytest.raises(DatasetError, match="missing column 'value'"):
         validate(frame.drop(columns=["value"]))
+    assert validate(frame.iloc[:0]).empty  # a file with columns but no rows (e.g. an empty Parquet export)
     bad = frame.astype({"value": object})
     bad.loc[3, "value"] = "n/a"
     with pytest.raises(DatasetError, match="row 3"):

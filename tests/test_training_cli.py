@@ -78,6 +78,15 @@ def test_proxy_search_with_reference_file(tmp_path):
     assert set(frame["strategy"]) == {"grid", "halving"} and frame["tau"].between(-1, 1).all()
     with Store(tmp_path / "ps.sqlite", create=False) as store:
         assert len(store.results(target="train/digits16")) == 12  # 4 candidates x 3 architectures, shared
+    before = ref.read_bytes()
+    (out / "comparison.csv").write_bytes(before)  # a reference kept where the search writes its tables
+    clash = run_cli(
+        "proxy-search", "--space", str(space), "--reference-file", str(out / "comparison.csv"),
+        *[x for a in ARCHS for x in ("--arch", a)], "--image-size", "16", "--db", str(tmp_path / "ps2.sqlite"),
+        "--out", str(out), "--strategy", "grid", env=ENV,
+    )  # fmt: skip
+    assert clash.returncode == 2 and "which is one of its inputs" in clash.stderr
+    assert (out / "comparison.csv").read_bytes() == before and not (tmp_path / "ps2.sqlite").exists()
 
 
 def test_proxy_analyse_writes_tables_and_plot(tmp_path):

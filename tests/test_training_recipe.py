@@ -74,6 +74,10 @@ def test_bad_files(tmp_path):
         load_recipe(listy)
     with pytest.raises(RecipeError, match="recipe file not found"):
         load_recipe(tmp_path / "missing.yaml")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe: x\n")
+    with pytest.raises(RecipeError, match=r"cannot read recipe file .*UnicodeDecodeError"):
+        load_recipe(binary)
     with pytest.raises(RecipeError, match="unknown recipe 'nope'"):
         load_recipe("nope")
     with pytest.raises(RecipeError, match="'digits-proxy-space' is a proxy space, not a recipe; use it with"):

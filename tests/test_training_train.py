@@ -144,9 +144,17 @@ def test_device_choice():
     assert unknown.value.exit_code == 2  # an invalid argument
     if not torch.cuda.is_available():
         assert pick_device("auto").type == "cpu"
-        with pytest.raises(AccelnasError, match="no CUDA device") as missing:
-            pick_device("cuda")
-        assert missing.value.exit_code == 3  # known, but not here
+        for asked in ("cuda", "cuda:7"):
+            with pytest.raises(AccelnasError, match="no CUDA device") as missing:
+                pick_device(asked)
+            assert missing.value.exit_code == 3  # known, but not here
+    else:
+        with pytest.raises(AccelnasError, match="CUDA device") as missing:
+            pick_device(f"cuda:{torch.cuda.device_count()}")
+        assert missing.value.exit_code == 3
+    for unsupported in ("xpu", "mps", "meta", "cpu:1", "cuda:-1"):  # torch parses most; training runs on neither
+        with pytest.raises(AccelnasError, match=f"unknown device '{unsupported}'"):
+            pick_device(unsupported)
 
 
 def test_rmsprop_follows_tensorflow():
@@ -169,7 +177,7 @@ def test_rmsprop_follows_tensorflow():
         for _ in range(3):
             p.grad = torch.full_like(p, g)
             opt.step()
-            got.append(float(p))
+            got.append(p.item())
         if cls is RMSpropTF:
             assert got == pytest.approx(expected, rel=1e-9)
         else:

@@ -249,6 +249,10 @@ def proxy_search(
         raise click.UsageError("give --reference or --reference-file, not both")
     if not -1 <= threshold <= 1:
         raise click.UsageError("--threshold must be within [-1, 1]")
+    inputs = {Path(p).resolve() for p in (space_source, reference_source, reference_file) if p}
+    clash = next((out_dir / name for name in SEARCH_OUTPUTS if (out_dir / name).resolve() in inputs), None)
+    if clash is not None:
+        raise click.UsageError(f"proxy-search writes {clash}, which is one of its inputs: pass --out another folder")
     space = ps.load_space(space_source)
     space.candidates()  # a space without a valid candidate fails now, not after the reference training
     archs = _architectures(arch_texts, num, seed)
@@ -277,6 +281,9 @@ def proxy_search(
             eta=eta, min_archs=min_archs, trials=trials, seed=seed, cost=cost,
         )  # fmt: skip
     _write_search(out_dir, results, reference_ledger, threshold, space)
+
+
+SEARCH_OUTPUTS = ("candidates.csv", "comparison.csv", "pareto.png", "summary.json", "chosen.yaml")
 
 
 def _write_search(out_dir: Path, results, reference_ledger, threshold: float, space) -> None:

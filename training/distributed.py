@@ -39,19 +39,31 @@ class DistContext:
 
 
 def pick_device(requested: str | None = None, local_rank: int = 0) -> torch.device:
-    """``cuda:<local_rank>`` when CUDA is available (or asked for), else the CPU."""
+    """``cuda:<local_rank>`` when CUDA is available (or asked for), ``cuda:N`` as asked, else the CPU.
+
+    Only the CPU and CUDA devices are trained on; anything else, or a CUDA device torch does not see,
+    is a one-line error before any work.
+    """
     from accelnas.core.errors import InvalidArgumentError, TargetUnavailableError
 
     if requested in (None, "auto"):
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise TargetUnavailableError("--device cuda asked for, but torch sees no CUDA device")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
     try:
-        return torch.device(requested)
-    except RuntimeError:
-        raise InvalidArgumentError(f"unknown device {requested!r} (auto, cpu, cuda or cuda:N)") from None
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise InvalidArgumentError(f"unknown device {requested!r} (auto, cpu, cuda or cuda:N)")
+    if device.type == "cpu":
+        return torch.device("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise TargetUnavailableError(f"--device {requested} asked for, but torch sees no CUDA device")
+    if device.index is None:
+        return torch.device("cuda", local_rank % count)
+    if device.index >= count:
+        raise TargetUnavailableError(f"--device {requested} asked for, but torch sees {count} CUDA device(s)")
+    return device
 
 
 def init_from_env(device: str | None = None, backend: str | None = None) -> DistContext:

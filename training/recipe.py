@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from accelnas.core.errors import AccelnasError
+from accelnas.core.errors import AccelnasError, describe
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "rmsprop", "adamw")
 SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
@@ -235,7 +235,10 @@ def read_yaml(text_or_name: str | Path, kind: str = "recipe") -> tuple[Any, str]
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
             raise RecipeError(f"{kind} file not found: {path}")
-        text, where = path.read_text(encoding="utf-8"), str(path)
+        try:
+            text, where = path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecipeError(f"cannot read {kind} file {path}: {describe(exc)}") from None
     else:
         name = str(text_or_name)
         if name in builtin_names(spaces=not spaces):
