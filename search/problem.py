@@ -41,6 +41,11 @@ class SearchProblem:
             raise SearchSpecError("a search needs at least one objective")
         self.objectives = list(objectives)
         self.constraints = list(constraints)
+        for c in self.constraints:  # bounds on one objective that no value can meet together
+            clash = next((d for d in self.constraints if d.objective == c.objective and d.op == ">="
+                          and c.op == "<=" and d.bound > c.bound), None)  # fmt: skip
+            if clash is not None:
+                raise SearchSpecError(f"constraints {c.name} and {clash.name} leave no value of {c.objective.name}")
         self.reward = reward
         tracked: list[Objective] = []
         for o in [

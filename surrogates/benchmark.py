@@ -126,9 +126,9 @@ class Benchmark:
 
     def not_found(self, device: str | None, metric: str | None, reason: str = "no surrogate") -> NoSurrogateError:
         """The error for a device and/or metric this benchmark cannot answer, listing what it can."""
-        if device and metric:
-            what = f"{device}:{metric}"
-        elif device:
+        if device is not None and metric is not None:
+            what = f"{device}:{metric}" if device else f"device '' ({metric})"
+        elif device is not None:
             what = f"device {device!r}"
         else:
             what = f"metric {metric!r}"

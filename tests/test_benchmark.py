@@ -131,6 +131,8 @@ def test_cli_query_by_device_alone(bench_dir):
     assert unknown.returncode == 2 and "no surrogate for device 'zcu102' (available: dev/sim:latency" in unknown.stderr
     unknown = run_cli("query", "b0", "--benchmark", str(bench_dir), "--metric", "speed")
     assert unknown.returncode == 2 and "no surrogate for metric 'speed' (available:" in unknown.stderr
+    empty = run_cli("query", "b0", "--benchmark", str(bench_dir), "--device", "")
+    assert empty.returncode == 2 and "no surrogate for device '' (available:" in empty.stderr
     ignored = run_cli("query", "b0", "--surrogate", str(bench_dir), "--device", "dev")
     assert ignored.returncode == 2 and "--benchmark" in ignored.stderr
 
