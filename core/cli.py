@@ -13,7 +13,15 @@ from typing import Any
 import click
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import FINITE, FRACTION, NON_NEGATIVE, SEED, parse_options
+from accelnas.core.cli_options import (
+    FINITE,
+    FRACTION,
+    NON_NEGATIVE,
+    SEED,
+    parse_options,
+    writable_file,
+    writable_folder,
+)
 from accelnas.core.errors import AccelnasError, InvalidArchitectureError, InvalidArgumentError
 
 DEFAULT_TARGET = "cpu/onnxruntime"
@@ -398,6 +406,7 @@ def collect(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
+    callback=writable_folder,
     required=True,
     help="Directory for <device>__<backend>.parquet/.csv files.",
 )
@@ -432,7 +441,7 @@ def _check_image(_ctx: click.Context, _param: click.Parameter, value: Path | Non
             check_image_path(value)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
-    return value
+    return writable_file(_ctx, _param, value)
 
 
 def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -460,6 +469,7 @@ def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | Non
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
+    callback=writable_folder,
     required=True,
     help="Directory for the surrogate (surrogate.json + native model files).",
 )
@@ -610,7 +620,7 @@ def query(
 @cli.command("import-anb")
 @click.argument("source", required=False)
 @click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder, required=True,
     help="Directory for the per-target dataset files.",
 )  # fmt: skip
 def import_anb_command(source: str | None, out_dir: Path) -> None:
@@ -641,7 +651,8 @@ def surrogates() -> None:
 @click.option("--from-data", "data_path", type=click.Path(path_type=Path), default=None,
               help="Dataset file(s) from export or import-anb.")  # fmt: skip
 @click.option("--target", "target_names", multiple=True, help="Only these targets (repeatable) [all].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder,
+              required=True)  # fmt: skip
 @click.option("--test-fraction", type=FRACTION, default=0.1,
               show_default=True, help="Held-out share for the reported metrics.")  # fmt: skip
 @click.option("--seed", type=SEED, default=0, show_default=True)
@@ -731,6 +742,7 @@ def surrogates_build(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
+    callback=writable_folder,
     default=Path("accelnas-demo"),
     show_default=True,
     help="Where the store, datasets, surrogates, plot and report go.",

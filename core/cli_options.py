@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,6 +38,35 @@ class FiniteFloatRange(click.FloatRange):
 FINITE = FiniteFloatRange()
 NON_NEGATIVE = FiniteFloatRange(min=0)
 FRACTION = FiniteFloatRange(0, 1, min_open=True, max_open=True)
+
+
+def _check_writable(folder: Path) -> None:
+    """Raise :class:`click.BadParameter` unless a file can be created in ``folder`` (or, where it does not
+    exist yet, in the nearest folder above it), without creating anything that stays."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise click.BadParameter(f"{existing} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write in {existing}: {exc.strerror or exc}") from None
+
+
+def writable_folder(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Click callback of an output folder: checked before the work that fills it."""
+    if value is not None and not ctx.resilient_parsing:
+        _check_writable(value)
+    return value
+
+
+def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Click callback of an output file: its folder checked before the work that writes it."""
+    if value is not None and not ctx.resilient_parsing:
+        _check_writable(value.parent if str(value.parent) else Path("."))
+    return value
 
 
 def parse_options(texts: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:

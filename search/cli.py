@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from accelnas.core.cli_options import FINITE, SEED, parse_options
+from accelnas.core.cli_options import FINITE, SEED, parse_options, writable_file, writable_folder
 from accelnas.search.objectives import MNASNET_W
 
 
@@ -45,7 +45,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--sample-size", type=int, default=None, help="Tournament sample of evolution [population // 4].")
 @click.option("--batch", type=int, default=None, help="Children evolution breeds per step [1: sequential].")
 @click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder, required=True,
     help="Directory for front.csv, front.json, front.png and hypervolume.png.",
 )  # fmt: skip
 def search(
@@ -176,7 +176,7 @@ def _echo_outcome(outcome) -> None:
     help="Backend option of the target (repeatable), e.g. precision=fp32; as for collect.",
 )  # fmt: skip
 @click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder, default=None,
     help="Where verify.json/.csv/.png go [the front file's directory].",
 )  # fmt: skip
 @click.pass_context
@@ -265,7 +265,7 @@ def verify(
 
 @click.command("search-space")
 @click.option(
-    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), callback=writable_file, default=None,
     help="Write the ConfigSpace JSON here [print it].",
 )  # fmt: skip
 def search_space(out_path: Path | None) -> None:

@@ -368,6 +368,33 @@ BAD_ARGUMENTS = {
         ],
         "'nan' is not a finite number",
     ),
+    # an output folder that cannot be made (a file stands in its path) is refused before the work
+    "fit out under a file": (
+        ["fit", "--data", "{data}", "--target", "cpu/x", "--metric", "latency", "--out", "{db}/sur"],
+        "c.sqlite is not a folder",
+    ),
+    "plot under a file": (
+        [
+            "fit",
+            "--data",
+            "{data}",
+            "--target",
+            "cpu/x",
+            "--metric",
+            "latency",
+            "--out",
+            "{out}",
+            "--plot",
+            "{db}/p.png",
+        ],
+        "c.sqlite is not a folder",
+    ),
+    "export out under a file": (["export", "--db", "{db}", "--out", "{db}/d"], "c.sqlite is not a folder"),
+    "verify out under a file": (
+        ["verify", "{data}", "--out", "{db}/v", "--db", "{out}/v.sqlite", "--against", "latency"],
+        "c.sqlite is not a folder",
+    ),
+    "search-space out under a file": (["search-space", "--out", "{db}/cs.json"], "c.sqlite is not a folder"),
     "nan reward exponent": (
         ["search", "--benchmark", "{out}", "--reward", "latency@zcu102=5", "--reward-w", "nan"],
         "'nan' is not a finite number",

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import NON_NEGATIVE, SEED
+from accelnas.core.cli_options import NON_NEGATIVE, SEED, writable_folder
 
 DB_OPTION = click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -198,7 +198,8 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
 @_data_options
 @DB_OPTION
 @THREADS_OPTION
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder,
+              required=True,
               help="Directory for candidates.csv, comparison.csv, pareto.png, chosen.yaml, summary.json.")  # fmt: skip
 @click.option("--strategy", "strategies", multiple=True, type=click.Choice(["grid", "halving", "optuna"]),
               help="Search strategies to run and compare (repeatable) [all three].")  # fmt: skip
@@ -328,7 +329,8 @@ def _write_search(out_dir: Path, results, reference_ledger, threshold: float, sp
 
 @click.command("proxy-analyse")
 @click.argument("ablations", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder,
+              default=None,
               help="Write ablation_tau.csv, ablation_summary.csv and a seed-mean scatter PNG here.")  # fmt: skip
 @click.option("--gpus-per-job", type=click.IntRange(min=1), default=4, show_default=True,
               help="GPUs behind each training time in the files (device-hours = seconds x GPUs / 3600).")  # fmt: skip
