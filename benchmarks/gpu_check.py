@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
-import json
 import logging
 import statistics
 import sys
@@ -234,7 +233,9 @@ def run(args: argparse.Namespace) -> int:
         report["summary"] = summarise(report["results"], report["skipped"])
         png = plot(report["results"], macs, out_dir / "gpu_check_throughput.png", args.input_size)
         report["plot"] = str(png) if png else None
-        json_path.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+        from accelnas.core import jsonio  # importable by now: the registry above came from it
+
+        json_path.write_text(jsonio.dumps(report, indent=1), encoding="utf-8")
 
     if not targets["gpu/torch"].available:
         report["error"] = f"no usable CUDA GPU: {targets['gpu/torch'].reason}"

@@ -19,7 +19,6 @@ Run on demand (not part of the tests); about 15 CPU-minutes on one core with the
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from accelnas.core import jsonio
 from accelnas.core.cli_options import at_least_one, run_script
 from accelnas.core.errors import AccelnasError
 from accelnas.core.provenance import host_provenance
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except AccelnasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    (args.out / "report.json").write_text(jsonio.dumps(report, indent=2), encoding="utf-8")
     print(f"\nreport: {args.out / 'report.json'}")
     return 0
 

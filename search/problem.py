@@ -41,11 +41,6 @@ class SearchProblem:
             raise SearchSpecError("a search needs at least one objective")
         self.objectives = list(objectives)
         self.constraints = list(constraints)
-        for c in self.constraints:  # bounds on one objective that no value can meet together
-            clash = next((d for d in self.constraints if d.objective == c.objective and d.op == ">="
-                          and c.op == "<=" and d.bound > c.bound), None)  # fmt: skip
-            if clash is not None:
-                raise SearchSpecError(f"constraints {c.name} and {clash.name} leave no value of {c.objective.name}")
         self.reward = reward
         tracked: list[Objective] = []
         for o in [
@@ -63,6 +58,20 @@ class SearchProblem:
             except AccelnasError as exc:
                 raise SearchSpecError(f"objective {o.name}: {exc}") from None
         self._column = {o: i for i, o in enumerate(tracked)}
+        self._check_constraints_overlap()
+
+    def _check_constraints_overlap(self) -> None:
+        """Refuse bounds on one surrogate (``latency@dev`` and ``latency@dev/sim`` alike) that no value meets."""
+
+        def answered_by(c: Constraint) -> tuple[str, str]:
+            return self.target(c.objective), c.objective.metric
+
+        for upper in (c for c in self.constraints if c.op == "<="):
+            for lower in (c for c in self.constraints if c.op == ">="):
+                if answered_by(upper) == answered_by(lower) and lower.bound > upper.bound:
+                    raise SearchSpecError(
+                        f"constraints {upper.name} and {lower.name} leave no value of {upper.objective.name}"
+                    )
 
     # -- facts -----------------------------------------------------------------------------------
     @property

@@ -179,9 +179,10 @@ def test_constraints_keep_the_front_feasible(bench):
         assert any(not e.feasible for e in run.history)  # the constraint was active
         assert sum(e.feasible for e in run.history[-100:]) > sum(e.feasible for e in run.history[:100])
     objectives = parse_objectives("accuracy,throughput@edge")
-    disjoint = [parse_constraint(f"latency@dev<={bound}"), parse_constraint(f"latency@dev>={bound * 2}")]
-    with pytest.raises(SearchSpecError, match="leave no value of latency@dev"):
-        SearchProblem(bench, objectives, disjoint)
+    for other in ("latency@dev", "latency@dev/sim"):  # the device or the full target: one surrogate
+        disjoint = [parse_constraint(f"latency@dev<={bound}"), parse_constraint(f"{other}>={bound * 2}")]
+        with pytest.raises(SearchSpecError, match="leave no value of latency@dev"):
+            SearchProblem(bench, objectives, disjoint)
     touching = [parse_constraint(f"latency@dev<={bound}"), parse_constraint(f"latency@dev>={bound}")]
     assert len(SearchProblem(bench, objectives, touching).constraints) == 2  # one value still meets both
 

@@ -118,7 +118,8 @@ def test_image_folder_reads_imagenet_layout(tmp_path):
     _write_folder(tmp_path)
     data = load_data(str(tmp_path))
     assert data.num_classes == 2 and len(data.train) == 6 and len(data.val) == 6
-    assert data.train.classes == ["cat", "dog"]
+    assert data.train.classes == ["cat", "dog"] and data.name == tmp_path.name
+    assert image_folder(tmp_path / "train" / "..").name == tmp_path.name  # e.g. `--data .`: the folder's name
     for train in (True, False):
         loader = Loader(data.train, batch_size=4, train=train, mean=data.mean, std=data.std)
         batches = list(loader.epoch(0, 16))

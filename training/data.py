@@ -363,7 +363,10 @@ def image_folder(root: str | Path, name: str | None = None) -> DataSplits:
             raise DataError(f"{root}: expected {part}/ with one folder per class (ImageNet layout)")
     train = FolderImages(root / "train")
     val = FolderImages(root / "val", classes=train.classes)
-    return DataSplits(name or root.name, train, val)
+    name = name or root.resolve().name  # `--data .` is named after the folder it means
+    if not name:
+        raise DataError(f"{root}: name the dataset (a folder at the file system's root has no name)")
+    return DataSplits(name, train, val)
 
 
 def load_data(spec: str, image_size: int = 32, seed: int = 0) -> DataSplits:
