@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from accelnas.core import files
 from accelnas.core.errors import DatasetError, InvalidArchitectureError, InvalidArgumentError
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.core.store import Store, value_problem
@@ -93,8 +94,10 @@ def write(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     for target, part in frame.groupby("target", sort=True):
         stem = out / file_stem(str(target))
         part = part.reset_index(drop=True)
-        part.to_parquet(stem.with_suffix(".parquet"), index=False)
-        part.to_csv(stem.with_suffix(".csv"), index=False)
+        with files.replacing(stem.with_suffix(".parquet")) as tmp:  # a killed export leaves the old file
+            part.to_parquet(tmp, index=False)
+        with files.replacing(stem.with_suffix(".csv")) as tmp:
+            part.to_csv(tmp, index=False)
         paths += [stem.with_suffix(".parquet"), stem.with_suffix(".csv")]
     return paths
 

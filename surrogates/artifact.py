@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from accelnas.core import files as files_
 from accelnas.core import jsonio
 from accelnas.core.errors import SurrogateError, describe
 from accelnas.core.provenance import package_version
@@ -76,7 +77,7 @@ def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
     for name, data in files.items():
         if not _SAFE_NAME.match(name):
             raise SurrogateError(f"refusing model file name {name!r}")
-        (out / name).write_bytes(data)
+        files_.write_bytes(out / name, data)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -94,7 +95,8 @@ def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
     }
     # the model state is written as it is (its checksum covers it); the rest as strict JSON (NaN as null)
     meta = {key: value if key == "model" else jsonio.plain(value) for key, value in meta.items()}
-    (out / METADATA_FILE).write_text(json.dumps(meta, default=_json_default) + "\n")
+    # written last, and whole: a save that fails midway never leaves metadata naming half-written files
+    files_.write_text(out / METADATA_FILE, json.dumps(meta, default=_json_default) + "\n")
     return out
 
 

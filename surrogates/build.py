@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from accelnas.core import jsonio
+from accelnas.core import files, jsonio
 from accelnas.core.dataset import check_file_stems, file_stem
 from accelnas.surrogates import artifact
 from accelnas.surrogates.fit import fit_surrogate, fittable
@@ -165,9 +164,7 @@ def _merge_and_replace_index(out: Path, entries: list[dict[str, Any]], created: 
         "build_seconds": round(seconds, 1),
         "surrogates": entries,
     }
-    partial = out / f".{INDEX_FILE}.{uuid.uuid4().hex}.partial"  # one per writer: concurrent builds never share it
-    partial.write_text(jsonio.dumps(index, indent=2) + "\n")
-    partial.replace(out / INDEX_FILE)
+    files.write_text(out / INDEX_FILE, jsonio.dumps(index, indent=2) + "\n")  # its own temporary name per writer
     return index
 
 

@@ -25,10 +25,11 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from accelnas.core import files
 
 log = logging.getLogger(__name__)
 
@@ -119,19 +120,6 @@ def default_cache_dir() -> Path | None:
     return Path(base) / "accelnas" / "tensorrt"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 class EngineCache:
     """Serialized engines and timing caches under ``root`` (``root=None``: nothing is cached)."""
 
@@ -181,8 +169,8 @@ class EngineCache:
             "bytes": len(engine),
             "info": info or {},
         }
-        _atomic_write(engine_path, engine)
-        _atomic_write(meta_path, json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
+        files.write_bytes(engine_path, engine)
+        files.write_bytes(meta_path, json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
         return engine_path
 
     def invalidate(self, key: EngineKey) -> None:
@@ -204,7 +192,7 @@ class EngineCache:
 
     def store_timing_cache(self, key: EngineKey, data: bytes) -> None:
         if self.root is not None and data:
-            _atomic_write(self.root / key.timing_cache_name, data)
+            files.write_bytes(self.root / key.timing_cache_name, data)
 
     def drop_timing_cache(self, key: EngineKey) -> None:
         if self.root is not None:

@@ -1,0 +1,42 @@
+"""Writing files so that no reader, and no kill, ever leaves half of one in place.
+
+Each file is written under a temporary name beside its destination and moved over it with
+``os.replace`` (atomic on POSIX and Windows within a file system): a reader sees the old file or the
+new one, and a write that fails or is killed leaves the old file as it was (a killed one may leave a
+``.NAME.*.tmp`` file behind, never the destination half-written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; when the block ends without error it replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Replace ``path`` by ``text`` (UTF-8) atomically."""
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,42 @@
+"""Files are replaced whole: a write that fails midway leaves the old file and no temporary one."""
+
+import pandas as pd
+import pytest
+
+from accelnas.core import dataset, files
+from accelnas.core.space import sample
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file(tmp_path):
+    path = tmp_path / "sub" / "out.json"
+    files.write_text(path, "old\n")  # the folder is made
+    assert path.read_text() == "old\n"
+    with pytest.raises(RuntimeError, match="disk gone"), files.replacing(path) as tmp:
+        tmp.write_text("half of the ne")
+        raise RuntimeError("disk gone")
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["out.json"]
+    files.write_bytes(path, b"new\n")
+    assert path.read_bytes() == b"new\n" and sorted(p.name for p in path.parent.iterdir()) == ["out.json"]
+
+
+def test_an_export_that_fails_midway_keeps_the_files_of_the_last_one(tmp_path, monkeypatch):
+    archs = sample(4, 1)
+    rows = [{"arch_id": a.id, **a.to_config(), "target": "cpu/x", "metric": "latency", "value": 1.0 + i,
+             "unit": "ms", "settings_key": "k"} for i, a in enumerate(archs)]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    written = dataset.write(frame, tmp_path)
+    before = {p.name: p.read_bytes() for p in written}
+
+    def cut_short(self, path, **kwargs):
+        with open(path, "w") as fh:
+            fh.write("arch_id,block1_e\n1311-")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", cut_short)
+    with pytest.raises(OSError, match="no space"):
+        dataset.write(frame.assign(value=frame["value"] * 2), tmp_path)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # the Parquet file was replaced whole by the new values, the CSV kept whole with the old ones
+    assert sorted(after) == sorted(before) and after["cpu__x.csv"] == before["cpu__x.csv"]
+    assert dataset.read(tmp_path / "cpu__x.parquet")["value"].tolist() == [2.0, 4.0, 6.0, 8.0]
