@@ -135,8 +135,22 @@ def _archive_problem(path: Path) -> str | None:
         with tarfile.open(path) as tar:
             for _ in tar:
                 pass
+            cut = _missing_end(tar)
     except TAR_ERRORS as exc:
         return f"not a complete tar archive ({_tar_reason(exc)})"
+    return f"not a complete tar archive ({cut})" if cut else None
+
+
+def _missing_end(tar: tarfile.TarFile) -> str | None:
+    """Why a tar archive read to its last member lacks tar's end-of-archive blocks (zeros), or ``None``.
+
+    tarfile stops quietly where the data stop, so an archive cut exactly between two members would
+    otherwise read as a complete, smaller one.
+    """
+    tar.fileobj.seek(tar.offset)
+    block = tar.fileobj.read(tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+        return f"it ends after {tar.offset} bytes without tar's end-of-archive blocks, cut short"
     return None
 
 
@@ -217,6 +231,9 @@ def _iter_archive(source: Path) -> Iterator[tuple[str, bytes]]:
                     yield Path(member.name).name, handle.read() if handle else b""
             if not found:
                 raise DatasetError(f"no result_*.json records in {source}")
+            cut = _missing_end(tar)
+            if cut:
+                raise DatasetError(f"cannot read archive {source}: {cut}")
     except TAR_ERRORS as exc:
         raise DatasetError(f"cannot read archive {source}: {_tar_reason(exc)}") from None
 

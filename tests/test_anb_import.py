@@ -10,7 +10,7 @@ from conftest import ANB_ARCHIVE
 
 from accelnas.core.errors import DatasetError
 from accelnas.core.space import EFFICIENTNET_B0, sample
-from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, fetch, import_anb
+from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, _archive_problem, fetch, import_anb
 
 
 def _record(arch, top1=70.0, drop=None, std=1.0):
@@ -205,6 +205,23 @@ def test_cut_downloads_are_not_cached(records_dir, tmp_path):
         assert fetch(url, cache) == cached and served.count("/anb.tar.gz?whole") == 2
     finally:
         server.shutdown()
+
+
+def test_a_plain_tar_cut_between_two_members_is_refused(records_dir, tmp_path):
+    archive = tmp_path / "anb.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(records_dir, arcname="anb_dataset_jsons")
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar if m.isfile()]
+    whole, _ = import_anb(archive)
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[: members[-1].offset])  # ends where the last member's header began
+    with tarfile.open(cut) as tar:
+        assert len([m for m in tar if m.isfile()]) == len(members) - 1  # tarfile itself reads it quietly
+    with pytest.raises(DatasetError, match=r"cut.tar: it ends after \d+ bytes without tar's end-of-archive"):
+        import_anb(cut)
+    assert _archive_problem(cut).startswith("not a complete tar archive") and _archive_problem(archive) is None
+    assert len(whole) == 34
 
 
 def test_unusable_sources(tmp_path):
