@@ -86,7 +86,11 @@ def check_file_stems(targets: Iterable[str]) -> None:
 
 
 def write(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Write one Parquet and one CSV file per target under ``out_dir``; return the paths."""
+    """Write one Parquet and one CSV file per target under ``out_dir``; return the paths.
+
+    The frame is validated first (:func:`validate`): what is written always reads back.
+    """
+    frame = validate(frame, "dataset to write")
     out = Path(out_dir)
     check_file_stems(str(t) for t in frame["target"].unique())
     out.mkdir(parents=True, exist_ok=True)

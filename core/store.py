@@ -291,7 +291,13 @@ class Store:
         measurement: Measurement,
         plugin: str | None = None,
     ) -> bool:
-        """Commit a measurement; False when an ``ok`` row for the same key already existed."""
+        """Commit a measurement; False when an ``ok`` row for the same key already existed.
+
+        A value that no reader could use (not finite, a throughput or latency <= 0, an accuracy outside
+        0-100) raises ``ValueError`` and nothing is written.
+        """
+        if problem := value_problem(measurement.metric, measurement.mean):
+            raise ValueError(f"refusing to store {measurement.metric} of {arch.id} on {target}: {problem}")
         params = {
             "arch_id": arch.id,
             "target": target,
@@ -352,6 +358,8 @@ class Store:
         settings: dict[str, Any],
     ) -> None:
         """Note that a campaign means to measure ``metrics`` of ``archs`` (idempotent, one transaction)."""
+        if isinstance(metrics, str):  # a str iterates as letters: a metric named 'l', 'a', 't'...
+            raise TypeError(f"metrics must be a list of metric names, not the string {metrics!r}")
         now = time.time()
         text = json.dumps(settings, sort_keys=True, default=str)
         metrics = list(metrics)

@@ -40,3 +40,13 @@ def test_an_export_that_fails_midway_keeps_the_files_of_the_last_one(tmp_path, m
     # the Parquet file was replaced whole by the new values, the CSV kept whole with the old ones
     assert sorted(after) == sorted(before) and after["cpu__x.csv"] == before["cpu__x.csv"]
     assert dataset.read(tmp_path / "cpu__x.parquet")["value"].tolist() == [2.0, 4.0, 6.0, 8.0]
+
+
+def test_a_frame_that_would_not_read_back_is_not_written(tmp_path):
+    archs = sample(3, 1)
+    rows = [{"arch_id": a.id, **a.to_config(), "target": "cpu/x", "metric": "latency", "value": 1.0,
+             "unit": "ms", "settings_key": "k"} for a in archs]  # fmt: skip
+    rows[1]["target"] = None  # pandas would drop the row from its groups without a word
+    with pytest.raises(dataset.DatasetError, match="row 1: no target"):
+        dataset.write(pd.DataFrame(rows), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -37,6 +37,23 @@ def test_ok_rows_are_unique_and_never_overwritten(tmp_path):
         assert len(store.results()) == 2
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -5.0, 0.0])
+def test_a_value_no_reader_could_use_is_refused_and_nothing_is_written(tmp_path, value):
+    arch = sample(1, 0)[0]
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(ValueError, match=f"refusing to store latency of {arch.id} on cpu/x"):
+            store.record_ok(arch, "cpu/x", "k", {}, _m(value))
+        assert store.results(status=None) == [] and store.summary() == []
+
+
+def test_a_plan_refuses_a_string_of_metrics(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(TypeError, match="not the string 'latency'"):
+            store.record_plan(sample(1, 0), "cpu/x", "latency", "k", {})
+        store.record_plan(sample(1, 0), "cpu/x", ["latency"], "k", {})
+        assert [(r["metric"], r["pending"]) for r in store.summary()] == [("latency", 1)]
+
+
 def test_failure_then_success_replaces_the_failure(tmp_path):
     arch = sample(1, 0)[0]
     with Store(tmp_path / "s.sqlite") as store:
