@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from accelnas.core.dataset import select
+from accelnas.core.dataset import select, validate
 from accelnas.core.errors import DatasetError
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.artifact import SurrogateArtifact
@@ -140,8 +140,12 @@ MIN_ARCHITECTURES = 8
 
 
 def fittable(frame: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:
-    """The rows of (``target``, ``metric``) in ``frame``; a :class:`DatasetError` if too few to fit and test."""
-    part = select(frame, target, metric)
+    """The rows of (``target``, ``metric``) in ``frame``, validated (see :func:`~accelnas.core.dataset.validate`);
+    a :class:`DatasetError` if they are malformed or too few to fit and test."""
+    missing = [c for c in ("target", "metric") if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"dataset: missing column {missing[0]!r}")
+    part = validate(select(frame, target, metric), f"{target}:{metric} rows")
     if len(part) < MIN_ARCHITECTURES:
         raise DatasetError(
             f"{target}:{metric} has {len(part)} architectures; at least {MIN_ARCHITECTURES} are needed to fit and test"
@@ -179,6 +183,10 @@ def fit_surrogate(
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if drift not in DRIFTS:
         raise ValueError(f"drift must be one of {DRIFTS}, got {drift!r}")
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int | np.integer) or ensemble < 1:
+        raise ValueError(f"ensemble must be a whole number >= 1, got {ensemble!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**31:
+        raise ValueError(f"seed must be a whole number within [0, 2**31), got {seed!r}")
     part = fittable(frame, target, metric)
     if not 0 < test_fraction < 1:
         raise ValueError("test_fraction must be within (0, 1)")

@@ -350,6 +350,47 @@ def test_every_family_but_blend_takes_its_own_feature_rows(family):
         model.predict(["b0"])
 
 
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_refuses_targets_it_cannot_fit(family):
+    few, y = TRAIN[:30], _y(TRAIN[:30])
+    params = FAST.get(family, {}) if family != "blend" else {"members": [{"family": "additive"}]}
+    for bad, message in (([*y[:-1], float("nan")], r"y\[29\] = nan"), ([], "non-empty"), ([[1.0]] * 30, "non-empty")):
+        with pytest.raises(ValueError, match=message):
+            make(family, **params).fit(few if len(bad) else [], bad)
+    if family != "blend":
+        model = make(family, **params).fit(few, y)
+        rows = model.features(TEST)
+        with pytest.raises(ValueError, match=rf"{family} feature rows have {rows.shape[1]} columns"):
+            model.predict(rows[:, :5])
+        rows[0, 0] = np.nan
+        with pytest.raises(ValueError, match="must be finite numbers"):
+            model.predict(rows)
+        with pytest.raises(TypeError, match="takes a list of architectures, got a str among them"):
+            model.predict([TEST[0], TEST[1].id])
+
+
+@pytest.mark.parametrize(
+    ("family", "params", "message"),
+    [
+        ("xgboost", {"n_estimators": 0}, "n_estimators must be a number > 0, got 0"),
+        ("lightgbm", {"learning_rate": float("nan")}, "learning_rate=nan is not a finite number"),
+        ("hybrid", {"subsample": -0.5}, "subsample must be a number > 0"),
+        ("random_forest", {"n_estimators": "many"}, "n_estimators must be a number > 0, got 'many'"),
+        ("svr", {"epsilon": -1.0}, "epsilon must be a number >= 0"),
+        ("additive", {"alpha": -1}, "alpha must be 'auto' or a finite number >= 0"),
+        ("additive", {"alpha": float("nan")}, "alpha=nan is not a finite number"),
+        ("gp", {"steps": 0}, "steps must be a number > 0"),
+    ],
+)
+def test_hyperparameters_no_fit_can_use_are_refused(family, params, message):
+    with pytest.raises(ValueError, match=message):
+        make(family, **params)
+    model = make(family)
+    with pytest.raises(ValueError, match=message):
+        model.set_params(**params)
+    assert all(model.get_params()[k] != v for k, v in params.items() if v == v)  # unchanged
+
+
 def test_hybrid_rows_need_both_encodings_and_a_blend_takes_no_rows():
     hybrid = make("hybrid", n_estimators=20).fit(TRAIN[:60], _y(TRAIN[:60]))
     with pytest.raises(

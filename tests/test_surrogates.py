@@ -114,6 +114,22 @@ def test_fit_ranks_held_out_architectures(tmp_path):
     assert len(set(result.test_ids)) == 60 and set(result.test_ids) <= set(_frame()["arch_id"])
 
 
+def test_fit_surrogate_refuses_rows_and_settings_it_cannot_use():
+    frame = _frame(40)
+    with pytest.raises(DatasetError, match=r"sim/x:latency rows: row 3: value nan is not a finite number"):
+        fit_surrogate(frame.assign(value=np.where(np.arange(40) == 3, np.nan, frame["value"])), "sim/x", "latency")
+    repeated = pd.concat([frame, frame.iloc[:8]], ignore_index=True)  # held-out rows would also be training rows
+    with pytest.raises(DatasetError, match="rows 0 and 40 hold the same architecture"):
+        fit_surrogate(repeated, "sim/x", "latency")
+    with pytest.raises(DatasetError, match="missing column 'metric'"):
+        fit_surrogate(frame.drop(columns=["metric"]), "sim/x", "latency")
+    for bad in (0, -3, 1.5, True):
+        with pytest.raises(ValueError, match="ensemble must be a whole number >= 1"):
+            fit_surrogate(frame, "sim/x", "latency", family="additive", ensemble=bad)
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        fit_surrogate(frame, "sim/x", "latency", family="additive", seed=-1)
+
+
 def test_selection_ranks_undefined_scores_last_and_splits_keep_rows_on_both_sides():
     frame = _frame(1000)  # one validation split: a constant model's τ is undefined there
     archs = [parse_architecture(i) for i in frame["arch_id"]]

@@ -7,7 +7,6 @@ is ridge regression on the ``additive`` encoding; the hybrid fits XGBoost on wha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,6 +17,13 @@ from accelnas.surrogates.models.base import Files, Surrogate
 from accelnas.surrogates.models.boosting import XGBoostSurrogate
 
 ALPHAS = tuple(10.0**p for p in range(-6, 4))
+
+
+def _check_alpha(alpha: Any) -> None:
+    """The ridge penalty is ``"auto"`` or a finite number >= 0."""
+    number = isinstance(alpha, int | float | np.integer | np.floating) and not isinstance(alpha, bool)
+    if alpha != "auto" and not (number and np.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"alpha must be 'auto' or a finite number >= 0, got {alpha!r}")
 
 
 def ridge(
@@ -69,6 +75,7 @@ class AdditiveSurrogate(Surrogate):
 
     def __init__(self, *, encoding: str = "additive", transform: str = "none", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
+        _check_alpha(self.alpha)
 
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         self.coef_, self.intercept_, self.alpha_ = ridge(X, z, self.alpha, weight)
@@ -100,28 +107,23 @@ class HybridSurrogate(Surrogate):
         "colsample_bytree": 0.5,
         "n_jobs": 1,
     }
+    _positive = ("n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree")
 
     def __init__(self, *, encoding: str = "analytic", transform: str = "log", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
+        _check_alpha(self.alpha)
 
     def uses_seed(self, n_rows: int) -> bool:
         return self.subsample < 1 or self.colsample_bytree < 1  # the residual trees sample rows or columns
 
-    def features(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
-        """Rows of the ``additive`` encoding followed by ``encoding``; given as rows, they must have both parts."""
-        if not isinstance(X, np.ndarray):
-            X = list(X)
-            if not X or isinstance(X[0], Architecture):
-                R = raw(X)
-                return np.hstack([encode(R, "additive"), encode(R, self.encoding)])
-        rows = super().features(X)
+    def encode(self, archs: list[Architecture]) -> np.ndarray:
+        """Rows of the ``additive`` encoding followed by ``encoding`` (given as rows, they need both parts)."""
+        R = raw(archs)
+        return np.hstack([encode(R, "additive"), encode(R, self.encoding)])
+
+    def feature_layout(self) -> tuple[int, str]:
         width = ADDITIVE_WIDTH + encode([EFFICIENTNET_B0], self.encoding).shape[1]
-        if rows.shape[1] != width:
-            raise ValueError(
-                f"hybrid feature rows have {width} columns ({ADDITIVE_WIDTH} additive, then {self.encoding}), "
-                f"got {rows.shape[1]}"
-            )
-        return rows
+        return width, f"{ADDITIVE_WIDTH} additive, then {self.encoding}"
 
     def _split(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return X[:, :ADDITIVE_WIDTH], X[:, ADDITIVE_WIDTH:]

@@ -10,16 +10,40 @@ fitted model from them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from accelnas.core.space import Architecture
+from accelnas.core.space import EFFICIENTNET_B0, Architecture
 from accelnas.surrogates.features import ENCODINGS, encode
 
 TRANSFORMS = ("none", "log", "inverse")
 Files = dict[str, bytes]
+
+
+def check_targets(y: Sequence[float] | np.ndarray) -> np.ndarray:
+    """``y`` as a 1-D float array of at least one finite number; ``ValueError`` naming the first bad one."""
+    try:
+        values = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("targets must be numbers") from None
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"targets must be a non-empty list of numbers, got shape {values.shape}")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise ValueError(f"targets must be finite numbers, got y[{bad[0]}] = {values[bad[0]]}")
+    return values
+
+
+def _check_param(owner: str, name: str, value: Any, positive: bool, non_negative: bool) -> None:
+    """``ValueError`` for a hyperparameter no fit can use: not finite, or not > 0 / >= 0 where it must be."""
+    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+    if number and not math.isfinite(value):
+        raise ValueError(f"{owner} parameter {name}={value!r} is not a finite number")
+    if (positive or non_negative) and (not number or (value <= 0 if positive else value < 0)):
+        raise ValueError(f"{owner} parameter {name} must be a number {'> 0' if positive else '>= 0'}, got {value!r}")
 
 
 class Surrogate:
@@ -30,6 +54,9 @@ class Surrogate:
     # whether fits with different seeds differ (row or column sampling, a random subset): a seed
     # ensemble of a family that does not gives identical members and no spread
     seeded: ClassVar[bool] = True
+    # hyperparameters that must be numbers > 0, or >= 0 ("auto"-style strings are checked by their family)
+    _positive: ClassVar[tuple[str, ...]] = ()
+    _non_negative: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, encoding: str = "raw", transform: str = "log", seed: int = 0, **params: Any) -> None:
         if transform not in TRANSFORMS:
@@ -39,6 +66,8 @@ class Surrogate:
         unknown = sorted(set(params) - set(self._own_params))
         if unknown:
             raise ValueError(f"unknown parameter {unknown[0]!r} for {type(self).__name__}")
+        for name, value in params.items():
+            _check_param(type(self).__name__, name, value, name in self._positive, name in self._non_negative)
         self.encoding = encoding
         self.transform = transform
         self.seed = seed
@@ -63,12 +92,25 @@ class Surrogate:
         """Whether fits on ``n_rows`` rows with different seeds give different models."""
         return self.seeded
 
+    def feature_layout(self) -> tuple[int, str]:
+        """Columns of the model's feature rows, and what they hold."""
+        return encode([EFFICIENTNET_B0], self.encoding).shape[1], f"{self.encoding} encoding"
+
+    def encode(self, archs: list[Architecture]) -> np.ndarray:
+        """The feature rows of ``archs``."""
+        return encode(archs, self.encoding)
+
     def features(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
-        """The model's input rows: ``X`` encoded with ``encoding``, or ``X`` itself if it is rows of numbers."""
+        """The model's input rows: ``X`` encoded with ``encoding``, or ``X`` itself if it is rows of numbers
+        (as many columns as :meth:`feature_layout` says, all finite)."""
         if not isinstance(X, np.ndarray):
             X = list(X)
             if not X or isinstance(X[0], Architecture):
-                return encode(X, self.encoding)
+                other = next((x for x in X if not isinstance(x, Architecture)), None)
+                if other is not None:
+                    raise TypeError(f"the {self.family} surrogate takes a list of architectures, got a "
+                                    f"{type(other).__name__} among them ({str(other)[:40]!r})")  # fmt: skip
+                return self.encode(X)
             try:
                 X = np.asarray(X, dtype=np.float64)
             except (TypeError, ValueError):
@@ -77,7 +119,13 @@ class Surrogate:
                 ) from None
         if X.ndim != 2:
             raise ValueError(f"feature rows must form a 2-D array (one row per architecture), got {X.ndim}-D")
-        return X.astype(np.float64, copy=False)
+        width, holds = self.feature_layout()
+        if X.shape[1] != width:
+            raise ValueError(f"{self.family} feature rows have {width} columns ({holds}), got {X.shape[1]}")
+        X = X.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(X)):
+            raise ValueError(f"{self.family} feature rows must be finite numbers")
+        return X
 
     def _forward(self, y: np.ndarray) -> np.ndarray:
         if self.transform == "none":
@@ -107,7 +155,7 @@ class Surrogate:
         self, features: Any, y: Sequence[float], sample_weight: Sequence[float] | np.ndarray | None = None
     ) -> Surrogate:
         """:meth:`fit` on rows already encoded by :meth:`features` (seed ensembles encode once)."""
-        target = self._forward(np.asarray(y, dtype=np.float64))
+        target = self._forward(check_targets(y))
         if len(features) != len(target):
             raise ValueError(f"{len(features)} feature rows but {len(target)} targets")
         weight = None

@@ -14,7 +14,7 @@ import numpy as np
 
 from accelnas.core.errors import SurrogateError
 from accelnas.core.space import Architecture
-from accelnas.surrogates.models.base import Files, Surrogate
+from accelnas.surrogates.models.base import Files, Surrogate, check_targets
 from accelnas.surrogates.models.ensemble import member_files, member_prefix
 
 
@@ -78,7 +78,7 @@ class BlendSurrogate(Surrogate):
         if not self.members:
             raise ValueError("a blend needs at least one member")
         archs = self.features(features)
-        y = np.asarray(y, dtype=np.float64)
+        y = check_targets(y)
         if len(archs) != len(y):
             raise ValueError(f"{len(archs)} architectures but {len(y)} targets")
         self.members_ = [member.fit(archs, y, sample_weight) for member in self._make_members()]

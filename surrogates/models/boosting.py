@@ -25,6 +25,8 @@ class XGBoostSurrogate(Surrogate):
         "reg_lambda": 1.0,
         "n_jobs": 1,
     }
+    _positive = ("n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree")
+    _non_negative = ("min_child_weight", "reg_lambda")
 
     def uses_seed(self, n_rows: int) -> bool:
         return self.subsample < 1 or self.colsample_bytree < 1  # row or column sampling
@@ -92,6 +94,8 @@ class LightGBMSurrogate(Surrogate):
         "reg_lambda": 1.0,
         "n_jobs": 1,
     }
+    _positive = ("n_estimators", "num_leaves", "learning_rate", "subsample", "colsample_bytree")
+    _non_negative = ("min_child_samples", "reg_lambda")
 
     def uses_seed(self, n_rows: int) -> bool:
         return self.subsample < 1 or self.colsample_bytree < 1  # bagging or feature sampling

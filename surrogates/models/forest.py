@@ -34,6 +34,7 @@ class RandomForestSurrogate(Surrogate):
         "max_depth": None,
         "n_jobs": 1,
     }
+    _positive = ("n_estimators", "min_samples_leaf")
 
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         from sklearn.ensemble import RandomForestRegressor
