@@ -15,6 +15,7 @@ additions count nothing. :func:`count_macs` computes this analytically (no torch
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -91,6 +92,12 @@ def count_params(arch: Architecture, num_classes: int = NUM_CLASSES) -> int:
 
 def count_macs(arch: Architecture, input_size: int = 224, num_classes: int = NUM_CLASSES) -> int:
     """Multiply-accumulates at batch 1 in the dataset's (thop) convention; see the module docstring."""
+    if not isinstance(arch, Architecture):
+        raise TypeError(
+            f"count_macs takes an Architecture, got {type(arch).__name__} (parse ids with parse_architecture)"
+        )
+    if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral) or input_size < 1:
+        raise ValueError(f"input_size must be a whole number >= 1, got {input_size!r}")
     size = _conv_out(input_size, 3, 2)
     area = size * size
     total = area * STEM_CHANNELS * 3 * 9 + BN_MACS * area * STEM_CHANNELS

@@ -91,7 +91,8 @@ class PluginRegistry:
             unknown = [name for name in only if name not in eps]
             if unknown:
                 known = ", ".join(sorted(eps)) or "none installed"
-                raise PluginLoadError(f"unknown plugin {unknown[0]!r} in {ENV_VAR} (installed: {known})")
+                where = ENV_VAR if source else "the plugins asked for"
+                raise PluginLoadError(f"unknown plugin {unknown[0]!r} in {where} (installed: {known})")
             self._left_out = sorted(name for name in eps if name not in only)
             self._filter_source = source
             eps = {name: eps[name] for name in only}
@@ -331,6 +332,8 @@ def plugin_filter_from_env() -> list[str] | None:
 
 def load_registry(only: list[str] | None = None, *, use_env: bool = True) -> PluginRegistry:
     """A registry with the plugins installed here, filtered by ``only`` or ``ACCELNAS_PLUGINS``."""
+    if isinstance(only, str):  # one name would be read as its letters
+        raise TypeError(f"only must be a list of plugin names, not the string {only!r}")
     registry = PluginRegistry()
     source = None
     if only is None and use_env:

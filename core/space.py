@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,9 +147,16 @@ class Architecture:
             )
         config: dict[str, Any] = {}
         for name, value in zip(FEATURE_NAMES, vector, strict=True):
-            if float(value) != round(float(value)):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                message = f"invalid architecture vector: {name}={value!r} is not a number"
+                raise InvalidArchitectureError(message) from None
+            if not math.isfinite(number) or number != round(number):
                 raise InvalidArchitectureError(f"invalid architecture vector: {name}={value} is not integral")
-            config[name] = bool(round(float(value))) if name.endswith("_se") else round(float(value))
+            if name.endswith("_se") and number not in (0, 1):
+                raise InvalidArchitectureError(f"invalid architecture vector: {name}={value} is not 0 or 1")
+            config[name] = bool(number) if name.endswith("_se") else round(number)
         return cls.from_config(config)
 
     # -- encodings -------------------------------------------------------------------------------
@@ -211,19 +220,28 @@ def unique(archs: Iterable[Architecture]) -> list[Architecture]:
     return list({a.id: a for a in archs}.values())
 
 
-def sample(num: int, seed: int = 0, *, exclude: set[str] | None = None) -> list[Architecture]:
-    """``num`` distinct architectures drawn uniformly at random; the same seed gives the same list."""
+def sample(num: int, seed: int = 0, *, exclude: Iterable[str | Architecture] | None = None) -> list[Architecture]:
+    """``num`` distinct architectures drawn uniformly at random; the same seed gives the same list.
+
+    ``exclude`` holds architectures (or their ids) never to draw.
+    """
     return list(iter_sample(num, seed, exclude=exclude))
 
 
-def iter_sample(num: int, seed: int = 0, *, exclude: set[str] | None = None) -> Iterator[Architecture]:
+def iter_sample(
+    num: int, seed: int = 0, *, exclude: Iterable[str | Architecture] | None = None
+) -> Iterator[Architecture]:
     """:func:`sample`, one architecture at a time as it is drawn."""
+    if isinstance(num, bool) or not isinstance(num, numbers.Integral):
+        raise TypeError(f"num must be a whole number, got {num!r}")
     if num < 0:
         raise ValueError("num must be >= 0")
-    if num > space_size() - len(exclude or ()):
+    if isinstance(exclude, str):
+        raise TypeError("exclude must be a collection of architectures or ids, not one string")
+    seen = {a.id if isinstance(a, Architecture) else a for a in exclude or ()}
+    if num > space_size() - len(seen):
         raise ValueError("num exceeds the size of the space")
     rng = random.Random(seed)
-    seen = set(exclude or ())
     drawn = 0
     while drawn < num:
         arch = sample_one(rng)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -40,6 +41,10 @@ class Objective:
 
     metric: str
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric not in DIRECTIONS:
+            raise SearchSpecError(f"unknown metric {self.metric!r}: one of {', '.join(DIRECTIONS)}")
 
     @property
     def name(self) -> str:
@@ -89,6 +94,12 @@ class Constraint:
     objective: Objective
     op: str
     bound: float
+
+    def __post_init__(self) -> None:
+        if self.op not in ("<=", ">="):
+            raise SearchSpecError(f"constraint operator must be '<=' or '>=', got {self.op!r}")
+        if isinstance(self.bound, bool) or not isinstance(self.bound, numbers.Real) or not math.isfinite(self.bound):
+            raise SearchSpecError(f"constraint bound must be a finite number, got {self.bound!r}")
 
     @property
     def name(self) -> str:

@@ -10,7 +10,14 @@ import numpy as np
 
 from accelnas.core.errors import AccelnasError
 from accelnas.core.space import Architecture
-from accelnas.search.objectives import Constraint, MnasReward, Objective, SearchSpecError
+from accelnas.search.objectives import (
+    Constraint,
+    MnasReward,
+    Objective,
+    SearchSpecError,
+    parse_constraint,
+    parse_objective,
+)
 from accelnas.surrogates.artifact import SurrogateArtifact
 from accelnas.surrogates.benchmark import Benchmark
 
@@ -37,10 +44,15 @@ class SearchProblem:
         constraints: Sequence[Constraint] = (),
         reward: MnasReward | None = None,
     ) -> None:
-        if not objectives:
-            raise SearchSpecError("a search needs at least one objective")
-        self.objectives = list(objectives)
-        self.constraints = list(constraints)
+        if isinstance(objectives, str) or not objectives:
+            raise SearchSpecError("a search needs a list of at least one objective")
+        # what users type is accepted as well as parsed objects: "accuracy", "latency@zcu102<=5"
+        self.objectives = [parse_objective(o) if isinstance(o, str) else o for o in objectives]
+        self.constraints = [parse_constraint(c) if isinstance(c, str) else c for c in constraints]
+        wrong = [x for x in self.objectives if not isinstance(x, Objective)]
+        wrong += [x for x in self.constraints if not isinstance(x, Constraint)]
+        if wrong:
+            raise SearchSpecError(f"expected objectives and constraints, got {type(wrong[0]).__name__} {wrong[0]!r}")
         self.reward = reward
         tracked: list[Objective] = []
         for o in [
@@ -58,7 +70,17 @@ class SearchProblem:
             except AccelnasError as exc:
                 raise SearchSpecError(f"objective {o.name}: {exc}") from None
         self._column = {o: i for i, o in enumerate(tracked)}
+        self._check_objectives_differ()
         self._check_constraints_overlap()
+
+    def _check_objectives_differ(self) -> None:
+        """Refuse two objectives answered by one surrogate (``latency@zcu102`` and ``latency@zcu102/anb``)."""
+        seen: dict[tuple[str, str], Objective] = {}
+        for o in self.objectives:
+            key = (self.target(o), o.metric)
+            if key in seen:
+                raise SearchSpecError(f"objectives {seen[key].name} and {o.name} are the same ({key[1]} on {key[0]})")
+            seen[key] = o
 
     def _check_constraints_overlap(self) -> None:
         """Refuse bounds on one surrogate (``latency@dev`` and ``latency@dev/sim`` alike) that no value meets."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -105,10 +106,13 @@ def search(
     progress: Callable[[RunResult, int, int], None] | None = None,
 ) -> SearchOutcome:
     """Run every optimizer with every seed for ``budget`` unique queries each."""
-    if budget < 1:
-        raise SearchSpecError("the query budget must be >= 1")
-    if not optimizers or not seeds:
-        raise SearchSpecError("give at least one optimizer and one seed")
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
+        raise SearchSpecError(f"the query budget must be a whole number >= 1, got {budget!r}")
+    if isinstance(optimizers, str) or not optimizers or not seeds:
+        raise SearchSpecError("give at least one optimizer and one seed (as lists)")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**31]
+    if bad:
+        raise SearchSpecError(f"seeds must be whole numbers within [0, 2**31), got {bad[0]!r}")
     for name in optimizers:
         check(name, options)  # unknown names and bad options fail before anything runs
     normalizer = Normalizer.for_problem(problem)

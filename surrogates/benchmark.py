@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,9 @@ class Benchmark:
         self._by_pair: dict[tuple[str, str], SurrogateArtifact | Path] = {}
         seen: dict[tuple[str, str], str] = {}
         for i, s in enumerate(surrogates):
+            s = Path(s) if isinstance(s, str) else s  # a directory given as text
+            if not isinstance(s, Path | SurrogateArtifact):
+                raise TypeError(f"a benchmark holds surrogate directories or artifacts, got {type(s).__name__}")
             pair = artifact.identity(s) if isinstance(s, Path) else (s.target, s.metric)
             name = str(where[i]) if where else f"surrogate {i + 1}"
             if pair in seen:
@@ -146,6 +149,8 @@ class Benchmark:
         An architecture is an :class:`Architecture`, a string id, ``b0``, JSON text, a JSON file or
         a config dict (``block{i}_e/_k/_l/_se``).
         """
+        if archs is None or not isinstance(archs, Architecture | str | Mapping | Iterable):
+            raise TypeError(f"query takes an architecture or a list of them, got {type(archs).__name__}")
         items = [archs] if isinstance(archs, (Architecture, str, Mapping)) else list(archs)
         parsed = [as_architecture(a) for a in items]
         s = self.surrogate(device, metric)  # an unknown pair is an error even for no architectures

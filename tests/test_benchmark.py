@@ -131,6 +131,11 @@ def test_cli_query_by_device_alone(bench_dir):
     assert unknown.returncode == 2 and "no surrogate for device 'zcu102' (available: dev/sim:latency" in unknown.stderr
     unknown = run_cli("query", "b0", "--benchmark", str(bench_dir), "--metric", "speed")
     assert unknown.returncode == 2 and "no surrogate for metric 'speed' (available:" in unknown.stderr
+    loaded = Benchmark([str(p.parent) for p in sorted(bench_dir.rglob("surrogate.json"))])  # directories as text
+    assert loaded.pairs() == Benchmark.load(bench_dir).pairs()
+    for bad in (None, 5):
+        with pytest.raises(TypeError, match="an architecture or a list of them"):
+            loaded.query(bad, device="dev", metric="latency")
     empty = run_cli("query", "b0", "--benchmark", str(bench_dir), "--device", "")
     assert empty.returncode == 2 and "no surrogate for device '' (available:" in empty.stderr
     ignored = run_cli("query", "b0", "--surrogate", str(bench_dir), "--device", "dev")

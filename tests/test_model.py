@@ -17,6 +17,14 @@ def test_efficientnet_b0_counts():
     assert sum(p.numel() for p in build_model(EFFICIENTNET_B0).parameters()) == 5_288_548
 
 
+def test_counts_refuse_what_they_would_misread():
+    with pytest.raises(TypeError, match="takes an Architecture, got str"):
+        count_macs("b0")
+    for size in (0, -5, 64.5, True):
+        with pytest.raises(ValueError, match="input_size must be a whole number >= 1"):
+            count_macs(EFFICIENTNET_B0, input_size=size)
+
+
 @pytest.mark.parametrize("arch", [EFFICIENTNET_B0, *sample(6, seed=3)], ids=lambda a: a.id)
 def test_analytic_counts_match_the_module_and_thop(arch):
     model = build_model(arch)

@@ -50,6 +50,12 @@ def test_env_var_restricts_loading(monkeypatch):
     monkeypatch.setenv("ACCELNAS_PLUGINS", "cpu_ort,no_such_plugin")
     with pytest.raises(PluginLoadError, match="no_such_plugin"):
         load_registry()
+    monkeypatch.delenv("ACCELNAS_PLUGINS")
+    with pytest.raises(TypeError, match="not the string 'cpu_ort'"):  # would be read as c, p, u, ...
+        load_registry(only="cpu_ort")
+    with pytest.raises(PluginLoadError, match="unknown plugin 'nope' in the plugins asked for"):
+        load_registry(only=["nope"])
+    assert "cpu/onnxruntime" in load_registry(only=["cpu_ort"]).targets()
 
 
 def test_targets_command_with_no_plugins_loaded(monkeypatch):

@@ -86,6 +86,14 @@ def test_parse_objectives_constraints_and_rewards():
         parse_reward("accuracy=70")
     with pytest.raises(SearchSpecError, match="positive"):
         parse_reward("latency@zcu102=0")
+    from accelnas.search.objectives import Constraint, Objective
+
+    with pytest.raises(SearchSpecError, match="unknown metric 'speed'"):
+        Objective("speed")
+    with pytest.raises(SearchSpecError, match="operator must be '<=' or '>='"):
+        Constraint(Objective("latency", "zcu102"), "<", 5.0)
+    with pytest.raises(SearchSpecError, match="finite number"):
+        Constraint(Objective("latency", "zcu102"), "<=", float("nan"))
 
 
 def test_mnasnet_reward_sign_follows_the_metric():
@@ -185,6 +193,17 @@ def test_constraints_keep_the_front_feasible(bench):
             SearchProblem(bench, objectives, disjoint)
     touching = [parse_constraint(f"latency@dev<={bound}"), parse_constraint(f"latency@dev>={bound}")]
     assert len(SearchProblem(bench, objectives, touching).constraints) == 2  # one value still meets both
+    typed = SearchProblem(bench, ["accuracy", "throughput@edge"], [f"latency@dev<={bound}"])  # as users type them
+    assert typed.names == ["accuracy", "throughput@edge"] and typed.constraints[0].name == f"latency@dev<={bound:g}"
+    with pytest.raises(SearchSpecError, match="objectives throughput@dev and throughput@dev/sim are the same"):
+        SearchProblem(bench, parse_objectives("accuracy,throughput@dev,throughput@dev/sim"))
+    with pytest.raises(SearchSpecError, match="a list of at least one objective"):
+        SearchProblem(bench, "accuracy")
+    problem = SearchProblem(bench, objectives)
+    for budget, seeds, message in ((2.5, [0], "budget must be a whole number"), (10, [None], "seeds must be whole"),
+                                   (10, [-1], "seeds must be whole"), (10, [1.5], "seeds must be whole")):  # fmt: skip
+        with pytest.raises(SearchSpecError, match=message):
+            search(problem, ["random"], budget, seeds)
 
 
 def test_mnasnet_reward_search(bench):

@@ -137,3 +137,23 @@ def test_parse_architecture_forms(tmp_path):
 def test_anb_records_parse(anb_records):
     ids = {Architecture.from_config(r["architecture"]).id for r in anb_records}
     assert len(ids) > 0.99 * len(anb_records)
+
+
+def test_sampling_and_vectors_refuse_what_they_would_misread():
+    first = sample(1, 0)[0]
+    assert sample(1, 0, exclude={first})[0] != first  # architectures, like their ids, are excluded
+    assert sample(1, 0, exclude={first.id}) == sample(1, 0, exclude=[first])
+    for bad in (2.5, float("nan"), True):
+        with pytest.raises(TypeError, match="num must be a whole number"):
+            sample(bad)
+    with pytest.raises(TypeError, match="not one string"):
+        sample(1, exclude=first.id)
+    vector = list(EFFICIENTNET_B0.to_vector())
+    assert Architecture.from_vector(vector) == EFFICIENTNET_B0
+    se = FEATURE_NAMES.index("block0_se")
+    for bad, message in ((2, "is not 0 or 1"), (-1, "is not 0 or 1"), (float("nan"), "is not integral"),
+                         (float("inf"), "is not integral"), ("x", "is not a number")):  # fmt: skip
+        wrong = list(vector)
+        wrong[se] = bad
+        with pytest.raises(InvalidArchitectureError, match=message):
+            Architecture.from_vector(wrong)
