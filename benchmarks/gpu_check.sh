@@ -29,7 +29,10 @@
 # TensorRT is not installed from the internet by this script: `pip install tensorrt` (see
 # docs/devices.md) beforehand, or set WHEELS to a folder of wheels (tensorrt-cu12/13,
 # onnxconverter-common, ...) to install them offline first (without their dependencies, so the
-# machine's torch and numpy stay). Every pip step is bounded by 60 s.
+# machine's torch and numpy stay). PyPI ships tensorrt and tensorrt-cuXX(-libs) as source archives,
+# so build the folder while online with `pip wheel tensorrt-cu12 onnxconverter-common -w DIR`
+# (wheels only: `pip download` would leave archives this script does not install). Every pip step
+# is bounded by 60 s.
 #
 # Environment: PYTHON (interpreter, default python3), GPU_CHECK_BUDGET (whole seconds for measurements,
 # default 400), GPU_CHECK_ARGS (extra arguments for gpu_check.py, e.g. "--num-random 5"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -105,7 +106,19 @@ def device_uuid(device: int = 0) -> str | None:
     return str(uuid) if uuid is not None else None
 
 
+def tensorrt_version() -> str | None:
+    """The TensorRT in use: the imported module's version, else an installed distribution's (NVIDIA ships
+    ``tensorrt`` and per-CUDA ``tensorrt-cu12``/``-cu13`` wheels), else None."""
+    module = sys.modules.get("tensorrt")
+    if module is not None and getattr(module, "__version__", None):
+        return str(module.__version__)
+    for name in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11"):
+        if version := package_version(name):
+            return version
+    return None
+
+
 def gpu_provenance(device: int = 0) -> dict[str, Any]:
     """torch and NVML facts of ``device`` plus TensorRT/PyTorch versions; NVML's name wins if both give one."""
-    facts = torch_cuda_facts(device) | {"tensorrt": package_version("tensorrt")}
+    facts = torch_cuda_facts(device) | {"tensorrt": tensorrt_version()}
     return facts | nvml_facts(device, device_uuid(device))

@@ -1,8 +1,10 @@
 """Whether this process can use an NVIDIA GPU through PyTorch CUDA and TensorRT, and why not.
 
 The probe is cheap where there is no GPU: it asks NVML for devices first (no torch import), then
-checks that torch is a CUDA build that sees a device (without creating a CUDA context, so a
-campaign may still measure in a child process), then that TensorRT 10 or newer imports.
+checks that torch is a CUDA build that sees a device (a device count, which creates no CUDA context;
+it does initialise torch's CUDA runtime unless ``PYTORCH_NVML_BASED_CUDA_CHECK=1``, so an isolated
+measurement runs in a new interpreter (``--isolate`` starts one), never a fork of this process), then
+that TensorRT 10 or newer imports.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """TensorRT 10/11 engines: build from ONNX (strongly typed), load, and run with named tensors.
 
-Build: a strongly typed network (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; required for
-reduced precision since 10.12, always on and the flag ignored in 11) parsed from ONNX, the workspace
+Build: a strongly typed network (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; weak typing is
+deprecated since 10.12 and gone in 11, where strong typing is always on) parsed from ONNX, the workspace
 set through ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``, the builder optimisation
 level, a timing cache loaded from and saved back to disk (shared by all architectures on one GPU
 model and TensorRT version), and one exact-shape optimisation profile per batch size measured.
@@ -192,12 +192,21 @@ class TrtRunner:
             raise EngineBuildError(f"engine has {len(inputs)} inputs, expected one image input")
         generator = torch.Generator(device=f"cuda:{device}").manual_seed(0)
         contexts: dict[int, BoundContext] = {}
+        # each context takes the scratch memory of its own profile when the profile is set (the default,
+        # STATIC, reserves the largest profile's for every context: batch 1 would hold batch 256's)
+        strategy = getattr(getattr(trt, "ExecutionContextAllocationStrategy", None), "ON_PROFILE_CHANGE", None)
         for index, batch in enumerate(batches):
-            context = engine.create_execution_context()
+            if strategy is not None:
+                context = engine.create_execution_context(strategy=strategy)
+            else:  # a TensorRT without the enum: its default
+                context = engine.create_execution_context()
             if context is None:
                 raise GpuOutOfMemoryError(f"TensorRT could not create an execution context for batch {batch}")
-            context.set_optimization_profile_async(index, stream.cuda_stream)
-            context.set_input_shape(inputs[0], (batch, 3, input_size, input_size))
+            if not context.set_optimization_profile_async(index, stream.cuda_stream):
+                raise EngineBuildError(f"TensorRT refused optimization profile {index} (batch {batch})")
+            shape = (batch, 3, input_size, input_size)
+            if not context.set_input_shape(inputs[0], shape):
+                raise EngineBuildError(f"TensorRT refused input shape {shape} for profile {index}")
             tensors = {}
             for name in names:
                 shape = tuple(context.get_tensor_shape(name))
@@ -206,7 +215,8 @@ class TrtRunner:
                     tensor = torch.randn(shape, generator=generator, device=f"cuda:{device}").to(dtype)
                 else:
                     tensor = torch.empty(shape, dtype=dtype, device=f"cuda:{device}")
-                context.set_tensor_address(name, tensor.data_ptr())
+                if not context.set_tensor_address(name, tensor.data_ptr()):
+                    raise EngineBuildError(f"TensorRT refused the address of tensor {name!r} (shape {shape})")
                 tensors[name] = tensor
             contexts[batch] = BoundContext(batch, context, tensors)
         torch.cuda.synchronize(device)
