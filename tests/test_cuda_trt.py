@@ -191,3 +191,19 @@ def test_gpu_check_script_reports_a_missing_gpu(tmp_path):
     assert report["error"].startswith("no usable CUDA GPU") and report["results"] == []
     assert set(report["availability"]) == {"gpu/torch", "gpu/tensorrt"}
     assert len(report["architectures"]) == 3 and report["architectures"][0]["label"] == "EfficientNet-B0"
+
+
+def test_the_tensorrt_version_comes_from_the_module_in_use_or_any_nvidia_wheel(monkeypatch):
+    import sys
+    import types
+
+    from accelnas.plugins.cuda_trt import gpu_provenance
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.13.3.9"))
+    assert gpu_provenance.tensorrt_version() == "10.13.3.9"
+    monkeypatch.delitem(sys.modules, "tensorrt")
+    installed = {"tensorrt-cu12": "10.12.0.36"}  # NVIDIA's per-CUDA wheel, no `tensorrt` distribution
+    monkeypatch.setattr(gpu_provenance, "package_version", installed.get)
+    assert gpu_provenance.tensorrt_version() == "10.12.0.36"
+    monkeypatch.setattr(gpu_provenance, "package_version", {}.get)
+    assert gpu_provenance.tensorrt_version() is None
