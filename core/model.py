@@ -55,8 +55,17 @@ class BlockSpec:
         return self.stride == 1 and self.in_channels == self.out_channels
 
 
+def _check_arguments(arch: Architecture, num_classes: int = NUM_CLASSES) -> None:
+    """``TypeError``/``ValueError`` for what the counts and the builder would misread."""
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"expected an Architecture, got {type(arch).__name__} (see parse_architecture)")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+        raise ValueError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
+
+
 def block_specs(arch: Architecture) -> Iterator[BlockSpec]:
     """The MBConv layers of ``arch`` in order."""
+    _check_arguments(arch)
     for i, stage in enumerate(arch.stages):
         for j in range(stage.l):
             yield BlockSpec(
@@ -76,6 +85,7 @@ def _conv_out(size: int, kernel: int, stride: int) -> int:
 
 def count_params(arch: Architecture, num_classes: int = NUM_CLASSES) -> int:
     """Trainable parameters of :func:`build_model` (BatchNorm affine included, running stats not)."""
+    _check_arguments(arch, num_classes)
     total = 3 * STEM_CHANNELS * 9 + 2 * STEM_CHANNELS
     for b in block_specs(arch):
         h = b.hidden
@@ -92,10 +102,7 @@ def count_params(arch: Architecture, num_classes: int = NUM_CLASSES) -> int:
 
 def count_macs(arch: Architecture, input_size: int = 224, num_classes: int = NUM_CLASSES) -> int:
     """Multiply-accumulates at batch 1 in the dataset's (thop) convention; see the module docstring."""
-    if not isinstance(arch, Architecture):
-        raise TypeError(
-            f"count_macs takes an Architecture, got {type(arch).__name__} (parse ids with parse_architecture)"
-        )
+    _check_arguments(arch, num_classes)
     if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral) or input_size < 1:
         raise ValueError(f"input_size must be a whole number >= 1, got {input_size!r}")
     size = _conv_out(input_size, 3, 2)
@@ -120,6 +127,8 @@ def count_macs(arch: Architecture, input_size: int = 224, num_classes: int = NUM
 def build_model(arch: Architecture, num_classes: int = NUM_CLASSES, dropout: float = 0.2):
     """The ``torch.nn.Module`` of ``arch`` (random initialisation, training mode)."""
     from accelnas.core import _torch_blocks as tb
+
+    _check_arguments(arch, num_classes)
 
     return tb.MBConvNet(arch, num_classes=num_classes, dropout=dropout)
 

@@ -278,6 +278,8 @@ def parse_architecture(text: str) -> Architecture:
 
     A JSON file may also be an Accel-NASBench ``result_N.json`` record (its ``architecture`` key).
     """
+    if not isinstance(text, str):
+        raise InvalidArchitectureError(f"expected an architecture as text, got {type(text).__name__}")
     text = text.strip()
     if text.lower() in {"b0", "efficientnet-b0", "efficientnet_b0"}:
         return EFFICIENTNET_B0

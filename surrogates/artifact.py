@@ -70,7 +70,17 @@ def _state_sha256(state: Any) -> str:
 
 
 def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
-    """Write ``artifact`` into ``out_dir`` (created); return the directory."""
+    """Write ``artifact`` into ``out_dir`` (created); return the directory.
+
+    What :func:`load` would refuse (no target or metric, an unfitted model) is refused before writing.
+    """
+    if not isinstance(artifact, SurrogateArtifact):
+        raise TypeError(f"save takes a SurrogateArtifact, got {type(artifact).__name__}")
+    for key in ("target", "metric"):
+        if not isinstance(getattr(artifact, key), str) or not getattr(artifact, key):
+            raise SurrogateError(f"cannot save a surrogate without a {key} (got {getattr(artifact, key)!r})")
+    if not getattr(artifact.model, "fitted_", False):
+        raise SurrogateError("cannot save an unfitted surrogate: fit it first")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state, files = artifact.model.to_state()

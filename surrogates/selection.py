@@ -93,7 +93,8 @@ def select_family(
         log.info("candidate %s %s: tau=%.4f r2=%.4f", family, params, metrics["kendall_tau"], metrics["r2"])
         if best is None or _score(metrics) > best[0]:
             best = (_score(metrics), family, params, metrics)
-    assert best is not None
+    if best is None:
+        raise ValueError("family selection needs at least one candidate")
     return Selection(best[1], dict(best[2]), best[3], scores)
 
 

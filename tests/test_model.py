@@ -18,8 +18,11 @@ def test_efficientnet_b0_counts():
 
 
 def test_counts_refuse_what_they_would_misread():
-    with pytest.raises(TypeError, match="takes an Architecture, got str"):
-        count_macs("b0")
+    for count in (count_macs, count_params, build_model):
+        with pytest.raises(TypeError, match="expected an Architecture, got str"):
+            count("b0")
+        with pytest.raises(ValueError, match="num_classes must be a whole number >= 1"):
+            count(EFFICIENTNET_B0, num_classes=0)
     for size in (0, -5, 64.5, True):
         with pytest.raises(ValueError, match="input_size must be a whole number >= 1"):
             count_macs(EFFICIENTNET_B0, input_size=size)

@@ -216,6 +216,23 @@ def test_an_undefined_metric_is_written_as_null_and_the_surrogate_loads(tmp_path
     np.testing.assert_allclose(artifact.load(out).predict(archs), result.artifact.predict(archs), rtol=1e-9)
 
 
+def test_save_refuses_what_load_would(tmp_path):
+    from accelnas.surrogates.artifact import SurrogateArtifact
+
+    fitted = fit_surrogate(_frame(40), "sim/x", "latency", seed=1, family="additive").artifact
+    for changes, message in (({"target": None}, "without a target"), ({"metric": ""}, "without a metric"),
+                             ({"model": AdditiveSurrogate()}, "unfitted")):  # fmt: skip
+        bad = SurrogateArtifact(**(vars(fitted) | changes))
+        with pytest.raises(SurrogateError, match=message):
+            artifact.save(bad, tmp_path / "s")
+        assert not (tmp_path / "s").exists()
+    with pytest.raises(TypeError, match="takes a SurrogateArtifact"):
+        artifact.save(None, tmp_path / "s")
+    ensemble = fit_surrogate(_frame(40), "sim/x", "latency", seed=1, family="xgboost", ensemble=2,
+                             params={"n_estimators": 20}).artifact  # fmt: skip
+    artifact.load(artifact.save(ensemble, tmp_path / "e"))  # a seed ensemble saves too
+
+
 def test_a_state_edited_out_of_shape_is_refused_at_load(tmp_path):
     """A model state that decodes but cannot predict (coefficients cut short, or NaN) is named at load."""
     fitted = fit_surrogate(_frame(60), "sim/x", "latency", family="additive", seed=0)

@@ -53,6 +53,10 @@ class SeedEnsemble:
     def encoding(self) -> str:
         return self.base.encoding
 
+    @property
+    def fitted_(self) -> bool:
+        return bool(self.members_)
+
     def fit(
         self,
         X: Sequence[Architecture] | np.ndarray,
