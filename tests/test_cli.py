@@ -295,13 +295,15 @@ def small_data(tmp_path):
     return db, path
 
 
+FIT = ["fit", "--data", "{data}", "--target", "cpu/x", "--metric", "latency"]
+
 BAD_ARGUMENTS = {
     "plot format": (
-        ["fit", "--data", "{data}", "--target", "cpu/x", "--metric", "latency", "--out", "{out}", "--plot", "p.txt"],
+        [*FIT, "--out", "{out}", "--plot", "p.txt"],
         "cannot write a .txt figure",
     ),
     "ensemble size": (
-        ["fit", "--data", "{data}", "--target", "cpu/x", "--metric", "latency", "--out", "{out}", "--ensemble", "1000"],
+        [*FIT, "--out", "{out}", "--ensemble", "1000"],
         "1000 is not in the range",
     ),
     "fit target": (
@@ -354,13 +356,7 @@ BAD_ARGUMENTS = {
     "inf max seconds": (["collect", "--num", "1", "--db", "{out}/c.sqlite", "--max-seconds", "inf"], "not a finite"),
     "nan test fraction": (
         [
-            "fit",
-            "--data",
-            "{data}",
-            "--target",
-            "cpu/x",
-            "--metric",
-            "latency",
+            *FIT,
             "--out",
             "{out}",
             "--test-fraction",
@@ -370,18 +366,12 @@ BAD_ARGUMENTS = {
     ),
     # an output folder that cannot be made (a file stands in its path) is refused before the work
     "fit out under a file": (
-        ["fit", "--data", "{data}", "--target", "cpu/x", "--metric", "latency", "--out", "{db}/sur"],
+        [*FIT, "--out", "{db}/sur"],
         "c.sqlite is not a folder",
     ),
     "plot under a file": (
         [
-            "fit",
-            "--data",
-            "{data}",
-            "--target",
-            "cpu/x",
-            "--metric",
-            "latency",
+            *FIT,
             "--out",
             "{out}",
             "--plot",
