@@ -44,9 +44,13 @@ def _check_writable(folder: Path) -> None:
     """Raise :class:`click.BadParameter` unless a file can be created in ``folder`` (or, where it does not
     exist yet, in the nearest folder above it), without creating anything that stays."""
     existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        is_dir = existing.is_dir()
+    except OSError as exc:  # a folder on the way that cannot be entered
+        raise click.BadParameter(f"cannot reach {folder}: {exc.strerror or exc}") from None
+    if not is_dir:
         raise click.BadParameter(f"{existing} is not a folder")
     try:
         with tempfile.TemporaryFile(dir=existing):

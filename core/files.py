@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,14 @@ from pathlib import Path
 def replacing(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write; when the block ends without error it replaces ``path``."""
     path = Path(path)
+    if path.is_symlink():  # write through a link (a file shared from elsewhere), not over it
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp
+        with contextlib.suppress(FileNotFoundError):  # the new file keeps the old one's permissions
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -241,7 +241,7 @@ def iter_sample(
     seen = {a.id if isinstance(a, Architecture) else a for a in exclude or ()}
     if num > space_size() - len(seen):
         raise ValueError("num exceeds the size of the space")
-    rng = random.Random(seed)
+    rng = random.Random(int(seed) if isinstance(seed, numbers.Integral) else seed)
     drawn = 0
     while drawn < num:
         arch = sample_one(rng)

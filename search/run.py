@@ -113,6 +113,8 @@ def search(
     bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**31]
     if bad:
         raise SearchSpecError(f"seeds must be whole numbers within [0, 2**31), got {bad[0]!r}")
+    seeds = [int(s) for s in seeds]  # numpy integers too: random.Random takes only Python ints
+    budget = int(budget)
     for name in optimizers:
         check(name, options)  # unknown names and bad options fail before anything runs
     normalizer = Normalizer.for_problem(problem)

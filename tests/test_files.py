@@ -50,3 +50,15 @@ def test_a_frame_that_would_not_read_back_is_not_written(tmp_path):
     with pytest.raises(dataset.DatasetError, match="row 1: no target"):
         dataset.write(pd.DataFrame(rows), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_linked_destination_is_written_through_and_permissions_are_kept(tmp_path):
+    shared = tmp_path / "shared.csv"
+    shared.write_text("old\n")
+    shared.chmod(0o664)
+    link = tmp_path / "out" / "data.csv"
+    link.parent.mkdir()
+    link.symlink_to(shared)
+    files.write_text(link, "new\n")
+    assert link.is_symlink() and shared.read_text() == "new\n"
+    assert shared.stat().st_mode & 0o777 == 0o664

@@ -373,6 +373,7 @@ def test_every_family_refuses_targets_it_cannot_fit(family):
     ("family", "params", "message"),
     [
         ("xgboost", {"n_estimators": 0}, "n_estimators must be a number > 0, got 0"),
+        ("xgboost", {"max_depth": -1}, "max_depth must be a number >= 0"),  # 0 is XGBoost's "no limit"
         ("lightgbm", {"learning_rate": float("nan")}, "learning_rate=nan is not a finite number"),
         ("hybrid", {"subsample": -0.5}, "subsample must be a number > 0"),
         ("random_forest", {"n_estimators": "many"}, "n_estimators must be a number > 0, got 'many'"),
@@ -429,3 +430,9 @@ def test_a_seed_ensemble_of_a_seed_independent_model_warns(family, params, seede
         assert warned[0].startswith(f"{family} surrogates with these parameters")
     _, spread = ensemble.predict_dist(TEST)
     assert bool(np.any(spread > 0)) is seeded  # what the warning claims
+
+
+def test_xgboost_depth_zero_means_no_limit():
+    for family in ("xgboost", "hybrid"):
+        model = make(family, max_depth=0, n_estimators=20).fit(TRAIN[:60], _y(TRAIN[:60]))
+        assert np.all(np.isfinite(model.predict(TEST[:5])))

@@ -204,6 +204,9 @@ def test_constraints_keep_the_front_feasible(bench):
                                    (10, [-1], "seeds must be whole"), (10, [1.5], "seeds must be whole")):  # fmt: skip
         with pytest.raises(SearchSpecError, match=message):
             search(problem, ["random"], budget, seeds)
+    by_numpy = search(problem, ["random"], np.int64(20), [np.int64(3)])  # seeds drawn by numpy, say
+    assert by_numpy.runs[0].seed == 3 and by_numpy.runs[0].queries == 20
+    assert sample(3, np.int64(5)) == sample(3, 5)
 
 
 def test_mnasnet_reward_search(bench):

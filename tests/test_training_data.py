@@ -120,6 +120,9 @@ def test_image_folder_reads_imagenet_layout(tmp_path):
     assert data.num_classes == 2 and len(data.train) == 6 and len(data.val) == 6
     assert data.train.classes == ["cat", "dog"] and data.name == tmp_path.name
     assert image_folder(tmp_path / "train" / "..").name == tmp_path.name  # e.g. `--data .`: the folder's name
+    link = tmp_path.parent / f"{tmp_path.name}-link"
+    link.symlink_to(tmp_path, target_is_directory=True)
+    assert image_folder(link).name == link.name  # a link keeps its own name: results stay under its target
     for train in (True, False):
         loader = Loader(data.train, batch_size=4, train=train, mean=data.mean, std=data.std)
         batches = list(loader.epoch(0, 16))

@@ -363,7 +363,7 @@ def image_folder(root: str | Path, name: str | None = None) -> DataSplits:
             raise DataError(f"{root}: expected {part}/ with one folder per class (ImageNet layout)")
     train = FolderImages(root / "train")
     val = FolderImages(root / "val", classes=train.classes)
-    name = name or root.resolve().name  # `--data .` is named after the folder it means
+    name = name or Path(os.path.abspath(root)).name  # `--data .` is named after its folder; links are kept
     if not name:
         raise DataError(f"{root}: name the dataset (a folder at the file system's root has no name)")
     return DataSplits(name, train, val)

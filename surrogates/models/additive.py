@@ -107,7 +107,8 @@ class HybridSurrogate(Surrogate):
         "colsample_bytree": 0.5,
         "n_jobs": 1,
     }
-    _positive = ("n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree")
+    _positive = ("n_estimators", "learning_rate", "subsample", "colsample_bytree")
+    _non_negative = ("max_depth",)  # XGBoost's 0: no limit
 
     def __init__(self, *, encoding: str = "analytic", transform: str = "log", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)

@@ -25,8 +25,8 @@ class XGBoostSurrogate(Surrogate):
         "reg_lambda": 1.0,
         "n_jobs": 1,
     }
-    _positive = ("n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree")
-    _non_negative = ("min_child_weight", "reg_lambda")
+    _positive = ("n_estimators", "learning_rate", "subsample", "colsample_bytree")
+    _non_negative = ("max_depth", "min_child_weight", "reg_lambda")  # max_depth 0: no limit
 
     def uses_seed(self, n_rows: int) -> bool:
         return self.subsample < 1 or self.colsample_bytree < 1  # row or column sampling
