@@ -7,7 +7,7 @@ import json
 import math
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -69,8 +69,15 @@ def writable_folder(ctx: click.Context, param: click.Parameter, value: Path | No
 def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     """Click callback of an output file: its folder checked before the work that writes it."""
     if value is not None and not ctx.resilient_parsing:
-        _check_writable(value.parent if str(value.parent) else Path("."))
+        _check_writable(value.parent)  # Path("x.png").parent is Path(".")
     return value
+
+
+def output_clash(out_dir: Path, names: Iterable[str], inputs: Iterable[str | Path | None]) -> Path | None:
+    """The first output ``out_dir/NAME`` that is one of ``inputs`` (a command that would overwrite what
+    it reads), or None."""
+    given = {Path(p).resolve() for p in inputs if p}
+    return next((out_dir / name for name in names if (out_dir / name).resolve() in given), None)
 
 
 def parse_options(texts: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:

@@ -15,10 +15,10 @@ additions count nothing. :func:`count_macs` computes this analytically (no torch
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from accelnas.core.records import is_whole
 from accelnas.core.space import NUM_STAGES, Architecture
 
 STEM_CHANNELS = 32
@@ -59,7 +59,7 @@ def _check_arguments(arch: Architecture, num_classes: int = NUM_CLASSES) -> None
     """``TypeError``/``ValueError`` for what the counts and the builder would misread."""
     if not isinstance(arch, Architecture):
         raise TypeError(f"expected an Architecture, got {type(arch).__name__} (see parse_architecture)")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+    if not is_whole(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be a whole number >= 1, got {num_classes!r}")
 
 
@@ -103,7 +103,7 @@ def count_params(arch: Architecture, num_classes: int = NUM_CLASSES) -> int:
 def count_macs(arch: Architecture, input_size: int = 224, num_classes: int = NUM_CLASSES) -> int:
     """Multiply-accumulates at batch 1 in the dataset's (thop) convention; see the module docstring."""
     _check_arguments(arch, num_classes)
-    if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral) or input_size < 1:
+    if not is_whole(input_size) or input_size < 1:
         raise ValueError(f"input_size must be a whole number >= 1, got {input_size!r}")
     size = _conv_out(input_size, 3, 2)
     area = size * size

@@ -39,9 +39,19 @@ def finite_float(value: object, name: str) -> float:
     raise ValueError(f"{name} must be a finite number, got {_show(value)}")
 
 
+def is_whole(value: object) -> bool:
+    """Whether ``value`` is a whole number (Python's or numpy's int), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    """Whether ``value`` is a real number (int or float, Python's or numpy's), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def positive_int(value: object, name: str) -> int:
     """``value`` (any integral number but a bool) as a Python int within 1..SQLITE_MAX_INT."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= int(value) <= SQLITE_MAX_INT:
+    if is_whole(value) and 1 <= int(value) <= SQLITE_MAX_INT:
         return int(value)
     raise ValueError(f"{name} must be a positive int, got {_show(value)}")
 
@@ -106,7 +116,7 @@ class Target:
             raise ValueError(f"target {self.device}/{self.backend}: unknown metric {bad[0]!r}")
         for name in ("default_batch_size", "latency_batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            if not is_whole(value) or value < 1:
                 raise ValueError(f"target {self.device}/{self.backend}: {name} must be an int >= 1, got {value!r}")
             object.__setattr__(self, name, int(value))
         if self.options is not None:

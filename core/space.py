@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from accelnas.core.errors import InvalidArchitectureError, describe
+from accelnas.core.records import is_whole
 
 NUM_STAGES = 7
 EXPANSIONS: tuple[int, ...] = (1, 4, 6)
@@ -232,7 +232,7 @@ def iter_sample(
     num: int, seed: int = 0, *, exclude: Iterable[str | Architecture] | None = None
 ) -> Iterator[Architecture]:
     """:func:`sample`, one architecture at a time as it is drawn."""
-    if isinstance(num, bool) or not isinstance(num, numbers.Integral):
+    if not is_whole(num):
         raise TypeError(f"num must be a whole number, got {num!r}")
     if num < 0:
         raise ValueError("num must be >= 0")
@@ -241,7 +241,7 @@ def iter_sample(
     seen = {a.id if isinstance(a, Architecture) else a for a in exclude or ()}
     if num > space_size() - len(seen):
         raise ValueError("num exceeds the size of the space")
-    rng = random.Random(int(seed) if isinstance(seed, numbers.Integral) else seed)
+    rng = random.Random(int(seed) if is_whole(seed) else seed)
     drawn = 0
     while drawn < num:
         arch = sample_one(rng)

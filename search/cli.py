@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from accelnas.core.cli_options import FINITE, SEED, parse_options, writable_file, writable_folder
+from accelnas.core.cli_options import FINITE, SEED, output_clash, parse_options, writable_file, writable_folder
 from accelnas.search.objectives import MNASNET_W
 
 
@@ -227,8 +227,7 @@ def verify(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     out = out_dir or front_csv.parent
-    inputs = {front_csv.resolve(), front_csv.with_suffix(".json").resolve()}
-    clash = next((out / name for name in v.OUTPUT_FILES if (out / name).resolve() in inputs), None)
+    clash = output_clash(out, v.OUTPUT_FILES, [front_csv, front_csv.with_suffix(".json")])
     if clash is not None:
         raise click.UsageError(f"verify writes {clash}, which is its input: pass --out another folder")
     archs, frame = read_front(front_csv)

@@ -13,13 +13,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from accelnas.core.errors import AccelnasError
+from accelnas.core.records import is_real
 
 DIRECTIONS: dict[str, bool] = {"accuracy": True, "throughput": True, "latency": False}  # metric -> maximize
 MNASNET_W = -0.07
@@ -98,7 +98,7 @@ class Constraint:
     def __post_init__(self) -> None:
         if self.op not in ("<=", ">="):
             raise SearchSpecError(f"constraint operator must be '<=' or '>=', got {self.op!r}")
-        if isinstance(self.bound, bool) or not isinstance(self.bound, numbers.Real) or not math.isfinite(self.bound):
+        if not is_real(self.bound) or not math.isfinite(self.bound):
             raise SearchSpecError(f"constraint bound must be a finite number, got {self.bound!r}")
 
     @property

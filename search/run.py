@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from accelnas.core.records import is_whole
 from accelnas.core.space import EFFICIENTNET_B0
 from accelnas.search.compare import B0Comparison, compare_with_b0
 from accelnas.search.evaluator import Evaluation, Evaluator, evaluate_free
@@ -106,11 +106,11 @@ def search(
     progress: Callable[[RunResult, int, int], None] | None = None,
 ) -> SearchOutcome:
     """Run every optimizer with every seed for ``budget`` unique queries each."""
-    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 1:
+    if not is_whole(budget) or budget < 1:
         raise SearchSpecError(f"the query budget must be a whole number >= 1, got {budget!r}")
     if isinstance(optimizers, str) or not optimizers or not seeds:
         raise SearchSpecError("give at least one optimizer and one seed (as lists)")
-    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**31]
+    bad = [s for s in seeds if not is_whole(s) or not 0 <= s < 2**31]
     if bad:
         raise SearchSpecError(f"seeds must be whole numbers within [0, 2**31), got {bad[0]!r}")
     seeds = [int(s) for s in seeds]  # numpy integers too: random.Random takes only Python ints

@@ -12,6 +12,7 @@ import pandas as pd
 
 from accelnas.core.dataset import select, validate
 from accelnas.core.errors import DatasetError
+from accelnas.core.records import is_whole
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.artifact import SurrogateArtifact
 from accelnas.surrogates.drift import DRIFTS, DriftCorrection
@@ -183,9 +184,9 @@ def fit_surrogate(
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if drift not in DRIFTS:
         raise ValueError(f"drift must be one of {DRIFTS}, got {drift!r}")
-    if isinstance(ensemble, bool) or not isinstance(ensemble, int | np.integer) or ensemble < 1:
+    if not is_whole(ensemble) or ensemble < 1:
         raise ValueError(f"ensemble must be a whole number >= 1, got {ensemble!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**31:
+    if not is_whole(seed) or not 0 <= seed < 2**31:
         raise ValueError(f"seed must be a whole number within [0, 2**31), got {seed!r}")
     part = fittable(frame, target, metric)
     if not 0 < test_fraction < 1:

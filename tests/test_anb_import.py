@@ -118,10 +118,15 @@ def test_odd_but_readable_inputs_are_counted_not_crashed_on(tmp_path):
     assert with_dangling.records == 5 and with_dangling.skipped["malformed JSON"] == 1
 
 
-def test_archive_and_url_with_cache(records_dir, tmp_path):
-    archive = tmp_path / "anb.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
+def _archive(records_dir, path):
+    """The records as the published archive holds them (gzip by the name's suffix)."""
+    with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as tar:
         tar.add(records_dir, arcname="anb_dataset_jsons")
+    return path
+
+
+def test_archive_and_url_with_cache(records_dir, tmp_path):
+    archive = _archive(records_dir, tmp_path / "anb.tar.gz")
     frame, _ = import_anb(archive)
     assert len(frame) == 34
     # a directory holding the archive as published (and no loose records) reads the archive
@@ -165,9 +170,7 @@ def test_archive_and_url_with_cache(records_dir, tmp_path):
 
 
 def test_cut_downloads_are_not_cached(records_dir, tmp_path):
-    archive = tmp_path / "anb.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(records_dir, arcname="anb_dataset_jsons")
+    archive = _archive(records_dir, tmp_path / "anb.tar.gz")
     data = archive.read_bytes()
     served = []
 
@@ -208,9 +211,7 @@ def test_cut_downloads_are_not_cached(records_dir, tmp_path):
 
 
 def test_a_plain_tar_cut_between_two_members_is_refused(records_dir, tmp_path):
-    archive = tmp_path / "anb.tar"
-    with tarfile.open(archive, "w") as tar:
-        tar.add(records_dir, arcname="anb_dataset_jsons")
+    archive = _archive(records_dir, tmp_path / "anb.tar")
     with tarfile.open(archive) as tar:
         members = [m for m in tar if m.isfile()]
     whole, _ = import_anb(archive)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import NON_NEGATIVE, SEED, writable_folder
+from accelnas.core.cli_options import NON_NEGATIVE, SEED, output_clash, writable_folder
 
 DB_OPTION = click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -250,8 +250,7 @@ def proxy_search(
         raise click.UsageError("give --reference or --reference-file, not both")
     if not -1 <= threshold <= 1:
         raise click.UsageError("--threshold must be within [-1, 1]")
-    inputs = {Path(p).resolve() for p in (space_source, reference_source, reference_file) if p}
-    clash = next((out_dir / name for name in SEARCH_OUTPUTS if (out_dir / name).resolve() in inputs), None)
+    clash = output_clash(out_dir, SEARCH_OUTPUTS, [space_source, reference_source, reference_file])
     if clash is not None:
         raise click.UsageError(f"proxy-search writes {clash}, which is one of its inputs: pass --out another folder")
     space = ps.load_space(space_source)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from accelnas.core.records import is_real
 from accelnas.core.space import EFFICIENTNET_B0, Architecture
 from accelnas.surrogates.features import ADDITIVE_WIDTH, encode, raw
 from accelnas.surrogates.models.base import Files, Surrogate
@@ -21,8 +22,7 @@ ALPHAS = tuple(10.0**p for p in range(-6, 4))
 
 def _check_alpha(alpha: Any) -> None:
     """The ridge penalty is ``"auto"`` or a finite number >= 0."""
-    number = isinstance(alpha, int | float | np.integer | np.floating) and not isinstance(alpha, bool)
-    if alpha != "auto" and not (number and np.isfinite(alpha) and alpha >= 0):
+    if alpha != "auto" and not (is_real(alpha) and np.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha must be 'auto' or a finite number >= 0, got {alpha!r}")
 
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from accelnas.core.records import is_real
 from accelnas.core.space import EFFICIENTNET_B0, Architecture
 from accelnas.surrogates.features import ENCODINGS, encode
 
@@ -39,7 +40,7 @@ def check_targets(y: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def _check_param(owner: str, name: str, value: Any, positive: bool, non_negative: bool) -> None:
     """``ValueError`` for a hyperparameter no fit can use: not finite, or not > 0 / >= 0 where it must be."""
-    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+    number = is_real(value)
     if number and not math.isfinite(value):
         raise ValueError(f"{owner} parameter {name}={value!r} is not a finite number")
     if (positive or non_negative) and (not number or (value <= 0 if positive else value < 0)):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
+from accelnas.core.records import is_whole
 from accelnas.core.space import Architecture
 from accelnas.surrogates.models.base import Files, Surrogate
 
@@ -108,7 +108,7 @@ def _check(base: Any, n_members: Any) -> None:
     """Refuse what a seed ensemble cannot be made of."""
     if not isinstance(base, Surrogate):
         raise ValueError(f"a seed ensemble's base is a surrogate of one family, got {type(base).__name__}")
-    if isinstance(n_members, bool) or not isinstance(n_members, Integral) or n_members < 1:
+    if not is_whole(n_members) or n_members < 1:
         raise ValueError(f"n_members must be an integer >= 1, got {n_members!r}")
 
 
