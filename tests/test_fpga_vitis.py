@@ -133,6 +133,7 @@ def test_xdputil_benchmark_parser():
     run = parse_xdputil_benchmark(XDPUTIL_BENCHMARK_LOG)
     assert run.fps == pytest.approx(1358.31) and run.frames == 81501 and run.seconds == pytest.approx(60.002)
     assert run.thread_frames == [40750, 40751] and run.passed
+    assert not parse_xdputil_benchmark(XDPUTIL_BENCHMARK_LOG.replace("Test PASS.", "Test Failed!!!")).passed
     assert parse_xdputil_benchmark("FPS=2.5e3 number_of_frames= 5000 time= 2 seconds.").fps == 2500
     with pytest.raises(OutputFormatError, match="CHECK fingerprint fail ! model_fingerprint 0x101000056010407"):
         parse_xdputil_benchmark(FINGERPRINT_FAILURE)

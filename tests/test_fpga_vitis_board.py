@@ -92,7 +92,7 @@ def test_zcu102_throughput_and_latency_over_ssh(board, tmp_path, monkeypatch):
     benchmarks = [c for c in _calls(board) if c["argv"][0] == "benchmark"]
     assert {c["SLEEP_MS"] for c in benchmarks} == {"2000"}
     # what each timed job does besides the DPU run is fixed, not left to the board's environment
-    assert all(c["jobs"] == {"COPY_INPUT": "1", "COPY_OUTPUT": "1", "ENABLE_MEMCMP": "1"} for c in benchmarks)
+    assert all(c["jobs"] == {"COPY_INPUT": "1", "COPY_OUTPUT": "1", "ENABLE_MEMCMP": "0"} for c in benchmarks)
     assert t.extra["xdputil_env"] == lat.extra["xdputil_env"] == benchmarks[0]["jobs"]
     assert {tuple(c["argv"][2:]) for c in benchmarks} == {("-i", "-1", "5"), ("-i", "-1", "1")}
     assert all(
@@ -142,6 +142,10 @@ def test_remote_failure_is_reported_without_retrying(board, tmp_path, monkeypatc
     board.env["XDPUTIL_STANDIN_MODE"] = "garbage"
     with pytest.raises(RemoteCommandError, match="no 'FPS=' summary"):
         plugin.measure_throughput(_target("zcu102"), _compiled(tmp_path), SETTINGS)
+    board.env["XDPUTIL_STANDIN_MODE"] = "mismatch"  # a summary and exit status 0, but outputs differed
+    with pytest.raises(RemoteCommandError, match="printed 'Test Failed'"):
+        plugin.measure_throughput(_target("zcu102"), _compiled(tmp_path), SETTINGS)
+    assert board.remote_dirs() == []
 
 
 def test_hung_benchmark_times_out_is_retried_and_cleaned_up(board, tmp_path, monkeypatch):

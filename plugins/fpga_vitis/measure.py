@@ -10,12 +10,15 @@ post-processing. Each run is one sample; runs repeat until at least ``runs`` sam
 Latency samples are the mean time per job of a one-thread run, ``1000 * batch / FPS`` milliseconds;
 xdputil reports no per-job times, so no percentiles are given.
 
-Each job of xdputil's runner copies its input into the DPU buffers, runs, copies the output back and
-compares it with the first job's (VART's ``COPY_INPUT``, ``COPY_OUTPUT``, ``ENABLE_MEMCMP``, all 1 by
-default); these are set to 1 explicitly, so a board's environment cannot change what is timed, and
-recorded with each measurement. In Vitis AI 3.x's xdputil ``-i -1`` is the whole graph; releases that
-index DPU subgraphs only read it as the last one, which is the same graph for an xmodel with one DPU
-subgraph (the compile step records how many there are, and the VART version is in the provenance).
+Each job of xdputil's runner copies its input into the DPU buffers, runs and copies the output back
+(VART's ``COPY_INPUT`` and ``COPY_OUTPUT``, 1 by default); comparing each output with reference
+outputs (``ENABLE_MEMCMP``) is off, as by default since Vitis AI 2.5 (the 2019 runner had it on).
+The three are set explicitly, so a board's environment cannot change what is timed, and recorded
+with each measurement. A run that prints ``Test Failed`` is an error, not a sample. In Vitis AI
+3.x's xdputil ``-i -1`` is the whole graph (VART's graph runner: DPU subgraphs and the compiled
+graph's CPU subgraphs); releases that index DPU subgraphs only read it as the last one, which is the
+same graph for an xmodel with one DPU subgraph (the compile step records how many there are, and
+the VART version is in the provenance).
 """
 
 from __future__ import annotations
@@ -74,8 +77,8 @@ def check_dpu(identity: dict[str, Any], compiled_target: str | None, board: Boar
         )
 
 
-# what each timed job of xdputil's runner does besides running the DPU (VART's defaults, made explicit)
-XDPUTIL_JOB_ENV = {"COPY_INPUT": "1", "COPY_OUTPUT": "1", "ENABLE_MEMCMP": "1"}
+# what each timed job of xdputil's runner does besides running the DPU (Vitis AI 3.x's defaults, made explicit)
+XDPUTIL_JOB_ENV = {"COPY_INPUT": "1", "COPY_OUTPUT": "1", "ENABLE_MEMCMP": "0"}
 
 
 async def benchmark_run(client: BoardClient, remote_xmodel: str, threads: int, seconds: float) -> BenchmarkRun:
@@ -92,9 +95,12 @@ async def benchmark_run(client: BoardClient, remote_xmodel: str, threads: int, s
             f"xdputil benchmark on board {board.name} exited with status {result.exit_status}: {detail}"
         )
     try:
-        return parse_xdputil_benchmark(result.output)
+        run = parse_xdputil_benchmark(result.output)
     except OutputFormatError as exc:
         raise RemoteCommandError(f"board {board.name}: {exc}") from None
+    if not run.passed:
+        raise RemoteCommandError(f"xdputil benchmark on board {board.name} printed 'Test Failed' (its run is not kept)")
+    return run
 
 
 def _enough(samples: list[float], board: BoardConfig, precision: float) -> bool:

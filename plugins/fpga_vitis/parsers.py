@@ -7,7 +7,8 @@ The formats, as the tools print them (Vitis AI 2.x-3.5):
   the DPU cannot run: ``[UNILOG][WARNING] xir::Op{name = N, type = T} has been assigned to CPU: [reason].``
 * ``xdputil benchmark`` (VART's ``test_dpu_runner_mt`` through glog) ends with
   ``performance_test.hpp:94] FPS= 1358.31 number_of_frames= 81501 time= 60.002 seconds.``, preceded by
-  ``thread-<i> processes <n> frames`` lines, and prints ``Test PASS.`` on success.
+  ``thread-<i> processes <n> frames`` lines, and prints ``Test PASS.`` or ``Test Failed!!!`` (Vitis AI
+  3.x; earlier releases print neither).
 * ``xdputil query`` prints a JSON document (``DPU IP Spec``, ``VAI Version``, ``kernels``), possibly
   after glog lines.
 
@@ -108,7 +109,10 @@ def parse_vai_c_xir(text: str) -> CompileReport:
 
 @dataclass
 class BenchmarkRun:
-    """One ``xdputil benchmark`` run: frames per second over ``seconds``, per-thread frame counts."""
+    """One ``xdputil benchmark`` run: frames per second over ``seconds``, per-thread frame counts.
+
+    ``passed`` is false when the tool printed ``Test Failed`` (outputs differed from the reference).
+    """
 
     fps: float
     frames: int
@@ -150,7 +154,7 @@ def parse_xdputil_benchmark(text: str) -> BenchmarkRun:
         frames=round(frames),
         seconds=seconds,
         thread_frames=[threads[i] for i in sorted(threads)],
-        passed="Test PASS" in clean,
+        passed="Test Failed" not in clean,
     )
 
 
