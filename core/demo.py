@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from accelnas.core import dataset, jsonio
+from accelnas.core import dataset, files, jsonio
 from accelnas.core.campaign import run_campaign
 from accelnas.core.plugins import load_registry
 from accelnas.core.progress import ProgressPrinter
@@ -104,8 +104,8 @@ def run_demo(
         "dataset": [str(p) for p in data_files],
         "plot": str(plot),
     }
-    (out_dir / "report.json").write_text(jsonio.dumps(summary, indent=2) + "\n")
-    (out_dir / "report.md").write_text(_markdown(summary))
+    files.write_text(out_dir / "report.json", jsonio.dumps(summary, indent=2) + "\n")
+    files.write_text(out_dir / "report.md", _markdown(summary))
     echo("")
     echo(
         f"measured {report.measured} results ({report.already_done} already stored, {report.failed} failed) "

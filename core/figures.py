@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from accelnas.core import files
+
 
 def pyplot() -> Any:
     """``matplotlib.pyplot`` on the Agg backend (no display needed); imported on first use."""
@@ -31,10 +33,17 @@ def check_image_path(path: str | Path) -> None:
 
 
 def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
-    """Lay out ``fig``, write it to ``path`` (parents created), close it; returns the path."""
+    """Lay out ``fig``, replace ``path`` by it whole (``.png`` added to a name without a suffix), close it.
+
+    Returns the path written.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
+    try:
+        with files.replacing(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".").lower())
+    finally:
+        pyplot().close(fig)
     return path

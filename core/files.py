@@ -14,6 +14,7 @@ import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -45,3 +46,8 @@ def write_text(path: str | Path, text: str) -> None:
     """Replace ``path`` by ``text`` (UTF-8) atomically."""
     with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_csv(path: str | Path, frame: Any) -> None:
+    """Replace ``path`` by a pandas DataFrame as CSV (no index column) atomically."""
+    write_text(path, frame.to_csv(index=False))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from accelnas.core import jsonio
+from accelnas.core import files, jsonio
 from accelnas.core.errors import AccelnasError, InvalidArchitectureError
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.search.evaluator import Evaluation
@@ -100,8 +100,8 @@ def write_outcome(outcome: SearchOutcome, out_dir: str | Path, **facts: Any) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "front.csv", out / "front.json"
-    front_frame(outcome).to_csv(csv_path, index=False)
-    json_path.write_text(jsonio.dumps(outcome_dict(outcome, **facts), indent=2))
+    files.write_csv(csv_path, front_frame(outcome))
+    files.write_text(json_path, jsonio.dumps(outcome_dict(outcome, **facts), indent=2))
     return csv_path, json_path
 
 

@@ -241,16 +241,15 @@ OUTPUT_FILES = ("verify.json", "verify.csv", "verify.png")
 
 def write_verification(v: Verification, out_dir: str | Path) -> list[Path]:
     """``verify.json``, ``verify.csv`` and (with two or more measured) ``verify.png`` under ``out_dir``."""
-    from accelnas.core import jsonio
+    from accelnas.core import files, jsonio
     from accelnas.search.plots import plot_verification
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / name for name in OUTPUT_FILES[:2]]
-    paths[0].write_text(jsonio.dumps(v.to_dict(), indent=2))
-    pd.DataFrame(v.rows, columns=["id", "predicted", "measured", "ci_low", "ci_high", "precision_reached"]).to_csv(
-        paths[1], index=False
-    )
+    files.write_text(paths[0], jsonio.dumps(v.to_dict(), indent=2))
+    columns = ["id", "predicted", "measured", "ci_low", "ci_high", "precision_reached"]
+    files.write_csv(paths[1], pd.DataFrame(v.rows, columns=columns))
     if len(v.measured) >= 2:
         tau = v.statistics()["kendall_tau"]
         paths.append(

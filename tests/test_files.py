@@ -62,3 +62,53 @@ def test_a_linked_destination_is_written_through_and_permissions_are_kept(tmp_pa
     files.write_text(link, "new\n")
     assert link.is_symlink() and shared.read_text() == "new\n"
     assert shared.stat().st_mode & 0o777 == 0o664
+
+
+def test_a_figure_that_fails_to_render_leaves_the_old_one(tmp_path, monkeypatch):
+    from accelnas.core.figures import pyplot, save_figure
+
+    plt = pyplot()
+    path = tmp_path / "plot.png"
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [3, 4])
+    assert save_figure(fig, path) == path
+    old = path.read_bytes()
+    assert old.startswith(b"\x89PNG")
+
+    def die(self, fname, **kwargs):
+        with open(fname, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        raise MemoryError("renderer gone")
+
+    monkeypatch.setattr(type(fig), "savefig", die)
+    with pytest.raises(MemoryError):
+        save_figure(plt.subplots()[0], path)
+    assert path.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["plot.png"]
+
+
+def test_a_figure_is_written_in_the_format_its_suffix_names_and_a_bare_name_gets_png(tmp_path):
+    from accelnas.core.figures import pyplot, save_figure
+
+    plt = pyplot()
+    assert save_figure(plt.subplots()[0], tmp_path / "front.SVG").read_text().lstrip().startswith("<?xml")
+    bare = save_figure(plt.subplots()[0], tmp_path / "front")
+    assert bare == tmp_path / "front.png" and bare.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["front.SVG", "front.png"]
+
+
+def test_a_csv_report_is_replaced_whole(tmp_path, monkeypatch):
+    path = tmp_path / "front.csv"
+    files.write_csv(path, pd.DataFrame({"id": ["a", "b"], "value": [1.0, 2.0]}))
+    assert pd.read_csv(path).to_dict("list") == {"id": ["a", "b"], "value": [1.0, 2.0]}
+    before = path.read_bytes()
+
+    def cut_short(self, path_or_buf=None, **kwargs):  # pandas streaming into its target, then failing
+        if path_or_buf is not None:
+            with open(path_or_buf, "w") as fh:
+                fh.write("id,val")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", cut_short)
+    with pytest.raises(OSError, match="no space"):
+        files.write_csv(path, pd.DataFrame({"id": ["c"], "value": [3.0]}))
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["front.csv"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from accelnas.core import jsonio
+from accelnas.core import files, jsonio
 from accelnas.core.cli_options import NON_NEGATIVE, SEED, output_clash, writable_folder
 
 DB_OPTION = click.option(
@@ -295,9 +295,9 @@ def _write_search(out_dir: Path, results, reference_ledger, threshold: float, sp
 
     out_dir.mkdir(parents=True, exist_ok=True)
     candidates = pd.concat([r.frame() for r in results], ignore_index=True)
-    candidates.to_csv(out_dir / "candidates.csv", index=False)
+    files.write_csv(out_dir / "candidates.csv", candidates)
     table = ps.comparison(results)
-    table.to_csv(out_dir / "comparison.csv", index=False)
+    files.write_csv(out_dir / "comparison.csv", table)
     png = cost_tau_front(results, out_dir / "pareto.png")
     grid = next((r for r in results if r.strategy == "grid"), results[0])
     for r in results:
@@ -321,7 +321,7 @@ def _write_search(out_dir: Path, results, reference_ledger, threshold: float, sp
     if chosen is not None:
         recipe = next(c.recipe for c in space.candidates() if c.recipe.key() == chosen.recipe_key)
         save_recipe(recipe, out_dir / "chosen.yaml")
-    (out_dir / "summary.json").write_text(jsonio.dumps(summary, indent=2), encoding="utf-8")
+    files.write_text(out_dir / "summary.json", jsonio.dumps(summary, indent=2))
     click.echo(f"\nwrote {out_dir / 'candidates.csv'}, {out_dir / 'comparison.csv'}, {png}"
                + (f", {out_dir / 'chosen.yaml'}" if chosen else ""))  # fmt: skip
 
@@ -366,9 +366,10 @@ def proxy_analyse(ablations: Path, out_dir: Path | None, gpus_per_job: int) -> N
         rows = [{"kind": "between", **r} for r in analysis.between]
         rows += [{"kind": "across_seeds", "recipe_a": r["recipe"], "recipe_b": r["recipe"], **r} for r in
                  analysis.across_seeds]  # fmt: skip
-        pd.DataFrame(rows).drop(columns=["recipe"], errors="ignore").to_csv(out_dir / "ablation_tau.csv", index=False)
-        table.merge(pd.DataFrame(analysis.costs), how="outer", left_on="comparison", right_on="recipe").to_csv(
-            out_dir / "ablation_summary.csv", index=False
+        files.write_csv(out_dir / "ablation_tau.csv", pd.DataFrame(rows).drop(columns=["recipe"], errors="ignore"))
+        costs = pd.DataFrame(analysis.costs)
+        files.write_csv(
+            out_dir / "ablation_summary.csv", table.merge(costs, how="outer", left_on="comparison", right_on="recipe")
         )
         paths = [out_dir / "ablation_tau.csv", out_dir / "ablation_summary.csv"]
         if len(analysis.recipes) >= 2:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from accelnas.core import files
 from accelnas.core.errors import AccelnasError, describe
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "rmsprop", "adamw")
@@ -267,9 +268,9 @@ def load_recipe(source: str | Path) -> Recipe:
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> Path:
+    """Write ``recipe`` as YAML to ``path`` (replaced whole; parents created); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(recipe.to_yaml(), encoding="utf-8")
+    files.write_text(path, recipe.to_yaml())
     return path
 
 
