@@ -71,7 +71,9 @@ def _damage(data: bytes, kind: str, rng: random.Random) -> tuple[bytes, str]:
 
 def _resign(directory: Path) -> None:
     meta = json.loads((directory / "surrogate.json").read_text())
-    meta["files"] = {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in meta.get("files", {})}
+    meta["files"] = {
+        n: hashlib.sha256(artifact.model_file(directory, n).read_bytes()).hexdigest() for n in meta.get("files", {})
+    }
     meta["model_sha256"] = artifact._state_sha256(meta["model"])
     (directory / "surrogate.json").write_text(json.dumps(meta))
 
@@ -117,13 +119,13 @@ def main() -> int:
                 SurrogateArtifact(make(family, n_estimators=20).fit(archs, y), "sim/x", "latency", "ms"),
                 root / family,
             )
-            data = (source / name).read_bytes()
+            data = artifact.model_file(source, name).read_bytes()
             for i in range(args.cases):
                 copy = root / f"{family}-{i}"
                 shutil.copytree(source, copy)
                 kind = rng.choice(KINDS)
                 damaged, done[str(copy)] = _damage(data, kind, rng)
-                (copy / name).write_bytes(damaged)
+                artifact.model_file(copy, name).write_bytes(damaged)
                 _resign(copy)
                 kinds[str(copy)] = (family, kind)
         outcome = _load_all(list(kinds))

@@ -4,6 +4,11 @@ A surrogate is a directory: ``surrogate.json`` (format version, target, metric, 
 family, parameters and fitted state as JSON, fidelity metrics, dataset hash, library versions,
 creation time) and the native model files it names (XGBoost JSON, LightGBM text), each with its
 SHA-256 so that a corrupt or swapped file is detected before use.
+
+Model files are stored under names that carry their checksum (``xgboost.json`` as
+``xgboost.<12 hex digits>.json``; ``stored_as`` in ``surrogate.json`` maps one to the other), and
+``surrogate.json`` is replaced last: a surrogate saved over an older one and killed midway leaves the
+older one whole and loadable; the older one's model files are removed once the new one is in place.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from accelnas.surrogates.models import BlendSurrogate, SeedEnsemble, Surrogate
 log = logging.getLogger(__name__)
 
 FORMAT = "accelnas-surrogate"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: model files stored under names carrying their checksum (``stored_as``)
 METADATA_FILE = "surrogate.json"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -84,10 +89,14 @@ def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state, files = artifact.model.to_state()
-    for name, data in files.items():
+    for name in files:
         if not _SAFE_NAME.match(name):
             raise SurrogateError(f"refusing model file name {name!r}")
-        files_.write_bytes(out / name, data)
+    digests = {name: _sha256(data) for name, data in files.items()}
+    stored_as = {name: _stored_name(name, digests[name]) for name in files}
+    replaced = _stored_files(out)
+    for name, data in files.items():
+        files_.write_bytes(out / stored_as[name], data)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -96,7 +105,8 @@ def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
         "unit": artifact.unit,
         "model": state,
         "model_sha256": _state_sha256(state),
-        "files": {name: _sha256(data) for name, data in files.items()},
+        "files": digests,
+        "stored_as": stored_as,
         "metrics": artifact.metrics,
         "dataset": artifact.dataset,
         "extra": artifact.extra,
@@ -107,7 +117,37 @@ def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
     meta = {key: value if key == "model" else jsonio.plain(value) for key, value in meta.items()}
     # written last, and whole: a save that fails midway never leaves metadata naming half-written files
     files_.write_text(out / METADATA_FILE, json.dumps(meta, default=_json_default) + "\n")
+    for stale in replaced - set(stored_as.values()):
+        (out / stale).unlink(missing_ok=True)
     return out
+
+
+def _stored_name(name: str, digest: str) -> str:
+    """``xgboost.json`` stored as ``xgboost.<first 12 hex digits of its SHA-256>.json``."""
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}.{digest[:12]}.{suffix}" if dot and stem else f"{name}.{digest[:12]}"
+
+
+def _stored_files(directory: Path) -> set[str]:
+    """Model files the surrogate now in ``directory`` uses (none when there is none, or it is unreadable)."""
+    try:
+        meta = json.loads((directory / METADATA_FILE).read_text())
+        disk = {_disk_name(meta, name) for name in meta.get("files") or {}}
+        return {name for name in disk if _SAFE_NAME.match(name) and name != METADATA_FILE}
+    except Exception:  # nothing readable there: nothing to remove
+        return set()
+
+
+def _disk_name(meta: dict[str, Any], name: str) -> str:
+    """The file that holds model file ``name`` (format 1 stored each under its own name)."""
+    stored = meta.get("stored_as") or {}
+    return stored.get(name, name) if isinstance(stored, dict) else name
+
+
+def model_file(path: str | Path, name: str) -> Path:
+    """Path of model file ``name`` (as the model's state names it) in surrogate directory ``path``."""
+    meta_path, meta = _read_metadata(path)
+    return meta_path.parent / _disk_name(meta, name)
 
 
 def _json_default(value: Any) -> Any:
@@ -171,8 +211,9 @@ def load(path: str | Path) -> SurrogateArtifact:
         raise SurrogateError(f"{meta_path}: the model state does not match its recorded checksum (corrupt?)")
     files: dict[str, bytes] = {}
     for name, digest in (meta.get("files") or {}).items():
-        file = meta_path.parent / name
-        if not _SAFE_NAME.match(name) or not file.is_file():
+        disk = _disk_name(meta, name)
+        file = meta_path.parent / disk
+        if not (_SAFE_NAME.match(name) and _SAFE_NAME.match(disk)) or not file.is_file():
             raise SurrogateError(f"surrogate model file missing: {file}")
         data = file.read_bytes()
         if _sha256(data) != digest:
@@ -229,3 +270,10 @@ def _check_fields(meta: dict[str, Any], meta_path: Path) -> None:
         isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())
     ):
         raise SurrogateError(f"{meta_path}: 'files' must map file names to SHA-256 checksums")
+    stored = meta.get("stored_as")
+    if stored is not None and not (
+        isinstance(stored, dict)
+        and set(stored) == set(files or {})
+        and all(isinstance(v, str) and _SAFE_NAME.match(v) for v in stored.values())
+    ):
+        raise SurrogateError(f"{meta_path}: 'stored_as' must map each of 'files' to a plain file name")

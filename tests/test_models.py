@@ -170,7 +170,7 @@ def test_gp_points_file_of_the_wrong_shape_is_refused(tmp_path):
 
     model = make("gp", transform="none", steps=20, fit_subset=100).fit(TRAIN, _smooth(TRAIN))
     saved = artifact.save(SurrogateArtifact(model, "sim/x", "accuracy"), tmp_path / "gp")
-    points = saved / "gp-points.npy"
+    points = artifact.model_file(saved, "gp-points.npy")
     table = np.load(points, allow_pickle=False)
     buffer = io.BytesIO()
     np.save(buffer, table[:, :-2], allow_pickle=False)

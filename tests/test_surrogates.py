@@ -155,7 +155,7 @@ def test_save_load_round_trip_and_corruption(tmp_path, caplog):
     assert meta["model"]["params"]["encoding"] == "raw" and meta["versions"]["xgboost"]
     assert not list(out.glob("*.pkl")) and not list(out.glob("*.pickle"))
 
-    model_file = out / "xgboost.json"
+    model_file = artifact.model_file(out, "xgboost.json")
     original = model_file.read_bytes()
     model_file.write_bytes(original[:-50])
     with pytest.raises(SurrogateError, match="checksum"):
@@ -176,7 +176,9 @@ def test_save_load_round_trip_and_corruption(tmp_path, caplog):
         artifact.load(out)
     for change, message in (
         ({"files": "notalist"}, "'files' must map file names to SHA-256 checksums"),
-        ({"files": {}}, "the model needs file 'xgboost.json', which 'files' does not list"),
+        ({"files": {}, "stored_as": {}}, "the model needs file 'xgboost.json', which 'files' does not list"),
+        ({"stored_as": {"xgboost.json": "../xgboost.json"}}, "'stored_as' must map each of 'files' to a plain"),
+        ({"stored_as": {}}, "'stored_as' must map each of 'files'"),
         ({"metric": 5}, "'metric' must be a non-empty string, got 5"),
         ({"unit": 5}, "'unit' must be a string or null"),
         ({"metrics": []}, "'metrics' must be an object"),
@@ -202,6 +204,50 @@ def test_save_load_round_trip_and_corruption(tmp_path, caplog):
     (out / "surrogate.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(SurrogateError, match="not an accelnas surrogate"):
         artifact.load(out)
+
+
+def test_a_save_over_an_old_surrogate_killed_midway_leaves_the_old_one_loadable(tmp_path, monkeypatch):
+    from accelnas.core import files
+
+    archs = [EFFICIENTNET_B0, *sample(5, 9)]
+    old = fit_surrogate(_frame(120), "sim/x", "latency", seed=1, family="xgboost", params={"n_estimators": 20})
+    new = fit_surrogate(_frame(120, seed=5), "sim/x", "latency", seed=2, family="xgboost", params={"n_estimators": 40})
+    out = artifact.save(old.artifact, tmp_path / "s")
+    before = sorted(p.name for p in out.iterdir())
+    write_text = files.write_text
+
+    def killed_at_metadata(path, text):
+        if str(path).endswith("surrogate.json"):
+            raise KeyboardInterrupt  # the kill, after the new model files were written
+        write_text(path, text)
+
+    monkeypatch.setattr(files, "write_text", killed_at_metadata)
+    with pytest.raises(KeyboardInterrupt):
+        artifact.save(new.artifact, out)
+    monkeypatch.undo()
+    np.testing.assert_allclose(artifact.load(out).predict(archs), old.artifact.predict(archs), rtol=1e-6)
+    artifact.save(new.artifact, out)  # the next complete save takes over and removes the old model files
+    np.testing.assert_allclose(artifact.load(out).predict(archs), new.artifact.predict(archs), rtol=1e-6)
+    after = sorted(p.name for p in out.iterdir())
+    assert len(after) == len(before) == 2 and after != before and "surrogate.json" in after
+
+
+def test_surrogates_of_format_1_with_model_files_under_their_own_names_load(tmp_path):
+    result = fit_surrogate(_frame(120), "sim/x", "latency", seed=1, family="lightgbm", params={"n_estimators": 20})
+    out = artifact.save(result.artifact, tmp_path / "s")
+    meta = json.loads((out / "surrogate.json").read_text())
+    for name, stored in meta.pop("stored_as").items():
+        (out / stored).rename(out / name)
+    (out / "surrogate.json").write_text(json.dumps(meta | {"format_version": 1}))
+    assert sorted(p.name for p in out.iterdir()) == ["lightgbm.txt", "surrogate.json"]
+    archs = sample(5, 9)
+    np.testing.assert_allclose(artifact.load(out).predict(archs), result.artifact.predict(archs), rtol=1e-6)
+    artifact.save(result.artifact, out)  # saved again in the current format, the old file goes
+    assert (
+        [p.name for p in out.iterdir() if p.name.startswith("lightgbm")]
+        == [artifact.model_file(out, "lightgbm.txt").name]
+        != ["lightgbm.txt"]
+    )
 
 
 def test_an_undefined_metric_is_written_as_null_and_the_surrogate_loads(tmp_path):

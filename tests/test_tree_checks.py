@@ -37,7 +37,9 @@ def saved(tmp_path_factory):
 def _resign(directory):
     """Recompute the checksums of an edited surrogate directory."""
     meta = json.loads((directory / "surrogate.json").read_text())
-    meta["files"] = {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in meta.get("files", {})}
+    meta["files"] = {
+        n: hashlib.sha256(artifact.model_file(directory, n).read_bytes()).hexdigest() for n in meta.get("files", {})
+    }
     meta["model_sha256"] = artifact._state_sha256(meta["model"])
     (directory / "surrogate.json").write_text(json.dumps(meta))
 
@@ -75,7 +77,7 @@ def _xgb_edit(tree_edit):
 def test_edited_xgboost_models_are_refused(saved, tmp_path, edit, message):
     directory = tmp_path / "x"
     shutil.copytree(saved["xgboost"], directory)
-    path = directory / "xgboost.json"
+    path = artifact.model_file(directory, "xgboost.json")
     path.write_text(edit(path.read_text()))
     _resign(directory)
     _refused(directory, message)
@@ -121,7 +123,7 @@ SIZES_KEPT = "tree 1 is not where tree_sizes places it"
 def test_edited_lightgbm_models_are_refused(saved, tmp_path, edit, message, resize):
     directory = tmp_path / "l"
     shutil.copytree(saved["lightgbm"], directory)
-    path = directory / "lightgbm.txt"
+    path = artifact.model_file(directory, "lightgbm.txt")
     edited = edit(path.read_text())
     path.write_text(_with_tree_sizes(edited) if resize else edited)
     _resign(directory)
@@ -130,8 +132,8 @@ def test_edited_lightgbm_models_are_refused(saved, tmp_path, edit, message, resi
 
 def test_models_cut_anywhere_are_refused(saved):
     """Cut at 200 places through each file, every prefix is refused by the check itself."""
-    xgb = (saved["xgboost"] / "xgboost.json").read_bytes()
-    lgb = (saved["lightgbm"] / "lightgbm.txt").read_text()
+    xgb = artifact.model_file(saved["xgboost"], "xgboost.json").read_bytes()
+    lgb = artifact.model_file(saved["lightgbm"], "lightgbm.txt").read_text()
     check_xgboost_json(xgb)
     check_lightgbm_text(lgb)
     for cut in np.linspace(0, len(xgb) - 2, 200).astype(int):
