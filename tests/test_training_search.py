@@ -125,6 +125,24 @@ def test_a_candidate_whose_runs_failed_is_not_chosen(caplog):
     assert grid.chosen is not None and grid.chosen.n_archs == len(ARCHS) - 1 and grid.front
 
 
+def test_failed_runs_cost_but_are_not_scored():
+    """A run that failed took time: it counts in the search's cost (and in failed_trainings), not in τ."""
+    space = _space()
+    reference, evaluator = _table(space)
+    clean = ps.run_strategies(["grid"], space, ARCHS, reference, evaluator, 0.5)[0]
+    victim = space.candidates()[0].recipe.key()
+    lost = evaluator.table[victim][ARCHS[0].id]
+    evaluator.table[victim][ARCHS[0].id] = Evaluation(
+        ARCHS[0].id, math.nan, math.nan, 7.0, 7.0 / 3600, cpu_seconds=3.0, failed=True
+    )
+    grid = ps.run_strategies(["grid"], space, ARCHS, reference, evaluator, 0.5)[0]
+    assert grid.ledger.trainings == clean.ledger.trainings and grid.ledger.failed == 1
+    assert grid.ledger.seconds == pytest.approx(clean.ledger.seconds - lost.wall_seconds + 7.0)
+    assert grid.summary()["failed_trainings"] == 1 and clean.summary()["failed_trainings"] == 0
+    hit = next(s for s in grid.final if s.recipe_key == victim)
+    assert hit.n_archs == len(ARCHS) - 1 and math.isfinite(hit.tau) and math.isfinite(hit.mean_top1)
+
+
 def test_read_reference_files(tmp_path):
     ids = [a.id for a in ARCHS[:4]]
     simple = tmp_path / "ref.csv"

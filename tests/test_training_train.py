@@ -71,6 +71,9 @@ def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path, monkeypatc
         assert again.evaluations[SMALL.id].cached
         bad = run_accuracy_campaign([SMALL], recipe, corrupt, store)
         assert bad.failed == 1 and "loss became non-finite in epoch 1" in bad.errors[0]
+        lost = bad.failures[SMALL.id]  # what the failed run cost is kept, its accuracy is not
+        assert lost.failed and math.isnan(lost.top1) and SMALL.id not in bad.evaluations
+        assert lost.wall_seconds > 0 and lost.cpu_seconds > 0 and lost.device_hours == lost.wall_seconds / 3600
         failed = store.results(target=accuracy_target(data), status="failed")
         assert len(failed) == 1 and "loss became non-finite in epoch 1" in failed[0]["error"]
         rows = store.results(target=accuracy_target(data), status=None)
@@ -182,3 +185,21 @@ def test_rmsprop_follows_tensorflow():
             assert got == pytest.approx(expected, rel=1e-9)
         else:
             assert abs(got[0]) > 100 * abs(expected[0])  # why torch's own RMSprop is not used
+
+
+def test_a_proxy_evaluator_counts_a_failed_run_and_does_not_pay_for_it_twice(tmp_path, monkeypatch):
+    from accelnas.training import proxy_search as ps
+
+    corrupt = digits(image_size=16, seed=0)
+    corrupt.train.images[::7] = float("nan")
+    recipe = from_dict({**TINY, "epochs": 1, "data_fraction": 0.1})
+    calls = []
+    monkeypatch.setattr(campaign_module, "train", lambda arch, *a, **k: calls.append(arch.id) or train(arch, *a, **k))
+    with Store(tmp_path / "ps.sqlite") as store:
+        evaluator = ps.TrainingEvaluator(corrupt, store)
+        first = evaluator.evaluate(recipe, [SMALL])
+        again = evaluator.evaluate(recipe, [SMALL])  # the next strategy: the same failure, not a new run
+        assert calls == [SMALL.id] and first[SMALL.id].failed and again[SMALL.id].failed
+        assert again[SMALL.id].wall_seconds == first[SMALL.id].wall_seconds > 0 and again[SMALL.id].cached
+        ps.TrainingEvaluator(corrupt, store).evaluate(recipe, [SMALL])  # a new search retries it
+        assert calls == [SMALL.id, SMALL.id]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from accelnas.core.store import Store
 from accelnas.training.data import DataSplits
 from accelnas.training.distributed import DistContext, broadcast
 from accelnas.training.recipe import Recipe
-from accelnas.training.trainer import TrainResult, train
+from accelnas.training.trainer import TrainResult, process_cpu_seconds, train
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,11 @@ def settings_for(recipe: Recipe, data: DataSplits) -> tuple[str, dict[str, Any]]
 
 @dataclass
 class Evaluation:
-    """One architecture's accuracy under one recipe and what it cost."""
+    """One architecture's accuracy under one recipe and what it cost.
+
+    A run that failed (diverged, crashed) has ``failed`` set, NaN accuracies, and the time it took
+    before failing (that rank's wall and CPU seconds), which a search still paid for.
+    """
 
     arch_id: str
     top1: float
@@ -72,6 +77,7 @@ class Evaluation:
     device_hours: float
     cached: bool = False
     cpu_seconds: float = float("nan")
+    failed: bool = False
 
 
 def to_measurement(result: TrainResult, recipe: Recipe) -> Measurement:
@@ -125,6 +131,7 @@ class AccuracyReport:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    failures: dict[str, Evaluation] = field(default_factory=dict)  # what each run that failed here cost
 
 
 def run_accuracy_campaign(
@@ -168,10 +175,16 @@ def run_accuracy_campaign(
             continue
         if arch.id not in todo_ids:
             continue
+        began, cpu_began = time.perf_counter(), process_cpu_seconds()
         try:
             result = train(arch, recipe, data, ctx=ctx, workers=workers)
         except (AccelnasError, RuntimeError, ValueError) as exc:  # a diverged or crashed run: keep going
             error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AccelnasError) else str(exc)
+            wall = time.perf_counter() - began
+            report.failures[arch.id] = Evaluation(
+                arch.id, math.nan, math.nan, wall, wall * ctx.world_size / 3600.0,
+                cpu_seconds=process_cpu_seconds() - cpu_began, failed=True,
+            )  # fmt: skip
             report.failed += 1
             report.errors.append(f"{arch.id}: {error}")
             if ctx.is_main and store is not None:

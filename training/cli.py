@@ -273,7 +273,7 @@ def proxy_search(
             ref_recipe = load_recipe(reference_source) if reference_source else space.base
             err(f"reference: training {len(archs)} architectures under {ref_recipe.name}")
             evs = evaluator.evaluate(ref_recipe, archs)
-            reference = {k: v.top1 for k, v in evs.items()}
+            reference = {k: v.top1 for k, v in evs.items() if not v.failed}
             reference_ledger = ps.Ledger(cost=cost)
             reference_ledger.add(ref_recipe, evs)
         results = ps.run_strategies(
@@ -301,7 +301,8 @@ def _write_search(out_dir: Path, results, reference_ledger, threshold: float, sp
     png = cost_tau_front(results, out_dir / "pareto.png")
     grid = next((r for r in results if r.strategy == "grid"), results[0])
     for r in results:
-        click.echo(f"\n{r.strategy}: {len(r.final)} candidates fully scored, {r.ledger.trainings} trainings, "
+        failed = f" ({r.ledger.failed} failed)" if r.ledger.failed else ""
+        click.echo(f"\n{r.strategy}: {len(r.final)} candidates fully scored, {r.ledger.trainings} trainings{failed}, "
                    f"search cost {r.ledger.seconds:.1f}s ({r.ledger.device_hours:.4f} device-hours)")  # fmt: skip
         click.echo(f"  {'candidate':<36} {'tau':>6} {'s/arch':>8} {'top-1':>7}  pareto")
         front = {s.recipe_key for s in r.front}

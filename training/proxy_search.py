@@ -18,6 +18,7 @@ once), its cost–τ Pareto front and the cheapest candidate with τ ≥ the thr
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -173,13 +174,22 @@ def load_space(source: str | Path) -> ProxySpace:
 
 # -- evaluating recipes -------------------------------------------------------------------------------
 class RecipeEvaluator(Protocol):
-    """Accuracies and costs of architectures trained under a recipe (cached by whoever implements it)."""
+    """Accuracies and costs of architectures trained under a recipe (cached by whoever implements it).
+
+    Runs that failed may be returned too, with ``failed`` set: they are not scored, but their time
+    counts in the search's cost.
+    """
 
     def evaluate(self, recipe: Recipe, archs: Sequence[Architecture]) -> dict[str, Evaluation]: ...
 
 
 class TrainingEvaluator:
-    """Trains through :func:`~accelnas.training.campaign.run_accuracy_campaign`, so results are stored and reused."""
+    """Trains through :func:`~accelnas.training.campaign.run_accuracy_campaign`, so results are stored and reused.
+
+    A run that fails is returned as failed (with what it cost) and not tried again by this evaluator:
+    the next strategy that needs it gets the same failure rather than paying for it twice. A new
+    evaluator (the next ``proxy-search``) retries it.
+    """
 
     def __init__(self, data, store, *, ctx=None, workers: int = 0, echo: Callable[[str], None] | None = None) -> None:
         self.data = data
@@ -187,15 +197,23 @@ class TrainingEvaluator:
         self.ctx = ctx
         self.workers = workers
         self.echo = echo
+        self.failed: dict[tuple[str, str], Evaluation] = {}
 
     def evaluate(self, recipe: Recipe, archs: Sequence[Architecture]) -> dict[str, Evaluation]:
         from accelnas.training.campaign import ProgressLines, run_accuracy_campaign
 
+        key = recipe.key()
+        known = {a.id: self.failed[key, a.id] for a in archs if (key, a.id) in self.failed}
+        todo = [a for a in archs if a.id not in known]
+        if not todo:
+            return known
         progress = ProgressLines(self.echo, recipe.name) if self.echo else None
         report = run_accuracy_campaign(
-            archs, recipe, self.data, self.store, ctx=self.ctx, workers=self.workers, progress=progress
+            todo, recipe, self.data, self.store, ctx=self.ctx, workers=self.workers, progress=progress
         )
-        return report.evaluations
+        for arch_id, ev in report.failures.items():
+            self.failed[key, arch_id] = dataclasses.replace(ev, cached=True)
+        return {**report.evaluations, **report.failures, **known}
 
 
 class TableEvaluator:
@@ -222,7 +240,12 @@ class Ledger:
 
     @property
     def trainings(self) -> int:
+        """Runs, including those that failed."""
         return len(self.runs)
+
+    @property
+    def failed(self) -> int:
+        return sum(ev.failed for ev in self.runs.values())
 
     @property
     def seconds(self) -> float:
@@ -316,6 +339,7 @@ class SearchResult:
             "strategy": self.strategy,
             "candidates_scored": len({s.recipe_key for s in self.scores}),
             "trainings": self.ledger.trainings,
+            "failed_trainings": self.ledger.failed,
             "cost": self.ledger.cost,
             "search_seconds": self.ledger.seconds,
             "search_device_hours": self.ledger.device_hours,
@@ -326,9 +350,10 @@ class SearchResult:
 
 
 def _evaluate(evaluator: RecipeEvaluator, ledger: Ledger, cand: Candidate, archs: Sequence[Architecture]):
+    """The candidate's successful runs; every run, failed ones too, goes into the strategy's cost."""
     evs = evaluator.evaluate(cand.recipe, archs)
     ledger.add(cand.recipe, evs)
-    return evs
+    return {arch_id: ev for arch_id, ev in evs.items() if not ev.failed}
 
 
 def _check(archs: Sequence[Architecture], reference: Mapping[str, float]) -> list[Architecture]:
