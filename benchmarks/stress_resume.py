@@ -11,7 +11,7 @@ and a final run to completion the harness checks that
 - no value stored before a kill changed afterwards;
 - ``PRAGMA integrity_check`` is ``ok``.
 
-The ledger plugin can also inject faults (``ACCELNAS_FAULTS`` = {arch id: "hang" | "abort" | "flaky"}),
+The ledger plugin can also inject faults (``ACCELNAS_FAULTS`` = {arch id: "hang" | "abort" | "flaky" | "broken"}),
 which the reliability tests use.
 
     python benchmarks/stress_resume.py --repeats 25 --num 16 --json stress.json
@@ -66,6 +66,8 @@ def _fault(arch_id, metric):
         time.sleep(3600)
     elif mode == "abort":
         os.abort()
+    elif mode == "broken":
+        raise RuntimeError("the device is gone")
     elif mode == "flaky":
         marker = os.path.join(os.environ["ACCELNAS_FAULT_DIR"], arch_id + ".flaky")
         if not os.path.exists(marker):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from accelnas.core.errors import AccelnasError, PluginError
 from accelnas.core.executors import MEASURE_HOOKS, Executor, LocalExecutor, Outcome, Task, checked_measurement
 from accelnas.core.plugins import PluginRegistry
-from accelnas.core.records import Measurement, MeasureSettings, Target
+from accelnas.core.records import Measurement, MeasureSettings, Target, positive_int
 from accelnas.core.retry import RetryPolicy, policy_for
 from accelnas.core.space import Architecture, unique
 from accelnas.core.store import Store
@@ -57,9 +57,10 @@ class CampaignReport:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     retried: int = 0  # transient failures tried again within this run
-    pending: int = 0  # measurements left for a later run (time budget spent)
+    pending: int = 0  # measurements left for a later run (time budget spent, failure limit reached)
     budget_exhausted: bool = False
     executor: str = "local"
+    failure_limit_reached: bool = False  # stopped after ``max_failures`` failed measurements
 
 
 def run_campaign(
@@ -75,12 +76,16 @@ def run_campaign(
     executor: Executor | None = None,
     retry: RetryPolicy | Mapping[str, RetryPolicy] | None = None,
     time_budget: float | None = None,
+    max_failures: int | None = None,
 ) -> CampaignReport:
     """Measure ``archs`` on ``target``; every result is committed to ``store`` as soon as it exists.
 
     ``executor`` runs the measurements (default: :class:`~accelnas.core.executors.LocalExecutor`);
     ``retry`` is a policy or a {target, device or "*": policy} mapping; ``time_budget`` (seconds)
-    stops submitting and cancels what is in flight once spent.
+    stops submitting and cancels what is in flight once spent; ``max_failures`` does the same once
+    that many measurements have failed for good (a plugin failing on every architecture). What is
+    left stays pending for the next run. Before anything is measured, a hook that no loaded plugin
+    implements is an error.
     """
     metrics = list(dict.fromkeys(metrics or target.metrics))  # a metric named twice is measured once
     archs = unique(archs)  # an architecture named twice is measured once
@@ -89,7 +94,14 @@ def run_campaign(
         raise AccelnasError(f"target {target.name} does not measure {unsupported[0]!r}")
     if time_budget is not None and not 0 < time_budget < math.inf:
         raise AccelnasError(f"the time budget must be a positive number of seconds, got {time_budget}")
+    if max_failures is not None:
+        max_failures = positive_int(max_failures, "max_failures")
     target.check_options(settings)
+    for hook in ("export_model", "compile", *(MEASURE_HOOKS[m] for m in metrics)):
+        if not registry.implements(hook):
+            raise AccelnasError(
+                f"no loaded plugin implements {hook}, which measuring {target.name} (of plugin {target.plugin!r}) needs"
+            )
     # the batch is decided here, once: a worker on another host (whose target may list another default)
     # measures at the batch the results are keyed and checked by
     settings = dataclasses.replace(settings, batch_size=settings.batch_for(target))
@@ -153,6 +165,10 @@ def run_campaign(
             now = time.perf_counter()
             if now >= deadline:
                 report.budget_exhausted = True
+                executor.cancel()
+                break
+            if max_failures is not None and report.failed >= max_failures:
+                report.failure_limit_reached = True
                 executor.cancel()
                 break
             while delayed and delayed[0][0] <= now:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +259,12 @@ def targets(as_json: bool) -> None:
 @click.option("--ray-max-retries", type=int, default=3, show_default=True, help="Ray retries after a worker dies.")
 @click.option("--time-budget", type=FINITE, default=None, help="Stop after this many seconds; the rest stays pending.")
 @click.option("--shard", default=None, help="Measure only shard i/n of the architectures (0 <= i < n).")
+@click.option(
+    "--max-failures",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop once this many measurements have failed (e.g. a plugin bug); the rest stays pending.",
+)
 @click.pass_context
 def collect(
     ctx: click.Context,
@@ -284,6 +292,7 @@ def collect(
     ray_max_retries: int,
     time_budget: float | None,
     shard: str | None,
+    max_failures: int | None,
 ) -> None:
     """Measure architectures on a target, committing each result to the store as it arrives.
 
@@ -360,6 +369,7 @@ def collect(
                 retry=options.retry,
                 retry_failed=not no_retry_failed,
                 time_budget=options.time_budget,
+                max_failures=max_failures,
             )
             report = CampaignReport(target=target.name, settings_key=rounds[0].settings_key, planned=num)
             for r in rounds:
@@ -370,6 +380,7 @@ def collect(
                 report.seconds += r.seconds
                 report.pending += r.pending
             report.budget_exhausted = rounds[-1].budget_exhausted
+            report.failure_limit_reached = rounds[-1].failure_limit_reached
         else:
             report = run_campaign(
                 registry,
@@ -383,6 +394,7 @@ def collect(
                 executor=options.make_executor(),
                 retry=options.retry,
                 time_budget=options.time_budget,
+                max_failures=max_failures,
             )
     click.echo(
         f"done in {report.seconds:.1f}s: {report.measured} measured, {report.already_done} already stored, "
@@ -391,6 +403,12 @@ def collect(
     if report.budget_exhausted:
         click.echo(
             f"time budget spent: {report.pending} measurement(s) pending; run the same command again to continue",
+            err=True,
+        )
+    if report.failure_limit_reached:
+        click.echo(
+            f"stopped after {report.failed} failed measurement(s) (--max-failures {max_failures}): "
+            f"{report.pending} measurement(s) pending; fix the cause and run the same command again",
             err=True,
         )
     if report.failed:
@@ -707,10 +725,10 @@ def surrogates_build(
         with Store(db_path, readonly=True) as store:
             store.check()
             frame = dataset.from_store(store)
-        source = {"db": str(db_path)}
+        source = {"db": os.path.abspath(db_path)}  # the index may be read from another folder
     else:
         frame = dataset.read(data_path)
-        source = {"data": str(data_path)}
+        source = {"data": os.path.abspath(data_path)}
     if not frame.empty:
         frame = dataset.with_settings(frame, settings_keys)
     available = pairs(frame)
@@ -766,13 +784,31 @@ def _one_line(exc: object) -> str:
     return " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler preempting the job), raised like Ctrl-C so that clean-up code runs."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _stopped(exc: BaseException) -> None:
+    """The message and exit status of a run stopped by Ctrl-C (130) or SIGTERM (143)."""
+    how, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+    click.echo(f"{how}; every result measured so far is stored", err=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         rv = cli.main(args=argv, prog_name="accelnas", standalone_mode=False)
     except click.exceptions.Abort as exc:  # click turns Ctrl-C into Abort
-        interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
-        click.echo("interrupted; every result measured so far is stored" if interrupted else "aborted", err=True)
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _stopped(exc.__cause__)
+        click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:  # usage errors too: one line, like every other error
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as click shows it
@@ -786,9 +822,8 @@ def main(argv: list[str] | None = None) -> None:
     except (AccelnasError, InvalidArchitectureError) as exc:
         click.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(getattr(exc, "exit_code", 1))
-    except KeyboardInterrupt:
-        click.echo("interrupted; every result measured so far is stored", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _stopped(exc)
     except OSError as exc:  # a path that cannot be created, read or written
         if os.environ.get("ACCELNAS_DEBUG"):
             raise

@@ -188,7 +188,7 @@ def measure_outcomes(
         workdir = Path(tmp)
         try:
             try:
-                model = calibrate_batchnorm(build_model(arch), settings.input_size)
+                model = calibrate_batchnorm(build_model(arch), settings.input_size) if target.needs_model else None
             except Exception as exc:  # e.g. out of memory at a large input size: this architecture fails
                 raise AccelnasError(f"building the model failed: {describe(exc)}") from None
             result, plugin = registry.call_first(
@@ -213,6 +213,7 @@ def measure_outcomes(
             except AccelnasError as exc:
                 out = Outcome(metric, error=str(exc), plugin=getattr(exc, "plugin", plugin), where=where)
             else:
+                measurement.provenance = {**measurement.provenance, "plugin": registry.identity(plugin)}
                 out = Outcome(metric, measurement=measurement, plugin=plugin, where=where)
             out.seconds = time.perf_counter() - t0
             yield out

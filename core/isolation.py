@@ -126,8 +126,10 @@ class IsolatedExecutor(Executor):
         self._child: _Child | None = None
         self._init: dict[str, Any] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._plugin: str | None = None  # the target's plugin, named in the failures of a killed child
 
     def open(self, registry: PluginRegistry, target: Target, settings: MeasureSettings) -> None:
+        self._plugin = target.plugin
         self._tmp = tempfile.TemporaryDirectory(prefix="accelnas-isolated-")
         self._init = {
             "tmp": self._tmp.name,
@@ -163,7 +165,7 @@ class IsolatedExecutor(Executor):
         task = self._current
         assert task is not None
         where = worker_info(self.label)
-        out = [(task, o) for o in failed(sorted(self._remaining), reason, **where)]
+        out = [(task, o) for o in failed(sorted(self._remaining), reason, self._plugin, **where)]
         self._current, self._remaining = None, set()
         return out
 

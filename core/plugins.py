@@ -53,6 +53,11 @@ class PluginInfo:
     entry_point: str | None = None  # the entry point's value ("module" or "module:attr") it was loaded from
 
 
+def _label(info: PluginInfo) -> str:
+    """``'name'``, or ``'name' of distribution version`` where the distribution is known."""
+    return f"{info.name!r} of {info.distribution} {info.version}" if info.distribution else repr(info.name)
+
+
 def _declared_by(ep: metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return f"{dist.name} {dist.version}" if dist else ep.value
@@ -69,6 +74,12 @@ class PluginRegistry:
         self._targets: dict[str, Target] | None = None
         self._left_out: list[str] = []  # installed plugins the ``only`` filter did not load
         self._filter_source: str | None = None  # e.g. "ACCELNAS_PLUGINS=cpu_ort"
+        self._warned: set[tuple[str, ...]] = set()
+
+    def _warn_once(self, key: tuple[str, ...], message: str, *args: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
 
     # -- loading ---------------------------------------------------------------------------------
     def load_entry_points(self, only: list[str] | None = None, *, source: str | None = None) -> None:
@@ -167,6 +178,8 @@ class PluginRegistry:
         version = version or getattr(obj, "__version__", None)
         self._info[name] = PluginInfo(name, module, distribution, version, entry_point=entry_point)
         self._targets = None
+        if not self.pm.get_hookcallers(obj):
+            log.warning("plugin %r (%s) implements no hook: are its functions marked @accelnas.hookimpl?", name, module)
 
     def _validation_reason(self, exc: pluggy.PluginValidationError) -> str:
         """Pluggy's several-line refusal as one line."""
@@ -212,6 +225,16 @@ class PluginRegistry:
         log.warning("plugin %r skipped: %s", name, error)
 
     # -- listing ---------------------------------------------------------------------------------
+    def implements(self, hook_name: str) -> bool:
+        """True when a loaded plugin implements hook ``hook_name``."""
+        return bool(getattr(self.pm.hook, hook_name).get_hookimpls())
+
+    def identity(self, name: str) -> dict[str, str | None]:
+        """``{"name", "distribution", "version"}`` of a loaded plugin, as stored with what it measured."""
+        info = self._info.get(name)
+        return {"name": name, "distribution": info.distribution if info else None,
+                "version": info.version if info else None}  # fmt: skip
+
     def plugins(self) -> list[PluginInfo]:
         """Loaded plugins with their hooks, and installed ones that failed to load (with ``error``)."""
         out = list(self._broken.values())
@@ -280,7 +303,7 @@ class PluginRegistry:
                 name = matches[0].name
         if name not in targets:
             known = ", ".join(targets) or "none"
-            skipped = "".join(f"; plugin {i.name!r} was skipped: {i.error}" for _, i in sorted(self._broken.items()))
+            skipped = "".join(f"; plugin {_label(i)} was skipped: {i.error}" for _, i in sorted(self._broken.items()))
             if self._filter_source and self._left_out:
                 skipped += f"; {self._filter_source} left out the installed plugins {', '.join(self._left_out)}"
             raise UnknownTargetError(f"unknown target {name!r} (known targets: {known}{skipped})")
@@ -291,14 +314,21 @@ class PluginRegistry:
 
     # -- calls -----------------------------------------------------------------------------------
     def call_first(self, hook_name: str, **kwargs: Any) -> tuple[Any, str]:
-        """Call a first-result hook in pluggy's order; return (result, plugin name).
+        """Call a first-result hook; return (result, plugin name).
 
+        The order: ``tryfirst`` implementations (pluggy's order among them), then those of the plugin
+        that registered the target, then the others in pluggy's order. So a plugin that answers for
+        every target (it forgot to return ``None`` for the ones it does not serve) cannot take over
+        another plugin's target; when it answers one the owner leaves unanswered, a warning names it.
         Exceptions (``sys.exit()`` and ``asyncio.CancelledError`` included, not ``KeyboardInterrupt``)
         are re-raised as :class:`PluginError` naming the plugin that raised. When no plugin answers,
         the error names the plugin that registered the target.
         """
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
+        owner = getattr(kwargs.get("target"), "plugin", None)
+        impls = list(reversed(caller.get_hookimpls()))
+        impls.sort(key=lambda i: 0 if i.tryfirst else 1 if i.plugin_name == owner else 2)  # stable
+        for impl in impls:
             args = {k: kwargs[k] for k in impl.argnames if k in kwargs}
             try:
                 result = impl.function(**args)
@@ -313,9 +343,16 @@ class PluginRegistry:
                     f"plugin {impl.plugin_name!r} returned a generator from {hook_name}", plugin=impl.plugin_name
                 )
             if result is not None:
+                if owner is not None and impl.plugin_name != owner and not impl.tryfirst:
+                    self._warn_once(
+                        (impl.plugin_name, hook_name, owner),
+                        "plugin %r answered %s for target %s of plugin %r without tryfirst=True; if it means "
+                        "to replace that target's implementation, mark its hooks tryfirst, else return None "
+                        "for targets it does not serve",
+                        impl.plugin_name, hook_name, kwargs["target"].name, owner,
+                    )  # fmt: skip
                 return result, impl.plugin_name
         target = kwargs.get("target")
-        owner = getattr(target, "plugin", None)
         declared = f" (declared by plugin {owner!r})" if owner else ""
         raise PluginError(
             f"no plugin implements {hook_name} for target {getattr(target, 'name', target)}{declared}", plugin=owner

@@ -87,6 +87,8 @@ class Target:
     :class:`~accelnas.core.errors.AccelnasError` for an option value the target cannot use.
     ``latency_batch_size`` is the batch latency is measured at: 1 unless the hardware runs a fixed
     larger batch (a DPU compiled for batch 6); a latency measurement at another batch is refused.
+    ``needs_model`` False spares building and calibrating the PyTorch model of each architecture for
+    a backend that never uses it (``export_model`` then gets ``model=None``).
     """
 
     device: str
@@ -101,6 +103,7 @@ class Target:
     options: tuple[str, ...] | None = None
     check_values: Callable[[MeasureSettings], object] | None = field(default=None, compare=False, repr=False)
     latency_batch_size: int = 1
+    needs_model: bool = True
     plugin: str | None = None  # filled in by the core when the target is registered
 
     @property

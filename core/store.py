@@ -21,6 +21,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+from accelnas.core import jsonio
 from accelnas.core.errors import StoreError, first_line
 from accelnas.core.records import Measurement
 from accelnas.core.space import Architecture
@@ -303,7 +304,7 @@ class Store:
             "target": target,
             "metric": measurement.metric,
             "settings_key": settings_key,
-            "settings": json.dumps(settings, sort_keys=True, default=str),
+            "settings": jsonio.dumps(settings, sort_keys=True),
             "value": measurement.mean,
             "std": measurement.std,
             "ci_low": measurement.ci_low,
@@ -313,8 +314,8 @@ class Store:
             "input_size": measurement.input_size,
             "precision_reached": int(measurement.precision_reached),
             "samples": json.dumps(measurement.samples),
-            "extra": json.dumps(measurement.extra, default=str),
-            "provenance": json.dumps(measurement.provenance, default=str),
+            "extra": jsonio.dumps(measurement.extra),
+            "provenance": jsonio.dumps(measurement.provenance),
             "plugin": plugin,
             "now": time.time(),
         }
@@ -339,7 +340,7 @@ class Store:
             "target": target,
             "metric": metric,
             "settings_key": settings_key,
-            "settings": json.dumps(settings, sort_keys=True, default=str),
+            "settings": jsonio.dumps(settings, sort_keys=True),
             "plugin": plugin,
             "error": error,
             "now": time.time(),
@@ -361,7 +362,7 @@ class Store:
         if isinstance(metrics, str):  # a str iterates as letters: a metric named 'l', 'a', 't'...
             raise TypeError(f"metrics must be a list of metric names, not the string {metrics!r}")
         now = time.time()
-        text = json.dumps(settings, sort_keys=True, default=str)
+        text = jsonio.dumps(settings, sort_keys=True)
         metrics = list(metrics)
         with self.transaction() as c:
             for arch in archs:

@@ -115,19 +115,22 @@ def _echo_outcome(outcome) -> None:
     problem = outcome.problem
     b0 = outcome.b0
     click.echo(f"Pareto front: {len(outcome.front)} architectures ({', '.join(problem.names)})")
-    header = "".join(f"{o.name + ' [' + problem.unit(o) + ']':>30}" for o in problem.objectives)
-    click.echo(f"{'id':<36}{header}  found by")
+    labels = [f"{o.name} [{problem.unit(o)}]" for o in problem.objectives]
+    widths = [max(30, len(label) + 2) for label in labels]  # long target names keep their columns apart
+    first = len("EfficientNet-B0 ") + len(b0.arch.id) + 2
+    click.echo(f"{'id':<{first}}" + "".join(f"{label:>{w}}" for label, w in zip(labels, widths, strict=True))
+               + "  found by")  # fmt: skip
 
     def cells(e) -> str:
         out = ""
-        for o in problem.objectives:
+        for o, w in zip(problem.objectives, widths, strict=True):
             j = problem.column(o)
-            out += f"{e.mean[j]:>19.4g} ± {e.std[j]:<8.2g}"
+            out += f"{e.mean[j]:>{w - 11}.4g} ± {e.std[j]:<8.2g}"
         return out
 
     for f in outcome.front:
-        click.echo(f"{f.evaluation.arch.id:<36}{cells(f.evaluation)}  {f.found_by}")
-    click.echo(f"{'EfficientNet-B0 ' + b0.arch.id:<36}{cells(b0)}")
+        click.echo(f"{f.evaluation.arch.id:<{first}}{cells(f.evaluation)}  {f.found_by}")
+    click.echo(f"{'EfficientNet-B0 ' + b0.arch.id:<{first}}{cells(b0)}")
     best = outcome.best_reward()
     if best is not None:
         click.echo(f"best reward {problem.reward.name}: {best.evaluation.arch.id} = {best.evaluation.reward:.4g}")

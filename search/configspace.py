@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from accelnas.core import files
 from accelnas.core.errors import InvalidArchitectureError
 from accelnas.core.space import EFFICIENTNET_B0, Architecture
 from accelnas.search.encoding import CHOICES
@@ -51,10 +52,10 @@ def from_configuration(config: Mapping[str, Any]) -> Architecture:
 
 
 def write_space(path: str | Path) -> Path:
-    """Write the space as ConfigSpace JSON."""
+    """Write the space as ConfigSpace JSON (replaced whole)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    configuration_space().to_json(path, indent=2)
+    with files.replacing(path) as tmp:
+        configuration_space().to_json(tmp, indent=2)
     return path
 
 

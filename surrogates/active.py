@@ -108,13 +108,15 @@ def active_campaign(
     retry: RetryPolicy | Mapping[str, RetryPolicy] | None = None,
     retry_failed: bool = True,
     time_budget: float | None = None,
+    max_failures: int | None = None,
 ) -> list[CampaignReport]:
     """Measure ``num`` architectures in rounds: a space-filling start, then the most disputed ones.
 
     Disagreement is judged on ``metric`` (default: the first of ``metrics``, else the target's
     first); ``metrics``, ``executor``, ``retry`` and ``retry_failed`` apply to every round as in
-    :func:`~accelnas.core.campaign.run_campaign`, and ``time_budget`` (seconds) covers all rounds:
-    once spent, no further round starts and the last report says what is pending.
+    :func:`~accelnas.core.campaign.run_campaign`, and ``time_budget`` (seconds) and ``max_failures``
+    cover all rounds: once spent or reached, no further round starts and the last report says what is
+    pending.
     """
     metric = metric or (metrics[0] if metrics else target.metrics[0])
     if metrics and metric not in metrics:
@@ -128,16 +130,21 @@ def active_campaign(
 
     def round_of(archs: list[Architecture]) -> CampaignReport:
         left = deadline - time.monotonic()
+        failures_left = None if max_failures is None else max(1, max_failures - sum(r.failed for r in reports))
         return run_campaign(
             registry, target, archs, settings, store, metrics=metrics, retry_failed=retry_failed,
             progress=progress, executor=executor, retry=retry,
-            time_budget=None if left == float("inf") else max(left, 1e-3),
+            time_budget=None if left == float("inf") else max(left, 1e-3), max_failures=failures_left,
         )  # fmt: skip
 
+    def stopped() -> bool:
+        return reports[-1].budget_exhausted or reports[-1].failure_limit_reached
+
     chosen = space_filling(pool, min(initial, num), seed=seed)
-    reports = [round_of(chosen)]
+    reports: list[CampaignReport] = []
+    reports.append(round_of(chosen))
     key = settings.key(target)
-    while len(chosen) < num and not reports[-1].budget_exhausted:
+    while len(chosen) < num and not stopped():
         if time.monotonic() >= deadline:
             reports[-1].budget_exhausted = True
             break
@@ -156,6 +163,6 @@ def active_campaign(
             raise AccelnasError(f"active selection ran out of candidates after {len(chosen)} architectures")
         chosen += nxt
         reports.append(round_of(nxt))
-    if reports[-1].budget_exhausted:  # measurements, like run_campaign's: architectures not chosen × metrics
+    if stopped():  # measurements, like run_campaign's: architectures not chosen × metrics
         reports[-1].pending += (num - len(chosen)) * len(set(metrics or target.metrics))
     return reports

@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600, cwd: str | os.PathLike | None = None
+) -> subprocess.CompletedProcess:
     full_env = os.environ | {"PYTHONUNBUFFERED": "1"} | (env or {})
     full_env.pop("ACCELNAS_DEBUG", None)
     return subprocess.run(
@@ -16,4 +18,5 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
         text=True,
         env=full_env,
         timeout=timeout,
+        cwd=cwd,
     )

@@ -240,8 +240,14 @@ def test_cli_build_from_db_and_query(tmp_path):
                     "--test-fraction", "0.2")  # fmt: skip
     assert built.returncode == 0, built.stderr
     assert "cpu/onnxruntime" in built.stdout and "τ=" in built.stdout and "built 2 surrogates" in built.stdout
-    again = run_cli("surrogates", "build", "--from-db", str(db), "--out", str(out), "--target", "cpu/torch")
+    again = run_cli("surrogates", "build", "--from-db", db.name, "--out", str(out), "--target", "cpu/torch",
+                    cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0 and "built 1 surrogate in" in again.stdout and "(1 built earlier kept" in again.stdout
+    index = json.loads((out / "benchmark.json").read_text())
+    assert {e["target"]: e["source"]["db"] for e in index["surrogates"]} == {  # readable from any folder
+        "cpu/onnxruntime": str(db),
+        "cpu/torch": str(db),
+    }
     queried = run_cli("query", "b0", "--benchmark", str(out), "--device", "cpu", "--metric", "latency", "--json")
     assert queried.returncode == 0, queried.stderr
     rows = json.loads(queried.stdout)

@@ -193,6 +193,81 @@ def test_a_model_that_cannot_be_built_is_a_recorded_failure(tmp_path, monkeypatc
         assert failed["error"] == "building the model failed: MemoryError: cannot allocate the model"
 
 
+class Modelless(Counting):
+    """A backend that never looks at the PyTorch model: the core need not build one."""
+
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("fake", "faulty", default_batch_size=2, needs_model=False))
+
+    @hookimpl
+    def export_model(self, target, architecture, model):
+        self.models = [*getattr(self, "models", []), model]
+        return ExportedModel(format="none") if target.name == "fake/faulty" else None
+
+
+def test_a_target_that_needs_no_model_is_spared_building_one(tmp_path, monkeypatch):
+    import accelnas.core.model as model_module
+
+    def build(arch, *args, **kwargs):
+        raise AssertionError("the model was built")
+
+    monkeypatch.setattr(model_module, "build_model", build)
+    registry = load_registry([])
+    registry.register(plugin := Modelless(), "modelless")
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, registry.target("fake/faulty"), sample(3, seed=4), FAST, store,
+                              metrics=["latency"])  # fmt: skip
+    assert report.measured == 3 and plugin.models == [None, None, None]
+
+
+def test_a_campaign_stops_after_max_failures_and_leaves_the_rest_pending(tmp_path):
+    registry = load_registry([])
+    registry.register(Faulty(), "faulty")  # every throughput fails (malformed, or the export raises)
+    archs = sample(12, seed=3)
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, registry.target("fake/faulty"), archs, FAST, store, metrics=["throughput"],
+                              max_failures=3)  # fmt: skip
+        assert report.failure_limit_reached and not report.budget_exhausted
+        assert (report.failed, report.measured, report.pending) == (3, 0, 9)
+        assert len(store.results(status="failed")) == 3
+        again = run_campaign(registry, registry.target("fake/faulty"), archs, FAST, store, metrics=["throughput"])
+        assert again.failed == 12 and not again.failure_limit_reached  # no limit: every one is tried
+    with pytest.raises(ValueError, match="max_failures must be a positive int, got 0"):
+        run_campaign(registry, registry.target("fake/faulty"), archs, FAST, store, max_failures=0)
+
+
+class NoLatency:
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("fake", "half"))
+
+    @hookimpl
+    def export_model(self, target):
+        return ExportedModel(format="none") if target.name == "fake/half" else None
+
+    @hookimpl
+    def compile(self, target):
+        return CompiledModel(handle=None) if target.name == "fake/half" else None
+
+    @hookimpl
+    def measure_throughput(self, target, settings):
+        return exact_measurement("throughput", 5.0, batch=settings.batch_size, input_size=settings.input_size)
+
+
+def test_a_hook_no_plugin_implements_is_refused_before_anything_is_stored(tmp_path):
+    registry = load_registry([])
+    registry.register(NoLatency(), "half")
+    target = registry.target("fake/half")
+    with Store(tmp_path / "c.sqlite") as store:
+        with pytest.raises(AccelnasError, match=r"^no loaded plugin implements measure_latency, which measuring "
+                           r"fake/half \(of plugin 'half'\) needs$"):  # fmt: skip
+            run_campaign(registry, target, sample(2, seed=1), FAST, store)
+        assert store.results(status=None) == [] and store.summary() == []
+        report = run_campaign(registry, target, sample(2, seed=1), FAST, store, metrics=["throughput"])
+        assert report.measured == 2
+
+
 def test_an_option_the_target_does_not_declare_is_refused_before_anything_is_stored(registry, tmp_path):
     target = registry.target("cpu/torch")
     assert target.options == ()

@@ -208,6 +208,8 @@ def test_an_isolated_campaign_runs_a_plugin_instance_made_with_arguments(site, t
     assert report.failed == 0, report.errors
     assert [(r["status"], r["provenance"]["board"], r["plugin"]) for r in rows] == [("ok", "boardA", "instdev")]
     assert rows[0]["provenance"]["measured_by"]["executor"] == "isolated"
+    # the measuring process names the plugin's distribution and version beside each value
+    assert rows[0]["provenance"]["plugin"] == {"name": "instdev", "distribution": "instdev", "version": "0.1"}
 
 
 class NeedsBoard:
@@ -277,6 +279,9 @@ def test_a_second_distribution_declaring_a_taken_entry_point_name_is_listed_not_
     assert (clash.distribution, clash.module) == ("epclash", "epclash_mod")
     listed = CliRunner().invoke(cli, ["plugins"])
     assert "NOT LOADED: entry-point name 'cpu_ort' is also declared by accelnas 0.1.0" in listed.output
+    with pytest.raises(UnknownTargetError) as unknown:  # names the skipped copy, not the loaded plugin
+        registry.target("npu/none")
+    assert "plugin 'cpu_ort' of epclash 0.1 was skipped: entry-point name 'cpu_ort' is also" in str(unknown.value)
 
 
 def test_between_third_parties_the_first_found_entry_point_is_loaded(site):

@@ -138,6 +138,60 @@ def test_tryfirst_plugin_replaces_a_backend():
     assert registry.call_first("export_model", target=target) == ("mine", "override")
 
 
+class _Greedy:
+    """Answers for every target: it forgot to return None for the targets it does not serve."""
+
+    @hookimpl
+    def export_model(self, target):
+        return "greedy"
+
+    @hookimpl
+    def compile(self, target):
+        return "greedy"
+
+
+class _Owner:
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("acc", "own"))
+
+    @hookimpl
+    def export_model(self, target):
+        return "own" if target.name == "acc/own" else None
+
+
+def test_a_plugin_answering_every_target_cannot_take_over_another_plugins_target(caplog):
+    registry = PluginRegistry()
+    registry.register(_Owner(), "owner")
+    registry.register(_Devices(), "devices")
+    registry.register(_Greedy(), "greedy")  # registered last: in pluggy's order it would be asked first
+    with caplog.at_level("WARNING", logger="accelnas.core.plugins"):
+        assert registry.call_first("export_model", target=registry.target("acc/own")) == ("own", "owner")
+        assert "greedy" not in caplog.text
+        sim = registry.target("npu/sim")  # its plugin implements no compile: the greedy one answers, warned once
+        assert registry.call_first("compile", target=sim) == ("greedy", "greedy")
+        registry.call_first("compile", target=sim)
+    warned = [r.getMessage() for r in caplog.records if "without tryfirst" in r.getMessage()]
+    assert warned == ["plugin 'greedy' answered compile for target npu/sim of plugin 'devices' without "
+                      "tryfirst=True; if it means to replace that target's implementation, mark its hooks "
+                      "tryfirst, else return None for targets it does not serve"]  # fmt: skip
+
+
+def test_a_plugin_without_hook_implementations_is_loaded_with_a_warning(caplog):
+    class Unmarked:
+        def register_targets(self, register):  # not marked @hookimpl: pluggy never calls it
+            register(Target("npu", "unmarked"))
+
+    registry = PluginRegistry()
+    with caplog.at_level("WARNING", logger="accelnas.core.plugins"):
+        registry.register(Unmarked(), "unmarked")
+        registry.register(_Devices(), "devices")
+    assert caplog.messages == [
+        f"plugin 'unmarked' ({__name__}) implements no hook: are its functions marked @accelnas.hookimpl?"
+    ]
+    assert [i.hooks for i in registry.plugins()] == [["export_model", "register_targets"], []]
+
+
 def test_register_rejects_duplicates_and_non_targets():
     registry = PluginRegistry()
     registry.register(_Devices(), "devices")

@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,7 @@ def test_hanging_and_crashing_plugins_fail_only_their_measurement(ledger_env, tm
         assert all(r["metric"] == "latency" for r in failed.values())  # throughput was measured before the fault
         assert "timed out after 5 s" in failed[hang]["error"]
         assert "SIGABRT" in failed[crash]["error"] and "died" in failed[crash]["error"]
+        assert failed[hang]["plugin"] == failed[crash]["plugin"] == target.plugin  # whose child it was
         ok = store.results()
         assert len(ok) == 6 and {r["arch_id"] for r in ok} == {a.id for a in archs}
         assert all(r["provenance"]["measured_by"]["executor"] == "isolated" for r in ok)
@@ -200,6 +203,59 @@ def test_time_budget_leaves_the_rest_pending_and_status_shows_it(ledger_env, tmp
     assert missing.returncode == 1 and "not found" in missing.stderr
 
 
+def test_collect_stops_after_max_failures_and_resumes_where_it_stopped(ledger_env, tmp_path):
+    _, _, site = ledger_env
+    archs = sample(6, 4)
+    faults = json.dumps({a.id: "broken" for a in archs})  # every latency fails: a plugin bug, say
+    env = stress.plugin_env(site, tmp_path / "ledger.jsonl", ACCELNAS_FAULTS=faults)
+    db = tmp_path / "c.sqlite"
+    command = [*stress.collect_command(db, 6, 4), "--metric", "latency", "--retries", "0"]
+    proc = subprocess.run([*command, "--max-failures", "2"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "stopped after 2 failed measurement(s) (--max-failures 2): 4 measurement(s) pending" in proc.stderr
+    assert "RuntimeError: the device is gone" in proc.stderr
+    with Store(db) as store:
+        assert len(store.results(status="failed")) == 2 and store.results() == []
+    env["ACCELNAS_FAULTS"] = "{}"  # fixed: the same command measures everything
+    proc = subprocess.run([*command, "--max-failures", "2"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with Store(db) as store:
+        assert {r["arch_id"] for r in store.results()} == {a.id for a in archs}
+
+
+def test_sigterm_stops_collect_like_ctrl_c_and_its_work_files_go(ledger_env, tmp_path):
+    """A scheduler preempting the job (SIGTERM) gets the clean stop of Ctrl-C, with exit status 143."""
+    _, _, site = ledger_env
+    archs = sample(3, 8)
+    work = tmp_path / "tmp"
+    work.mkdir()
+    env = stress.plugin_env(site, tmp_path / "ledger.jsonl", ACCELNAS_FAULTS=json.dumps({archs[1].id: "hang"}))
+    env["TMPDIR"] = str(work)
+    db = tmp_path / "c.sqlite"
+    proc = subprocess.Popen(stress.collect_command(db, 3, 8), env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _committed(db, 2) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the first architecture stored; the second one's latency now hangs
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "terminated; every result measured so far is stored"
+    assert list(work.iterdir()) == []  # the architecture's work folder was removed
+    with Store(db) as store:
+        assert {r["arch_id"] for r in store.results()} >= {archs[0].id}
+
+
+def _committed(db: Path, rows: int) -> bool:
+    if not db.exists():
+        return False
+    try:
+        with Store(db, readonly=True) as store:
+            return len(store.results()) >= rows
+    except Exception:  # still being created
+        return False
+
+
 def test_two_collect_processes_share_one_store(ledger_env, tmp_path):
     _, _, site = ledger_env
     db, ledger = tmp_path / "shared.sqlite", tmp_path / "shared-ledger.jsonl"
@@ -217,6 +273,7 @@ def test_two_collect_processes_share_one_store(ledger_env, tmp_path):
 
 _WRITER = """
 import sys
+import time
 from accelnas.core.records import Measurement
 from accelnas.core.space import sample
 from accelnas.core.store import Store

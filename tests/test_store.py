@@ -46,6 +46,24 @@ def test_a_value_no_reader_could_use_is_refused_and_nothing_is_written(tmp_path,
         assert store.results(status=None) == [] and store.summary() == []
 
 
+def test_undefined_numbers_beside_a_value_are_stored_as_json_null(tmp_path):
+    """A plugin's extra or provenance with NaN/inf is kept, as strict JSON SQLite's json functions read."""
+    arch = sample(1, 0)[0]
+    m = _m(10.0)
+    m.extra = {"temperature": float("nan"), "clock": [1.5, float("inf")]}
+    m.provenance = {"driver": "x", "power_w": float("-inf")}
+    with Store(tmp_path / "s.sqlite") as store:
+        store.record_ok(arch, "cpu/x", "k", {"budget": float("inf")}, m)
+        (row,) = store.results()
+        assert row["extra"] == {"temperature": None, "clock": [1.5, None]}
+        assert row["provenance"] == {"driver": "x", "power_w": None}
+    db = sqlite3.connect(tmp_path / "s.sqlite")
+    got = db.execute("SELECT json_extract(extra, '$.clock[0]'), json_valid(provenance), json_valid(settings) "
+                     "FROM results").fetchone()  # fmt: skip
+    db.close()
+    assert got == (1.5, 1, 1)
+
+
 def test_a_plan_refuses_a_string_of_metrics(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
         with pytest.raises(TypeError, match="not the string 'latency'"):
