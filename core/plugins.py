@@ -266,7 +266,10 @@ class PluginRegistry:
                 if not isinstance(target, Target):
                     raise PluginError(f"registered a non-Target: {target!r}")
                 replaced = found[target.name].plugin if target.name in found else None
-                if replaced is not None and replaced != _plugin:
+                if replaced == _plugin:
+                    log.warning("plugin %r registers target %s twice; the last declaration is kept", _plugin,
+                                target.name)  # fmt: skip
+                elif replaced is not None:
                     if _impl.tryfirst or target.name in fallback:
                         log.debug("target %s from %s replaces the one from %s", target.name, _plugin, replaced)
                     else:

@@ -208,6 +208,20 @@ def test_register_rejects_duplicates_and_non_targets():
     assert "registered a non-Target" in {i.name: i for i in registry.plugins()}["bad"].error
 
 
+def test_a_target_registered_twice_by_one_plugin_keeps_the_last_with_a_warning(caplog):
+    class Twice:
+        @hookimpl
+        def register_targets(self, register):
+            register(Target("npu", "sim", default_batch_size=4))
+            register(Target("npu", "sim", default_batch_size=8))
+
+    registry = PluginRegistry()
+    registry.register(Twice(), "twice")
+    with caplog.at_level("WARNING", logger="accelnas.core.plugins"):
+        assert registry.target("npu/sim").default_batch_size == 8
+    assert caplog.messages == ["plugin 'twice' registers target npu/sim twice; the last declaration is kept"]
+
+
 class _Exploding:
     """Registers one target, then fails: none of its targets may survive."""
 
