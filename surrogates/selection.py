@@ -75,7 +75,8 @@ def select_family(
     """Keep the candidate with the best validation Kendall τ (then R²).
 
     Small datasets (under 1000 architectures) are scored by k-fold cross-validation, pooling the
-    out-of-fold predictions, so that the choice does not hinge on a handful of architectures.
+    out-of-fold predictions, so that the choice does not hinge on a handful of architectures. A
+    candidate that predicts one value for a whole fold ranks last.
     """
     y = np.asarray(y, dtype=float)
     splits = folds(len(archs), seed, val_fraction)
@@ -89,10 +90,15 @@ def select_family(
             truth.append(y[val])
             pred.append(model.predict([archs[i] for i in val]))
         metrics = regression_metrics(np.concatenate(truth), np.concatenate(pred))
-        scores.append({"family": family, "params": params, **metrics, "fit_seconds": time.perf_counter() - start})
+        # one value for a whole fold (a tree family that cannot split so few rows) learned nothing; pooled
+        # over folds, the fold means alone can still rank well, so such a candidate ranks last
+        flat = any(len(p) > 1 and np.ptp(p) == 0 for p in pred)
+        scores.append({"family": family, "params": params, **metrics, "fit_seconds": time.perf_counter() - start,
+                       "constant_predictions": flat})  # fmt: skip
         log.info("candidate %s %s: tau=%.4f r2=%.4f", family, params, metrics["kendall_tau"], metrics["r2"])
-        if best is None or _score(metrics) > best[0]:
-            best = (_score(metrics), family, params, metrics)
+        score = (-np.inf, -np.inf) if flat else _score(metrics)
+        if best is None or score > best[0]:
+            best = (score, family, params, metrics)
     if best is None:
         raise ValueError("family selection needs at least one candidate")
     return Selection(best[1], dict(best[2]), best[3], scores)

@@ -136,6 +136,12 @@ def test_selection_ranks_undefined_scores_last_and_splits_keep_rows_on_both_side
     constant = ("lightgbm", {"min_child_samples": 10_000})  # a single leaf predicts a constant
     chosen = select_family(archs, frame["value"].to_numpy(), candidates=[constant, ("additive", {})])
     assert np.isnan(chosen.scores[0]["kendall_tau"]) and chosen.family == "additive"
+    # cross-validated (small data): pooled over folds the fold means can rank well, yet it learned nothing
+    small = _frame(12, seed=5, noise=0.3)  # noisy enough that the additive model's τ is below the fold means'
+    few = [parse_architecture(i) for i in small["arch_id"]]
+    chosen = select_family(few, small["value"].to_numpy(), candidates=[constant, ("additive", {})])
+    assert chosen.scores[0]["constant_predictions"] and not chosen.scores[1]["constant_predictions"]
+    assert chosen.family == "additive"
     train, held = split(10, 0.97, 0)
     assert len(train) == 2 and len(held) == 8 and set(train) | set(held) == set(range(10))
     with pytest.raises(ValueError, match="at least 4"):
