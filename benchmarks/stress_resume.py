@@ -11,8 +11,8 @@ and a final run to completion the harness checks that
 - no value stored before a kill changed afterwards;
 - ``PRAGMA integrity_check`` is ``ok``.
 
-The ledger plugin can also inject faults (``ACCELNAS_FAULTS`` = {arch id: "hang" | "abort" | "flaky" | "broken"}),
-which the reliability tests use.
+The ledger plugin can also inject faults, which the reliability tests use: ``ACCELNAS_FAULTS`` =
+{arch id: "hang" | "abort" | "flaky" | "broken" | "stubborn"}.
 
     python benchmarks/stress_resume.py --repeats 25 --num 16 --json stress.json
 """
@@ -66,6 +66,12 @@ def _fault(arch_id, metric):
         time.sleep(3600)
     elif mode == "abort":
         os.abort()
+    elif mode == "stubborn":  # swallows every interrupt, as a plugin blocked in native code ignores them
+        while True:
+            try:
+                time.sleep(3600)
+            except BaseException:
+                pass
     elif mode == "broken":
         raise RuntimeError("the device is gone")
     elif mode == "flaky":

@@ -9,6 +9,8 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -788,8 +790,21 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler preempting the job), raised like Ctrl-C so that clean-up code runs."""
 
 
+TERM_GRACE_ENV = "ACCELNAS_TERM_GRACE"  # seconds a SIGTERM'd command has to clean up (default 20)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated()
+
+
+def _watchdog(fd: int, grace: float) -> None:
+    """End the process ``grace`` seconds after a SIGTERM, should its handler not have ended it (a plugin
+    stuck in native code, where Python runs no handler, or one that swallows the interrupt)."""
+    while data := os.read(fd, 64):
+        if signal.SIGTERM in data:
+            time.sleep(grace)
+            os._exit(143)
+    os.close(fd)
 
 
 def _stopped(exc: BaseException) -> None:
@@ -799,10 +814,36 @@ def _stopped(exc: BaseException) -> None:
     sys.exit(code)
 
 
+def _catch_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM into :class:`Terminated` where nothing else handles it; returns the undo."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return lambda: None
+    grace = float(os.environ.get(TERM_GRACE_ENV) or 20.0)
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write)
+    signal.signal(signal.SIGTERM, _terminate)
+    threading.Thread(target=_watchdog, args=(read, grace), daemon=True, name="accelnas-sigterm").start()
+
+    def undo() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.set_wakeup_fd(previous)
+        os.close(write)  # the watchdog reads end-of-file and stops
+
+    return undo
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and a non-zero exit."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    """Console entry point: user errors become one line on stderr and a non-zero exit; SIGTERM stops a
+    command like Ctrl-C (exit status 143)."""
+    undo = _catch_sigterm()
+    try:
+        _run(argv)
+    finally:
+        undo()
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="accelnas", standalone_mode=False)
     except click.exceptions.Abort as exc:  # click turns Ctrl-C into Abort

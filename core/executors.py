@@ -14,6 +14,7 @@ is loaded again from the same entry-point value, so a module-level instance is t
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
@@ -291,6 +292,9 @@ def build_registry(spec: Sequence[PluginRef]) -> PluginRegistry:
                 f"plugin {name!r} ({ref}) cannot be loaded on {socket.gethostname()}: {type(exc).__name__}: "
                 f"{first_line(exc)}"
             ) from exc
+        if distribution:  # the version installed here, which a worker on another host may not share
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                version = metadata.version(distribution)
         registry.register(
             obj, name, distribution=distribution, version=version, entry_point=ref if how == "entry_point" else None
         )

@@ -50,4 +50,4 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_csv(path: str | Path, frame: Any) -> None:
     """Replace ``path`` by a pandas DataFrame as CSV (no index column) atomically."""
-    write_text(path, frame.to_csv(index=False))
+    write_text(path, frame.to_csv(index=False, lineterminator="\n"))

@@ -40,8 +40,9 @@ def export_model(
 ) -> ExportedModel | None:
     """Turn the network into what the backend consumes (an ONNX file, a TorchScript module, ...).
 
-    ``model`` is the ``torch.nn.Module`` of ``architecture`` in eval mode with calibrated BatchNorm;
-    files go under ``workdir``, which the core removes afterwards. Return ``None`` for other targets.
+    ``model`` is the ``torch.nn.Module`` of ``architecture`` in eval mode with calibrated BatchNorm
+    (``None`` for a target declared with ``needs_model=False``); files go under ``workdir``, which the
+    core removes afterwards. Return ``None`` for other targets.
     """
 
 

@@ -75,6 +75,7 @@ class PluginRegistry:
         self._left_out: list[str] = []  # installed plugins the ``only`` filter did not load
         self._filter_source: str | None = None  # e.g. "ACCELNAS_PLUGINS=cpu_ort"
         self._warned: set[tuple[str, ...]] = set()
+        self._declared: dict[str, set[str]] = {}  # target name -> plugins that declared it (a replaced one too)
 
     def _warn_once(self, key: tuple[str, ...], message: str, *args: Any) -> None:
         if key not in self._warned:
@@ -258,6 +259,7 @@ class PluginRegistry:
         """Targets of every plugin, or None after skipping one whose ``register_targets`` failed."""
         found: dict[str, Target] = {}
         fallback: set[str] = set()  # targets declared by a trylast implementation: meant to be replaced
+        self._declared = {}
         # lowest priority first, so the plugin pluggy calls first (tryfirst, or registered last) wins
         for impl in self.pm.hook.register_targets.get_hookimpls():
             plugin_name = impl.plugin_name
@@ -280,6 +282,7 @@ class PluginRegistry:
                             _plugin,
                             replaced,
                         )
+                self._declared.setdefault(target.name, set()).add(_plugin)
                 fallback.discard(target.name)
                 if _impl.trylast:
                     fallback.add(target.name)
@@ -346,7 +349,8 @@ class PluginRegistry:
                     f"plugin {impl.plugin_name!r} returned a generator from {hook_name}", plugin=impl.plugin_name
                 )
             if result is not None:
-                if owner is not None and impl.plugin_name != owner and not impl.tryfirst:
+                declared = self._declared.get(kwargs["target"].name, set()) | {owner}  # a fallback's declarer too
+                if owner is not None and impl.plugin_name not in declared and not impl.tryfirst:
                     self._warn_once(
                         (impl.plugin_name, hook_name, owner),
                         "plugin %r answered %s for target %s of plugin %r without tryfirst=True; if it means "

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from typing import Any
 
@@ -56,6 +58,18 @@ def _where() -> dict[str, Any]:
     except Exception:  # outside a Ray worker
         pass
     return where
+
+
+def init_ray(ray: Any, **kwargs: Any) -> None:
+    """``ray.init(**kwargs)``, keeping this process's SIGTERM handler: Ray's exits at once, skipping the
+    clean-up and the one-line message a stopped command gives."""
+    main = threading.current_thread() is threading.main_thread()
+    saved = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        ray.init(**kwargs)
+    finally:
+        if saved is not None:
+            signal.signal(signal.SIGTERM, saved)
 
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -157,7 +171,7 @@ class RayExecutor(Executor):
             if address is not None:
                 check_reachable(address)
             try:
-                ray.init(address=address, **kwargs)
+                init_ray(ray, address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 hint = ""
                 if address is not None and os.environ.get("RAY_AUTH_MODE") != "token":

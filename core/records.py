@@ -88,7 +88,9 @@ class Target:
     ``latency_batch_size`` is the batch latency is measured at: 1 unless the hardware runs a fixed
     larger batch (a DPU compiled for batch 6); a latency measurement at another batch is refused.
     ``needs_model`` False spares building and calibrating the PyTorch model of each architecture for
-    a backend that never uses it (``export_model`` then gets ``model=None``).
+    a backend that never uses it (``export_model`` then gets ``model=None``). ``protocol`` labels what
+    the backend times, when that is not in the settings (a tool's environment); it is part of each
+    result's settings key, so results timed another way are never resumed or merged with these.
     """
 
     device: str
@@ -104,6 +106,7 @@ class Target:
     check_values: Callable[[MeasureSettings], object] | None = field(default=None, compare=False, repr=False)
     latency_batch_size: int = 1
     needs_model: bool = True
+    protocol: str | None = None
     plugin: str | None = None  # filled in by the core when the target is registered
 
     @property
@@ -193,12 +196,15 @@ class MeasureSettings:
         ``threads`` stays as given: None (each machine's default, its count in every result's
         provenance) keys results of different machines alike; pass a count to tell them apart.
         """
-        return {
+        identity = {
             "input_size": self.input_size,
             "batch_size": self.batch_for(target),
             "threads": self.threads,
             "options": dict(self.options),
         }
+        if target.protocol is not None:  # absent otherwise: the keys of targets without one stay as they were
+            identity["protocol"] = target.protocol
+        return identity
 
     def key(self, target: Target) -> str:
         """Short stable hash of :meth:`identity`."""

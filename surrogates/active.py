@@ -138,7 +138,10 @@ def active_campaign(
         )  # fmt: skip
 
     def stopped() -> bool:
-        return reports[-1].budget_exhausted or reports[-1].failure_limit_reached
+        last = reports[-1]
+        if max_failures is not None and sum(r.failed for r in reports) >= max_failures:
+            last.failure_limit_reached = True  # also when the round's last outcome reached the limit
+        return last.budget_exhausted or last.failure_limit_reached
 
     chosen = space_filling(pool, min(initial, num), seed=seed)
     reports: list[CampaignReport] = []

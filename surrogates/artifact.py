@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,13 @@ def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
     meta = {key: value if key == "model" else jsonio.plain(value) for key, value in meta.items()}
     # written last, and whole: a save that fails midway never leaves metadata naming half-written files
     files_.write_text(out / METADATA_FILE, json.dumps(meta, default=_json_default) + "\n")
-    for stale in replaced - set(stored_as.values()):
-        (out / stale).unlink(missing_ok=True)
+    keep = set(stored_as.values())
+    for stale in sorted((replaced | _leftovers(out, files)) - keep):
+        try:
+            if (out / stale).is_file():
+                (out / stale).unlink()
+        except OSError as exc:  # the new surrogate is in place; an old file that stays is harmless
+            log.warning("could not remove the old model file %s: %s", out / stale, exc)
     return out
 
 
@@ -129,13 +135,24 @@ def _stored_name(name: str, digest: str) -> str:
 
 
 def _stored_files(directory: Path) -> set[str]:
-    """Model files the surrogate now in ``directory`` uses (none when there is none, or it is unreadable)."""
-    try:
-        meta = json.loads((directory / METADATA_FILE).read_text())
-        disk = {_disk_name(meta, name) for name in meta.get("files") or {}}
-        return {name for name in disk if _SAFE_NAME.match(name) and name != METADATA_FILE}
-    except Exception:  # nothing readable there: nothing to remove
+    """Model files the surrogate now in ``directory`` uses (none when there is none, or it is not one)."""
+    if not (directory / METADATA_FILE).is_file():
         return set()
+    try:
+        _, meta = _read_metadata(directory)
+        disk = {_disk_name(meta, name) for name in meta.get("files") or {}}
+    except (SurrogateError, OSError, TypeError, AttributeError):  # not an accelnas surrogate: remove nothing
+        return set()
+    return {name for name in disk if _SAFE_NAME.match(name) and name != METADATA_FILE}
+
+
+def _leftovers(directory: Path, names: Iterable[str]) -> set[str]:
+    """Files of a save killed before its ``surrogate.json``: ``names`` stored under another checksum."""
+    found: set[str] = set()
+    for name in names:
+        pattern = re.compile(re.escape(_stored_name(name, "0" * 12)).replace("000000000000", "[0-9a-f]{12}") + "$")
+        found |= {p.name for p in directory.iterdir() if pattern.match(p.name)}
+    return found
 
 
 def _disk_name(meta: dict[str, Any], name: str) -> str:

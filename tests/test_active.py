@@ -109,6 +109,24 @@ def test_active_campaign_time_budget_covers_all_rounds(formula, tmp_path, monkey
     assert 16 <= measured < 40 and sum(r.pending for r in reports) == 40 - measured
 
 
+class Broken(Formula):
+    @hookimpl
+    def measure_latency(self, target, compiled, settings):
+        raise RuntimeError("the device is gone")
+
+
+def test_active_campaign_stops_at_max_failures_across_rounds(tmp_path):
+    registry = load_registry([])
+    registry.register(Broken(), "broken")
+    target = registry.target("fake/formula")
+    with Store(tmp_path / "a.sqlite") as store:  # the first round ends exactly at the limit
+        reports = active_campaign(registry, target, FAST, store, num=20, initial=2, batch=4, max_failures=2,
+                                  metrics=["latency"])  # fmt: skip
+        assert sum(r.failed for r in reports) == 2 and len(reports) == 1
+        assert reports[-1].failure_limit_reached and reports[-1].pending == 18
+        assert len(store.results(status="failed")) == 2
+
+
 def test_active_campaign_refuses_a_judged_metric_it_does_not_measure(formula, tmp_path):
     registry, _, target = formula
     with Store(tmp_path / "a.sqlite") as store, pytest.raises(AccelnasError, match="not among the measured"):

@@ -237,6 +237,15 @@ def test_a_campaign_stops_after_max_failures_and_leaves_the_rest_pending(tmp_pat
         run_campaign(registry, registry.target("fake/faulty"), archs, FAST, store, max_failures=0)
 
 
+def test_a_targets_protocol_is_part_of_its_settings_key():
+    """What a backend times beyond the settings (a tool's environment) keys its results apart."""
+    plain, timed = Target("npu", "x"), Target("npu", "x", protocol="tool MEMCMP=0")
+    assert FAST.identity(plain) == {"input_size": 32, "batch_size": 4, "threads": 1, "options": {}}
+    assert FAST.key(plain) == "e34f77643ccf1e72"  # as before protocols existed: existing stores still resume
+    assert FAST.identity(timed)["protocol"] == "tool MEMCMP=0"
+    assert FAST.key(timed) != FAST.key(plain) != FAST.key(Target("npu", "x", protocol="tool MEMCMP=1"))
+
+
 class NoLatency:
     @hookimpl
     def register_targets(self, register):

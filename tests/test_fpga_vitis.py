@@ -477,3 +477,12 @@ def test_quantizer_target_comes_from_the_arch_json(tmp_path, monkeypatch):
     assert plugin._dpu(_zcu102(), MeasureSettings()) == "DPUCZDX8G_ISA1_B4096"
     with pytest.raises(FpgaError, match="fpga_activations must be one of"):
         dpu_activations(object(), 32, "soft")
+
+
+def test_fpga_targets_key_their_results_by_the_xdputil_job_environment():
+    from accelnas.core.plugins import load_registry
+
+    target = load_registry(["fpga_vitis"], use_env=False).target("fpga/zcu102", require_available=False)
+    assert target.protocol == "xdputil COPY_INPUT=1 COPY_OUTPUT=1 ENABLE_MEMCMP=0"
+    settings = MeasureSettings(input_size=224)
+    assert settings.identity(target)["protocol"] == target.protocol

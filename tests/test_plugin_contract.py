@@ -196,6 +196,8 @@ def test_a_registry_rebuilt_from_its_spec_holds_the_entry_points_object(site):
     assert rebuilt.pm.get_plugin("instdev").board == "boardA"
     assert list(rebuilt.targets()) == ["inst/boardA"]
     assert registry_spec(rebuilt) == spec  # a worker's registry describes itself the same way
+    elsewhere = build_registry([("instdev", "instdev_mod:PLUGIN", "instdev", "9.9", "entry_point")])
+    assert elsewhere.identity("instdev")["version"] == "0.1"  # the version installed where it runs
 
 
 def test_an_isolated_campaign_runs_a_plugin_instance_made_with_arguments(site, tmp_path):

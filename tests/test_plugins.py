@@ -192,6 +192,35 @@ def test_a_plugin_without_hook_implementations_is_loaded_with_a_warning(caplog):
     assert [i.hooks for i in registry.plugins()] == [["export_model", "register_targets"], []]
 
 
+class _Fallback:
+    """Declares npu/base as a fallback (trylast) and implements what a replacement may reuse."""
+
+    @hookimpl(trylast=True)
+    def register_targets(self, register):
+        register(Target("npu", "base"))
+
+    @hookimpl
+    def compile(self, target):
+        return "fallback" if target.name == "npu/base" else None
+
+
+class _Replacement:
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("npu", "base", default_batch_size=2))
+
+
+def test_a_replaced_fallback_answering_its_own_target_is_not_warned_about(caplog):
+    registry = PluginRegistry()
+    registry.register(_Fallback(), "fallback")
+    registry.register(_Replacement(), "replacement")
+    target = registry.target("npu/base")
+    assert target.plugin == "replacement"
+    with caplog.at_level("WARNING", logger="accelnas.core.plugins"):
+        assert registry.call_first("compile", target=target) == ("fallback", "fallback")
+    assert "without tryfirst" not in caplog.text
+
+
 def test_register_rejects_duplicates_and_non_targets():
     registry = PluginRegistry()
     registry.register(_Devices(), "devices")

@@ -183,3 +183,24 @@ def test_unreachable_cluster_is_a_one_line_error(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot reach the Ray cluster at 127.0.0.1:{port}")
+
+
+def test_starting_ray_keeps_the_sigterm_handler_of_the_command():
+    """Ray's own handler exits at once; a stopped command must still clean up and say so (exit 143)."""
+    from accelnas.core.ray_executor import init_ray
+
+    class FakeRay:
+        def init(self, **kwargs):
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # as ray.init does
+            self.kwargs = kwargs
+
+    def mine(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        fake = FakeRay()
+        init_ray(fake, address=None, include_dashboard=False)
+        assert signal.getsignal(signal.SIGTERM) is mine and fake.kwargs == {"address": None, "include_dashboard": False}
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -246,6 +246,23 @@ def test_sigterm_stops_collect_like_ctrl_c_and_its_work_files_go(ledger_env, tmp
         assert {r["arch_id"] for r in store.results()} >= {archs[0].id}
 
 
+def test_a_plugin_that_ignores_sigterm_is_ended_after_the_grace_period(ledger_env, tmp_path):
+    _, _, site = ledger_env
+    archs = sample(2, 8)
+    env = stress.plugin_env(site, tmp_path / "ledger.jsonl", ACCELNAS_FAULTS=json.dumps({archs[0].id: "stubborn"}))
+    env["ACCELNAS_TERM_GRACE"] = "1"
+    db = tmp_path / "c.sqlite"
+    proc = subprocess.Popen(stress.collect_command(db, 2, 8), env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not _committed(db, 1) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the throughput is stored; the latency now swallows every interrupt
+    time.sleep(1.0)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and time.monotonic() - start < 30, err
+
+
 def _committed(db: Path, rows: int) -> bool:
     if not db.exists():
         return False

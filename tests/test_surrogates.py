@@ -227,15 +227,35 @@ def test_a_save_over_an_old_surrogate_killed_midway_leaves_the_old_one_loadable(
             raise KeyboardInterrupt  # the kill, after the new model files were written
         write_text(path, text)
 
+    killed = fit_surrogate(_frame(120, seed=7), "sim/x", "latency", seed=3, family="xgboost",
+                           params={"n_estimators": 30})  # fmt: skip
     monkeypatch.setattr(files, "write_text", killed_at_metadata)
     with pytest.raises(KeyboardInterrupt):
-        artifact.save(new.artifact, out)
+        artifact.save(killed.artifact, out)
     monkeypatch.undo()
+    assert len(list(out.iterdir())) == 3  # the killed save's model file sits beside the old one
     np.testing.assert_allclose(artifact.load(out).predict(archs), old.artifact.predict(archs), rtol=1e-6)
-    artifact.save(new.artifact, out)  # the next complete save takes over and removes the old model files
+    artifact.save(new.artifact, out)  # the next complete save takes over and removes both older files
     np.testing.assert_allclose(artifact.load(out).predict(archs), new.artifact.predict(archs), rtol=1e-6)
     after = sorted(p.name for p in out.iterdir())
     assert len(after) == len(before) == 2 and after != before and "surrogate.json" in after
+
+
+def test_a_save_removes_only_the_model_files_of_the_surrogate_it_replaces(tmp_path):
+    result = fit_surrogate(_frame(120), "sim/x", "latency", seed=1, family="xgboost", params={"n_estimators": 20})
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "data.csv").write_text("keep me\n")
+    (out / "plots").mkdir()
+    (out / "surrogate.json").write_text(json.dumps({"files": {"data.csv": "x", "plots": "y"}}))  # not a surrogate
+    artifact.save(result.artifact, out)
+    assert (out / "data.csv").read_text() == "keep me\n" and (out / "plots").is_dir()
+    meta = json.loads((out / "surrogate.json").read_text())
+    meta["files"]["plots"] = meta["files"]["xgboost.json"]  # a surrogate.json naming a folder
+    meta["stored_as"]["plots"] = "plots"
+    (out / "surrogate.json").write_text(json.dumps(meta))
+    artifact.save(result.artifact, out)  # succeeds; the folder stays
+    assert (out / "plots").is_dir() and artifact.load(out).metric == "latency"
 
 
 def test_surrogates_of_format_1_with_model_files_under_their_own_names_load(tmp_path):

@@ -203,3 +203,15 @@ def test_a_proxy_evaluator_counts_a_failed_run_and_does_not_pay_for_it_twice(tmp
         assert again[SMALL.id].wall_seconds == first[SMALL.id].wall_seconds > 0 and again[SMALL.id].cached
         ps.TrainingEvaluator(corrupt, store).evaluate(recipe, [SMALL])  # a new search retries it
         assert calls == [SMALL.id, SMALL.id]
+
+
+def test_stored_results_with_undefined_costs_read_back_as_nan(tmp_path):
+    from accelnas.core.records import Measurement
+    from accelnas.training.campaign import METRIC, stored_evaluations
+
+    extra = {"top5": 90.0, "wall_seconds": 3.0, "device_hours": 3.0 / 3600, "cpu_seconds": math.nan}
+    m = Measurement(METRIC, "%", 50.0, 0.0, 50.0, 50.0, [50.0], 64, 16, True, extra=extra)
+    with Store(tmp_path / "s.sqlite") as store:
+        store.record_ok(SMALL, "train/x", "k", {}, m)
+        (ev,) = stored_evaluations(store, "train/x", "k").values()  # NaN was stored as null
+    assert ev.top1 == 50.0 and ev.wall_seconds == 3.0 and math.isnan(ev.cpu_seconds) and ev.cached

@@ -112,10 +112,14 @@ def stored_evaluations(store: Store, target: str, settings_key: str) -> dict[str
         if row["settings_key"] != settings_key or row["metric"] != METRIC:
             continue
         extra = row.get("extra") or {}
+
+        def number(key: str, extra: dict = extra) -> float:  # undefined numbers are stored as null
+            value = extra.get(key)
+            return math.nan if value is None else float(value)
+
         out[row["arch_id"]] = Evaluation(
-            row["arch_id"], float(row["value"]), float(extra.get("top5", float("nan"))),
-            float(extra.get("wall_seconds", float("nan"))), float(extra.get("device_hours", float("nan"))), cached=True,
-            cpu_seconds=float(extra.get("cpu_seconds", float("nan"))),
+            row["arch_id"], float(row["value"]), number("top5"), number("wall_seconds"), number("device_hours"),
+            cached=True, cpu_seconds=number("cpu_seconds"),
         )  # fmt: skip
     return out
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from accelnas.core.errors import AccelnasError
-from accelnas.core.ray_executor import check_reachable
+from accelnas.core.ray_executor import check_reachable, init_ray
 from accelnas.core.records import Measurement
 from accelnas.core.space import Architecture, unique
 from accelnas.core.store import Store
@@ -126,7 +126,7 @@ def run_ray_accuracy_campaign(
         else:
             check_reachable(address)
         try:
-            ray.init(address=address, **kwargs)
+            init_ray(ray, address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise AccelnasError(f"cannot start or reach Ray at {address or 'a local node'}: {exc}") from None
     try:

@@ -35,6 +35,7 @@ from accelnas.core.provenance import host_provenance, package_version
 from accelnas.core.records import UNITS, CompiledModel, Measurement, MeasureSettings
 from accelnas.core.timing import mean_ci
 from accelnas.plugins.fpga_vitis.board import BoardConfig
+from accelnas.plugins.fpga_vitis.devices import XDPUTIL_JOB_ENV
 from accelnas.plugins.fpga_vitis.errors import RemoteCommandError
 from accelnas.plugins.fpga_vitis.parsers import (
     BenchmarkRun,
@@ -75,10 +76,6 @@ def check_dpu(identity: dict[str, Any], compiled_target: str | None, board: Boar
         raise RemoteCommandError(
             f"board {board.name} carries {', '.join(on_board)} but the xmodel was compiled for {compiled_target}"
         )
-
-
-# what each timed job of xdputil's runner does besides running the DPU (Vitis AI 3.x's defaults, made explicit)
-XDPUTIL_JOB_ENV = {"COPY_INPUT": "1", "COPY_OUTPUT": "1", "ENABLE_MEMCMP": "0"}
 
 
 async def benchmark_run(client: BoardClient, remote_xmodel: str, threads: int, seconds: float) -> BenchmarkRun:

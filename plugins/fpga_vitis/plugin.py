@@ -34,7 +34,7 @@ from accelnas.plugins.fpga_vitis.calibration import (
     calibration_for,
     calibration_source,
 )
-from accelnas.plugins.fpga_vitis.devices import PROFILES, mapping_notes
+from accelnas.plugins.fpga_vitis.devices import PROFILES, XDPUTIL_JOB_ENV, mapping_notes
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError
 from accelnas.plugins.fpga_vitis.vai_compile import compile_xmodel, find_compiler, net_name_for, read_arch
 
@@ -112,6 +112,7 @@ def register_targets(register: Callable[[Target], None]) -> None:
                 ),
                 options=OPTION_KEYS,
                 check_values=partial(check_option_values, backend=backend, listed_batch=batch),
+                protocol="xdputil " + " ".join(f"{k}={v}" for k, v in sorted(XDPUTIL_JOB_ENV.items())),
                 available=not problems,
                 reason="; ".join(problems) or None,
             )
