@@ -436,3 +436,29 @@ def test_xgboost_depth_zero_means_no_limit():
     for family in ("xgboost", "hybrid"):
         model = make(family, max_depth=0, n_estimators=20).fit(TRAIN[:60], _y(TRAIN[:60]))
         assert np.all(np.isfinite(model.predict(TEST[:5])))
+
+
+@pytest.mark.parametrize("model", [make("additive"), SeedEnsemble(make("xgboost", n_estimators=20), n_members=2)])
+def test_scikit_learn_model_selection_takes_surrogates_and_lists_of_architectures(model):
+    from sklearn.base import is_regressor
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold, cross_val_score
+
+    archs, y = TRAIN[:90], _y(TRAIN[:90])
+    folds = KFold(3, shuffle=True, random_state=0)
+    scores = cross_val_score(model, archs, y, cv=folds)  # default scoring: the estimator's own R²
+    by_hand = []
+    for train, val in folds.split(archs):
+        fitted = clone(model).fit([archs[i] for i in train], y[train])
+        by_hand.append(r2_score(y[val], fitted.predict([archs[i] for i in val])))
+    assert is_regressor(model) and np.isfinite(scores).all() and np.allclose(scores, by_hand)
+
+
+def test_grid_search_over_a_surrogate_refits_the_best_parameters():
+    from sklearn.model_selection import GridSearchCV
+
+    archs, y = TRAIN[:90], _y(TRAIN[:90])
+    search = GridSearchCV(make("xgboost", n_estimators=30), {"max_depth": [1, 4]}, cv=3).fit(archs, y)
+    best = make("xgboost", n_estimators=30, **search.best_params_).fit(archs, y)
+    assert search.best_estimator_.get_params() == best.get_params()
+    np.testing.assert_allclose(search.predict(TEST), best.predict(TEST), rtol=1e-6)

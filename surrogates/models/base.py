@@ -47,7 +47,24 @@ def _check_param(owner: str, name: str, value: Any, positive: bool, non_negative
         raise ValueError(f"{owner} parameter {name} must be a number {'> 0' if positive else '>= 0'}, got {value!r}")
 
 
-class Surrogate:
+class Regressor:
+    """What scikit-learn's model selection asks of a regressor (``cross_val_score``, ``GridSearchCV``)."""
+
+    _estimator_type: ClassVar[str] = "regressor"  # read by scikit-learn before 1.6
+
+    def __sklearn_tags__(self) -> Any:  # scikit-learn 1.6 and later
+        from sklearn.utils import RegressorTags, Tags, TargetTags
+
+        return Tags(estimator_type="regressor", target_tags=TargetTags(required=True), regressor_tags=RegressorTags())
+
+    def score(self, X: Any, y: Sequence[float], sample_weight: Sequence[float] | None = None) -> float:
+        """R² of the predictions of ``X`` against ``y``, as scikit-learn's regressors score."""
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(y, self.predict(X), sample_weight=sample_weight))  # type: ignore[attr-defined]
+
+
+class Surrogate(Regressor):
     """Base class: parameter handling, feature encoding and target transforms."""
 
     family: ClassVar[str] = ""

@@ -10,12 +10,12 @@ import numpy as np
 
 from accelnas.core.records import is_whole
 from accelnas.core.space import Architecture
-from accelnas.surrogates.models.base import Files, Surrogate
+from accelnas.surrogates.models.base import Files, Regressor, Surrogate
 
 log = logging.getLogger(__name__)
 
 
-class SeedEnsemble:
+class SeedEnsemble(Regressor):
     """``n_members`` copies of ``base`` fitted with seeds ``seed, seed+1, ...``.
 
     Parameters follow scikit-learn's nesting: ``base``, ``n_members`` and ``base__<name>`` for the
