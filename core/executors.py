@@ -20,7 +20,6 @@ import inspect
 import logging
 import os
 import socket
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -33,6 +32,7 @@ from accelnas.core.errors import AccelnasError, PluginError, PluginLoadError, de
 from accelnas.core.plugins import ENTRY_POINT_GROUP, PASS_THROUGH, PluginRegistry
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
+from accelnas.core.workdirs import work_folder
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def measure_outcomes(
     if not target.available:
         yield from failed(metrics, f"target {target.name} is unavailable on {where['host']}: {target.reason}", **where)
         return
-    with tempfile.TemporaryDirectory(prefix="accelnas-") as tmp:
+    with work_folder() as tmp:
         workdir = Path(tmp)
         try:
             try:

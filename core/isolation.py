@@ -38,6 +38,7 @@ from accelnas.core.executors import (
 from accelnas.core.plugins import PluginRegistry
 from accelnas.core.records import MeasureSettings, Target
 from accelnas.core.space import Architecture
+from accelnas.core.workdirs import work_folder
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class IsolatedExecutor(Executor):
 
     def open(self, registry: PluginRegistry, target: Target, settings: MeasureSettings) -> None:
         self._plugin = target.plugin
-        self._tmp = tempfile.TemporaryDirectory(prefix="accelnas-isolated-")
+        self._tmp = work_folder("isolated-")
         self._init = {
             "tmp": self._tmp.name,
             "spec": [list(entry) for entry in registry_spec(registry)],
