@@ -98,10 +98,10 @@ def write(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     for target, part in frame.groupby("target", sort=True):
         stem = out / file_stem(str(target))
         part = part.reset_index(drop=True)
-        with files.replacing(stem.with_suffix(".parquet")) as tmp:  # a killed export leaves the old file
-            part.to_parquet(tmp, index=False)
-        with files.replacing(stem.with_suffix(".csv")) as tmp:
-            part.to_csv(tmp, index=False)
+        # both written before either replaces its old file: a failed or killed export leaves the old pair
+        with files.replacing(stem.with_suffix(".parquet")) as parquet, files.replacing(stem.with_suffix(".csv")) as csv:
+            part.to_parquet(parquet, index=False)
+            part.to_csv(csv, index=False)
         paths += [stem.with_suffix(".parquet"), stem.with_suffix(".csv")]
     return paths
 
