@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -9,7 +10,6 @@ import signal
 import sqlite3
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -797,14 +797,32 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def _watchdog(fd: int, grace: float) -> None:
-    """End the process ``grace`` seconds after a SIGTERM, should its handler not have ended it (a plugin
+def _watchdog(fd: int, grace: float, done: threading.Event) -> None:
+    """End the process ``grace`` seconds after a SIGTERM unless the command ended by then (a plugin
     stuck in native code, where Python runs no handler, or one that swallows the interrupt)."""
     while data := os.read(fd, 64):
-        if signal.SIGTERM in data:
-            time.sleep(grace)
+        if signal.SIGTERM in data and not done.wait(grace):
             os._exit(143)
     os.close(fd)
+
+
+_TERM_PIPE: list[int] = []  # the write end of the running command's SIGTERM pipe, if any
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a multiprocessing or DataLoader worker) must not wake the parent's watchdog, and
+    dies of SIGTERM as such workers expect."""
+    while _TERM_PIPE:
+        with contextlib.suppress(OSError):
+            os.close(_TERM_PIPE.pop())
+        with contextlib.suppress(ValueError):
+            signal.set_wakeup_fd(-1)
+            if signal.getsignal(signal.SIGTERM) is _terminate:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _stopped(exc: BaseException) -> None:
@@ -822,12 +840,17 @@ def _catch_sigterm() -> Callable[[], None]:
     read, write = os.pipe()
     os.set_blocking(write, False)
     previous = signal.set_wakeup_fd(write)
+    _TERM_PIPE.append(write)
     signal.signal(signal.SIGTERM, _terminate)
-    threading.Thread(target=_watchdog, args=(read, grace), daemon=True, name="accelnas-sigterm").start()
+    done = threading.Event()
+    threading.Thread(target=_watchdog, args=(read, grace, done), daemon=True, name="accelnas-sigterm").start()
 
     def undo() -> None:
+        done.set()  # the command ended: a watchdog counting down stands down
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.set_wakeup_fd(previous)
+        if write in _TERM_PIPE:
+            _TERM_PIPE.remove(write)
         os.close(write)  # the watchdog reads end-of-file and stops
 
     return undo

@@ -32,7 +32,7 @@ from accelnas.core.errors import AccelnasError, PluginError, PluginLoadError, de
 from accelnas.core.plugins import ENTRY_POINT_GROUP, PASS_THROUGH, PluginRegistry
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
-from accelnas.core.workdirs import work_folder
+from accelnas.core.workdirs import WorkFolder
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def measure_outcomes(
     if not target.available:
         yield from failed(metrics, f"target {target.name} is unavailable on {where['host']}: {target.reason}", **where)
         return
-    with work_folder() as tmp:
+    with WorkFolder() as tmp:
         workdir = Path(tmp)
         try:
             try:

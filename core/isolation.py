@@ -38,7 +38,7 @@ from accelnas.core.executors import (
 from accelnas.core.plugins import PluginRegistry
 from accelnas.core.records import MeasureSettings, Target
 from accelnas.core.space import Architecture
-from accelnas.core.workdirs import work_folder
+from accelnas.core.workdirs import WorkFolder
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +126,12 @@ class IsolatedExecutor(Executor):
         self._deadline = 0.0
         self._child: _Child | None = None
         self._init: dict[str, Any] | None = None
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._tmp: WorkFolder | None = None
         self._plugin: str | None = None  # the target's plugin, named in the failures of a killed child
 
     def open(self, registry: PluginRegistry, target: Target, settings: MeasureSettings) -> None:
         self._plugin = target.plugin
-        self._tmp = work_folder("isolated-")
+        self._tmp = WorkFolder("isolated-")
         self._init = {
             "tmp": self._tmp.name,
             "spec": [list(entry) for entry in registry_spec(registry)],

@@ -349,14 +349,15 @@ class PluginRegistry:
                     f"plugin {impl.plugin_name!r} returned a generator from {hook_name}", plugin=impl.plugin_name
                 )
             if result is not None:
-                declared = self._declared.get(kwargs["target"].name, set()) | {owner}  # a fallback's declarer too
+                target = kwargs.get("target")
+                declared = self._declared.get(getattr(target, "name", ""), set()) | {owner}  # a fallback's too
                 if owner is not None and impl.plugin_name not in declared and not impl.tryfirst:
                     self._warn_once(
                         (impl.plugin_name, hook_name, owner),
                         "plugin %r answered %s for target %s of plugin %r without tryfirst=True; if it means "
                         "to replace that target's implementation, mark its hooks tryfirst, else return None "
                         "for targets it does not serve",
-                        impl.plugin_name, hook_name, kwargs["target"].name, owner,
+                        impl.plugin_name, hook_name, getattr(target, "name", target), owner,
                     )  # fmt: skip
                 return result, impl.plugin_name
         target = kwargs.get("target")

@@ -263,6 +263,35 @@ def test_a_plugin_that_ignores_sigterm_is_ended_after_the_grace_period(ledger_en
     assert proc.returncode == 143 and time.monotonic() - start < 30, err
 
 
+_AFTER_SIGTERM = """
+import multiprocessing, os, signal, sys, time
+os.environ["ACCELNAS_TERM_GRACE"] = "0.5"
+from accelnas.core import cli
+undo = cli._catch_sigterm()
+if sys.argv[1] == "fork":  # a forked worker terminated (a Pool's exit, a DataLoader's shutdown)
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+    child.start()
+    time.sleep(0.5)
+    child.terminate()
+    child.join()
+else:  # the command itself was stopped, cleaned up and returned; its caller carries on
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except cli.Terminated:
+        pass
+    undo()
+time.sleep(2)
+print("survived")
+"""
+
+
+@pytest.mark.parametrize("case", ["fork", "returned"])
+def test_the_sigterm_watchdog_spares_a_process_whose_command_did_not_hang(case):
+    proc = subprocess.run([sys.executable, "-c", _AFTER_SIGTERM, case], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "survived"), proc.stderr
+
+
 def _committed(db: Path, rows: int) -> bool:
     if not db.exists():
         return False
