@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--checkpoints takes comma-separated query counts, got {args.checkpoints!r}")
     optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
-    options = {"batch": args.evolution_batch}
+    options = {"batch": args.evolution_batch} if "evolution" in optimizers else {}
     with tempfile.TemporaryDirectory() as tmp:
         bench = _benchmark(args, Path(tmp))
         problem = SearchProblem(bench, parse_objectives(args.objectives))

@@ -600,6 +600,7 @@ def query(
     as_json: bool,
 ) -> None:
     """Predict metrics of architectures (ids, b0, JSON configs) with surrogates or a benchmark."""
+    from accelnas.core.errors import SurrogateError
     from accelnas.surrogates import artifact
     from accelnas.surrogates.benchmark import Benchmark
 
@@ -610,13 +611,19 @@ def query(
     parsed = _arch_list(archs)
     if benchmark_dir:
         bench = Benchmark.load(benchmark_dir)
-        surrogates = bench.find(device, metric)
-        if not surrogates:
+        pairs = bench.find_pairs(device, metric)
+        if not pairs:
             raise bench.not_found(device, metric)
+        loaders = [(f"{t}:{m}", lambda t=t, m=m: bench.get(t, m)) for t, m in pairs]
     else:
-        surrogates = [artifact.load(d) for d in surrogate_dirs]
-    rows = []
-    for s in surrogates:
+        loaders = [(str(d), lambda d=d: artifact.load(d)) for d in surrogate_dirs]
+    rows, failures = [], []
+    for label, load in loaders:  # a damaged surrogate fails its own rows, not the others'
+        try:
+            s = load()
+        except SurrogateError as exc:
+            failures.append(f"{label}: {_one_line(exc)}")
+            continue
         mean, std = s.predict_dist(parsed)
         for a, mu, sd in zip(parsed, mean, std, strict=True):
             rows.append(
@@ -631,10 +638,15 @@ def query(
             )
     if as_json:
         click.echo(jsonio.dumps(rows, indent=2))
-        return
-    for r in rows:
-        spread = f" ± {r['std']:.3f}" if r["std"] else ""
-        click.echo(f"{r['arch']}  {r['target']:<18} {r['metric']:<10} {r['mean']:12.3f}{spread} {r['unit'] or ''}")
+    else:
+        for r in rows:
+            spread = f" ± {r['std']:.3f}" if r["std"] else ""
+            click.echo(f"{r['arch']}  {r['target']:<18} {r['metric']:<10} {r['mean']:12.3f}{spread} {r['unit'] or ''}")
+    if failures:
+        for line in failures[1:]:
+            click.echo(f"error: {line}", err=True)
+        first = failures[0] if len(failures) == 1 else f"{len(failures)} surrogates failed, first: {failures[0]}"
+        raise SurrogateError(first)
 
 
 @cli.command("import-anb")

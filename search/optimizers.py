@@ -26,6 +26,17 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def register_optimizer(name: str, fn: Callable[..., None], options: tuple[str, ...] = ()) -> None:
+    """Make ``fn(evaluator, seed, **options)`` an optimizer called ``name`` (for ``search``/``run_search``).
+
+    ``options`` names the keyword options it takes; ``run_search`` passes it those of its options.
+    """
+    if not isinstance(name, str) or not name or not callable(fn):
+        raise TypeError("register_optimizer takes a name and a callable fn(evaluator, seed, **options)")
+    OPTIMIZERS[name] = fn
+    OPTIONS[name] = tuple(options)
+
+
 def optimizer(name: str) -> Callable[..., None]:
     """The optimizer called ``name``."""
     try:
@@ -35,7 +46,17 @@ def optimizer(name: str) -> Callable[..., None]:
 
 
 def _chosen(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (options or {}).items() if k in OPTIONS[name] and v is not None}
+    return {k: v for k, v in (options or {}).items() if k in OPTIONS.get(name, ()) and v is not None}
+
+
+def check_options_used(names: list[str], options: dict[str, Any] | None) -> None:
+    """Raise :class:`SearchSpecError` for an option (not None) that none of ``names`` takes (a typo, or
+    ``--batch`` for NSGA-II alone), instead of ignoring it."""
+    taken = {k for name in names for k in OPTIONS.get(name, ())}
+    unused = sorted(k for k, v in (options or {}).items() if v is not None and k not in taken)
+    if unused:
+        known = "; ".join(f"{n}: {', '.join(OPTIONS.get(n, ())) or 'none'}" for n in dict.fromkeys(names))
+        raise SearchSpecError(f"option {unused[0]!r} is taken by none of the optimizers run ({known})")
 
 
 def check(name: str, options: dict[str, Any] | None = None) -> None:

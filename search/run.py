@@ -15,7 +15,7 @@ from accelnas.core.space import EFFICIENTNET_B0
 from accelnas.search.compare import B0Comparison, compare_with_b0
 from accelnas.search.evaluator import Evaluation, Evaluator, evaluate_free
 from accelnas.search.objectives import SearchSpecError
-from accelnas.search.optimizers import check, run_optimizer
+from accelnas.search.optimizers import check, check_options_used, run_optimizer
 from accelnas.search.pareto import Normalizer, anytime_hypervolume, checkpoints_for, front
 from accelnas.search.problem import SearchProblem
 
@@ -117,6 +117,7 @@ def search(
     budget = int(budget)
     for name in optimizers:
         check(name, options)  # unknown names and bad options fail before anything runs
+    check_options_used(list(optimizers), options)
     normalizer = Normalizer.for_problem(problem)
     points = sorted(set(checkpoints or checkpoints_for(budget)) | {100, 500, 2000, budget})
     points = [n for n in points if n <= budget]

@@ -113,12 +113,22 @@ class Benchmark:
 
     def find(self, device: str | None = None, metric: str | None = None) -> list[SurrogateArtifact]:
         """The surrogates of a device (or full target name) and of a metric, ``None`` matching any."""
+        return [self.get(target, m) for target, m in self.find_pairs(device, metric)]
+
+    def find_pairs(self, device: str | None = None, metric: str | None = None) -> list[tuple[str, str]]:
+        """The (target, metric) pairs :meth:`find` would load, loading none."""
         return [
-            self._get((target, m))
+            (target, m)
             for target, m in self.pairs()
             if (metric is None or m == metric)
             and (device is None or target == device or target.split("/")[0] == device)
         ]
+
+    def get(self, target: str, metric: str) -> SurrogateArtifact:
+        """The surrogate of ``target`` and ``metric`` (loaded on first use; a damaged one raises here)."""
+        if (target, metric) not in self._by_pair:
+            raise self.not_found(target, metric)
+        return self._get((target, metric))
 
     def surrogate(self, device: str | None = None, metric: str = "accuracy") -> SurrogateArtifact:
         """The surrogate for a device (or full target name) and metric."""

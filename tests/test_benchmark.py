@@ -96,6 +96,9 @@ def test_a_damaged_surrogate_fails_only_the_queries_that_use_it(bench_dir, tmp_p
     assert queried.returncode == 0 and "images/s" in queried.stdout, queried.stderr
     broken = run_cli("query", "b0", "--benchmark", str(copy), "--device", "dev", "--metric", "latency")
     assert broken.returncode == 1 and broken.stderr.count("\n") == 1 and str(damaged) in broken.stderr
+    both = run_cli("query", "b0", "--benchmark", str(copy), "--json")  # the healthy rows, then the error
+    assert both.returncode == 1 and str(damaged) in both.stderr and both.stderr.count("\n") == 1
+    assert [(r["target"], r["metric"]) for r in json.loads(both.stdout)] == [("dev/sim", "throughput")]
 
 
 def test_index_paths_must_stay_inside_the_benchmark(bench_dir, tmp_path):

@@ -150,6 +150,32 @@ def test_optimizers_spend_the_budget_on_unique_architectures_reproducibly(proble
     assert ids(2) != first
 
 
+def test_an_optimizer_of_ones_own_runs_with_its_options_and_unused_options_are_refused(problem, monkeypatch):
+    from accelnas.search import optimizers
+
+    monkeypatch.setattr(optimizers, "OPTIMIZERS", dict(optimizers.OPTIMIZERS))
+    monkeypatch.setattr(optimizers, "OPTIONS", dict(optimizers.OPTIONS))
+    seen = {}
+
+    def first_stages(evaluator, seed, population=4):  # queries B0 with stage 0 varied, a population at a time
+        seen["population"] = population
+        archs = [a for a in sample(200, seed) if a.id != EFFICIENTNET_B0.id]
+        for i in range(0, len(archs), population):
+            if evaluator.remaining <= 0:
+                break
+            evaluator.evaluate(archs[i : i + population])
+
+    optimizers.register_optimizer("mine", first_stages, options=("population",))
+    outcome = search(problem, ["mine", "evolution"], 30, [0], {"population": 6, "sample_size": 2})
+    assert seen == {"population": 6} and [r.queries for r in outcome.runs] == [30, 30]
+    with pytest.raises(SearchSpecError, match=r"option 'populaton' is taken by none of the optimizers run "
+                       r"\(mine: population; random: none\)"):  # fmt: skip
+        search(problem, ["mine", "random"], 30, [0], {"populaton": 6})
+    with pytest.raises(SearchSpecError, match="option 'batch' is taken by none"):
+        search(problem, ["nsga2"], 30, [0], {"batch": 5})  # --batch is evolution's
+    assert search(problem, ["nsga2"], 30, [0], {"batch": None, "population": 10}).runs[0].queries == 30
+
+
 def test_guided_search_beats_random_search(problem):
     outcome = search(problem, ["random", "evolution", "nsga2"], 600, [0, 1], {"population": 30, "sample_size": 8})
     table = outcome.hypervolume_table([600])
