@@ -34,6 +34,7 @@ class B0Comparison:
     dominating: int  # feasible found architectures at least as good on both, better on one
     most_accurate: Pick | None  # the most accurate of them
     best_value: Pick | None  # the fastest of them (highest throughput / lowest latency)
+    b0_feasible: bool = True  # False: B0 itself breaks the search's constraints
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +44,8 @@ class B0Comparison:
             f"{self.objective}: {self.dominating} found architectures dominate EfficientNet-B0 "
             f"({self.b0_accuracy:.2f}% / {self.b0_value:.4g} {self.unit})"
         )
+        if not self.b0_feasible:
+            head += " (EfficientNet-B0 itself breaks the constraints)"
         if self.most_accurate is None or self.best_value is None:
             return head
         return (
@@ -82,5 +85,6 @@ def compare_with_b0(problem: SearchProblem, evaluations: Sequence[Evaluation], b
                 better.append(Pick(e.arch.id, acc, val, acc - b0_acc, (val / b0_val - 1.0) * 100.0))
         most_accurate = max(better, key=lambda p: (p.accuracy, sign * p.value), default=None)
         best_value = max(better, key=lambda p: (sign * p.value, p.accuracy), default=None)
-        out.append(B0Comparison(o.name, problem.unit(o), b0_acc, b0_val, len(better), most_accurate, best_value))
+        out.append(B0Comparison(o.name, problem.unit(o), b0_acc, b0_val, len(better), most_accurate, best_value,
+                                b0.feasible))  # fmt: skip
     return out

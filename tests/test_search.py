@@ -288,7 +288,10 @@ def test_b0_comparison(bench, metric):
     assert c.most_accurate.arch_id == archs[0].id and c.most_accurate.accuracy_gain == pytest.approx(1.0)
     assert c.most_accurate.value_change_pct == pytest.approx(20.0 * better)
     assert c.best_value.arch_id == archs[2].id and c.best_value.value_change_pct == pytest.approx(50.0 * better)
-    assert "2 found architectures dominate EfficientNet-B0" in c.summary()
+    assert "2 found architectures dominate EfficientNet-B0" in c.summary() and "breaks" not in c.summary()
+    infeasible_b0 = Evaluation(EFFICIENTNET_B0, np.array([70.0, b0_value]), np.zeros(2), 0.3, None, 0)
+    [c] = compare_with_b0(problem, evaluations, infeasible_b0)
+    assert not c.b0_feasible and f"{c.unit}) (EfficientNet-B0 itself breaks the constraints)" in c.summary()
 
 
 # -- ConfigSpace -----------------------------------------------------------------------------------
