@@ -134,6 +134,14 @@ def _stored_name(name: str, digest: str) -> str:
     return f"{stem}.{digest[:12]}.{suffix}" if dot and stem else f"{name}.{digest[:12]}"
 
 
+def _stored_pattern(name: str) -> re.Pattern[str]:
+    """What :func:`_stored_name` makes of ``name`` under any checksum."""
+    stem, dot, suffix = name.rpartition(".")
+    if dot and stem:
+        return re.compile(rf"{re.escape(stem)}\.[0-9a-f]{{12}}\.{re.escape(suffix)}")
+    return re.compile(rf"{re.escape(name)}\.[0-9a-f]{{12}}")
+
+
 def _stored_files(directory: Path) -> set[str]:
     """Model files the surrogate now in ``directory`` uses (none when there is none, or it is not one)."""
     if not (directory / METADATA_FILE).is_file():
@@ -148,11 +156,8 @@ def _stored_files(directory: Path) -> set[str]:
 
 def _leftovers(directory: Path, names: Iterable[str]) -> set[str]:
     """Files of a save killed before its ``surrogate.json``: ``names`` stored under another checksum."""
-    found: set[str] = set()
-    for name in names:
-        pattern = re.compile(re.escape(_stored_name(name, "0" * 12)).replace("000000000000", "[0-9a-f]{12}") + "$")
-        found |= {p.name for p in directory.iterdir() if pattern.match(p.name)}
-    return found
+    patterns = [_stored_pattern(name) for name in names]
+    return {p.name for p in directory.iterdir() if any(pattern.fullmatch(p.name) for pattern in patterns)}
 
 
 def _disk_name(meta: dict[str, Any], name: str) -> str:
