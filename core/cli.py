@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
 import sqlite3
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +23,7 @@ from accelnas.core.cli_options import (
     writable_folder,
 )
 from accelnas.core.errors import AccelnasError, InvalidArchitectureError, InvalidArgumentError
+from accelnas.core.termination import Terminated, catch_sigterm
 
 DEFAULT_TARGET = "cpu/onnxruntime"
 
@@ -798,45 +795,6 @@ def _one_line(exc: object) -> str:
     return " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler preempting the job), raised like Ctrl-C so that clean-up code runs."""
-
-
-TERM_GRACE_ENV = "ACCELNAS_TERM_GRACE"  # seconds a SIGTERM'd command has to clean up (default 20)
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-def _watchdog(fd: int, grace: float, done: threading.Event) -> None:
-    """End the process ``grace`` seconds after a SIGTERM unless the command ended by then (a plugin
-    stuck in native code, where Python runs no handler, or one that swallows the interrupt)."""
-    while data := os.read(fd, 64):
-        if signal.SIGTERM in data and not done.wait(grace):
-            os._exit(143)
-    os.close(fd)
-
-
-_TERM_PIPE: list[int] = []  # the write end of the running command's SIGTERM pipe, if any
-
-
-def _after_fork_in_child() -> None:
-    """A forked child (a multiprocessing or DataLoader worker) must not wake the parent's watchdog, and
-    dies of SIGTERM as such workers expect."""
-    while _TERM_PIPE:
-        with contextlib.suppress(OSError):
-            os.close(_TERM_PIPE.pop())
-        with contextlib.suppress(ValueError):
-            signal.set_wakeup_fd(-1)
-            if signal.getsignal(signal.SIGTERM) is _terminate:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def _stopped(exc: BaseException) -> None:
     """The message and exit status of a run stopped by Ctrl-C (130) or SIGTERM (143)."""
     how, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
@@ -844,34 +802,10 @@ def _stopped(exc: BaseException) -> None:
     sys.exit(code)
 
 
-def _catch_sigterm() -> Callable[[], None]:
-    """Turn SIGTERM into :class:`Terminated` where nothing else handles it; returns the undo."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        return lambda: None
-    grace = float(os.environ.get(TERM_GRACE_ENV) or 20.0)
-    read, write = os.pipe()
-    os.set_blocking(write, False)
-    previous = signal.set_wakeup_fd(write)
-    _TERM_PIPE.append(write)
-    signal.signal(signal.SIGTERM, _terminate)
-    done = threading.Event()
-    threading.Thread(target=_watchdog, args=(read, grace, done), daemon=True, name="accelnas-sigterm").start()
-
-    def undo() -> None:
-        done.set()  # the command ended: a watchdog counting down stands down
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.set_wakeup_fd(previous)
-        if write in _TERM_PIPE:
-            _TERM_PIPE.remove(write)
-        os.close(write)  # the watchdog reads end-of-file and stops
-
-    return undo
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit; SIGTERM stops a
     command like Ctrl-C (exit status 143)."""
-    undo = _catch_sigterm()
+    undo = catch_sigterm()
     try:
         _run(argv)
     finally:

@@ -266,8 +266,8 @@ def test_a_plugin_that_ignores_sigterm_is_ended_after_the_grace_period(ledger_en
 _AFTER_SIGTERM = """
 import multiprocessing, os, signal, sys, time
 os.environ["ACCELNAS_TERM_GRACE"] = "0.5"
-from accelnas.core import cli
-undo = cli._catch_sigterm()
+from accelnas.core import termination
+undo = termination.catch_sigterm()
 if sys.argv[1] == "fork":  # a forked worker terminated (a Pool's exit, a DataLoader's shutdown)
     child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
     child.start()
@@ -278,7 +278,7 @@ else:  # the command itself was stopped, cleaned up and returned; its caller car
     try:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
-    except cli.Terminated:
+    except termination.Terminated:
         pass
     undo()
 time.sleep(2)
