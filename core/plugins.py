@@ -331,7 +331,8 @@ class PluginRegistry:
         the error names the plugin that registered the target.
         """
         caller = getattr(self.pm.hook, hook_name)
-        owner = getattr(kwargs.get("target"), "plugin", None)
+        target = kwargs.get("target")
+        owner = getattr(target, "plugin", None)
         impls = list(reversed(caller.get_hookimpls()))
         impls.sort(key=lambda i: 0 if i.tryfirst else 1 if i.plugin_name == owner else 2)  # stable
         for impl in impls:
@@ -349,7 +350,6 @@ class PluginRegistry:
                     f"plugin {impl.plugin_name!r} returned a generator from {hook_name}", plugin=impl.plugin_name
                 )
             if result is not None:
-                target = kwargs.get("target")
                 declared = self._declared.get(getattr(target, "name", ""), set()) | {owner}  # a fallback's too
                 if owner is not None and impl.plugin_name not in declared and not impl.tryfirst:
                     self._warn_once(
@@ -360,7 +360,6 @@ class PluginRegistry:
                         impl.plugin_name, hook_name, getattr(target, "name", target), owner,
                     )  # fmt: skip
                 return result, impl.plugin_name
-        target = kwargs.get("target")
         declared = f" (declared by plugin {owner!r})" if owner else ""
         raise PluginError(
             f"no plugin implements {hook_name} for target {getattr(target, 'name', target)}{declared}", plugin=owner

@@ -105,6 +105,12 @@ def to_measurement(result: TrainResult, recipe: Recipe) -> Measurement:
     )  # fmt: skip
 
 
+def _number(extra: dict[str, Any], key: str) -> float:
+    """A number of a stored result's ``extra``: NaN where missing or stored as null (undefined)."""
+    value = extra.get(key)
+    return math.nan if value is None else float(value)
+
+
 def stored_evaluations(store: Store, target: str, settings_key: str) -> dict[str, Evaluation]:
     """The ``ok`` accuracy rows of one target and settings key, by architecture id."""
     out = {}
@@ -112,15 +118,9 @@ def stored_evaluations(store: Store, target: str, settings_key: str) -> dict[str
         if row["settings_key"] != settings_key or row["metric"] != METRIC:
             continue
         extra = row.get("extra") or {}
-
-        def number(key: str, extra: dict = extra) -> float:  # undefined numbers are stored as null
-            value = extra.get(key)
-            return math.nan if value is None else float(value)
-
-        out[row["arch_id"]] = Evaluation(
-            row["arch_id"], float(row["value"]), number("top5"), number("wall_seconds"), number("device_hours"),
-            cached=True, cpu_seconds=number("cpu_seconds"),
-        )  # fmt: skip
+        top5, wall, hours, cpu = (_number(extra, k) for k in ("top5", "wall_seconds", "device_hours", "cpu_seconds"))
+        out[row["arch_id"]] = Evaluation(row["arch_id"], float(row["value"]), top5, wall, hours, cached=True,
+                                         cpu_seconds=cpu)  # fmt: skip
     return out
 
 
