@@ -28,11 +28,13 @@
 #      CUDA graphs flipped, which reuses the cached engines); the log goes to OUT_DIR/gpu_check.log too.
 # TensorRT is not installed from the internet by this script: `pip install tensorrt` (see
 # docs/devices.md) beforehand, or set WHEELS to a folder of wheels (tensorrt-cu12/13,
-# onnxconverter-common, ...) to install them offline first (without their dependencies, so the
-# machine's torch and numpy stay). PyPI ships tensorrt and tensorrt-cuXX(-libs) as source archives,
+# onnxconverter-common, ...) to install them offline first: the folder's tensorrt* and
+# onnxconverter* wheels are installed, and their dependencies only where what is installed does not
+# satisfy them (the folder also holds numpy, protobuf, the CUDA runtime..., which must not replace
+# the machine's torch and numpy). PyPI ships tensorrt and tensorrt-cuXX(-libs) as source archives,
 # so build the folder while online with `pip wheel tensorrt-cu12 onnxconverter-common -w DIR`
-# (wheels only: `pip download` would leave archives this script does not install). Every pip step
-# is bounded by 60 s.
+# (wheels only: `pip download` would leave archives this script does not install). The wheel step
+# is bounded by 300 s (TensorRT's libraries are a wheel of about 1 GB), every other pip step by 60 s.
 #
 # Environment: PYTHON (interpreter, default python3), GPU_CHECK_BUDGET (whole seconds for measurements,
 # default 400), GPU_CHECK_ARGS (extra arguments for gpu_check.py, e.g. "--num-random 5"),
@@ -51,7 +53,8 @@ PY="${PYTHON:-python3}"
 BUDGET="${GPU_CHECK_BUDGET:-400}"
 TOTAL=540  # seconds for the whole script: installs, start-up and measurements
 mkdir -p "$OUT"
-PIP=(timeout 60 "$PY" -m pip install -q --disable-pip-version-check --retries 1 --timeout 15)
+PIP_ARGS=(-m pip install -q --disable-pip-version-check --retries 1 --timeout 15)
+PIP=(timeout 60 "$PY" "${PIP_ARGS[@]}")
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
     echo "error: torch does not import with $PY; install a CUDA build of PyTorch first" >&2
@@ -60,11 +63,13 @@ fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU available:', torch.cuda.is_available())"
 
 if [ -n "$WHEELS" ]; then
-    if compgen -G "$WHEELS/*.whl" >/dev/null; then
-        "${PIP[@]}" --no-index --no-deps --find-links "$WHEELS" "$WHEELS"/*.whl \
+    mapfile -t WANTED < <(compgen -G "$WHEELS/tensorrt*.whl"; compgen -G "$WHEELS/onnxconverter*.whl")
+    if [ "${#WANTED[@]}" -gt 0 ]; then
+        # files named on the command line are installed; dependencies only where unmet (default strategy)
+        timeout 300 "$PY" "${PIP_ARGS[@]}" --no-index --find-links "$WHEELS" "${WANTED[@]}" \
             || echo "note: could not install the wheels in $WHEELS" >&2
     else
-        echo "note: no wheels in $WHEELS" >&2
+        echo "note: no tensorrt or onnxconverter-common wheels in $WHEELS" >&2
     fi
 fi
 if ! "$PY" -c "import accelnas" 2>/dev/null; then

@@ -167,3 +167,40 @@ def test_graph_digest_follows_the_network_not_its_weights(tmp_path):
     half = fp16.convert_float_to_float16(onnx.load(str(tmp_path / "a.onnx")), keep_io_types=True)
     onnx.save(half, str(tmp_path / "a.fp16.onnx"))
     assert onnx_graph_digest(tmp_path / "a.fp16.onnx") not in digests.values()
+
+
+def test_unwritable_cache_is_logged_and_the_engine_still_used(tmp_path, caplog):
+    root = tmp_path / "cache"
+    root.write_text("a file where the cache folder should be")
+    cache = EngineCache(root)
+    assert cache.store(KEY, ENGINE) is None
+    cache.store_timing_cache(KEY, b"tactics")
+    assert "could not cache the engine" in caplog.text and "could not save the timing cache" in caplog.text
+    assert cache.load(KEY) is None and cache.load_timing_cache(KEY) == b""
+
+
+def test_compile_engine_measures_a_built_engine_it_cannot_cache(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from accelnas.core.records import ExportedModel, MeasureSettings
+    from accelnas.plugins.cuda_trt import tensorrt_backend
+    from accelnas.plugins.cuda_trt.options import GpuOptions
+
+    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda: SimpleNamespace(__version__="10.13.0.35"))
+    monkeypatch.setattr(tensorrt_backend, "require_cuda", lambda device: None)
+    monkeypatch.setattr(tensorrt_backend, "device_identity", lambda device: ("NVIDIA H100 80GB HBM3", "9.0"))
+    monkeypatch.setattr(tensorrt_backend, "build_engine", lambda path, key, cache: (ENGINE, {"build_seconds": 1.0}))
+    monkeypatch.setattr(tensorrt_backend.TrtRunner, "load", classmethod(lambda cls, data, *args: ("runner", data)))
+    exported = ExportedModel(format="onnx", path=tmp_path / "a.onnx", info={"arch_id": KEY.arch_id})
+    root = tmp_path / "cache"
+    root.write_text("not a folder")
+
+    compiled = tensorrt_backend.compile_engine(
+        exported, MeasureSettings(), GpuOptions(backend="tensorrt"), EngineCache(root), 256
+    )
+    assert compiled.handle == ("runner", ENGINE)
+    assert compiled.info["engine_cache"] == "miss (not stored)"
+    writable = tensorrt_backend.compile_engine(
+        exported, MeasureSettings(), GpuOptions(backend="tensorrt"), EngineCache(tmp_path / "ok"), 256
+    )
+    assert writable.info["engine_cache"] == "miss"

@@ -111,3 +111,15 @@ def test_tensorrt_export_hook_writes_the_checked_fp16_graph(tmp_path):
     onnx.checker.check_model(str(exported.path))
     other = Target("cpu", "onnxruntime")
     assert plugin.export_model(other, arch, model, MeasureSettings(input_size=SIZE), tmp_path) is None
+
+
+def test_agreement_benchmark_reports_every_graph_against_the_limits(capsys):
+    from conftest import load_benchmark
+
+    script = load_benchmark("fp16_agreement")
+    assert script.main(["--num", "2", "--sizes", "32", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()[1:-1]]
+    assert [row[0] for row in rows] == [EFFICIENTNET_B0.id, sample(1, seed=3)[0].id]
+    assert all(row[1] == "32" and 0 < float(row[2]) <= FP16_RELATIVE_TOLERANCE for row in rows)
+    assert out.splitlines()[-1].endswith("2 of 2 within the limits")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from accelnas.plugins.cuda_trt.errors import EngineBuildError
-from accelnas.plugins.cuda_trt.trt_engine import BoundContext, TrtRunner
+from accelnas.plugins.cuda_trt.trt_engine import BoundContext, TrtRunner, _first_error, _mentions_memory, _set_profile
 
 
 class FakeStream:
@@ -89,3 +89,33 @@ def test_inference_that_fails_before_capture_is_an_error(fake_graphs):
     with pytest.raises(EngineBuildError, match="execute_async_v3 failed at batch 4"):
         runner.enqueue(4)
     assert fake_graphs["captures"] == 0 and not runner.notes
+
+
+class ProfileContext:
+    def __init__(self, outcome):
+        self.outcome = outcome
+
+    def set_optimization_profile_async(self, index, stream):
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+@pytest.mark.parametrize("outcome", [False, RuntimeError("Error in set optimization profile async.")])
+def test_a_refused_profile_is_an_engine_error(outcome):
+    with pytest.raises(EngineBuildError, match="refused optimization profile 1 \\(batch 256\\)"):
+        _set_profile(ProfileContext(outcome), 1, 256, FakeStream())
+    _set_profile(ProfileContext(True), 1, 256, FakeStream())
+
+
+def test_build_errors_report_the_cause_and_classify_memory_from_any_line():
+    errors = [
+        "[defaultAllocator.cpp] Error: out of memory allocating 2 GiB\ndetails",
+        "Could not find any implementation",
+    ]
+    assert _first_error(errors, "x") == (
+        "[defaultAllocator.cpp] Error: out of memory allocating 2 GiB (last: Could not find any implementation)"
+    )
+    assert _first_error(errors[1:], "x") == "Could not find any implementation"
+    assert _first_error([], "fallback") == "fallback"
+    assert _mentions_memory(errors) and not _mentions_memory(errors[1:])

@@ -11,7 +11,9 @@ measures the same. Each entry is
 ``<digest>.engine`` plus ``<digest>.json`` holding the key and the engine's SHA-256; an entry whose
 metadata is unreadable, whose key differs or whose bytes do not match the checksum is deleted and
 reported as a miss, so the caller rebuilds it. Files are written atomically (temporary file +
-rename), so concurrent campaigns never read half an engine.
+rename), so concurrent campaigns never read half an engine. The cache is best effort: an entry that
+cannot be written or removed (a read-only or full disk) is logged as a warning, and the engine just
+built is used all the same.
 
 The cache directory is ``$ACCELNAS_TRT_CACHE`` if set (``off`` disables caching), else
 ``$XDG_CACHE_HOME/accelnas/tensorrt`` (``~/.cache/accelnas/tensorrt``).
@@ -19,7 +21,6 @@ The cache directory is ``$ACCELNAS_TRT_CACHE`` if set (``off`` disables caching)
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -159,7 +160,8 @@ class EngineCache:
         return data
 
     def store(self, key: EngineKey, engine: bytes, info: dict[str, Any] | None = None) -> Path | None:
-        """Write ``engine`` for ``key`` (engine first, metadata last, so a crash leaves no valid-looking entry)."""
+        """Write ``engine`` for ``key`` (engine first, metadata last, so a crash leaves no valid-looking
+        entry); None when caching is off or the entry could not be written (logged)."""
         if self.root is None:
             return None
         engine_path, meta_path = self.paths(key)
@@ -169,17 +171,20 @@ class EngineCache:
             "bytes": len(engine),
             "info": info or {},
         }
-        files.write_bytes(engine_path, engine)
-        files.write_bytes(meta_path, json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
+        try:
+            files.write_bytes(engine_path, engine)
+            files.write_bytes(meta_path, json.dumps(meta, indent=1, sort_keys=True, default=str).encode())
+        except OSError as exc:
+            log.warning("could not cache the engine of %s in %s (%s)", key.arch_id, self.root, exc)
+            self.invalidate(key)
+            return None
         return engine_path
 
     def invalidate(self, key: EngineKey) -> None:
         """Remove the entry of ``key`` (both files), if any."""
-        if self.root is None:
-            return
-        for path in self.paths(key):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        if self.root is not None:
+            for path in self.paths(key):
+                _remove(path)
 
     def load_timing_cache(self, key: EngineKey) -> bytes:
         """The serialized timing cache for ``key``'s GPU and TensorRT version (b"" when none)."""
@@ -192,9 +197,21 @@ class EngineCache:
 
     def store_timing_cache(self, key: EngineKey, data: bytes) -> None:
         if self.root is not None and data:
-            files.write_bytes(self.root / key.timing_cache_name, data)
+            try:
+                files.write_bytes(self.root / key.timing_cache_name, data)
+            except OSError as exc:
+                log.warning("could not save the timing cache in %s (%s)", self.root, exc)
 
     def drop_timing_cache(self, key: EngineKey) -> None:
         if self.root is not None:
-            with contextlib.suppress(FileNotFoundError):
-                (self.root / key.timing_cache_name).unlink()
+            _remove(self.root / key.timing_cache_name)
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path`` if it exists; a file that cannot be removed is logged, not raised."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not remove %s from the engine cache (%s)", path, exc)

@@ -75,7 +75,7 @@ def compile_engine(
         build_info: dict[str, Any] = {}
         if data is None:
             data, build_info = build_engine(Path(exported.path), key, cache)
-            cache.store(key, data, build_info)
+            state = _stored(cache, key, data, build_info, state)
         try:
             runner = TrtRunner.load(data, batches, settings.input_size, opts.device, opts.cuda_graphs)
         except EngineBuildError as exc:
@@ -85,7 +85,7 @@ def compile_engine(
             cache.invalidate(key)
             state = "rebuilt"
             data, build_info = build_engine(Path(exported.path), key, cache)
-            cache.store(key, data, build_info)
+            state = _stored(cache, key, data, build_info, state)
             runner = TrtRunner.load(data, batches, settings.input_size, opts.device, opts.cuda_graphs)
     except Exception as exc:
         if is_out_of_memory(exc):
@@ -104,6 +104,13 @@ def compile_engine(
         "strongly_typed": True,
     }
     return CompiledModel(handle=runner, info=info)
+
+
+def _stored(cache: EngineCache, key: EngineKey, data: bytes, build_info: dict[str, Any], state: str) -> str:
+    """Cache a freshly built engine; the cache state, with " (not stored)" when writing it failed."""
+    if cache.store(key, data, build_info) is None and cache.enabled:
+        return f"{state} (not stored)"
+    return state
 
 
 def measure(compiled: CompiledModel, settings: MeasureSettings, *, metric: str, batch: int) -> Measurement:

@@ -75,7 +75,26 @@ def _new_logger(trt: Any) -> Any:
 
 
 def _first_error(errors: list[str], fallback: str) -> str:
-    return errors[-1].strip().splitlines()[0] if errors else fallback
+    """The first error TensorRT logged (the cause; later ones follow from it), and the last when they differ."""
+    lines = [e.strip().splitlines()[0] for e in errors if e.strip()]
+    if not lines:
+        return fallback
+    return lines[0] if lines[0] == lines[-1] else f"{lines[0]} (last: {lines[-1]})"
+
+
+def _mentions_memory(errors: list[str]) -> bool:
+    """True when any error TensorRT logged is about memory (an allocation failure may precede a generic one)."""
+    return any("memory" in e.lower() for e in errors)
+
+
+def _set_profile(context: Any, index: int, batch: int, stream: Any) -> None:
+    """Select optimisation profile ``index``; TensorRT 10's binding raises RuntimeError where it refuses."""
+    try:
+        accepted = context.set_optimization_profile_async(index, stream.cuda_stream)
+    except RuntimeError as exc:
+        raise EngineBuildError(f"TensorRT refused optimization profile {index} (batch {batch}): {exc}") from exc
+    if not accepted:
+        raise EngineBuildError(f"TensorRT refused optimization profile {index} (batch {batch})")
 
 
 def _timing_cache(trt: Any, config: Any, blob: bytes, cache: EngineCache, key: EngineKey) -> tuple[Any, bool]:
@@ -121,7 +140,7 @@ def build_engine(onnx_path: Path, key: EngineKey, cache: EngineCache) -> tuple[b
     seconds = time.perf_counter() - start
     if serialized is None:
         message = _first_error(logger.errors, "build_serialized_network returned nothing")
-        if "memory" in message.lower():
+        if _mentions_memory(logger.errors):
             raise GpuOutOfMemoryError(f"TensorRT ran out of GPU memory building {key.arch_id}: {message}")
         raise EngineBuildError(f"TensorRT could not build an engine for {key.arch_id}: {message}")
     cache.store_timing_cache(key, bytes(memoryview(timing.serialize())))
@@ -202,8 +221,7 @@ class TrtRunner:
                 context = engine.create_execution_context()
             if context is None:
                 raise GpuOutOfMemoryError(f"TensorRT could not create an execution context for batch {batch}")
-            if not context.set_optimization_profile_async(index, stream.cuda_stream):
-                raise EngineBuildError(f"TensorRT refused optimization profile {index} (batch {batch})")
+            _set_profile(context, index, batch, stream)
             shape = (batch, 3, input_size, input_size)
             if not context.set_input_shape(inputs[0], shape):
                 raise EngineBuildError(f"TensorRT refused input shape {shape} for profile {index}")
