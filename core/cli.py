@@ -622,6 +622,7 @@ def query(
             failures.append(f"{label}: {_one_line(exc)}")
             continue
         mean, std = s.predict_dist(parsed)
+        source = {} if benchmark_dir else {"surrogate": label}  # which directory, when several are given
         for a, mu, sd in zip(parsed, mean, std, strict=True):
             rows.append(
                 {
@@ -632,13 +633,19 @@ def query(
                     "std": float(sd),
                     "unit": s.unit,
                 }
+                | source
             )
     if as_json:
         click.echo(jsonio.dumps(rows, indent=2))
     else:
+        answered = {(r["target"], r["metric"], r.get("surrogate")) for r in rows}
+        twice = len({(t, m) for t, m, _ in answered}) < len(answered)  # name the directories apart
         for r in rows:
             spread = f" ± {r['std']:.3f}" if r["std"] else ""
-            click.echo(f"{r['arch']}  {r['target']:<18} {r['metric']:<10} {r['mean']:12.3f}{spread} {r['unit'] or ''}")
+            where = f"  [{r['surrogate']}]" if twice else ""
+            click.echo(
+                f"{r['arch']}  {r['target']:<18} {r['metric']:<10} {r['mean']:12.3f}{spread} {r['unit'] or ''}{where}"
+            )
     if failures:
         for line in failures[1:]:
             click.echo(f"error: {line}", err=True)

@@ -174,6 +174,8 @@ def validate(frame: pd.DataFrame, where: str = "dataset") -> pd.DataFrame:
                 shown = raw.iloc[i]
                 problem = f"value {shown.item() if isinstance(shown, np.generic) else shown!r} is not a finite number"
             raise DatasetError(f"{where}: row {i}: {problem}")
+    if "unit" in frame.columns:
+        _check_units(frame, where)
     keys = frame[[c for c in ("arch_id", "target", "metric", "settings_key") if c in frame.columns]].fillna("")
     later = keys.duplicated(keep="first").to_numpy()
     if later.any():
@@ -181,6 +183,19 @@ def validate(frame: pd.DataFrame, where: str = "dataset") -> pd.DataFrame:
         i = int((keys == keys.iloc[j]).all(axis=1).to_numpy().argmax())
         raise DatasetError(f"{where}: rows {i} and {j} hold the same architecture, target, metric and settings")
     return frame.assign(value=values)
+
+
+def _check_units(frame: pd.DataFrame, where: str) -> None:
+    """One unit per target and metric (rows without a unit aside): a surrogate records one unit."""
+    first: dict[tuple[str, str], tuple[int, str]] = {}
+    for i, (target, metric, unit) in enumerate(zip(frame["target"], frame["metric"], frame["unit"], strict=True)):
+        if not isinstance(unit, str) or not unit:
+            continue
+        seen = first.setdefault((target, metric), (i, unit))
+        if seen[1] != unit:
+            raise DatasetError(
+                f"{where}: rows {seen[0]} and {i} give {target}:{metric} in different units ({seen[1]!r}, {unit!r})"
+            )
 
 
 def select(frame: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:

@@ -31,9 +31,10 @@ class Prediction:
         return len(self.mean)
 
 
-def _index_paths(meta: object, index: Path) -> list[str]:
-    """The surrogate directories a ``benchmark.json`` lists; :class:`SurrogateError` naming a malformed field
-    or a path that leads outside the benchmark's directory (``..``, absolute, or through a link)."""
+def _index_paths(meta: object, index: Path) -> list[tuple[str, tuple[str, str] | None]]:
+    """The surrogate directories a ``benchmark.json`` lists, each with the (target, metric) it records
+    (None where it records none); :class:`SurrogateError` naming a malformed field or a path that
+    leads outside the benchmark's directory (``..``, absolute, or through a link)."""
     if not isinstance(meta, dict):
         raise SurrogateError(f"corrupt benchmark index {index}: not a JSON object")
     if "surrogates" not in meta:
@@ -51,7 +52,9 @@ def _index_paths(meta: object, index: Path) -> list[str]:
             raise SurrogateError(
                 f"corrupt benchmark index {index}: surrogates[{i}] path {path!r} leads outside {index.parent}"
             )
-        paths.append(path)
+        target, metric = entry.get("target"), entry.get("metric")
+        listed = (target, metric) if isinstance(target, str) and isinstance(metric, str) else None
+        paths.append((path, listed))
     return paths
 
 
@@ -59,19 +62,32 @@ class Benchmark:
     """Surrogates by (target, metric); a device name alone finds its target (``zcu102`` -> ``zcu102/anb``).
 
     :meth:`load` reads each surrogate's model when it is first used, so a query loads only what it
-    needs, and a damaged surrogate is reported (naming its file) by the queries that use it.
+    needs, and a damaged surrogate is reported (naming its file) by the queries that use it; the
+    pairs come from ``benchmark.json``, so a damaged ``surrogate.json`` fails only its own pair.
     """
 
-    def __init__(self, surrogates: Sequence[SurrogateArtifact | Path], where: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        surrogates: Sequence[SurrogateArtifact | Path],
+        where: Sequence[str] | None = None,
+        pairs: Sequence[tuple[str, str] | None] | None = None,
+    ) -> None:
         """``surrogates``: loaded artifacts, or surrogate directories to load on first use; ``where``
-        names each (its directory) in the error about two for one pair."""
+        names each (its directory) in the error about two for one pair; ``pairs``: the (target,
+        metric) of each directory as an index lists it (checked when it loads; None: read now)."""
         self._by_pair: dict[tuple[str, str], SurrogateArtifact | Path] = {}
+        self._listed: set[tuple[str, str]] = set()
         seen: dict[tuple[str, str], str] = {}
         for i, s in enumerate(surrogates):
             s = Path(s) if isinstance(s, str) else s  # a directory given as text
             if not isinstance(s, Path | SurrogateArtifact):
                 raise TypeError(f"a benchmark holds surrogate directories or artifacts, got {type(s).__name__}")
-            pair = artifact.identity(s) if isinstance(s, Path) else (s.target, s.metric)
+            listed = pairs[i] if pairs and isinstance(s, Path) else None
+            if listed is not None:
+                pair = listed
+                self._listed.add(pair)
+            else:
+                pair = artifact.identity(s) if isinstance(s, Path) else (s.target, s.metric)
             name = str(where[i]) if where else f"surrogate {i + 1}"
             if pair in seen:
                 raise SurrogateError(f"two surrogates for {pair[0]}:{pair[1]}: {seen[pair]} and {name}")
@@ -81,7 +97,13 @@ class Benchmark:
         """The surrogate of a pair, loaded now if it was not yet."""
         found = self._by_pair[pair]
         if isinstance(found, Path):
-            found = self._by_pair[pair] = artifact.load(found)
+            loaded = artifact.load(found)
+            if pair in self._listed and (loaded.target, loaded.metric) != pair:
+                raise SurrogateError(
+                    f"{found / artifact.METADATA_FILE} holds {loaded.target}:{loaded.metric}, but the benchmark "
+                    f"index lists it as {pair[0]}:{pair[1]}"
+                )
+            found = self._by_pair[pair] = loaded
         return found
 
     @classmethod
@@ -94,7 +116,8 @@ class Benchmark:
                 meta = json.loads(index.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise SurrogateError(f"corrupt benchmark index {index}: {exc}") from None
-            dirs = [root / path for path in _index_paths(meta, index)]
+            listed = _index_paths(meta, index)
+            dirs, pairs = [root / path for path, _ in listed], [pair for _, pair in listed]
             kind, version = meta.get("format", INDEX_FORMAT), meta.get("format_version", INDEX_VERSION)
             if kind != INDEX_FORMAT or not isinstance(version, int) or version > INDEX_VERSION:
                 raise SurrogateError(
@@ -102,11 +125,12 @@ class Benchmark:
                 )
         elif root.is_dir():
             dirs = sorted(p.parent for p in root.rglob(artifact.METADATA_FILE))
+            pairs = [None] * len(dirs)
         else:
             raise SurrogateError(f"no benchmark at {root}")
         if not dirs:
             raise SurrogateError(f"no surrogates under {root}")
-        return cls(dirs, where=[str(d) for d in dirs])
+        return cls(dirs, where=[str(d) for d in dirs], pairs=pairs)
 
     def pairs(self) -> list[tuple[str, str]]:
         return sorted(self._by_pair)

@@ -61,7 +61,6 @@ def build_all(
     validation split of the training rows (never the held-out ones) for that long per target.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     entries = []
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     build = {"source": source or {}, "test_fraction": test_fraction, "seed": seed,
@@ -71,6 +70,7 @@ def build_all(
     check_file_stems(target for target, _ in todo)
     for target, metric in todo:  # refuse a pair that cannot be fitted before anything is written
         fittable(frame, target, metric)
+    out.mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = {}
     for i, (target, metric) in enumerate(todo, 1):
         recipe = recipe_for(target, metric)

@@ -101,6 +101,38 @@ def test_a_damaged_surrogate_fails_only_the_queries_that_use_it(bench_dir, tmp_p
     assert [(r["target"], r["metric"]) for r in json.loads(both.stdout)] == [("dev/sim", "throughput")]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_unreadable_metadata_or_folder_fails_only_its_own_pair(bench_dir, tmp_path, damage):
+    copy = tmp_path / "bench"
+    shutil.copytree(bench_dir, copy)
+    entries = {e["metric"]: e for e in json.loads((copy / "benchmark.json").read_text())["surrogates"]}
+    folder = copy / entries["latency"]["path"]
+    if damage == "truncated":
+        meta = folder / "surrogate.json"
+        meta.write_text(meta.read_text()[:200])
+    else:
+        shutil.rmtree(folder)
+    bench = Benchmark.load(copy)  # the pairs are the index's
+    assert bench.pairs() == [("dev/sim", "latency"), ("dev/sim", "throughput")]
+    assert bench.query(EFFICIENTNET_B0, device="dev", metric="throughput").mean[0] > 0
+    with pytest.raises(SurrogateError, match=str(folder)):
+        bench.query(EFFICIENTNET_B0, device="dev", metric="latency")
+    both = run_cli("query", "b0", "--benchmark", str(copy), "--json")
+    assert both.returncode == 1 and str(folder) in both.stderr and both.stderr.count("\n") == 1
+    assert [(r["target"], r["metric"]) for r in json.loads(both.stdout)] == [("dev/sim", "throughput")]
+
+
+def test_an_index_that_misnames_a_surrogate_is_caught_when_it_loads(bench_dir, tmp_path):
+    copy = tmp_path / "bench"
+    shutil.copytree(bench_dir, copy)
+    index = json.loads((copy / "benchmark.json").read_text())
+    for entry in index["surrogates"]:
+        entry["metric"] = {"latency": "throughput", "throughput": "latency"}[entry["metric"]]
+    (copy / "benchmark.json").write_text(json.dumps(index))
+    with pytest.raises(SurrogateError, match="holds dev/sim:latency, but the benchmark index lists it as dev/sim:thr"):
+        Benchmark.load(copy).query(EFFICIENTNET_B0, device="dev", metric="throughput")
+
+
 def test_index_paths_must_stay_inside_the_benchmark(bench_dir, tmp_path):
     copy = tmp_path / "bench"
     shutil.copytree(bench_dir, copy)
@@ -145,6 +177,21 @@ def test_cli_query_by_device_alone(bench_dir):
     assert ignored.returncode == 2 and "--benchmark" in ignored.stderr
 
 
+def test_query_names_the_directory_when_two_surrogates_answer_one_pair(bench_dir, tmp_path):
+    entries = {e["metric"]: e for e in json.loads((bench_dir / "benchmark.json").read_text())["surrogates"]}
+    first, second = tmp_path / "first", tmp_path / "second"
+    for copy in (first, second):
+        shutil.copytree(bench_dir / entries["latency"]["path"], copy)
+    both = run_cli("query", "b0", "--surrogate", str(first), "--surrogate", str(second))
+    lines = both.stdout.splitlines()
+    assert both.returncode == 0 and len(lines) == 2
+    assert lines[0].endswith(f"[{first}]") and lines[1].endswith(f"[{second}]")
+    rows = json.loads(run_cli("query", "b0", "--surrogate", str(first), "--surrogate", str(second), "--json").stdout)
+    assert [r["surrogate"] for r in rows] == [str(first), str(second)]
+    alone = run_cli("query", "b0", "--surrogate", str(first))
+    assert alone.returncode == 0 and "[" not in alone.stdout  # one surrogate per pair: nothing to tell apart
+
+
 def test_rebuilding_some_targets_keeps_the_others(tmp_path):
     build_all(_frame(80), tmp_path, targets=[("dev/sim", "latency")], family="additive", echo=lambda line: None)
     index = build_all(_frame(80), tmp_path, targets=[("dev/sim", "throughput")], family="additive",
@@ -169,7 +216,7 @@ def test_a_build_refuses_an_unfittable_pair_before_writing_and_indexes_each_save
     few = frame[frame["metric"] == "latency"].head(5).assign(target="dev/few")
     with pytest.raises(AccelnasError, match="dev/few:latency has 5 architectures; at least 8"):
         build_all(pd.concat([frame, few]), tmp_path / "a", family="additive", echo=lambda line: None)
-    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+    assert not (tmp_path / "a").exists()  # not even an empty folder
 
     fitted = build.fit_surrogate
 

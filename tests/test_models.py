@@ -372,15 +372,27 @@ def test_every_family_refuses_targets_it_cannot_fit(family):
 @pytest.mark.parametrize(
     ("family", "params", "message"),
     [
-        ("xgboost", {"n_estimators": 0}, "n_estimators must be a number > 0, got 0"),
-        ("xgboost", {"max_depth": -1}, "max_depth must be a number >= 0"),  # 0 is XGBoost's "no limit"
+        ("xgboost", {"n_estimators": 0}, "n_estimators must be a whole number >= 1, got 0"),
+        ("xgboost", {"n_estimators": 2.5}, "n_estimators must be a whole number >= 1, got 2.5"),
+        ("xgboost", {"max_depth": -1}, "max_depth must be a whole number >= 0"),  # 0 is XGBoost's "no limit"
+        ("xgboost", {"max_depth": 2.5}, "max_depth must be a whole number >= 0"),
+        ("xgboost", {"subsample": 2.0}, r"subsample must be a number in \(0, 1\], got 2.0"),
         ("lightgbm", {"learning_rate": float("nan")}, "learning_rate=nan is not a finite number"),
-        ("hybrid", {"subsample": -0.5}, "subsample must be a number > 0"),
-        ("random_forest", {"n_estimators": "many"}, "n_estimators must be a number > 0, got 'many'"),
+        ("lightgbm", {"num_leaves": 1}, "num_leaves must be a whole number >= 2, got 1"),
+        ("lightgbm", {"min_child_samples": -1}, "min_child_samples must be a whole number >= 0"),
+        ("hybrid", {"subsample": -0.5}, r"subsample must be a number in \(0, 1\]"),
+        ("hybrid", {"colsample_bytree": 0}, r"colsample_bytree must be a number in \(0, 1\]"),
+        ("random_forest", {"n_estimators": "many"}, "n_estimators must be a whole number >= 1, got 'many'"),
+        ("random_forest", {"max_features": 2.0}, "max_features must be None, 'sqrt', 'log2'"),
+        ("random_forest", {"max_depth": 0}, "max_depth must be None or a whole number >= 1"),
         ("svr", {"epsilon": -1.0}, "epsilon must be a number >= 0"),
         ("additive", {"alpha": -1}, "alpha must be 'auto' or a finite number >= 0"),
         ("additive", {"alpha": float("nan")}, "alpha=nan is not a finite number"),
-        ("gp", {"steps": 0}, "steps must be a number > 0"),
+        ("gp", {"steps": 0}, "steps must be a whole number >= 1"),
+        ("gp", {"steps": 10.5}, "steps must be a whole number >= 1"),
+        ("additive", {"seed": -1}, r"seed must be a whole number from 0 to 2\*\*32 - 1, got -1"),
+        ("random_forest", {"seed": "a"}, "seed must be a whole number"),
+        ("svr", {"seed": True}, "seed must be a whole number"),
     ],
 )
 def test_hyperparameters_no_fit_can_use_are_refused(family, params, message):
@@ -390,6 +402,8 @@ def test_hyperparameters_no_fit_can_use_are_refused(family, params, message):
     with pytest.raises(ValueError, match=message):
         model.set_params(**params)
     assert all(model.get_params()[k] != v for k, v in params.items() if v == v)  # unchanged
+    edges = {"n_estimators": 1, "max_depth": np.int64(2), "subsample": 1, "num_leaves": 2, "seed": 2**32 - 1}
+    make(family, **{k: v for k, v in edges.items() if k in model.get_params()})  # the limits themselves pass
 
 
 def test_hybrid_rows_need_both_encodings_and_a_blend_takes_no_rows():

@@ -370,6 +370,11 @@ def test_dataset_validation_and_selection():
     with pytest.raises(DatasetError, match="rows 3 and 20 hold the same architecture"):
         validate(repeated)
     validate(pd.concat([frame, frame.iloc[[3]].assign(settings_key="other")], ignore_index=True))  # other settings
+    units = frame.assign(unit=["ms"] * 6 + [None] + ["seconds"] + ["ms"] * 12)
+    with pytest.raises(DatasetError, match=r"rows 0 and 7 give sim/x:latency in different units \('ms', 'seconds'\)"):
+        validate(units)
+    validate(units.assign(unit=["ms"] * 6 + [None] + ["ms"] * 13))  # a row without a unit is not another unit
+    validate(pd.concat([frame, frame.assign(target="sim/y", unit="s")], ignore_index=True))  # per target
     with pytest.raises(DatasetError, match="no throughput rows"):
         select(frame, "sim/x", "throughput")
     mixed = frame.copy()

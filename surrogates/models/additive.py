@@ -107,8 +107,13 @@ class HybridSurrogate(Surrogate):
         "colsample_bytree": 0.5,
         "n_jobs": 1,
     }
-    _positive = ("n_estimators", "learning_rate", "subsample", "colsample_bytree")
-    _non_negative = ("max_depth",)  # XGBoost's 0: no limit
+    _rules: ClassVar[dict[str, str]] = {
+        "n_estimators": "count",
+        "max_depth": "whole",  # XGBoost's 0: no limit
+        "learning_rate": "positive",
+        "subsample": "fraction",
+        "colsample_bytree": "fraction",
+    }
 
     def __init__(self, *, encoding: str = "analytic", transform: str = "log", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)

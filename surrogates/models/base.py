@@ -11,12 +11,12 @@ fitted model from them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from accelnas.core.records import is_real
+from accelnas.core.records import is_real, is_whole
 from accelnas.core.space import EFFICIENTNET_B0, Architecture
 from accelnas.surrogates.features import ENCODINGS, encode
 
@@ -38,13 +38,30 @@ def check_targets(y: Sequence[float] | np.ndarray) -> np.ndarray:
     return values
 
 
-def _check_param(owner: str, name: str, value: Any, positive: bool, non_negative: bool) -> None:
-    """``ValueError`` for a hyperparameter no fit can use: not finite, or not > 0 / >= 0 where it must be."""
+# what a hyperparameter must be, by the rule its family gives it: (test of a finite number, wording)
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "positive": (lambda v: v > 0, "a number > 0"),
+    "non_negative": (lambda v: v >= 0, "a number >= 0"),
+    "fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "count": (lambda v: is_whole(v) and v >= 1, "a whole number >= 1"),
+    "whole": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0"),
+    "leaves": (lambda v: is_whole(v) and v >= 2, "a whole number >= 2"),
+}
+
+
+def _check_param(owner: str, name: str, value: Any, rule: str | None) -> None:
+    """``ValueError`` for a hyperparameter no fit can use: not finite, or outside its ``rule``."""
     number = is_real(value)
     if number and not math.isfinite(value):
         raise ValueError(f"{owner} parameter {name}={value!r} is not a finite number")
-    if (positive or non_negative) and (not number or (value <= 0 if positive else value < 0)):
-        raise ValueError(f"{owner} parameter {name} must be a number {'> 0' if positive else '>= 0'}, got {value!r}")
+    if rule is not None and (not number or not RULES[rule][0](value)):
+        raise ValueError(f"{owner} parameter {name} must be {RULES[rule][1]}, got {value!r}")
+
+
+def check_seed(owner: str, seed: Any) -> None:
+    """``ValueError`` unless ``seed`` is a whole number that every library takes (0 to 2**32 - 1)."""
+    if not is_whole(seed) or not 0 <= seed < 2**32:
+        raise ValueError(f"{owner} seed must be a whole number from 0 to 2**32 - 1, got {seed!r}")
 
 
 class Regressor:
@@ -72,9 +89,9 @@ class Surrogate(Regressor):
     # whether fits with different seeds differ (row or column sampling, a random subset): a seed
     # ensemble of a family that does not gives identical members and no spread
     seeded: ClassVar[bool] = True
-    # hyperparameters that must be numbers > 0, or >= 0 ("auto"-style strings are checked by their family)
-    _positive: ClassVar[tuple[str, ...]] = ()
-    _non_negative: ClassVar[tuple[str, ...]] = ()
+    # the rule (a key of RULES) of each hyperparameter that has one ("auto"-style strings are checked
+    # by their family)
+    _rules: ClassVar[dict[str, str]] = {}
 
     def __init__(self, *, encoding: str = "raw", transform: str = "log", seed: int = 0, **params: Any) -> None:
         if transform not in TRANSFORMS:
@@ -84,8 +101,9 @@ class Surrogate(Regressor):
         unknown = sorted(set(params) - set(self._own_params))
         if unknown:
             raise ValueError(f"unknown parameter {unknown[0]!r} for {type(self).__name__}")
+        check_seed(type(self).__name__, seed)
         for name, value in params.items():
-            _check_param(type(self).__name__, name, value, name in self._positive, name in self._non_negative)
+            _check_param(type(self).__name__, name, value, self._rules.get(name))
         self.encoding = encoding
         self.transform = transform
         self.seed = seed

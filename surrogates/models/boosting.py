@@ -25,8 +25,15 @@ class XGBoostSurrogate(Surrogate):
         "reg_lambda": 1.0,
         "n_jobs": 1,
     }
-    _positive = ("n_estimators", "learning_rate", "subsample", "colsample_bytree")
-    _non_negative = ("max_depth", "min_child_weight", "reg_lambda")  # max_depth 0: no limit
+    _rules: ClassVar[dict[str, str]] = {
+        "n_estimators": "count",
+        "max_depth": "whole",  # 0: no limit
+        "learning_rate": "positive",
+        "subsample": "fraction",
+        "colsample_bytree": "fraction",
+        "min_child_weight": "non_negative",
+        "reg_lambda": "non_negative",
+    }
 
     def uses_seed(self, n_rows: int) -> bool:
         return self.subsample < 1 or self.colsample_bytree < 1  # row or column sampling
@@ -94,8 +101,15 @@ class LightGBMSurrogate(Surrogate):
         "reg_lambda": 1.0,
         "n_jobs": 1,
     }
-    _positive = ("n_estimators", "num_leaves", "learning_rate", "subsample", "colsample_bytree")
-    _non_negative = ("min_child_samples", "reg_lambda")
+    _rules: ClassVar[dict[str, str]] = {
+        "n_estimators": "count",
+        "num_leaves": "leaves",
+        "learning_rate": "positive",
+        "subsample": "fraction",
+        "colsample_bytree": "fraction",
+        "min_child_samples": "whole",
+        "reg_lambda": "non_negative",
+    }
 
     def uses_seed(self, n_rows: int) -> bool:
         return self.subsample < 1 or self.colsample_bytree < 1  # bagging or feature sampling

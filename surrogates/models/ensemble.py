@@ -74,7 +74,7 @@ class SeedEnsemble(Regressor):
             )
         self.members_ = []
         for i in range(self.n_members):
-            member = type(self.base)(**(self.base.get_params() | {"seed": self.base.seed + i}))
+            member = type(self.base)(**(self.base.get_params() | {"seed": (self.base.seed + i) % 2**32}))
             self.members_.append(member.fit_features(features, y, sample_weight))
         return self
 

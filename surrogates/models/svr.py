@@ -14,8 +14,7 @@ class SVRSurrogate(Surrogate):
 
     family = "svr"
     _own_params: ClassVar[dict[str, Any]] = {"C": 10.0, "epsilon": 0.01, "gamma": "scale"}
-    _positive = ("C",)
-    _non_negative = ("epsilon",)
+    _rules: ClassVar[dict[str, str]] = {"C": "positive", "epsilon": "non_negative"}
     seeded = False  # a convex problem: one solution whatever the seed
 
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
