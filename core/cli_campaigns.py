@@ -136,6 +136,9 @@ def merge(out: Path, sources: tuple[Path, ...]) -> None:
 def _settings_label(settings: dict | None) -> str:
     if not settings:
         return "?"
+    if isinstance(settings.get("recipe"), dict):  # a training campaign's: the recipe says what differs
+        recipe, name = settings["recipe"], settings.get("recipe_name", "?")
+        return f"recipe {name} ({recipe.get('epochs', '?')} epochs, batch {recipe.get('batch_size', '?')})"
     label = f"{settings.get('input_size', '?')}px"
     if settings.get("batch_size"):
         label += f" batch {settings['batch_size']}"

@@ -36,6 +36,8 @@ def test_train_stores_and_resumes(tmp_path):
         rows = store.results(target="train/digits16")
     assert [r["arch_id"] for r in rows] == [ARCHS[0]] and rows[0]["metric"] == "accuracy"
     assert rows[0]["extra"]["device"].endswith(", 1 threads)")  # --threads reached the training process
+    shown = run_cli("status", str(db))
+    assert shown.returncode == 0 and "recipe tiny (1 epochs, batch 64)" in shown.stdout, shown.stdout
 
 
 def test_train_errors_are_one_line(tmp_path):
@@ -78,6 +80,16 @@ def test_proxy_search_with_reference_file(tmp_path):
     assert set(frame["strategy"]) == {"grid", "halving"} and frame["tau"].between(-1, 1).all()
     with Store(tmp_path / "ps.sqlite", create=False) as store:
         assert len(store.results(target="train/digits16")) == 12  # 4 candidates x 3 architectures, shared
+    flat = tmp_path / "flat.csv"  # a reference that ranks nothing: no candidate reaches any τ
+    pd.DataFrame({"arch_id": ARCHS, "accuracy": [50.0] * 3}).to_csv(flat, index=False)
+    again = run_cli(
+        "proxy-search", "--space", str(space), "--reference-file", str(flat),
+        *[x for a in ARCHS for x in ("--arch", a)], "--image-size", "16", "--db", str(tmp_path / "ps.sqlite"),
+        "--out", str(out), "--strategy", "grid", "--threshold", "-1", env=ENV,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "summary.json").read_text())["chosen"] is None
+    assert not (out / "chosen.yaml").exists() and "removed" in again.stderr  # not the earlier run's choice
     before = ref.read_bytes()
     (out / "comparison.csv").write_bytes(before)  # a reference kept where the search writes its tables
     clash = run_cli(
@@ -106,5 +118,11 @@ def test_proxy_analyse_writes_tables_and_plot(tmp_path):
         assert (out / name).is_file()
     taus = pd.read_csv(out / "ablation_tau.csv")
     assert (taus["tau"] == 1.0).all()  # the synthetic recipes rank the three architectures identically
+    summary = pd.read_csv(out / "ablation_summary.csv")
+    assert summary["comparison"].tolist() == ["quick vs slow", "quick seed vs seed", "slow seed vs seed"]
+    assert summary["seconds_per_model"].isna().tolist() == [True, False, False]  # each cost on its recipe's row
+    assert summary["seconds_per_model"].iloc[2] == 6 * summary["seconds_per_model"].iloc[1]
+    seed_rows = [line.split() for line in result.stdout.splitlines() if "seed vs seed" in line]
+    assert [row[4] for row in seed_rows] == ["-", "-"]  # no seed-mean τ of a recipe against itself
     missing = run_cli("proxy-analyse", str(tmp_path / "none"))
     assert missing.returncode != 0

@@ -56,6 +56,9 @@ def test_scalar_resolution_and_ints_become_floats():
         ({"mixed_precision": "yes"}, "mixed_precision must be true or false"),
         ({"epohcs": 3}, "unknown field 'epohcs'"),
         ({"resolution": "big"}, "resolution must be a size"),
+        ({"eval_resolution": 100_000}, r"eval_resolution must be an integer within 8\.\.1024, got 100000"),
+        ({"name": [1]}, r"name must be text, got \[1\]"),
+        ({"description": 5}, "description must be text, got 5"),
     ],
 )
 def test_bad_recipes_name_the_field(change, message):
@@ -119,16 +122,19 @@ def test_proxy_space_candidates_skip_invalid_combinations():
     names = {c.name for c in cands}
     assert "epochs=3,resolution=16@0+32@2,data_fraction=0.5" in names
     assert all(c.recipe.name == c.name for c in cands)
+    one = next(c for c in cands if c.name == "epochs=3,resolution=16@0+32@2,data_fraction=0.5")
+    assert one.recipe.description == "b with epochs=3, resolution=[[0, 16], [2, 32]], data_fraction=0.5"
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"base": "digits-reference"}, "with 'base' and 'axes'"),
-        ({"axes": {"epochz": [1]}}, "axis 'epochz' is not a recipe field"),
-        ({"axes": {"epochs": []}}, "needs a non-empty list"),
-        ({"axes": {"epochs": [0]}}, "no valid candidate"),
-        ({"axes": {"epochs": [1]}, "extra": 1}, "unknown key 'extra'"),
+        ({"base": "digits-reference"}, "with 'base' .* and 'axes'"),
+        ({"axes": {"epochs": [1]}}, r"with 'base' \(the recipe it varies\) and 'axes'"),  # no silent defaults
+        ({"base": "digits-reference", "axes": {"epochz": [1]}}, "axis 'epochz' is not a recipe field"),
+        ({"base": "digits-reference", "axes": {"epochs": []}}, "needs a non-empty list"),
+        ({"base": "digits-reference", "axes": {"epochs": [0]}}, "no valid candidate"),
+        ({"base": "digits-reference", "axes": {"epochs": [1]}, "extra": 1}, "unknown key 'extra'"),
     ],
 )
 def test_bad_proxy_spaces(data, message):

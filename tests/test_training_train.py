@@ -12,7 +12,7 @@ from accelnas.core import dataset
 from accelnas.core.space import Architecture
 from accelnas.core.store import Store
 from accelnas.training import campaign as campaign_module
-from accelnas.training.campaign import accuracy_target, run_accuracy_campaign, settings_for
+from accelnas.training.campaign import ProgressLines, accuracy_target, run_accuracy_campaign, settings_for
 from accelnas.training.data import digits, subset_indices
 from accelnas.training.recipe import from_dict
 from accelnas.training.trainer import train
@@ -76,6 +76,18 @@ def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path, monkeypatc
         assert lost.wall_seconds > 0 and lost.cpu_seconds > 0 and lost.device_hours == lost.wall_seconds / 3600
         failed = store.results(target=accuracy_target(data), status="failed")
         assert len(failed) == 1 and "loss became non-finite in epoch 1" in failed[0]["error"]
+        seen = []
+        kept = run_accuracy_campaign([SMALL], recipe, corrupt, store, retry_failed=False,
+                                     progress=lambda *args: seen.append(args[3]))  # fmt: skip
+        assert (kept.trained, kept.failed, kept.failures_kept, seen) == (0, 0, 1, ["kept-failure"])
+        assert kept.tally() == "0 trained, 0 already stored, 0 failed, 1 stored failure(s) not retried"
+        lines = []
+        with Store(tmp_path / "epochs.sqlite") as other:
+            run_accuracy_campaign(
+                [SMALL], recipe.replace(epochs=2), data, other, progress=ProgressLines(lines.append, every=0)
+            )
+        assert [line.split()[:3] for line in lines[:2]] == [[SMALL.id, "epoch", "1/2"], [SMALL.id, "epoch", "2/2"]]
+        assert lines[2].startswith(f"[1/1] {SMALL.id}  top-1") and len(lines) == 3
         rows = store.results(target=accuracy_target(data), status=None)
         assert len(rows) == 3
         ok = [r for r in rows if r["status"] == "ok"]

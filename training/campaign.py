@@ -10,6 +10,7 @@ wall time, device-hours, the device and the per-epoch history; the rows export t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -136,6 +137,12 @@ class AccuracyReport:
     seconds: float = 0.0
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
     failures: dict[str, Evaluation] = field(default_factory=dict)  # what each run that failed here cost
+    failures_kept: int = 0  # stored failures not trained again (retry_failed=False)
+
+    def tally(self, trained: str = "") -> str:
+        """'N trained<trained>, M already stored, K failed' (and the stored failures not retried)."""
+        kept = f", {self.failures_kept} stored failure(s) not retried" if self.failures_kept else ""
+        return f"{self.trained} trained{trained}, {self.already_done} already stored, {self.failed} failed{kept}"
 
 
 def run_accuracy_campaign(
@@ -171,6 +178,7 @@ def run_accuracy_campaign(
         [a.id for a in archs if a.id not in done and (retry_failed or state.get((a.id, METRIC)) != "failed")], ctx
     )
     emit = progress or (lambda *args: None)
+    show_epoch = getattr(progress, "epoch", None)  # per-epoch progress, where the callback shows it
     for index, arch in enumerate(archs, 1):
         if arch.id in done:
             report.already_done += 1
@@ -178,10 +186,14 @@ def run_accuracy_campaign(
             emit(index, len(archs), arch, "skipped", done[arch.id], None)
             continue
         if arch.id not in todo_ids:
+            if state.get((arch.id, METRIC)) == "failed":  # known on rank 0, which reports
+                report.failures_kept += 1
+                emit(index, len(archs), arch, "kept-failure", None, None)
             continue
         began, cpu_began = time.perf_counter(), process_cpu_seconds()
+        on_epoch = functools.partial(show_epoch, arch, recipe.epochs) if show_epoch else None
         try:
-            result = train(arch, recipe, data, ctx=ctx, workers=workers)
+            result = train(arch, recipe, data, ctx=ctx, workers=workers, on_epoch=on_epoch)
         except (AccelnasError, RuntimeError, ValueError) as exc:  # a diverged or crashed run: keep going
             error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AccelnasError) else str(exc)
             wall = time.perf_counter() - began
@@ -208,19 +220,33 @@ def run_accuracy_campaign(
 
 
 class ProgressLines:
-    """Progress callback for :func:`run_accuracy_campaign` writing one line per architecture."""
+    """Progress callback for :func:`run_accuracy_campaign` writing one line per architecture, and one per
+    epoch where an architecture's training has gone ``every`` seconds without a line."""
 
-    def __init__(self, echo: Callable[[str], None], label: str = "") -> None:
+    def __init__(self, echo: Callable[[str], None], label: str = "", every: float = 30.0) -> None:
         self.echo = echo
         self.label = f"{label} " if label else ""
         self.start = time.perf_counter()
         self.worked = 0
+        self.every = every
+        self.last = self.start  # when the last line was written
+
+    def epoch(self, arch: Architecture, epochs: int, row: dict[str, float]) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            self.echo(f"{self.label}  {arch.id}  epoch {int(row['epoch'])}/{epochs}  loss {row['train_loss']:.4f}  "
+                      f"{row['seconds']:.0f}s")  # fmt: skip
 
     def __call__(self, index: int, total: int, arch: Architecture, status: str, ev: Evaluation | None,
                  error: str | None) -> None:  # fmt: skip
         head = f"{self.label}[{index:>{len(str(total))}}/{total}] {arch.id}"
+        self.last = time.perf_counter()
         if status == "skipped":
             self.echo(f"{head}  already stored: top-1 {ev.top1:.2f}%" if ev else f"{head}  already stored")
+            return
+        if status == "kept-failure":
+            self.echo(f"{head}  failed before; not trained again (--no-retry-failed)")
             return
         self.worked += 1
         elapsed = time.perf_counter() - self.start

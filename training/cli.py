@@ -155,9 +155,8 @@ def train(
         return
     hours = sum(e.device_hours for e in report.evaluations.values() if not e.cached)
     click.echo(
-        f"done in {report.seconds:.1f}s: {report.trained} trained ({hours:.4f} device-hours), "
-        f"{report.already_done} already stored, {report.failed} failed; target {accuracy_target(data)}, "
-        f"settings {report.settings_key}; store: {db_path}"
+        f"done in {report.seconds:.1f}s: {report.tally(f' ({hours:.4f} device-hours)')}; "
+        f"target {accuracy_target(data)}, settings {report.settings_key}; store: {db_path}"
     )
     if report.failed:
         click.echo(f"error: {report.failed} training run(s) failed, first: {report.errors[0]}", err=True)
@@ -179,8 +178,8 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
             progress=ProgressLines(echo),
         )  # fmt: skip
     click.echo(
-        f"done in {report.seconds:.1f}s: {report.trained} trained, {report.already_done} already stored, "
-        f"{report.failed} failed; target {report.target}, settings {report.settings_key}; store: {db_path}"
+        f"done in {report.seconds:.1f}s: {report.tally()}; target {report.target}, settings {report.settings_key}; "
+        f"store: {db_path}"
     )
     if report.failed:
         click.echo(f"error: {report.failed} training run(s) failed, first: {report.errors[0]}", err=True)
@@ -322,9 +321,17 @@ def _write_search(out_dir: Path, results, reference_ledger, threshold: float, sp
     if chosen is not None:
         recipe = next(c.recipe for c in space.candidates() if c.recipe.key() == chosen.recipe_key)
         save_recipe(recipe, out_dir / "chosen.yaml")
+    elif (out_dir / "chosen.yaml").exists():  # an earlier run's choice is not this run's
+        (out_dir / "chosen.yaml").unlink()
+        click.echo(f"removed {out_dir / 'chosen.yaml'} of an earlier run: this run chose no proxy", err=True)
     files.write_text(out_dir / "summary.json", jsonio.dumps(summary, indent=2))
     click.echo(f"\nwrote {out_dir / 'candidates.csv'}, {out_dir / 'comparison.csv'}, {png}"
-               + (f", {out_dir / 'chosen.yaml'}" if chosen else ""))  # fmt: skip
+               + (f", {out_dir / 'chosen.yaml'}" if chosen else "") + f", {out_dir / 'summary.json'}")  # fmt: skip
+
+
+def _tau_cell(value: float, width: int) -> str:
+    """A τ right-aligned in ``width`` characters; "-" where there is none (a recipe against itself)."""
+    return f"{value:{width}.3f}" if value == value else f"{'-':>{width}}"
 
 
 @click.command("proxy-analyse")
@@ -349,8 +356,9 @@ def proxy_analyse(ablations: Path, out_dir: Path | None, gpus_per_job: int) -> N
     click.echo(f"{'comparison':<32} {'τ(seed means)':>14} {'τ mean':>8} {'min':>7} {'max':>7}")
     table = analysis.table()
     for row in table.to_dict("records"):
-        click.echo(f"{row['comparison']:<32} {row['tau_seed_means']:14.3f} {row['tau_same_seed_mean']:8.3f} "
-                   f"{row['tau_same_seed_min']:7.3f} {row['tau_same_seed_max']:7.3f}")  # fmt: skip
+        cells = [_tau_cell(row[c], w) for c, w in (("tau_seed_means", 14), ("tau_same_seed_mean", 8),
+                                                     ("tau_same_seed_min", 7), ("tau_same_seed_max", 7))]  # fmt: skip
+        click.echo(f"{row['comparison']:<32} " + " ".join(cells))
     for c in analysis.costs:
         click.echo(f"{c['recipe']:<12} {c['seconds_per_model']:9.0f} s/model = {c['gpu_hours_per_model']:.2f} "
                    f"GPU-hours/model ({gpus_per_job} GPUs), mean top-1 {c['mean_top1']:.2f}%")  # fmt: skip
@@ -369,9 +377,7 @@ def proxy_analyse(ablations: Path, out_dir: Path | None, gpus_per_job: int) -> N
                  analysis.across_seeds]  # fmt: skip
         files.write_csv(out_dir / "ablation_tau.csv", pd.DataFrame(rows).drop(columns=["recipe"], errors="ignore"))
         costs = pd.DataFrame(analysis.costs)
-        files.write_csv(
-            out_dir / "ablation_summary.csv", table.merge(costs, how="outer", left_on="comparison", right_on="recipe")
-        )
+        files.write_csv(out_dir / "ablation_summary.csv", table.merge(costs, how="left", on="recipe"))
         paths = [out_dir / "ablation_tau.csv", out_dir / "ablation_summary.csv"]
         if len(analysis.recipes) >= 2:
             a, b = analysis.recipes[:2]

@@ -108,8 +108,10 @@ class ProxySpace:
             overrides = tuple(zip(names, values, strict=True))
             name = candidate_name(overrides)
             changes = {k: _plain(v) for k, v in overrides}
+            described = f"{self.base.name} with " + ", ".join(f"{k}={v}" for k, v in changes.items())
+            fields = {**self.base.to_dict(), **changes, "name": name, "description": described}
             try:
-                recipe = from_dict({**self.base.to_dict(), **changes, "name": name}, where=f"candidate {name}")
+                recipe = from_dict(fields, where=f"candidate {name}")
             except RecipeError as exc:
                 log.debug("skipping candidate: %s", exc)
                 skipped.append(str(exc))
@@ -142,12 +144,12 @@ def _frozen(value: Any) -> Any:
 def space_from_dict(data: Any, where: str = "proxy space", folder: Path | None = None) -> ProxySpace:
     """``{base: <recipe name, path or mapping>, axes: {field: [values...]}}``; a relative ``base``
     path is looked up in ``folder`` (the space file's) first."""
-    if not isinstance(data, dict) or "axes" not in data:
-        raise RecipeError(f"{where}: a proxy space is a mapping with 'base' and 'axes'")
+    if not isinstance(data, dict) or "axes" not in data or "base" not in data:
+        raise RecipeError(f"{where}: a proxy space is a mapping with 'base' (the recipe it varies) and 'axes'")
     unknown = sorted(set(data) - {"base", "axes", "description"})
     if unknown:
         raise RecipeError(f"{where}: unknown key {unknown[0]!r} (known: axes, base, description)")
-    base_spec = data.get("base", {})
+    base_spec = data["base"]
     if isinstance(base_spec, str) and folder is not None and (folder / base_spec).is_file():
         base_spec = str(folder / base_spec)
     base = from_dict(base_spec, where=f"{where}: base") if isinstance(base_spec, dict) else load_recipe(str(base_spec))

@@ -164,7 +164,7 @@ class AblationAnalysis:
     gpus_per_job: int
 
     def table(self) -> pd.DataFrame:
-        """One summary row per recipe pair and per recipe."""
+        """One summary row per recipe pair and per recipe (``recipe`` names the recipe of the latter)."""
         rows = []
         for a, b in itertools.combinations(self.recipes, 2):
             pairs = [r for r in self.between if {r["recipe_a"], r["recipe_b"]} == {a, b}]
@@ -172,6 +172,7 @@ class AblationAnalysis:
             mean_row = [r["tau"] for r in pairs if r["seed_a"] == "mean"]
             rows.append({
                 "comparison": f"{a} vs {b}",
+                "recipe": None,
                 "tau_seed_means": mean_row[0] if mean_row else float("nan"),
                 "tau_same_seed_mean": float(np.mean(same_seed)) if same_seed else float("nan"),
                 "tau_same_seed_min": float(np.min(same_seed)) if same_seed else float("nan"),
@@ -181,6 +182,7 @@ class AblationAnalysis:
             taus = [r["tau"] for r in self.across_seeds if r["recipe"] == name]
             rows.append({
                 "comparison": f"{name} seed vs seed",
+                "recipe": name,
                 "tau_seed_means": float("nan"),
                 "tau_same_seed_mean": float(np.mean(taus)) if taus else float("nan"),
                 "tau_same_seed_min": float(np.min(taus)) if taus else float("nan"),

@@ -114,6 +114,9 @@ def run_ray_accuracy_campaign(
             emit(index, len(archs), arch, "skipped", done[arch.id], None)
         elif retry_failed or state.get((arch.id, METRIC)) != "failed":
             todo.append((index, arch))
+        else:
+            report.failures_kept += 1
+            emit(index, len(archs), arch, "kept-failure", None, None)
     if not todo:
         report.seconds = time.perf_counter() - start
         return report

@@ -121,6 +121,9 @@ def _number(value: Any) -> bool:
 
 
 def _validate(r: Recipe) -> None:
+    for name in _DESCRIPTIVE:
+        if not isinstance(getattr(r, name), str):
+            raise _fail(str(r.name), f"{name} must be text, got {getattr(r, name)!r}")
     ints = {"epochs": (1, 10_000), "batch_size": (1, 1 << 20), "bn_recalibration_images": (0, 1 << 30),
             "seed": (0, 2**31 - 1)}  # fmt: skip
     for name, (lo, hi) in ints.items():
@@ -170,9 +173,11 @@ def _validate(r: Recipe) -> None:
             raise _fail(r, f"resolution[{i}] size must be within 8..1024, got {size}")
         previous = start
     if r.eval_resolution is not None and (
-        not isinstance(r.eval_resolution, int) or isinstance(r.eval_resolution, bool) or r.eval_resolution < 8
+        not isinstance(r.eval_resolution, int)
+        or isinstance(r.eval_resolution, bool)
+        or not 8 <= r.eval_resolution <= 1024
     ):
-        raise _fail(r, f"eval_resolution must be an integer >= 8, got {r.eval_resolution!r}")
+        raise _fail(r, f"eval_resolution must be an integer within 8..1024, got {r.eval_resolution!r}")
     lo, hi = r.crop_scale
     if not (_number(lo) and _number(hi) and 0 < lo <= hi <= 1):
         raise _fail(r, f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {list(r.crop_scale)!r}")
