@@ -133,7 +133,7 @@ def info(arch: str, input_size: int, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--num", type=click.IntRange(min=1), default=5, show_default=True, help="How many architectures.")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed (the same seed, the same ids).")
 def sample(num: int, seed: int) -> None:
     """Print seeded random architecture ids, one per line."""
     from accelnas.core.space import iter_sample
@@ -202,7 +202,7 @@ def targets(as_json: bool) -> None:
     "metrics",
     multiple=True,
     type=click.Choice(["throughput", "latency"]),
-    help="Metrics to measure [all the target supports].",
+    help="Metric to measure (repeatable) [all the target supports].",
 )
 @click.option(
     "--precision",
@@ -481,7 +481,8 @@ def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | Non
     help="Dataset file (.parquet/.csv) or directory of .parquet files.",
 )
 @click.option("--target", "target_name", required=True, help="device/backend, e.g. cpu/onnxruntime.")
-@click.option("--metric", type=click.Choice(["throughput", "latency", "accuracy"]), required=True)
+@click.option("--metric", type=click.Choice(["throughput", "latency", "accuracy"]), required=True,
+              help="The metric to fit.")  # fmt: skip
 @click.option(
     "--out",
     "out_dir",
@@ -663,8 +664,8 @@ def import_anb_command(source: str | None, out_dir: Path) -> None:
     """Import the public Accel-NASBench dataset into per-target Parquet/CSV files.
 
     SOURCE is a directory of result_*.json files (or one holding the archive), the
-    anb_dataset_jsons.tar.gz archive, or its URL (downloaded once into ~/.cache/accelnas);
-    default: the archive of the public repository.
+    anb_dataset_jsons.tar.gz archive, or its URL (downloaded once into accelnas/ under
+    $ACCELNAS_CACHE, $XDG_CACHE_HOME or ~/.cache); default: the archive of the public repository.
     """
     from accelnas.core import dataset
     from accelnas.surrogates.anb_dataset import ANB_URL, import_anb
@@ -688,10 +689,10 @@ def surrogates() -> None:
               help="Dataset file(s) from export or import-anb.")  # fmt: skip
 @click.option("--target", "target_names", multiple=True, help="Only these targets (repeatable) [all].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder,
-              required=True)  # fmt: skip
+              required=True, help="Benchmark directory (surrogates, plots, benchmark.json).")  # fmt: skip
 @click.option("--test-fraction", type=FRACTION, default=0.1,
               show_default=True, help="Held-out share for the reported metrics.")  # fmt: skip
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Split and model seed.")
 @click.option("--ensemble", type=click.IntRange(1, 100), default=None,
               help="Seed-ensemble size, 1-100 (a spread if the family's fit uses its seed) [recipe].")  # fmt: skip
 @click.option("--family", default=None, callback=_check_family,
@@ -788,8 +789,9 @@ def surrogates_build(
                    "can be fitted and tested).")  # fmt: skip
 @click.option("--input-size", type=click.IntRange(16, 1024), default=64, show_default=True,
               help="Input resolution (small, for speed).")  # fmt: skip
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the architectures and the split.")
+@click.option("--target", "target_name", default=DEFAULT_TARGET, show_default=True,
+              help="device/backend to measure (see accelnas targets).")  # fmt: skip
 def demo(out_dir: Path, num: int, input_size: int, seed: int, target_name: str) -> None:
     """Measure, store, export, fit and report end to end on this machine's CPU (a few minutes)."""
     from accelnas.core.demo import run_demo

@@ -26,7 +26,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--budget", default=2000, show_default=True, help="Unique architectures each run may query.")
 @click.option(
     "--optimizer", "optimizers", multiple=True,
-    help="random, evolution or nsga2; comma-separated or repeated to compare  [default: nsga2].",
+    help="random, evolution or nsga2 (or a registered one); comma-separated or repeated to compare [nsga2]",
 )  # fmt: skip
 @click.option(
     "--seeds", "num_seeds", default=1, show_default=True, help="Runs per optimizer (seeds SEED, SEED+1, ...)."
@@ -35,7 +35,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--constraint", "constraints", multiple=True, help="e.g. latency@zcu102<=5 (repeatable).")
 @click.option(
     "--reward", default=None,
-    help="Single-objective MnasNet reward accuracy*(T/T0)^w for T=T0, e.g. latency@zcu102=5.",
+    help="Single-objective MnasNet reward accuracy*(T/T0)^w, given as OBJECTIVE=T0, e.g. latency@zcu102=5.",
 )  # fmt: skip
 @click.option(
     "--reward-w", type=FINITE, default=MNASNET_W, show_default=True,

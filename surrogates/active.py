@@ -9,6 +9,7 @@ stored results, deterministically).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -131,9 +132,11 @@ def active_campaign(
     def round_of(archs: list[Architecture]) -> CampaignReport:
         left = deadline - time.monotonic()
         failures_left = None if max_failures is None else max(1, max_failures - sum(r.failed for r in reports))
+        offset = len(chosen) - len(archs)  # progress counts over the whole campaign, not the round
+        counted = (lambda e: progress(dataclasses.replace(e, index=offset + e.index, total=num))) if progress else None
         return run_campaign(
             registry, target, archs, settings, store, metrics=metrics, retry_failed=retry_failed,
-            progress=progress, executor=executor, retry=retry,
+            progress=counted, executor=executor, retry=retry,
             time_budget=None if left == float("inf") else max(left, 1e-3), max_failures=failures_left,
         )  # fmt: skip
 

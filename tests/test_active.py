@@ -76,10 +76,13 @@ def test_space_filling_never_repeats_and_stops_when_the_pool_is_spent():
 def test_active_campaign_measures_num_distinct_architectures_even_from_a_small_pool(formula, tmp_path):
     registry, plugin, target = formula
     with Store(tmp_path / "a.sqlite") as store:
+        events = []
         reports = active_campaign(registry, target, FAST, store, num=14, pool_size=5, initial=6, batch=4,
-                                  metrics=["latency"])  # fmt: skip
+                                  metrics=["latency"], progress=events.append)  # fmt: skip
         rows = store.results(status="ok")
     assert len(reports) == 3  # 6, then 4 and 4 chosen by disagreement
+    # progress counts over the campaign, not per round
+    assert [(e.index, e.total) for e in events] == [(i, 14) for i in range(1, 15)]
     assert sum(r.measured for r in reports) == 14
     assert len({r["arch_id"] for r in rows}) == 14 and {r["metric"] for r in rows} == {"latency"}
     assert len(plugin.measured) == 14 and all(m == "latency" for _, m in plugin.measured)
