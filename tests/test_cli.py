@@ -56,6 +56,21 @@ def test_help(path):
     assert "Usage:" in result.stdout
 
 
+def test_every_option_and_command_says_what_it_is_for():
+    ctx = click.Context(cli)
+    undocumented = []
+    for path in _command_paths(cli):
+        command = cli
+        for name in path:
+            command = command.get_command(ctx, name)
+        if not (command.help or "").strip():
+            undocumented.append(" ".join(path))
+        for param in command.params:
+            if isinstance(param, click.Option) and not (param.help or "").strip():
+                undocumented.append(f"{' '.join(path)} {param.opts[0]}")
+    assert undocumented == []
+
+
 def test_info_b0_json():
     result = run_cli("info", "b0", "--json")
     assert result.returncode == 0, result.stderr
