@@ -81,7 +81,8 @@ def output_clash(out_dir: Path, names: Iterable[str], inputs: Iterable[str | Pat
 
 
 def parse_options(texts: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """``KEY=VALUE`` pairs as sorted settings options; values read as JSON when they parse (1, true)."""
+    """``KEY=VALUE`` pairs as sorted settings options; values read as JSON when they parse (1, true); a key
+    given twice with different values is refused."""
     parsed: dict[str, Any] = {}
     for text in texts:
         key, sep, raw = text.partition("=")
@@ -94,6 +95,8 @@ def parse_options(texts: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
             value = raw
         if isinstance(value, (list, dict)):
             value = raw
+        if key in parsed and parsed[key] != value:
+            raise click.BadParameter(f"{key} given twice ({parsed[key]!r}, then {value!r})", param_hint="--option")
         parsed[key] = value
     return tuple(sorted(parsed.items()))
 

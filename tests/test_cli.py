@@ -237,13 +237,15 @@ def test_bad_settings_are_usage_errors(tmp_path):
 def test_option_values_parse_as_json_else_text():
     from accelnas.core.cli_options import parse_options
 
-    assert parse_options(("precision=fp32", "count=8", "cuda_graphs=true", "devices=all", "count=16")) == (
+    assert parse_options(("precision=fp32", "count=16", "cuda_graphs=true", "devices=all", "count=16")) == (
         ("count", 16),
         ("cuda_graphs", True),
         ("devices", "all"),
         ("precision", "fp32"),
     )
     assert parse_options(("shape=[1, 2]",)) == (("shape", "[1, 2]"),)
+    with pytest.raises(click.BadParameter, match=r"count given twice \(8, then 16\)"):
+        parse_options(("count=8", "count=16"))  # which one was meant is not for the command to guess
 
 
 def test_bad_option_is_a_usage_error(tmp_path):
