@@ -161,7 +161,7 @@ class MeasureSettings:
     batch_size: int | None = None  # throughput batch; None = the target's default
     precision: float = 0.02  # relative half-width of the 95% CI of the mean
     max_seconds: float = 30.0  # time budget of the timed phase, per metric
-    warmup_seconds: float = 5.0  # budget of the warm-up windows (after 3 calls that always run)
+    warmup_seconds: float = 5.0  # warm-up budget, counted from the 3 calls that always run; windows stop at it
     min_samples: int = 20
     threads: int | None = None  # intra-op threads; None = the physical cores this process may use
     options: tuple[tuple[str, Any], ...] = ()  # backend-specific options, sorted (key, value) pairs

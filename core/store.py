@@ -384,6 +384,17 @@ class Store:
         return {(r["arch_id"], r["metric"]): r["status"] for r in rows}
 
     @_naming_the_store
+    def looser_than(self, target: str, settings_key: str, precision: float) -> int:
+        """How many stored measurements of one target and settings did not reach their precision, or
+        asked for a looser one than ``precision`` (the precision is not part of the settings key)."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM results WHERE target = ? AND settings_key = ? AND status = 'ok' AND "
+            "(precision_reached = 0 OR json_extract(extra, '$.requested_precision') > ?)",
+            (target, settings_key, precision * (1 + 1e-9)),
+        ).fetchone()
+        return int(row[0])
+
+    @_naming_the_store
     def results(self, target: str | None = None, status: str | None = "ok") -> list[dict[str, Any]]:
         """Result rows joined with the architecture config, decoded.
 

@@ -29,11 +29,33 @@ class FakeClock:
 
 
 def test_stops_as_soon_as_precision_is_reached():
-    # constant 10 ms calls: the CI collapses, so the timed phase stops at min_samples
+    # constant 10 ms calls: the CI collapses, so the timed phase stops at min_samples (and 0.05 s)
     clock = FakeClock(itertools.repeat(0.010))
-    r = measure(clock.work, precision=0.02, max_seconds=100, warmup_seconds=1, min_samples=10, clock=clock)
+    r = measure(clock.work, precision=0.02, max_seconds=100, warmup_seconds=1, min_samples=10, min_seconds=0.05,
+                clock=clock)  # fmt: skip
     assert r.precision_reached and len(r.samples) == 10
     assert r.mean == pytest.approx(0.010) and r.steady
+
+
+def test_calls_are_timed_for_at_least_min_seconds_or_a_quarter_of_the_budget():
+    clock = FakeClock(itertools.repeat(0.001))  # precise from the start: only the duration holds the rule back
+    r = measure(clock.work, precision=0.02, max_seconds=100, warmup_seconds=0, min_samples=10, clock=clock)
+    assert r.precision_reached and len(r.samples) == 250 and r.timed_seconds == pytest.approx(0.25)
+    clock = FakeClock(itertools.repeat(0.001))
+    short = measure(clock.work, precision=0.02, max_seconds=0.2, warmup_seconds=0, min_samples=10, clock=clock)
+    assert short.precision_reached and len(short.samples) == 50  # a quarter of a 0.2 s budget
+
+
+def test_rare_slow_calls_are_spanned_before_the_rule_stops():
+    # 1 ms calls, every 40th one 5 ms (a core taken by another process): the long-run mean is 1.1 ms
+    pattern = [0.001] * 39 + [0.005]
+    clock = FakeClock(itertools.cycle(pattern))
+    r = measure(clock.work, precision=0.02, max_seconds=100, warmup_seconds=0, min_samples=20, clock=clock)
+    assert r.precision_reached and r.ci_low <= 0.0011 <= r.ci_high
+    clock = FakeClock(itertools.cycle(pattern))
+    hasty = measure(clock.work, precision=0.02, max_seconds=100, warmup_seconds=0, min_samples=20, min_seconds=0,
+                    clock=clock)  # fmt: skip
+    assert len(hasty.samples) < 40 and hasty.ci_high < 0.0011  # stopped before the first slow call
 
 
 def test_noisy_workload_needs_more_samples_and_reaches_precision():
@@ -161,3 +183,15 @@ def test_measurement_validation(change, message):
     Measurement(**fields).validate()
     with pytest.raises(ValueError, match=message):
         Measurement(**(fields | change)).validate()
+
+
+def test_coverage_benchmark_shows_what_the_minimum_duration_buys(capsys):
+    from conftest import load_benchmark
+
+    script = load_benchmark("timing_coverage")
+    hasty = script.coverage("2% of calls 5x slower", 60, 0.001, 0.0)
+    spanning = script.coverage("2% of calls 5x slower", 60, 0.001, 0.25)
+    assert hasty["coverage"] < 0.6 < 0.85 < spanning["coverage"]  # 0.34 and 0.93 over 1,000 runs
+    assert hasty["median_samples"] == 20 and spanning["median_samples"] > 250
+    assert script.main(["--runs", "5", "--min-seconds", "0.25"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1 + len(script.CASES)
