@@ -126,11 +126,11 @@ def run_campaign(
         else:
             emit(Progress(index, len(archs), arch, None, "skipped"))
     queue.reverse()  # pop() from the end keeps the campaign order
-    if report.already_done and (coarse := store.looser_than(target.name, key, settings.precision)):
+    wanted = {(a.id, m) for a in archs for m in metrics}
+    if report.already_done and (coarse := store.looser_than(target.name, key, settings.precision, wanted)):
         log.warning(
-            "%d stored %s measurement(s) under these settings did not reach ±%g%% (their own or this run's "
-            "precision); they are kept, not measured again: measure into a new store to replace them",
-            coarse, target.name, 100 * settings.precision,
+            "%d stored %s measurement(s) of this run are less precise than ±%g%%; they are kept, not measured "
+            "again: measure into a new store to replace them", coarse, target.name, 100 * settings.precision,
         )  # fmt: skip
 
     delayed: list[tuple[float, int, Task]] = []  # (ready time, tie-break, task) of retries

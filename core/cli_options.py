@@ -95,7 +95,7 @@ def parse_options(texts: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
             value = raw
         if isinstance(value, (list, dict)):
             value = raw
-        if key in parsed and parsed[key] != value:
+        if key in parsed and (type(parsed[key]), parsed[key]) != (type(value), value):  # 1 is not true
             raise click.BadParameter(f"{key} given twice ({parsed[key]!r}, then {value!r})", param_hint="--option")
         parsed[key] = value
     return tuple(sorted(parsed.items()))

@@ -384,15 +384,24 @@ class Store:
         return {(r["arch_id"], r["metric"]): r["status"] for r in rows}
 
     @_naming_the_store
-    def looser_than(self, target: str, settings_key: str, precision: float) -> int:
-        """How many stored measurements of one target and settings did not reach their precision, or
-        asked for a looser one than ``precision`` (the precision is not part of the settings key)."""
-        row = self.conn.execute(
-            "SELECT count(*) FROM results WHERE target = ? AND settings_key = ? AND status = 'ok' AND "
-            "(precision_reached = 0 OR json_extract(extra, '$.requested_precision') > ?)",
-            (target, settings_key, precision * (1 + 1e-9)),
-        ).fetchone()
-        return int(row[0])
+    def looser_than(
+        self, target: str, settings_key: str, precision: float, wanted: set[tuple[str, str]] | None = None
+    ) -> int:
+        """How many stored measurements of one target and settings (of the (arch_id, metric) pairs in
+        ``wanted``, if given) are less precise than ``precision`` (the precision is not part of the
+        settings key): their interval's relative half-width is wider, or, where they do not record
+        one, they did not reach their own precision."""
+        rows = self.conn.execute(
+            "SELECT arch_id, metric, precision_reached, json_extract(extra, '$.relative_ci') AS width "
+            "FROM results WHERE target = ? AND settings_key = ? AND status = 'ok'",
+            (target, settings_key),
+        )
+        return sum(
+            1
+            for r in rows
+            if (wanted is None or (r["arch_id"], r["metric"]) in wanted)
+            and (r["width"] > precision * (1 + 1e-9) if isinstance(r["width"], float) else not r["precision_reached"])
+        )
 
     @_naming_the_store
     def results(self, target: str | None = None, status: str | None = "ok") -> list[dict[str, Any]]:

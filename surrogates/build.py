@@ -183,7 +183,13 @@ def _earlier_entries(out: Path) -> list[dict[str, Any]]:
     try:
         index = json.loads((out / INDEX_FILE).read_text())
         entries = index["surrogates"]
-        kept = [e for e in entries if e["target"] and e["metric"] and (out / e["path"] / METADATA).is_file()]
+        kept = [  # an entry without its pair or folder is left out, not the whole index
+            e
+            for e in entries
+            if isinstance(e, dict)
+            and all(isinstance(e.get(k), str) and e[k] for k in ("target", "metric", "path"))
+            and (out / e["path"] / METADATA).is_file()
+        ]
         # indexes written before entries carried their build settings kept them at the top level only
         return [{key: index.get(key) for key in (*BUILD_KEYS, "created")} | e for e in kept]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

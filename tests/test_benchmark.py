@@ -207,6 +207,11 @@ def test_rebuilding_some_targets_keeps_the_others(tmp_path):
     build = {e["metric"]: (e["seed"], e["fitted_on"]) for e in again["surrogates"]}
     assert build == {"latency": (7, "train"), "throughput": (0, "all")}
     assert again["seed"] is None and again["fitted_on"] is None and again["test_fraction"] == 0.1
+    index = json.loads((tmp_path / "benchmark.json").read_text())
+    index["surrogates"].append({"path": "dev__sim/latency"})  # a hand-made entry without its pair
+    (tmp_path / "benchmark.json").write_text(json.dumps(index))
+    last = build_all(_frame(80), tmp_path, targets=[("dev/sim", "latency")], family="additive", echo=lambda line: None)
+    assert sorted(e["metric"] for e in last["surrogates"]) == ["latency", "throughput"]  # the others are kept
 
 
 def test_a_build_refuses_an_unfittable_pair_before_writing_and_indexes_each_saved_surrogate(tmp_path, monkeypatch):

@@ -246,6 +246,8 @@ def test_option_values_parse_as_json_else_text():
     assert parse_options(("shape=[1, 2]",)) == (("shape", "[1, 2]"),)
     with pytest.raises(click.BadParameter, match=r"count given twice \(8, then 16\)"):
         parse_options(("count=8", "count=16"))  # which one was meant is not for the command to guess
+    with pytest.raises(click.BadParameter, match=r"x given twice \(1, then True\)"):
+        parse_options(("x=1", "x=true"))  # equal in Python, two settings keys
 
 
 def test_bad_option_is_a_usage_error(tmp_path):

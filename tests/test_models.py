@@ -385,6 +385,7 @@ def test_every_family_refuses_targets_it_cannot_fit(family):
         ("random_forest", {"n_estimators": "many"}, "n_estimators must be a whole number >= 1, got 'many'"),
         ("random_forest", {"max_features": 2.0}, "max_features must be None, 'sqrt', 'log2'"),
         ("random_forest", {"max_depth": 0}, "max_depth must be None or a whole number >= 1"),
+        ("random_forest", {"min_samples_leaf": 1.5}, r"min_samples_leaf must be a whole number >= 1 or a number in"),
         ("svr", {"epsilon": -1.0}, "epsilon must be a number >= 0"),
         ("additive", {"alpha": -1}, "alpha must be 'auto' or a finite number >= 0"),
         ("additive", {"alpha": float("nan")}, "alpha=nan is not a finite number"),
@@ -404,6 +405,17 @@ def test_hyperparameters_no_fit_can_use_are_refused(family, params, message):
     assert all(model.get_params()[k] != v for k, v in params.items() if v == v)  # unchanged
     edges = {"n_estimators": 1, "max_depth": np.int64(2), "subsample": 1, "num_leaves": 2, "seed": 2**32 - 1}
     make(family, **{k: v for k, v in edges.items() if k in model.get_params()})  # the limits themselves pass
+
+
+def test_forest_takes_what_scikit_learn_takes():
+    for features in (None, "sqrt", 3, 0.5, np.float64(0.5), 1.0):
+        make("random_forest", max_features=features)
+    for leaf in (1, np.int64(3), 0.05):
+        make("random_forest", min_samples_leaf=leaf)
+    with pytest.raises(ValueError, match="max_features must be"):
+        make("random_forest", max_features=np.float32(0.5))  # which scikit-learn refuses too
+    fitted = make("random_forest", n_estimators=5, max_features=np.float64(0.5), min_samples_leaf=0.05)
+    assert fitted.fit(TRAIN[:40], _y(TRAIN[:40])).predict(TEST[:3]).shape == (3,)
 
 
 def test_hybrid_rows_need_both_encodings_and_a_blend_takes_no_rows():

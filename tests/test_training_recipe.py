@@ -66,6 +66,10 @@ def test_bad_recipes_name_the_field(change, message):
         from_dict({"name": "bad", **change})
 
 
+def test_an_empty_description_is_no_description():
+    assert from_dict({"name": "r", "description": None}).description == ""
+
+
 def test_bad_files(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("epochs: [1,\n")

@@ -185,6 +185,8 @@ def _validate(r: Recipe) -> None:
 
 def _normalise(data: dict[str, Any], where: str) -> dict[str, Any]:
     data = dict(data)
+    if "description" in data and data["description"] is None:  # YAML's "description:" left empty
+        data["description"] = ""
     res = data.get("resolution")
     if isinstance(res, (int, float)) and not isinstance(res, bool):
         data["resolution"] = ((0, res),)

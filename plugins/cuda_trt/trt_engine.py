@@ -82,9 +82,10 @@ def _first_error(errors: list[str], fallback: str) -> str:
     return lines[0] if lines[0] == lines[-1] else f"{lines[0]} (last: {lines[-1]})"
 
 
-def _mentions_memory(errors: list[str]) -> bool:
-    """True when any error TensorRT logged is about memory (an allocation failure may precede a generic one)."""
-    return any("memory" in e.lower() for e in errors)
+def _ended_out_of_memory(errors: list[str]) -> bool:
+    """True when the build's last error is about memory: TensorRT also logs allocation failures of
+    single tactics, which it skips and goes on, so an earlier one does not make the build's cause."""
+    return bool(errors) and "memory" in errors[-1].lower()
 
 
 def _set_profile(context: Any, index: int, batch: int, stream: Any) -> None:
@@ -140,7 +141,7 @@ def build_engine(onnx_path: Path, key: EngineKey, cache: EngineCache) -> tuple[b
     seconds = time.perf_counter() - start
     if serialized is None:
         message = _first_error(logger.errors, "build_serialized_network returned nothing")
-        if _mentions_memory(logger.errors):
+        if _ended_out_of_memory(logger.errors):
             raise GpuOutOfMemoryError(f"TensorRT ran out of GPU memory building {key.arch_id}: {message}")
         raise EngineBuildError(f"TensorRT could not build an engine for {key.arch_id}: {message}")
     cache.store_timing_cache(key, bytes(memoryview(timing.serialize())))

@@ -38,23 +38,38 @@ def check_targets(y: Sequence[float] | np.ndarray) -> np.ndarray:
     return values
 
 
-# what a hyperparameter must be, by the rule its family gives it: (test of a finite number, wording)
+def _count(v: Any) -> bool:
+    return is_whole(v) and v >= 1
+
+
+def _share(v: Any) -> bool:
+    """A share of the rows or columns as scikit-learn takes it: a float (Python's or numpy's float64) in (0, 1]."""
+    return isinstance(v, float) and 0 < v <= 1
+
+
+# what a hyperparameter must be, by the rule its family gives it: (test, wording); a value that is a
+# number must also be finite
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "positive": (lambda v: v > 0, "a number > 0"),
-    "non_negative": (lambda v: v >= 0, "a number >= 0"),
-    "fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "count": (lambda v: is_whole(v) and v >= 1, "a whole number >= 1"),
+    "positive": (lambda v: is_real(v) and v > 0, "a number > 0"),
+    "non_negative": (lambda v: is_real(v) and v >= 0, "a number >= 0"),
+    "fraction": (lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "count": (_count, "a whole number >= 1"),
     "whole": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0"),
     "leaves": (lambda v: is_whole(v) and v >= 2, "a whole number >= 2"),
+    "count_or_none": (lambda v: v is None or _count(v), "None or a whole number >= 1"),
+    "count_or_share": (lambda v: _count(v) or (_share(v) and v < 1), "a whole number >= 1 or a number in (0, 1)"),
+    "features": (
+        lambda v: v in (None, "sqrt", "log2") or _count(v) or _share(v),
+        "None, 'sqrt', 'log2', a whole number >= 1 or a number in (0, 1]",
+    ),
 }
 
 
 def _check_param(owner: str, name: str, value: Any, rule: str | None) -> None:
     """``ValueError`` for a hyperparameter no fit can use: not finite, or outside its ``rule``."""
-    number = is_real(value)
-    if number and not math.isfinite(value):
+    if is_real(value) and not math.isfinite(value):
         raise ValueError(f"{owner} parameter {name}={value!r} is not a finite number")
-    if rule is not None and (not number or not RULES[rule][0](value)):
+    if rule is not None and not RULES[rule][0](value):
         raise ValueError(f"{owner} parameter {name} must be {RULES[rule][1]}, got {value!r}")
 
 

@@ -6,13 +6,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from accelnas.core.records import is_whole
 from accelnas.surrogates.models.base import Files, Surrogate
 from accelnas.surrogates.models.tree_checks import check_forest_trees
-
-
-def _fraction(value: Any) -> bool:
-    return isinstance(value, float) and 0 < value <= 1
 
 
 def _tree_predict(tree: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
@@ -39,20 +34,12 @@ class RandomForestSurrogate(Surrogate):
         "max_depth": None,
         "n_jobs": 1,
     }
-    _rules: ClassVar[dict[str, str]] = {"n_estimators": "count", "min_samples_leaf": "positive"}
-
-    def __init__(self, *, encoding: str = "raw", transform: str = "log", seed: int = 0, **params: Any) -> None:
-        super().__init__(encoding=encoding, transform=transform, seed=seed, **params)
-        features = self.max_features
-        if not (features in (None, "sqrt", "log2") or (is_whole(features) and features >= 1) or _fraction(features)):
-            raise ValueError(
-                f"RandomForestSurrogate parameter max_features must be None, 'sqrt', 'log2', a whole number >= 1 "
-                f"or a number in (0, 1], got {features!r}"
-            )
-        if self.max_depth is not None and not (is_whole(self.max_depth) and self.max_depth >= 1):
-            raise ValueError(
-                f"RandomForestSurrogate parameter max_depth must be None or a whole number >= 1, got {self.max_depth!r}"
-            )
+    _rules: ClassVar[dict[str, str]] = {
+        "n_estimators": "count",
+        "max_features": "features",
+        "min_samples_leaf": "count_or_share",
+        "max_depth": "count_or_none",
+    }
 
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         from sklearn.ensemble import RandomForestRegressor
