@@ -155,7 +155,8 @@ def run_campaign(
                 emit(Progress(task.index, len(archs), arch, metric, "ok", measurement, elapsed=outcome.seconds))
                 return
         error = outcome.error or "unknown error"
-        store.record_failure(arch, target.name, metric, key, identity, error, outcome.plugin)
+        where = {"measured_by": outcome.where} if outcome.where else None
+        store.record_failure(arch, target.name, metric, key, identity, error, outcome.plugin, where)
         if policy.should_retry(error, task.attempt):
             to_retry.setdefault(task, []).append(metric)
             report.retried += 1

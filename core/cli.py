@@ -23,7 +23,7 @@ from accelnas.core.cli_options import (
     writable_folder,
 )
 from accelnas.core.errors import AccelnasError, InvalidArchitectureError, InvalidArgumentError
-from accelnas.core.termination import Terminated, catch_sigterm
+from accelnas.core.termination import catch_sigterm, was_terminated
 
 DEFAULT_TARGET = "cpu/onnxruntime"
 
@@ -806,7 +806,7 @@ def _one_line(exc: object) -> str:
 
 def _stopped(exc: BaseException) -> None:
     """The message and exit status of a run stopped by Ctrl-C (130) or SIGTERM (143)."""
-    how, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+    how, code = ("terminated", 143) if was_terminated(exc) else ("interrupted", 130)
     click.echo(f"{how}; every result measured so far is stored", err=True)
     sys.exit(code)
 

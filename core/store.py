@@ -120,12 +120,13 @@ WHERE results.status != 'ok'
 """
 
 _UPSERT_FAILED = """
-INSERT INTO results (arch_id, target, metric, settings_key, settings, status, plugin, error, attempts,
-                     created_at, updated_at)
-VALUES (:arch_id, :target, :metric, :settings_key, :settings, 'failed', :plugin, :error, 1, :now, :now)
+INSERT INTO results (arch_id, target, metric, settings_key, settings, status, plugin, error, provenance,
+                     attempts, created_at, updated_at)
+VALUES (:arch_id, :target, :metric, :settings_key, :settings, 'failed', :plugin, :error, :provenance, 1, :now,
+        :now)
 ON CONFLICT (arch_id, target, metric, settings_key) DO UPDATE SET
-    error = excluded.error, plugin = excluded.plugin, attempts = results.attempts + 1,
-    updated_at = excluded.updated_at
+    error = excluded.error, plugin = excluded.plugin, provenance = excluded.provenance,
+    attempts = results.attempts + 1, updated_at = excluded.updated_at
 WHERE results.status != 'ok'
 """
 
@@ -333,8 +334,9 @@ class Store:
         settings: dict[str, Any],
         error: str,
         plugin: str | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
-        """Commit a failure (never replaces an ``ok`` row)."""
+        """Commit a failure (never replaces an ``ok`` row); ``provenance`` says where it happened."""
         params = {
             "arch_id": arch.id,
             "target": target,
@@ -343,6 +345,7 @@ class Store:
             "settings": jsonio.dumps(settings, sort_keys=True),
             "plugin": plugin,
             "error": error,
+            "provenance": jsonio.dumps(provenance, sort_keys=True) if provenance else None,
             "now": time.time(),
         }
         with self.transaction() as c:

@@ -24,8 +24,18 @@ class Terminated(KeyboardInterrupt):
 TERM_GRACE_ENV = "ACCELNAS_TERM_GRACE"  # seconds a SIGTERM'd command has to clean up (default 20)
 
 
+_RECEIVED = threading.Event()  # a SIGTERM reached the running command
+
+
 def _terminate(signum: int, frame: Any) -> None:
+    _RECEIVED.set()
     raise Terminated()
+
+
+def was_terminated(exc: BaseException) -> bool:
+    """Whether an interrupt comes of SIGTERM: a :class:`Terminated`, or the plain ``KeyboardInterrupt``
+    that a library raised in its place (Ray's ``ray.wait`` swallows the handler's exception)."""
+    return isinstance(exc, Terminated) or _RECEIVED.is_set()
 
 
 def _watchdog(fd: int, grace: float, done: threading.Event) -> None:
@@ -43,6 +53,7 @@ _TERM_PIPE: list[int] = []  # the write end of the running command's SIGTERM pip
 def _after_fork_in_child() -> None:
     """A forked child (a multiprocessing or DataLoader worker) must not wake the parent's watchdog, and
     dies of SIGTERM as such workers expect."""
+    _RECEIVED.clear()
     while _TERM_PIPE:
         with contextlib.suppress(OSError):
             os.close(_TERM_PIPE.pop())
@@ -61,6 +72,7 @@ def catch_sigterm() -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         return lambda: None
     grace = float(os.environ.get(TERM_GRACE_ENV) or 20.0)
+    _RECEIVED.clear()
     read, write = os.pipe()
     os.set_blocking(write, False)
     previous = signal.set_wakeup_fd(write)

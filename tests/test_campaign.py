@@ -145,6 +145,8 @@ def test_plugin_failures_are_recorded_and_the_campaign_goes_on(tmp_path):
         assert report.failed == len(failed) and report.measured == len(ok)
         for r in failed:
             assert "faulty" in r["error"] and r["plugin"] == "faulty"
+            where = r["provenance"]["measured_by"]  # which host failed, on a cluster
+            assert where["executor"] == "local" and where["host"] and where["pid"] == os.getpid()
             if r["metric"] == "throughput" and r["arch_id"] not in {a.id for a in exporting_fails}:
                 assert "malformed measurement" in r["error"] and "mean" in r["error"]
             else:

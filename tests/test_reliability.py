@@ -20,6 +20,7 @@ import pytest
 from cli_helpers import run_cli
 from conftest import load_benchmark
 
+from accelnas.core import termination
 from accelnas.core.campaign import run_campaign
 from accelnas.core.isolation import IsolatedExecutor
 from accelnas.core.plugins import load_registry
@@ -290,6 +291,30 @@ print("survived")
 def test_the_sigterm_watchdog_spares_a_process_whose_command_did_not_hang(case):
     proc = subprocess.run([sys.executable, "-c", _AFTER_SIGTERM, case], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout.strip()) == (0, "survived"), proc.stderr
+
+
+_SWALLOWED = """
+import os, signal, time
+from accelnas.core import cli, termination
+undo = termination.catch_sigterm()
+try:
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except termination.Terminated:
+        raise KeyboardInterrupt from None  # what Ray's ray.wait raises in the handler's place
+except KeyboardInterrupt as exc:
+    undo()
+    cli._stopped(exc)
+"""
+
+
+def test_sigterm_is_told_from_ctrl_c_when_a_library_replaces_the_exception():
+    proc = subprocess.run([sys.executable, "-c", _SWALLOWED], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143 and proc.stderr.strip() == "terminated; every result measured so far is stored"
+    undo = termination.catch_sigterm()  # a new command starts with no SIGTERM received
+    undo()
+    assert not termination.was_terminated(KeyboardInterrupt())
 
 
 def _committed(db: Path, rows: int) -> bool:
