@@ -110,10 +110,11 @@ class Architecture:
                 value = config[f"block{i}_{field}"]
                 if field == "se":
                     value = _to_bool(value, f"block{i}_se")
-                elif isinstance(value, float) and value.is_integer():
-                    value = int(value)
-                elif hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
-                    value = value.item()
+                else:
+                    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+                        value = value.item()
+                    if isinstance(value, float) and value.is_integer():
+                        value = int(value)
                 values[field] = value
             stages.append(Stage(**values))
         return cls(tuple(stages))

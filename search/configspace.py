@@ -14,7 +14,7 @@ from typing import Any
 
 from accelnas.core import files
 from accelnas.core.errors import InvalidArchitectureError
-from accelnas.core.space import EFFICIENTNET_B0, Architecture
+from accelnas.core.space import EFFICIENTNET_B0, Architecture, as_architecture
 from accelnas.search.encoding import CHOICES
 from accelnas.search.problem import SearchProblem
 
@@ -35,11 +35,11 @@ def configuration_space(seed: int | None = None):
     return cs
 
 
-def to_configuration(arch: Architecture, space=None):
-    """The ``Configuration`` of an architecture."""
+def to_configuration(arch: Architecture | str | Mapping[str, Any], space=None):
+    """The ``Configuration`` of an architecture (or its id, or its config)."""
     from ConfigSpace import Configuration
 
-    return Configuration(space or configuration_space(), values=arch.to_config())
+    return Configuration(space or configuration_space(), values=as_architecture(arch).to_config())
 
 
 def from_configuration(config: Mapping[str, Any]) -> Architecture:
@@ -62,7 +62,9 @@ def write_space(path: str | Path) -> Path:
 class BenchmarkObjective:
     """``objective(config) -> {objective name: predicted value}`` for a problem; counts its calls.
 
-    A minimizing optimizer such as SMAC takes :meth:`costs` (maximized objectives negated).
+    A minimizing optimizer such as SMAC takes :meth:`costs` (maximized objectives negated). The
+    problem's constraints are not in these values: :meth:`constraints` gives them as numbers that are
+    <= 0 where a constraint holds (Optuna's ``constraints_func`` form), :meth:`violation` their total.
     """
 
     def __init__(self, problem: SearchProblem) -> None:
@@ -77,6 +79,15 @@ class BenchmarkObjective:
         self.calls += len(archs)
         values = self.problem.objective_values(self.problem.predict(archs).mean)
         return [dict(zip(self.problem.names, map(float, row), strict=True)) for row in values]
+
+    def constraints(self, config: Mapping[str, Any]) -> list[float]:
+        """One value per constraint of the problem, <= 0 where it holds (relative to its bound)."""
+        mean = self.problem.predict([from_configuration(config)]).mean
+        return [float(v) for v in self.problem.signed_constraints(mean)[0]]
+
+    def violation(self, config: Mapping[str, Any]) -> float:
+        """Total relative violation of the problem's constraints (0 = feasible), as ``search`` judges it."""
+        return float(self.problem.violation(self.problem.predict([from_configuration(config)]).mean)[0])
 
     def costs(self, config: Mapping[str, Any], seed: int | None = None) -> list[float]:
         values = self(config)

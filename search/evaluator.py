@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from accelnas.core.space import Architecture
+from accelnas.core.space import Architecture, as_architecture
 from accelnas.search.problem import SearchProblem
 
 
@@ -53,8 +54,10 @@ class Evaluator:
     def known(self, arch: Architecture) -> bool:
         return arch.id in self._cache
 
-    def evaluate(self, archs: Sequence[Architecture]) -> list[Evaluation | None]:
-        """Evaluate ``archs`` in order; new ones beyond the budget come back as ``None``."""
+    def evaluate(self, archs: Sequence[Architecture | str | Mapping[str, Any]]) -> list[Evaluation | None]:
+        """Evaluate ``archs`` (architectures, ids or configs) in order; new ones beyond the budget come
+        back as ``None``."""
+        archs = [as_architecture(a) for a in archs]
         new: list[Architecture] = []
         pending: set[str] = set()
         for a in archs:

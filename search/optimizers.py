@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from accelnas.search import evolution
@@ -26,15 +26,26 @@ OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def register_optimizer(name: str, fn: Callable[..., None], options: tuple[str, ...] = ()) -> None:
+BUILT_IN = tuple(OPTIMIZERS)
+
+
+def register_optimizer(
+    name: str, fn: Callable[..., None], options: str | Sequence[str] = (), *, replace: bool = False
+) -> None:
     """Make ``fn(evaluator, seed, **options)`` an optimizer called ``name`` (for ``search``/``run_search``).
 
-    ``options`` names the keyword options it takes; ``run_search`` passes it those of its options.
+    ``options`` names the keyword options it takes (one name or several); ``run_search`` passes it
+    those of its options. A built-in optimizer's name is refused unless ``replace`` is set.
     """
     if not isinstance(name, str) or not name or not callable(fn):
         raise TypeError("register_optimizer takes a name and a callable fn(evaluator, seed, **options)")
+    if name in BUILT_IN and not replace:
+        raise SearchSpecError(f"{name!r} is a built-in optimizer; choose another name (or pass replace=True)")
+    names = (options,) if isinstance(options, str) else options
+    if not isinstance(names, Sequence) or not all(isinstance(o, str) and o for o in names):
+        raise TypeError(f"options are the names of fn's keyword options, got {options!r}")
     OPTIMIZERS[name] = fn
-    OPTIONS[name] = tuple(options)
+    OPTIONS[name] = tuple(names)
 
 
 def optimizer(name: str) -> Callable[..., None]:

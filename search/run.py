@@ -42,7 +42,15 @@ class RunResult:
         return self.curve[-1][1] if self.curve else 0.0
 
     def hypervolume_at(self, queries: int) -> float:
-        return dict(self.curve)[queries]
+        """The hypervolume after ``queries`` queries, one of the checkpoints ``search`` was given."""
+        recorded = dict(self.curve)
+        if queries not in recorded:
+            shown = ", ".join(str(n) for n in list(recorded)[:12]) + (", ..." if len(recorded) > 12 else "")
+            raise SearchSpecError(
+                f"{self.label} has no hypervolume at {queries} queries; pass it in search's checkpoints "
+                f"(recorded: {shown}, {self.curve[-1][0] if self.curve else '-'})"
+            )
+        return recorded[queries]
 
     @property
     def label(self) -> str:

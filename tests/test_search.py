@@ -120,6 +120,10 @@ def test_evaluator_counts_unique_architectures_and_caches(bench, problem):
     answers = ev.evaluate(rest)  # 6 new ones, 3 left in the budget
     assert [x is None for x in answers] == [False] * 3 + [True] * 3 and ev.remaining == 0
     assert ev.evaluate_one(a) is first[0]  # known ones stay free after the budget is spent
+    again = ev.evaluate([a.id, b.to_config()])  # ids and configs as well as architectures
+    assert again[0] is first[0] and again[1] is first[2]
+    with pytest.raises(ValueError, match="invalid architecture"):
+        ev.evaluate([{"block0_e": 2}])
     expected = bench.query([a, b], device="dev", metric="throughput").mean
     column = problem.column(parse_objective("throughput@dev"))
     assert [e.mean[column] for e in first[1:]] == pytest.approx(expected.tolist())
@@ -165,7 +169,12 @@ def test_an_optimizer_of_ones_own_runs_with_its_options_and_unused_options_are_r
                 break
             evaluator.evaluate(archs[i : i + population])
 
-    optimizers.register_optimizer("mine", first_stages, options=("population",))
+    optimizers.register_optimizer("mine", first_stages, options="population")  # one name, not its letters
+    assert optimizers.OPTIONS["mine"] == ("population",)
+    with pytest.raises(SearchSpecError, match="'random' is a built-in optimizer"):
+        optimizers.register_optimizer("random", first_stages)
+    with pytest.raises(TypeError, match="options are the names"):
+        optimizers.register_optimizer("other", first_stages, options=5)
     outcome = search(problem, ["mine", "evolution"], 30, [0], {"population": 6, "sample_size": 2})
     assert seen == {"population": 6} and [r.queries for r in outcome.runs] == [30, 30]
     with pytest.raises(SearchSpecError, match=r"option 'populaton' is taken by none of the optimizers run "
@@ -174,6 +183,8 @@ def test_an_optimizer_of_ones_own_runs_with_its_options_and_unused_options_are_r
     with pytest.raises(SearchSpecError, match="option 'batch' is taken by none"):
         search(problem, ["nsga2"], 30, [0], {"batch": 5})  # --batch is evolution's
     assert search(problem, ["nsga2"], 30, [0], {"batch": None, "population": 10}).runs[0].queries == 30
+    with pytest.raises(SearchSpecError, match=r"mine/seed0 has no hypervolume at 31 queries; pass it in search"):
+        outcome.hypervolume_table(at=[31])  # beyond the 30-query budget
 
 
 def test_guided_search_beats_random_search(problem):
@@ -295,7 +306,7 @@ def test_b0_comparison(bench, metric):
 
 
 # -- ConfigSpace -----------------------------------------------------------------------------------
-def test_configspace_roundtrip_and_objective(tmp_path, problem):
+def test_configspace_roundtrip_and_objective(tmp_path, bench, problem):
     from ConfigSpace import ConfigurationSpace
 
     from accelnas.search.configspace import write_space
@@ -318,6 +329,15 @@ def test_configspace_roundtrip_and_objective(tmp_path, problem):
     assert objective.calls == 4
     with pytest.raises(ValueError, match="invalid architecture"):
         from_configuration({"block0_e": 2})
+    assert to_configuration(archs[0].id, cs) == to_configuration(archs[0].to_config(), cs) == configs[0]
+    bound = float(np.median(expected[:, 1]))
+    limited = SearchProblem(bench, problem.objectives, [f"throughput@dev>={bound}"])
+    constrained = BenchmarkObjective(limited)
+    for config, throughput in zip(configs[:3], expected[:, 1], strict=True):
+        signed = constrained.constraints(config)
+        assert signed == pytest.approx([(bound - throughput) / bound])  # <= 0 where it holds
+        assert constrained.violation(config) == pytest.approx(max(0.0, signed[0]))
+    assert BenchmarkObjective(problem).constraints(configs[0]) == []
 
 
 # -- command line ----------------------------------------------------------------------------------

@@ -96,6 +96,13 @@ def test_bool_is_not_an_int_and_floats_are_accepted():
         Architecture((Stage(True, 3, 1, True), *EFFICIENTNET_B0.stages[1:]))  # type: ignore[arg-type]
     cfg = {k: (float(v) if not isinstance(v, bool) else v) for k, v in EFFICIENTNET_B0.to_config().items()}
     assert Architecture.from_config(cfg) == EFFICIENTNET_B0
+    import numpy as np
+
+    for kind in (np.float32, np.float64, np.int64):  # what numpy and torch optimizers hand back
+        cfg = {k: (kind(v) if not isinstance(v, bool) else v) for k, v in EFFICIENTNET_B0.to_config().items()}
+        assert Architecture.from_config(cfg) == EFFICIENTNET_B0
+    with pytest.raises(InvalidArchitectureError, match="block0_e"):
+        Architecture.from_config(EFFICIENTNET_B0.to_config() | {"block0_e": np.float32(4.5)})
 
 
 @pytest.mark.parametrize(
