@@ -98,9 +98,10 @@ def run_campaign(
         max_failures = positive_int(max_failures, "max_failures")
     target.check_options(settings)
     for hook in ("export_model", "compile", *(MEASURE_HOOKS[m] for m in metrics)):
-        if not registry.implements(hook):
+        if not registry.implements(hook, target):
             raise AccelnasError(
-                f"no loaded plugin implements {hook}, which measuring {target.name} (of plugin {target.plugin!r}) needs"
+                f"no loaded plugin implements {hook} for {target.name}, which measuring it needs (neither its "
+                f"plugin {target.plugin!r} nor a plugin outside accelnas; the built-in ones serve only their own)"
             )
     # the batch is decided here, once: a worker on another host (whose target may list another default)
     # measures at the batch the results are keyed and checked by

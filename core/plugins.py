@@ -154,16 +154,20 @@ class PluginRegistry:
         if obj is None:
             raise PluginLoadError(f"plugin {name!r} is None, not a module or object with hook implementations")
         try:
-            wrappers = [
-                attr
-                for attr in dir(obj)
-                if (opts := self.pm.parse_hookimpl_opts(obj, attr)) and (opts.get("wrapper") or opts.get("hookwrapper"))
-            ]
+            marked = {attr: opts for attr in dir(obj) if (opts := self.pm.parse_hookimpl_opts(obj, attr))}
+            wrappers = [attr for attr, opts in marked.items() if opts.get("wrapper") or opts.get("hookwrapper")]
             if wrappers:
                 raise PluginLoadError(
                     f"plugin {name!r} is invalid: hook wrappers (wrapper=True, hookwrapper=True) are not supported, "
                     f"found one for {wrappers[0]!r}"
                 )
+            unknown = [  # check_pending() lets an optional hook through; accelnas has none, so it is a typo
+                attr
+                for attr, opts in marked.items()
+                if opts.get("optionalhook") and self.pm.parse_hookspec_opts(hookspecs, attr) is None
+            ]
+            if unknown:
+                raise PluginLoadError(f"plugin {name!r} is invalid: unknown hook {unknown[0]!r} (no such hook spec)")
             self.pm.register(obj, name=name)
         except PluginLoadError:
             raise
@@ -226,9 +230,21 @@ class PluginRegistry:
         log.warning("plugin %r skipped: %s", name, error)
 
     # -- listing ---------------------------------------------------------------------------------
-    def implements(self, hook_name: str) -> bool:
-        """True when a loaded plugin implements hook ``hook_name``."""
-        return bool(getattr(self.pm.hook, hook_name).get_hookimpls())
+    def implements(self, hook_name: str, target: Target | None = None) -> bool:
+        """True when a loaded plugin implements hook ``hook_name``; for ``target``, one that may answer
+        it: the target's own plugin, or a plugin not built in (any plugin may serve any target; the
+        built-in ones serve only their own)."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        if target is None or target.plugin is None:
+            return bool(impls)
+        return any(
+            impl.plugin_name == target.plugin or self._distribution(impl.plugin_name) != BUILTIN_DISTRIBUTION
+            for impl in impls
+        )
+
+    def _distribution(self, name: str) -> str | None:
+        info = self._info.get(name)
+        return info.distribution if info else None
 
     def identity(self, name: str) -> dict[str, str | None]:
         """``{"name", "distribution", "version"}`` of a loaded plugin, as stored with what it measured."""
@@ -361,6 +377,13 @@ class PluginRegistry:
                     )  # fmt: skip
                 return result, impl.plugin_name
         declared = f" (declared by plugin {owner!r})" if owner else ""
+        if impls:  # implemented, but every implementation returned None
+            names = ", ".join(dict.fromkeys(repr(i.plugin_name) for i in impls))
+            raise PluginError(
+                f"no plugin answered {hook_name} for target {getattr(target, 'name', target)}{declared}: "
+                f"{names} returned None",
+                plugin=owner,
+            )
         raise PluginError(
             f"no plugin implements {hook_name} for target {getattr(target, 'name', target)}{declared}", plugin=owner
         )

@@ -7,7 +7,7 @@ import json
 import math
 import numbers
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,9 @@ class Target:
     ``options`` names the backend option keys the target reads (``--option KEY=VALUE``); a campaign
     asking for any other key is refused. ``None`` leaves them undeclared: every key passes through.
     ``check_values`` (optional) is called with a campaign's settings before it starts and raises an
-    :class:`~accelnas.core.errors.AccelnasError` for an option value the target cannot use.
+    :class:`~accelnas.core.errors.AccelnasError` for an option value the target cannot use; where it
+    returns a mapping, that is the options in the target's own spelling (defaults left out), and
+    results are keyed by it, so ``bf16`` and ``bfloat16``, or a default given explicitly, key alike.
     ``latency_batch_size`` is the batch latency is measured at: 1 unless the hardware runs a fixed
     larger batch (a DPU compiled for batch 6); a latency measurement at another batch is refused.
     ``needs_model`` False spares building and calibrating the PyTorch model of each architecture for
@@ -117,9 +119,15 @@ class Target:
         for part, label in ((self.device, "device"), (self.backend, "backend")):
             if not part or "/" in part or part.strip() != part:
                 raise ValueError(f"target {label} must be a non-empty name without '/', got {part!r}")
+        for name in ("metrics", "requires", "options"):  # a str would be read as its letters
+            if isinstance(getattr(self, name), str):
+                raise ValueError(f"target {self.device}/{self.backend}: {name} must be a tuple of names, not a string")
         bad = [m for m in self.metrics if m not in METRICS]
         if bad:
             raise ValueError(f"target {self.device}/{self.backend}: unknown metric {bad[0]!r}")
+        for name in ("available", "needs_model"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"target {self.device}/{self.backend}: {name} must be True or False")
         for name in ("default_batch_size", "latency_batch_size"):
             value = getattr(self, name)
             if not is_whole(value) or value < 1:
@@ -128,29 +136,48 @@ class Target:
         if self.options is not None:
             object.__setattr__(self, "options", tuple(self.options))
 
-    def check_options(self, settings: MeasureSettings) -> None:
-        """Raise :class:`UnknownOptionError` for a key of ``settings.options`` the target does not declare
-        or a value its ``check_values`` refuses."""
+    def check_options(self, settings: MeasureSettings) -> dict[str, Any]:
+        """The options as results are keyed by; raise :class:`UnknownOptionError` for a key of
+        ``settings.options`` the target does not declare or a value its ``check_values`` refuses."""
         if self.options is not None:
             unknown = [key for key, _ in settings.options if key not in self.options]
             if unknown:
                 known = ", ".join(self.options) or "none"
                 raise UnknownOptionError(f"target {self.name} has no option {unknown[0]!r} (its options: {known})")
-        if self.check_values is not None:
-            try:
-                self.check_values(settings)
-            except AccelnasError as exc:
-                if type(exc).exit_code != AccelnasError.exit_code:  # e.g. unavailable (3): keep its meaning
-                    raise
-                raise UnknownOptionError(f"target {self.name}: {first_line(exc)}") from None
-            except (KeyboardInterrupt, GeneratorExit):
+        if self.check_values is None:
+            return dict(settings.options)
+        try:
+            canonical = self.check_values(settings)
+        except AccelnasError as exc:
+            if type(exc).exit_code != AccelnasError.exit_code:  # e.g. unavailable (3): keep its meaning
                 raise
-            except BaseException as exc:  # a parser's ValueError, even sys.exit(): a refused value, the plugin's
-                raise PluginError(
-                    f"plugin {self.plugin!r} raised in check_values of {self.name}: {type(exc).__name__}: "
-                    f"{first_line(exc)}",
-                    plugin=self.plugin,
-                ) from None
+            raise UnknownOptionError(f"target {self.name}: {first_line(exc)}") from None
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # a parser's ValueError, even sys.exit(): a refused value, the plugin's
+            raise PluginError(
+                f"plugin {self.plugin!r} raised in check_values of {self.name}: {type(exc).__name__}: "
+                f"{first_line(exc)}",
+                plugin=self.plugin,
+            ) from None
+        if not isinstance(canonical, Mapping):  # a check only: the options key results as given
+            return dict(settings.options)
+        if not all(isinstance(k, str) and _json_value(v) for k, v in canonical.items()):
+            raise PluginError(
+                f"plugin {self.plugin!r}: check_values of {self.name} returned options that are not "
+                f"text keys with JSON values: {canonical!r}",
+                plugin=self.plugin,
+            )
+        return dict(canonical)
+
+
+def _json_value(value: Any) -> bool:
+    """True for a value JSON keeps as it is (a settings key must not depend on ``default=str``)."""
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -194,13 +221,14 @@ class MeasureSettings:
         """Settings that change what is measured (time budgets do not), with the batch resolved.
 
         ``threads`` stays as given: None (each machine's default, its count in every result's
-        provenance) keys results of different machines alike; pass a count to tell them apart.
+        provenance) keys results of different machines alike; pass a count to tell them apart. The
+        options are the target's own spelling of them where its ``check_values`` gives one.
         """
         identity = {
             "input_size": self.input_size,
             "batch_size": self.batch_for(target),
             "threads": self.threads,
-            "options": dict(self.options),
+            "options": target.check_options(self),
         }
         if target.protocol is not None:  # absent otherwise: the keys of targets without one stay as they were
             identity["protocol"] = target.protocol
@@ -280,6 +308,9 @@ class Measurement:
                 raise ValueError(f"samples must be positive, got samples[{i}] = {sample}")
             samples.append(sample)
         self.samples = samples
+        slack = 1e-9 * self.mean  # the mean of its own samples (a throughput's: batch / mean time) lies within them
+        if not min(samples) - slack <= self.mean <= max(samples) + slack:
+            raise ValueError(f"mean {self.mean:g} is outside its samples' range [{min(samples):g}, {max(samples):g}]")
         self.batch_size = positive_int(self.batch_size, "batch_size")
         self.input_size = positive_int(self.input_size, "input_size")
         if not _is_bool(self.precision_reached):

@@ -277,13 +277,14 @@ class NoLatency:
         return exact_measurement("throughput", 5.0, batch=settings.batch_size, input_size=settings.input_size)
 
 
-def test_a_hook_no_plugin_implements_is_refused_before_anything_is_stored(tmp_path):
-    registry = load_registry([])
+@pytest.mark.parametrize("built_ins", [[], ["cpu_ort"]], ids=["alone", "beside-built-ins"])
+def test_a_hook_no_plugin_implements_is_refused_before_anything_is_stored(tmp_path, built_ins):
+    registry = load_registry(built_ins, use_env=False)  # cpu_ort's measure_latency serves only its own targets
     registry.register(NoLatency(), "half")
     target = registry.target("fake/half")
     with Store(tmp_path / "c.sqlite") as store:
-        with pytest.raises(AccelnasError, match=r"^no loaded plugin implements measure_latency, which measuring "
-                           r"fake/half \(of plugin 'half'\) needs$"):  # fmt: skip
+        with pytest.raises(AccelnasError, match=r"^no loaded plugin implements measure_latency for fake/half, "
+                           r"which measuring it needs \(neither its plugin 'half' nor"):  # fmt: skip
             run_campaign(registry, target, sample(2, seed=1), FAST, store)
         assert store.results(status=None) == [] and store.summary() == []
         report = run_campaign(registry, target, sample(2, seed=1), FAST, store, metrics=["throughput"])
@@ -297,7 +298,7 @@ def test_an_option_the_target_does_not_declare_is_refused_before_anything_is_sto
     with Store(tmp_path / "c.sqlite") as store:
         with pytest.raises(AccelnasError, match=r"cpu/torch has no option 'precison' \(its options: none\)"):
             run_campaign(registry, target, sample(1, seed=1), typo, store)
-        assert store.results(status=None) == [] and store.status_of(target.name, typo.key(target)) == {}
+        assert store.results(status=None) == [] and store.summary() == []  # nothing planned either
 
 
 def test_declared_options_pass_and_undeclared_targets_take_any_key():
@@ -351,6 +352,35 @@ def test_every_built_in_backend_checks_its_option_values(target, key, bad, good)
     with pytest.raises(UnknownOptionError, match=f"^target {target}: .*{key}"):
         found.check_options(MeasureSettings(options=((key, bad),)))
     found.check_options(MeasureSettings(options=((key, good),)))
+
+
+@pytest.mark.parametrize(
+    ("target", "spellings", "other"),
+    [
+        ("cpu/onnxruntime", [(), (("graph_optimization", "ALL"),), (("graph_optimization", " all"),)], "basic"),
+        ("tpu/jax", [(), (("dtype", "float32"),), (("dtype", "FP32"),), (("devices", 1),)], None),
+        ("tpu/jax", [(("dtype", "bf16"),), (("dtype", "BFLOAT16"),), (("dtype", "bf16"), ("devices", "1"))], None),
+        ("gpu/tensorrt", [(), (("precision", "FP16"),), (("cuda_graphs", "false"), ("opt_level", 3))], None),
+        ("gpu/torch", [(("torch_compile", True),), (("torch_compile", "default"),), (("torch_compile", "on"),)], None),
+    ],
+)
+def test_spellings_of_one_option_value_key_results_alike(target, spellings, other):
+    found = load_registry(None).target(target, require_available=False)
+    keys = {MeasureSettings(options=options).key(found) for options in spellings}
+    assert len(keys) == 1
+    if other is not None:
+        assert MeasureSettings(options=((spellings[1][0][0], other),)).key(found) not in keys
+
+
+def test_options_a_check_gives_back_are_what_results_are_keyed_by():
+    canonical = Target("npu", "sdk", check_values=lambda s: {"dtype": str(s.option("dtype", "fp32")).lower()})
+    plain = Target("npu", "sdk", check_values=_no_bf16)
+    assert canonical.check_options(MeasureSettings(options=(("dtype", "FP32"),))) == {"dtype": "fp32"}
+    assert MeasureSettings().key(canonical) == MeasureSettings(options=(("dtype", "Fp32"),)).key(canonical)
+    assert MeasureSettings().key(plain) != MeasureSettings(options=(("dtype", "fp32"),)).key(plain)
+    odd = Target("npu", "sdk", check_values=lambda s: {"dtype": object()}, plugin="npu_plugin")
+    with pytest.raises(PluginError, match="plugin 'npu_plugin': check_values of npu/sdk returned options that are"):
+        MeasureSettings().key(odd)
 
 
 def test_a_calibration_file_makes_the_image_count_moot():

@@ -403,7 +403,9 @@ def test_a_metric_no_plugin_implements_fails_naming_the_targets_plugin(tmp_path)
     assert rows["throughput"]["status"] == "ok"
     latency = rows["latency"]
     assert latency["status"] == "failed" and latency["plugin"] == "dev"
-    assert latency["error"] == "no plugin implements measure_latency for target npu/half (declared by plugin 'dev')"
+    assert latency["error"] == (
+        "no plugin answered measure_latency for target npu/half (declared by plugin 'dev'): 'dev' returned None"
+    )
 
 
 # -- 8. numbers of other types, and numbers no column can hold --------------------------------------
@@ -433,6 +435,7 @@ def test_numpy_scalars_are_accepted_and_stored_as_python_numbers(tmp_path):
         ({"mean": True}, "mean must be a finite number, got True"),
         ({"mean": np.float32("nan")}, "mean must be a finite number"),
         ({"precision_reached": "False"}, "precision_reached must be a bool, got 'False'"),
+        ({"samples": [1e6, 1e6]}, r"mean 2 is outside its samples' range \[1e\+06, 1e\+06\]"),
     ],
 )
 def test_numbers_that_cannot_be_stored_make_a_malformed_measurement(fields, message):
@@ -441,6 +444,22 @@ def test_numbers_that_cannot_be_stored_make_a_malformed_measurement(fields, mess
     expected = f"plugin 'dev' returned a malformed measurement from measure_latency: {message}"
     with pytest.raises(PluginError, match=expected):
         checked_measurement(m, "dev", "measure_latency", "latency")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"options": "clock_mhz"}, "options must be a tuple of names, not a string"),
+        ({"requires": "onnxruntime"}, "requires must be a tuple of names, not a string"),
+        ({"metrics": "latency"}, "metrics must be a tuple of names, not a string"),
+        ({"available": "no"}, "available must be True or False"),
+        ({"needs_model": 0}, "needs_model must be True or False"),
+    ],
+)
+def test_target_fields_of_the_wrong_kind_are_refused(fields, message):
+    with pytest.raises(ValueError, match=f"^target npu/sdk: {message}$"):
+        Target("npu", "sdk", **fields)
+    assert Target("npu", "sdk", options=["clock_mhz"]).options == ("clock_mhz",)
 
 
 def test_an_overflowing_measurement_is_a_failed_row_and_a_huge_valid_one_is_stored(tmp_path):

@@ -86,6 +86,19 @@ def test_check_pending_skips_a_plugin_with_a_misspelt_hook(caplog):
     assert "plugin 'typo' skipped" in caplog.text
 
 
+class _OptionalTypo:
+    @hookimpl(optionalhook=True)
+    def measure_latncy(self, target):  # misspelt, and marked optional, which check_pending() lets through
+        return None
+
+
+def test_a_misspelt_hook_marked_optional_is_refused_too():
+    registry = PluginRegistry()
+    with pytest.raises(PluginLoadError, match=r"^plugin 'typo' is invalid: unknown hook 'measure_latncy'"):
+        registry.register(_OptionalTypo(), "typo")
+    assert registry.pm.get_plugin("typo") is None
+
+
 class _Devices:
     @hookimpl
     def register_targets(self, register):

@@ -37,11 +37,42 @@ def test_v2_v3_share_a_pci_id_resolved_by_accelerator_type(tmp_path, monkeypatch
     _pci(tmp_path, "0000:00:04.0", "0x1ae0", "0x0027")
     monkeypatch.delenv("TPU_ACCELERATOR_TYPE", raising=False)
     monkeypatch.delenv("ACCELERATOR_TYPE", raising=False)
+    monkeypatch.setattr(detect, "_metadata_accelerator_type", lambda: None)
     assert scan_pci(tmp_path).kind == "TPU v2 or v3"
+    monkeypatch.setattr(detect, "_metadata_accelerator_type", lambda: "v2-8")  # a TPU VM's metadata server
+    assert scan_pci(tmp_path).kind == "TPU v2"
     monkeypatch.setenv("TPU_ACCELERATOR_TYPE", "v2-8")
     assert scan_pci(tmp_path).kind == "TPU v2"
     monkeypatch.setenv("TPU_ACCELERATOR_TYPE", "v3-32")
     assert scan_pci(tmp_path).kind == "TPU v3"
+
+
+def test_the_metadata_server_is_asked_with_googles_header_and_a_short_timeout(monkeypatch):
+    asked = []
+
+    class Answer:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self, size):
+            return b"v3-8"
+
+    def urlopen(request, timeout):
+        asked.append((request.full_url, request.get_header("Metadata-flavor"), timeout))
+        return Answer()
+
+    monkeypatch.setattr(detect.urllib.request, "urlopen", urlopen)
+    assert detect._metadata_accelerator_type.__wrapped__() == "v3-8"
+    assert asked == [(detect.METADATA_URL, "Google", detect.METADATA_TIMEOUT_S)]
+
+    def unreachable(request, timeout):
+        raise detect.urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(detect.urllib.request, "urlopen", unreachable)
+    assert detect._metadata_accelerator_type.__wrapped__() is None
 
 
 def test_paper_batch_by_device_kind():
@@ -101,6 +132,16 @@ def test_listing_without_tpu(monkeypatch, tmp_path):
         assert targets[name].default_batch_size == detect.CPU_BATCH
 
 
+def test_results_on_the_cpu_platform_never_share_a_key_with_a_tpus(monkeypatch, tmp_path):
+    cpu = _targets(monkeypatch, allow=True, root=tmp_path / "none")["tpu/jax"]
+    for i in range(4):
+        _pci(tmp_path, f"0000:00:0{i}.0", "0x1ae0", "0x005e")
+    tpu = _targets(monkeypatch, allow=True, root=tmp_path)["tpu/jax"]
+    settings = MeasureSettings(batch_size=128)  # one batch on both, as an explicit --batch-size gives
+    assert tpu.protocol is None and cpu.protocol == "XLA CPU platform"
+    assert settings.key(cpu) != settings.key(tpu)
+
+
 def test_listing_with_a_tpu_uses_the_paper_batch(monkeypatch, tmp_path):
     for i in range(4):
         _pci(tmp_path, f"0000:00:0{i}.0", "0x1ae0", "0x0027")
@@ -115,7 +156,7 @@ def test_listing_with_a_tpu_uses_the_paper_batch(monkeypatch, tmp_path):
 def test_torch_xla_is_unavailable_with_the_reason(monkeypatch):
     target = _targets(monkeypatch, allow=True)["tpu/torch_xla"]
     assert not target.available
-    assert "torch_xla is not installed" in target.reason and "deprecated" in target.reason
+    assert "torch_xla is not installed" in target.reason and "older torch" in target.reason
 
 
 def test_torch_xla_sync_falls_back_to_mark_step():

@@ -56,7 +56,7 @@ def register_targets(register) -> None:
             default_batch_size=DEFAULT_BATCH,
             requires=("onnxruntime", "onnx"),
             options=(GRAPH_OPTIMIZATION,),
-            check_values=graph_level,
+            check_values=canonical_options,
             available=ort_version is not None,
             reason=None if ort_version else "onnxruntime is not installed (pip install onnxruntime)",
         )
@@ -78,13 +78,25 @@ def _threads(settings: MeasureSettings) -> int:
     return settings.threads or usable_cores()
 
 
-def graph_level(settings: MeasureSettings) -> str:
-    """ONNX Runtime's name of the graph optimisation level the ``graph_optimization`` option asks for."""
+def _graph_option(settings: MeasureSettings) -> str:
+    """The ``graph_optimization`` option's value, validated, in lower case."""
     value = str(settings.option(GRAPH_OPTIMIZATION, "all")).strip().lower()
     if value not in GRAPH_LEVELS:
         known = ", ".join(GRAPH_LEVELS)
         raise AccelnasError(f"option {GRAPH_OPTIMIZATION} must be one of {known}, got {value!r}")
-    return GRAPH_LEVELS[value]
+    return value
+
+
+def graph_level(settings: MeasureSettings) -> str:
+    """ONNX Runtime's name of the graph optimisation level the ``graph_optimization`` option asks for."""
+    return GRAPH_LEVELS[_graph_option(settings)]
+
+
+def canonical_options(settings: MeasureSettings) -> dict[str, str]:
+    """The options as results are keyed by: ``graph_optimization`` in lower case, left out at its
+    default (``ALL``, ``all`` and no option key alike)."""
+    value = _graph_option(settings)
+    return {} if value == "all" else {GRAPH_OPTIMIZATION: value}
 
 
 def export_onnx(model: Any, path: Path, input_size: int) -> Path:

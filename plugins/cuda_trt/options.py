@@ -52,6 +52,11 @@ class GpuOptions:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def canonical(self) -> dict[str, Any]:
+        """The options in one spelling, defaults and the backend left out: what results are keyed by."""
+        defaults = GpuOptions(self.backend)
+        return {k: v for k, v in asdict(self).items() if k != "backend" and v != getattr(defaults, k)}
+
 
 def _bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
@@ -85,6 +90,12 @@ def _compile_mode(value: Any) -> str | None:
         return value
     modes = ", ".join(COMPILE_MODES)
     raise GpuOptionError(f"option 'torch_compile' must be true, false or one of {modes}; got {value!r}")
+
+
+def canonical_options(backend: str, settings: MeasureSettings) -> dict[str, Any]:
+    """Validate a campaign's options for ``backend`` and give them as results are keyed by
+    (``Target.check_values``: ``precision=FP16`` and no ``precision`` key alike)."""
+    return parse_options(backend, settings).canonical()
 
 
 def parse_options(backend: str, options: dict[str, Any] | MeasureSettings) -> GpuOptions:

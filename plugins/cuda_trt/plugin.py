@@ -26,7 +26,7 @@ from accelnas.core.space import Architecture
 from accelnas.plugins.cuda_trt import tensorrt_backend, torch_backend
 from accelnas.plugins.cuda_trt.engine_cache import EngineCache, batch_profile, default_cache_dir
 from accelnas.plugins.cuda_trt.gpu_provenance import gpu_provenance
-from accelnas.plugins.cuda_trt.options import BACKEND_KEYS, TENSORRT, TORCH, parse_options
+from accelnas.plugins.cuda_trt.options import BACKEND_KEYS, TENSORRT, TORCH, canonical_options, parse_options
 from accelnas.plugins.cuda_trt.probe import GpuProbe, cached_probe
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class CudaTrtPlugin:
                 default_batch_size=DEFAULT_BATCH,
                 requires=("CUDA build of torch", "tensorrt>=10", "onnxconverter-common"),
                 options=BACKEND_KEYS[TENSORRT],
-                check_values=partial(parse_options, TENSORRT),
+                check_values=partial(canonical_options, TENSORRT),
                 available=found.tensorrt_available,
                 reason=found.tensorrt_unavailable_reason,
             )
@@ -81,7 +81,7 @@ class CudaTrtPlugin:
                 default_batch_size=DEFAULT_BATCH,
                 requires=("CUDA build of torch",),
                 options=BACKEND_KEYS[TORCH],
-                check_values=partial(parse_options, TORCH),
+                check_values=partial(canonical_options, TORCH),
                 available=found.torch_available,
                 reason=found.torch_reason,
             )

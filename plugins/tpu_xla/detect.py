@@ -8,20 +8,26 @@ the measure hooks then use it to pick the paper's batch size.
 
 from __future__ import annotations
 
+import functools
 import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from accelnas.core.errors import AccelnasError
 
 ALLOW_CPU_ENV = "ACCELNAS_TPU_ALLOW_CPU"
+# a TPU VM's metadata server names its accelerator type (v3-8): where JAX and torch_xla read it too
+METADATA_URL = "http://metadata.google.internal/computeMetadata/v1/instance/attributes/accelerator-type"
+METADATA_TIMEOUT_S = 0.5
 PCI_ROOT = Path("/sys/bus/pci/devices")
 GOOGLE_PCI_VENDOR = "0x1ae0"
 # PCI device id -> device kind as the frameworks name it; v2 and v3 share one id.
 TPU_PCI_DEVICES: dict[str, str] = {
     "0x0027": "TPU v2 or v3",
     "0x005e": "TPU v4",
-    "0x0062": "TPU v5p",
+    "0x0062": "TPU v5",  # v5p, as the runtime names it
     "0x0063": "TPU v5 lite",
     "0x006f": "TPU v6 lite",
     "0x0076": "TPU7x",
@@ -73,10 +79,22 @@ def scan_pci(root: Path | None = None) -> TpuHost:
 
 
 def _kind_from_accelerator_type() -> str | None:
-    """``TPU v2``/``TPU v3`` from ``TPU_ACCELERATOR_TYPE``/``ACCELERATOR_TYPE`` (e.g. ``v3-8``), if set."""
-    value = os.environ.get("TPU_ACCELERATOR_TYPE") or os.environ.get("ACCELERATOR_TYPE") or ""
-    version = value.strip().lower().split("-", 1)[0]
+    """``TPU v2``/``TPU v3`` from ``TPU_ACCELERATOR_TYPE``/``ACCELERATOR_TYPE`` (e.g. ``v3-8``), else
+    from the TPU VM's metadata server, which sets no such variable in a process's environment."""
+    value = os.environ.get("TPU_ACCELERATOR_TYPE") or os.environ.get("ACCELERATOR_TYPE") or _metadata_accelerator_type()
+    version = (value or "").strip().lower().split("-", 1)[0]
     return {"v2": "TPU v2", "v3": "TPU v3"}.get(version)
+
+
+@functools.cache
+def _metadata_accelerator_type() -> str | None:
+    """The metadata server's ``accelerator-type`` (``v2-8``), or None where none answers in time."""
+    request = urllib.request.Request(METADATA_URL, headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=METADATA_TIMEOUT_S) as answer:
+            return answer.read(64).decode("ascii", "replace")
+    except (OSError, ValueError):  # no metadata server (not a TPU VM), a timeout, an HTTP error
+        return None
 
 
 def allow_cpu() -> bool:

@@ -46,11 +46,14 @@ def export_torchax(model: Any) -> ExportedModel:
 
 
 def select_devices(all_devices: bool) -> tuple[str, list[Any]]:
-    """The TPU devices JAX sees, else (when allowed) the CPU device; one unless ``all_devices``."""
+    """This host's TPU devices, else (when allowed) the CPU device; one unless ``all_devices``.
+
+    Local devices only: on a multi-host slice ``jax.devices()`` also lists other hosts' chips.
+    """
     import jax
 
     try:
-        found = jax.devices("tpu")
+        found = jax.local_devices(backend="tpu")
     except RuntimeError as exc:
         if scan_pci().present:
             raise XlaPlatformError(
@@ -60,7 +63,7 @@ def select_devices(all_devices: bool) -> tuple[str, list[Any]]:
     platform = "tpu"
     if not found:
         require_platform("cpu")
-        platform, found = "cpu", jax.devices("cpu")
+        platform, found = "cpu", jax.local_devices(backend="cpu")
     return platform, list(found if all_devices else found[:1])
 
 

@@ -93,9 +93,11 @@ class _Builder:
 def build_keras_model(
     arch: Architecture, input_size: int, num_classes: int = 1000, dropout: float = 0.2, *, bf16: bool = False
 ) -> Any:
-    """A functional ``keras.Model`` mapping NHWC images to logits; ``bf16`` uses ``mixed_bfloat16``."""
+    """A functional ``keras.Model`` mapping NHWC images to logits; ``bf16`` keeps weights and
+    activations in bfloat16 (Keras's ``bfloat16`` policy, as ``tpu/jax`` casts its weights), not
+    ``mixed_bfloat16``'s float32 weights cast at each use."""
     keras = import_keras()
-    dtype = keras.DTypePolicy("mixed_bfloat16" if bf16 else "float32")
+    dtype = keras.DTypePolicy("bfloat16" if bf16 else "float32")
     b = _Builder(keras, dtype)
     L = keras.layers
     inputs = keras.Input((input_size, input_size, 3), name="images")
@@ -105,7 +107,7 @@ def build_keras_model(
     x, _ = b.conv_bn(x, "head", 0, HEAD_CHANNELS, 1, 1, depthwise=False, act=True)
     x = L.GlobalAveragePooling2D(dtype=dtype)(x)
     x = L.Dropout(dropout, dtype=dtype)(x)
-    logits = L.Dense(num_classes, name="classifier", dtype=keras.DTypePolicy("float32"))(x)
+    logits = L.Dense(num_classes, name="classifier", dtype=dtype)(x)
     return keras.Model(inputs, logits, name=f"mbconv_{arch.id.replace('-', '_')}")
 
 

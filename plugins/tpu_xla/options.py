@@ -5,7 +5,8 @@
   the paper measured) or ``"all"`` (every local device; the throughput batch is split across them
   and must divide evenly). Latency always runs at batch 1 on one device.
 
-Both are part of a result's identity, since ``MeasureSettings.identity`` includes the options.
+Both are part of a result's identity in the form :func:`canonical_options` gives them (``bf16``,
+``BFLOAT16`` and ``bfloat16`` key alike, and so do ``dtype=float32`` and no ``dtype``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ class XlaOptions:
     def bf16(self) -> bool:
         return self.dtype == "bfloat16"
 
+    def canonical(self) -> dict[str, str]:
+        """The options in one spelling, defaults left out: what results are keyed by."""
+        values = {}
+        if self.dtype != XlaOptions.dtype:
+            values[OPTION_DTYPE] = self.dtype
+        if self.all_devices:
+            values[OPTION_DEVICES] = "all"
+        return values
+
 
 def parse_options(settings: MeasureSettings) -> XlaOptions:
     """Validated :class:`XlaOptions` from ``settings.options``."""
@@ -46,6 +56,11 @@ def parse_options(settings: MeasureSettings) -> XlaOptions:
     if text not in ("1", "all"):
         raise XlaOptionError(f"option devices={raw_devices!r} must be 1 or 'all'")
     return XlaOptions(dtype=_DTYPE_ALIASES[raw_dtype], all_devices=text == "all")
+
+
+def canonical_options(settings: MeasureSettings) -> dict[str, str]:
+    """Validate ``settings.options`` and give them as results are keyed by (``Target.check_values``)."""
+    return parse_options(settings).canonical()
 
 
 def split_batch(batch: int, devices: int) -> int:

@@ -24,7 +24,7 @@ from accelnas.core.records import CompiledModel, ExportedModel, Measurement, Mea
 from accelnas.core.space import Architecture
 from accelnas.plugins.tpu_xla import program as xla
 from accelnas.plugins.tpu_xla.detect import ALLOW_CPU_ENV, CPU_BATCH, allow_cpu, no_tpu_reason, paper_batch, scan_pci
-from accelnas.plugins.tpu_xla.options import OPTION_KEYS, parse_options
+from accelnas.plugins.tpu_xla.options import OPTION_KEYS, canonical_options, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,23 @@ def _missing(backend: str) -> str | None:
     return import_problem()
 
 
+CPU_PROTOCOL = "XLA CPU platform"
 DESCRIPTIONS = {
     JAX: "the PyTorch module through torchax, jax.jit (XLA)",
     TENSORFLOW: "an equal Keras model, tf.function + XLA (TPUStrategy on a TPU VM)",
-    TORCH_XLA: "legacy PyTorch/XLA (deprecated)",
+    TORCH_XLA: "legacy PyTorch/XLA (lazy tensors; no recent release)",
 }
 
 
 @hookimpl
 def register_targets(register: Callable[[Target], None]) -> None:
     host = scan_pci()
+    protocol = None  # on a TPU (and on a driver without one): the keys TPU results have always had
     if host.present:
         where, batch, platform_reason = f"{host.chips} x {host.kind}", paper_batch(host.kind), None
     elif allow_cpu():
         where, batch, platform_reason = f"no TPU here: XLA's CPU platform ({ALLOW_CPU_ENV}=1)", CPU_BATCH, None
+        protocol = CPU_PROTOCOL  # results on the CPU never share a settings key with a TPU's
     else:
         where, batch, platform_reason = "no TPU here", CPU_BATCH, no_tpu_reason()
     requires = {JAX: ("jax", "torchax"), TENSORFLOW: ("tensorflow",), TORCH_XLA: ("torch_xla",)}
@@ -85,9 +88,10 @@ def register_targets(register: Callable[[Target], None]) -> None:
                 default_batch_size=batch,
                 requires=requires[backend],
                 options=OPTION_KEYS,
-                check_values=parse_options,
+                check_values=canonical_options,
                 available=reason is None,
                 reason=reason,
+                protocol=protocol,
             )
         )
 

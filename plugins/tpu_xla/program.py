@@ -126,9 +126,11 @@ def _measure(program: XlaProgram, batch: int, settings: MeasureSettings, metric:
         m = throughput_measurement(result, batch_size=batch, input_size=settings.input_size, provenance=provenance)
     else:
         m = latency_measurement(result, batch_size=batch, input_size=settings.input_size, provenance=provenance)
+    devices = len(program.devices) if program.parallel(batch) else 1
     m.extra |= {
         "compile_seconds": round(program.compile_seconds[batch], 4),
-        "parallel_devices": len(program.devices) if program.parallel(batch) else 1,
+        "parallel_devices": devices,
+        "batch_per_device": batch // devices,
     }
     return m.validate()
 

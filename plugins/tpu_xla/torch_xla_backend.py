@@ -1,7 +1,7 @@
 """``tpu/torch_xla``: the legacy PyTorch/XLA path, used where ``import torch_xla`` works.
 
-PyTorch/XLA is deprecated (its repository is archived) and its last release pins an older torch,
-so the target is usually listed unavailable with the import error. Where it imports, the eager
+PyTorch/XLA has had no release since December 2025, and that release pins an older torch, so the
+target is usually listed unavailable with the import error. Where it imports, the eager
 module is moved to the XLA device; PyTorch/XLA traces lazily and compiles each new graph on its
 first execution, so the compile step is a first traced call, and every timed call ends with
 ``torch_xla.sync(wait=True)`` (``xm.mark_step()`` + ``xm.wait_device_ops()`` on releases before
@@ -29,7 +29,7 @@ from accelnas.plugins.tpu_xla.program import XlaProgram, random_input
 log = logging.getLogger(__name__)
 
 MODULE = "torch_xla"
-DEPRECATION = "PyTorch/XLA is deprecated and archived; its last release needs an older torch"
+DEPRECATION = "PyTorch/XLA's last release (December 2025) needs an older torch"
 
 
 @lru_cache(maxsize=1)
