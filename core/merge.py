@@ -14,7 +14,8 @@ Merging the same sources again changes nothing. Every source is opened and check
 (:meth:`Store.check`: SQLite's page check, the plan, every row; and the result columns) before the
 output is created or touched, so a missing, unreadable or damaged one changes nothing and a refused
 merge leaves no new output file; each source is merged in one transaction, so an interrupted merge
-leaves the output as it was before that source.
+leaves the output as it was before that source. Results of one target and settings measured on
+different hardware are logged as a warning (:mod:`accelnas.core.hardware`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from accelnas.core.errors import StoreError
+from accelnas.core.hardware import mixed_hardware_in
 from accelnas.core.store import SCHEMA, Store
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,8 @@ def merge_stores(out_path: str | Path, sources: Sequence[str | Path]) -> MergeRe
                     except sqlite3.DatabaseError as exc:
                         raise StoreError(f"merging {source} into {out_path}: {exc}") from None
                 report.sources.append(str(source))
+            for warning in mixed_hardware_in(out):
+                log.warning("%s: %s", out_path, warning)
     except BaseException:
         if not existed and not report.sources:  # nothing merged: leave no empty output behind
             _remove_store(out_path)

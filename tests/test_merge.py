@@ -248,3 +248,30 @@ def test_a_source_lacking_a_column_is_refused_before_the_output_is_created(tmp_p
     with pytest.raises(StoreError, match=f"{old} lacks result column 'plugin'"):
         merge_stores(out, [good, old])
     assert not out.exists()
+
+
+def _cpu(model: str, threads: int) -> dict:
+    return {"host": "h", "cpu_model": model, "threads": threads}
+
+
+def test_merge_warns_when_one_settings_key_mixes_hardware(tmp_path, caplog):
+    archs = sample(5, 11)
+    left, right, out = tmp_path / "l.sqlite", tmp_path / "r.sqlite", tmp_path / "out.sqlite"
+    for path, part, prov in ((left, archs[:3], _cpu("Xeon X", 2)), (right, archs[3:], _cpu("Xeon X", 1))):
+        with Store(path) as s:
+            for a in part:
+                m = _m(1.0)
+                m.provenance = prov
+                s.record_ok(a, "cpu/x", "08f9c083ffff", {"threads": None}, m)
+    with caplog.at_level("WARNING", logger="accelnas.core.merge"):
+        merge_stores(out, [left, right])
+    assert (
+        "cpu/x [08f9c083]: measured on 2 kinds of hardware (Xeon X, 2 threads: 3 rows; Xeon X, 1 thread: 2 rows); "
+        "pass --threads N" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="accelnas.core.merge"):
+        merge_stores(tmp_path / "one.sqlite", [left])
+    assert "kinds of hardware" not in caplog.text
+    shown = run_cli("merge", str(tmp_path / "cli.sqlite"), str(left), str(right))
+    assert shown.returncode == 0 and "measured on 2 kinds of hardware" in shown.stderr
