@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from accelnas.core import jsonio
-from accelnas.core.errors import AccelnasError
+from accelnas.core.errors import AccelnasError, StoreError
 from accelnas.core.executors import Executor, LocalExecutor
 from accelnas.core.retry import RetryPolicy
 from accelnas.core.space import Architecture
@@ -167,18 +167,27 @@ def status(db: Path | None, db_option: Path | None, num_errors: int, as_json: bo
         raise click.UsageError("give the store once: accelnas status DB, or --db DB")
     db = db or db_option
     with Store(db, readonly=True) as store:
-        rows = store.summary()
-        for row in rows:
-            row["settings"] = store.settings_of(row["settings_key"])
-        errors = store.common_errors(num_errors)
         damage = store.damage()
-    if damage:  # the counts may still read: say so, and fail, since export and merge will refuse it
-        click.echo(f"warning: {db} is damaged ({damage[0]}); export and merge refuse it", err=True)
+        try:
+            rows = store.summary()
+            for row in rows:
+                row["settings"] = store.settings_of(row["settings_key"])
+            errors = store.common_errors(num_errors)
+        except StoreError:
+            if not damage:
+                raise
+            rows, errors = [], []  # the damage reaches the counts: the warning says it all
+    if damage:  # the counts may still read: say so, and fail, since export, build and merge refuse it
+        unread = "" if rows or errors else "; its counts cannot be read"
+        click.echo(
+            f"warning: {db} is damaged ({damage[0]}){unread}; export, surrogates build and merge refuse it", err=True
+        )
     if as_json:
         click.echo(jsonio.dumps({"store": str(db), "progress": rows, "errors": errors, "damage": damage}, indent=2))
         sys.exit(1 if damage else 0)
     if not rows:
-        click.echo(f"{db}: no campaign recorded")
+        if not damage:
+            click.echo(f"{db}: no campaign recorded")
         sys.exit(1 if damage else 0)
     target_w = max(len("target"), *(len(r["target"]) for r in rows)) + 2
     labels = [_settings_label(r["settings"]) for r in rows]

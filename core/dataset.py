@@ -11,6 +11,8 @@ Parquet (with a CSV copy for people).
 from __future__ import annotations
 
 import csv
+import json
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -20,6 +22,7 @@ import pandas as pd
 
 from accelnas.core import files
 from accelnas.core.errors import DatasetError, InvalidArchitectureError, InvalidArgumentError
+from accelnas.core.hardware import mixed_hardware
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.core.store import Store, value_problem
 
@@ -44,11 +47,27 @@ REQUIRED: tuple[str, ...] = ("arch_id", *FEATURE_NAMES, "target", "metric", "val
 # read from CSV as text even when they look like numbers (a settings key may be all digits)
 TEXT_COLUMNS: tuple[str, ...] = ("arch_id", "target", "metric", "unit", "settings_key", "source")
 
+log = logging.getLogger(__name__)
+
 
 def from_store(store: Store, target: str | None = None) -> pd.DataFrame:
-    """The ``ok`` results of ``store`` (one target or all) as a dataset frame."""
+    """The ``ok`` results of ``store`` (one target or all) as a dataset frame.
+
+    Logs a warning for each (target, settings key) with measurements still pending (planned, not
+    measured) and for each whose timing results were measured on more than one kind of hardware
+    (:func:`accelnas.core.hardware.mixed_hardware`). ``frame.attrs["settings"]`` maps each settings
+    key to its settings.
+    """
+    results = store.results(target=target, status="ok")
+    for warning in pending_warnings(store, target):
+        log.warning("%s: %s", store.path, warning)
+    for warning in mixed_hardware((r["target"], r["settings_key"], r["metric"], r["provenance"]) for r in results):
+        log.warning("%s: %s", store.path, warning)
     rows = []
-    for r in store.results(target=target, status="ok"):
+    settings: dict[str, dict] = {}
+    for r in results:
+        if isinstance(r["settings"], dict):
+            settings.setdefault(r["settings_key"], r["settings"])
         rows.append(
             {
                 "arch_id": r["arch_id"],
@@ -68,7 +87,23 @@ def from_store(store: Store, target: str | None = None) -> pd.DataFrame:
                 "sequence": r["updated_at"],
             }
         )
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame.attrs["settings"] = settings
+    return frame
+
+
+def pending_warnings(store: Store, target: str | None = None) -> list[str]:
+    """One message per (target, settings key) of ``store`` with planned measurements not yet made."""
+    pending: dict[tuple[str, str], int] = {}
+    for row in store.summary():
+        if row["pending"] and (target is None or row["target"] == target):
+            key = (row["target"], str(row["settings_key"]))
+            pending[key] = pending.get(key, 0) + row["pending"]
+    return [
+        f"{name} [{key[:8]}]: {n} planned measurement{'s' if n != 1 else ''} not made yet (left out); "
+        "run the campaign again to measure them (accelnas status shows them)"
+        for (name, key), n in sorted(pending.items())
+    ]
 
 
 def file_stem(target: str) -> str:
@@ -213,12 +248,15 @@ def select(frame: pd.DataFrame, target: str, metric: str) -> pd.DataFrame:
 
 
 def describe_settings(part: pd.DataFrame, frame: pd.DataFrame | None = None) -> str:
-    """'KEY: 224 px, batch 16, 180 rows; ...' for each settings key of ``part``, most rows first.
+    """'KEY: 224 px, batch 16, threads 2, 180 rows; ...' for each settings key of ``part``, most rows first.
 
     The batch is the throughput batch the key was measured with (from ``frame``'s throughput rows of
-    the same target and key, where there are any).
+    the same target and key, where there are any). Threads and backend options come from the
+    settings a store export records (``attrs["settings"]``); where the data does not hold them and two
+    keys read alike, the description says where to look.
     """
-    parts = []
+    known: dict = (frame if frame is not None else part).attrs.get("settings") or part.attrs.get("settings") or {}
+    parts, alike = [], set()
     for key, rows in sorted(part.groupby("settings_key", dropna=False), key=lambda kv: (-len(kv[1]), str(kv[0]))):
         facts = [f"{int(rows['input_size'].iloc[0])} px"] if _single_value(rows, "input_size") else []
         source = frame if frame is not None else part
@@ -227,8 +265,19 @@ def describe_settings(part: pd.DataFrame, frame: pd.DataFrame | None = None) -> 
         ]
         if _single_value(batches, "batch_size"):
             facts.append(f"batch {int(batches['batch_size'].iloc[0])}")
+        settings = known.get(key)
+        if isinstance(settings, dict):
+            facts.append(f"threads {settings.get('threads') or 'all'}")
+            if settings.get("options"):
+                facts.append(f"options {json.dumps(settings['options'], sort_keys=True)}")
+        if tuple(facts) in alike or not facts:
+            alike.add(None)
+        alike.add(tuple(facts))
         parts.append(f"{key}: {', '.join([*facts, f'{len(rows)} rows'])}")
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    if None in alike:  # the data cannot tell the keys apart: threads or options differ
+        text += "; they differ in settings the data does not record (threads, options): accelnas status shows them"
+    return text
 
 
 def _single_value(rows: pd.DataFrame, column: str) -> bool:

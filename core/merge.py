@@ -10,22 +10,26 @@ Per (architecture, target, metric, settings) key:
 - both ``ok`` with different measurements: a **conflict**; the output keeps its row, the conflict is
   reported and nothing is overwritten.
 
-Merging the same sources again changes nothing. Every source is opened and checked
-(:meth:`Store.check`) before the output is touched (a missing, unreadable or damaged one changes
-nothing); each is merged in one transaction, so an interrupted merge leaves the output as it was
-before that source.
+Merging the same sources again changes nothing. Every source is opened and checked in full
+(:meth:`Store.check`: SQLite's page check, the plan, every row; and the result columns) before the
+output is created or touched, so a missing, unreadable or damaged one changes nothing and a refused
+merge leaves no new output file; each source is merged in one transaction, so an interrupted merge
+leaves the output as it was before that source. Results of one target and settings measured on
+different hardware are logged as a warning (:mod:`accelnas.core.hardware`).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from accelnas.core.errors import StoreError
-from accelnas.core.store import Store
+from accelnas.core.hardware import mixed_hardware_in
+from accelnas.core.store import SCHEMA, Store
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,29 @@ def _columns(store: Store) -> list[str]:
     return [r[1] for r in store.conn.execute("PRAGMA table_info(results)") if r[1] != "id"]
 
 
+def _schema_columns() -> list[str]:
+    """The result columns of a store this accelnas creates."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        return [r[1] for r in conn.execute("PRAGMA table_info(results)") if r[1] != "id"]
+    finally:
+        conn.close()
+
+
+def _check_source(source: str | Path, columns: list[str]) -> None:
+    """Open ``source`` read-only and check it in full; a StoreError names it."""
+    with Store(source, readonly=True) as src:
+        src.check()
+        try:
+            have = _columns(src)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"campaign store {source}: {exc}") from None
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise StoreError(f"{source} lacks result column {missing[0]!r}; not an accelnas store of this kind")
+
+
 def _insert(out: Store, row: dict[str, Any], columns: list[str]) -> None:
     names = ", ".join(columns)
     marks = ", ".join(f":{c}" for c in columns)
@@ -91,20 +118,48 @@ def merge_stores(out_path: str | Path, sources: Sequence[str | Path]) -> MergeRe
     for source in sources:
         if Path(source).exists() and out_path.exists() and Path(source).resolve() == out_path.resolve():
             raise StoreError(f"{source} is the output store; merge into another file")
+    existed = out_path.exists()
+    if existed and out_path.is_file() and out_path.stat().st_size > 0:  # merged into: read it first
+        with Store(out_path, readonly=True) as out:
+            if damage := out.damage(limit=1):
+                raise StoreError(f"{out_path} is damaged ({damage[0]}); merge into another file")
+            try:
+                columns = _columns(out)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"campaign store {out_path}: {exc}") from None
+    else:
+        columns = _schema_columns()
     for source in sources:  # every source readable and sound before the output is created or changed
-        with Store(source, readonly=True) as src:
-            src.check()
+        _check_source(source, columns)
     report = MergeReport()
-    with Store(out_path) as out:
-        columns = _columns(out)
-        for source in sources:
-            with Store(source, readonly=True) as src:
-                missing = [c for c in columns if c not in _columns(src)]
-                if missing:
-                    raise StoreError(f"{source} lacks result column {missing[0]!r}; not an accelnas store of this kind")
-                _merge_one(out, src, columns, str(source), report)
-            report.sources.append(str(source))
+    try:
+        with Store(out_path) as out:
+            columns = _columns(out)
+            for source in sources:
+                with Store(source, readonly=True) as src:
+                    try:
+                        _merge_one(out, src, columns, str(source), report)
+                    except sqlite3.DatabaseError as exc:
+                        raise StoreError(f"merging {source} into {out_path}: {exc}") from None
+                report.sources.append(str(source))
+            for warning in mixed_hardware_in(out):
+                log.warning("%s: %s", out_path, warning)
+    except BaseException:
+        if not existed and not report.sources:  # nothing merged: leave no empty output behind
+            _remove_store(out_path)
+        raise
     return report
+
+
+def _remove_store(path: Path) -> None:
+    """Delete a store file this merge created and its -wal/-shm files."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        try:
+            name.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove %s: %s", name, exc)
 
 
 def _merge_one(out: Store, src: Store, columns: list[str], name: str, report: MergeReport) -> None:

@@ -470,7 +470,10 @@ def test_settings_choose_among_the_settings_a_target_was_measured_under(tmp_path
     build = ["surrogates", "build", "--from-db", str(db), "--family", "additive", "--out", str(tmp_path / "b")]
     code, err = _main_exit(capsys, *build)
     assert code == 1 and "measured under 2 different settings" in err and "choose one with --settings KEY" in err
-    assert "aaaa1111: 32 px, batch 8, 12 rows" in err and "bbbb2222: 64 px, batch 8, 12 rows" in err
+    assert (
+        "aaaa1111: 32 px, batch 8, threads all, 12 rows" in err
+        and "bbbb2222: 64 px, batch 8, threads all, 12 rows" in err
+    )
     code, err = _main_exit(capsys, *build, "--settings", "bbbb")
     assert code == 0, err
     index = json.loads((tmp_path / "b" / "benchmark.json").read_text())

@@ -189,3 +189,89 @@ def test_a_damaged_source_is_refused_by_merge_export_and_status(tmp_path):
     status = run_cli("status", str(damaged))
     assert status.returncode == 1 and status.stderr.count("\n") == 1
     assert "settings k are not valid JSON" in status.stderr
+
+
+def _damage_table(path: Path, table: str) -> None:
+    """Overwrite the first page of ``table`` with 0xff, as a bad disk block or a torn copy would."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    conn.close()
+    with path.open("r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xff" * page_size)
+
+
+def test_a_damaged_page_is_refused_before_the_output_is_created_or_changed(tmp_path):
+    archs = sample(4, 9)
+    good, damaged, out = tmp_path / "good.sqlite", tmp_path / "damaged.sqlite", tmp_path / "out.sqlite"
+    for path in (good, damaged):
+        with Store(path) as s:
+            s.record_plan(archs, "cpu/x", ["latency"], "k", {"input_size": 32})
+            for i, a in enumerate(archs[:3]):
+                s.record_ok(a, "cpu/x", "k", {"input_size": 32}, _m(1.0 + i))
+    _damage_table(damaged, "planned")  # Store.check's reads of architectures and results still pass
+    for sources in ([good, damaged], [damaged]):
+        with pytest.raises(StoreError, match=f"{damaged} is damaged"):
+            merge_stores(out, sources)
+        assert not out.exists() and not Path(f"{out}-wal").exists()  # the good one not merged, no empty file
+    merge_stores(out, [good])
+    before = _dump(out)
+    with pytest.raises(StoreError, match=f"{damaged} is damaged"):
+        merge_stores(out, [good, damaged])
+    assert _dump(out) == before
+    fresh = tmp_path / "fresh.sqlite"
+    for args in (
+        ["merge", str(fresh), str(good), str(damaged)],
+        ["export", "--db", str(damaged), "--out", str(tmp_path / "ds")],
+        ["surrogates", "build", "--from-db", str(damaged), "--out", str(tmp_path / "bench")],
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, (args, result.stderr)
+        assert result.stderr.startswith(f"error: {damaged} is damaged ("), (args, result.stderr)
+    assert not fresh.exists() and not (tmp_path / "ds").exists() and not (tmp_path / "bench").exists()
+    shown = run_cli("status", str(damaged))
+    assert shown.returncode == 1 and shown.stderr.startswith(f"warning: {damaged} is damaged (")
+    assert "export, surrogates build and merge refuse it" in shown.stderr
+
+
+def test_a_source_lacking_a_column_is_refused_before_the_output_is_created(tmp_path):
+    (a,) = sample(1, 10)
+    good, old, out = tmp_path / "good.sqlite", tmp_path / "old.sqlite", tmp_path / "out.sqlite"
+    for path in (good, old):
+        with Store(path) as s:
+            s.record_ok(a, "cpu/x", "k", {}, _m(1.0))
+    with sqlite3.connect(old) as conn:
+        conn.execute("ALTER TABLE results DROP COLUMN plugin")
+    conn.close()
+    with pytest.raises(StoreError, match=f"{old} lacks result column 'plugin'"):
+        merge_stores(out, [good, old])
+    assert not out.exists()
+
+
+def _cpu(model: str, threads: int) -> dict:
+    return {"host": "h", "cpu_model": model, "threads": threads}
+
+
+def test_merge_warns_when_one_settings_key_mixes_hardware(tmp_path, caplog):
+    archs = sample(5, 11)
+    left, right, out = tmp_path / "l.sqlite", tmp_path / "r.sqlite", tmp_path / "out.sqlite"
+    for path, part, prov in ((left, archs[:3], _cpu("Xeon X", 2)), (right, archs[3:], _cpu("Xeon X", 1))):
+        with Store(path) as s:
+            for a in part:
+                m = _m(1.0)
+                m.provenance = prov
+                s.record_ok(a, "cpu/x", "08f9c083ffff", {"threads": None}, m)
+    with caplog.at_level("WARNING", logger="accelnas.core.merge"):
+        merge_stores(out, [left, right])
+    assert (
+        "cpu/x [08f9c083]: measured on 2 kinds of hardware (Xeon X, 2 threads: 3 rows; Xeon X, 1 thread: 2 rows); "
+        "pass --threads N" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="accelnas.core.merge"):
+        merge_stores(tmp_path / "one.sqlite", [left])
+    assert "kinds of hardware" not in caplog.text
+    shown = run_cli("merge", str(tmp_path / "cli.sqlite"), str(left), str(right))
+    assert shown.returncode == 0 and "measured on 2 kinds of hardware" in shown.stderr

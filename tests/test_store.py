@@ -1,4 +1,5 @@
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -277,8 +278,17 @@ def test_a_store_damaged_after_it_was_opened_gives_a_store_error_naming_it(tmp_p
         assert store.damage()  # SQLite's page check finds it even where counts still read
     from cli_helpers import run_cli
 
-    shown = run_cli("status", str(db))  # the counts cannot be read either: a one-line error
-    assert shown.returncode == 1 and shown.stderr.startswith(f"error: campaign store {db}: "), shown.stderr
+    shown = run_cli("status", str(db))  # the counts cannot be read either: still the one-line warning
+    assert shown.returncode == 1 and shown.stderr.count("\n") == 1, shown.stderr
+    assert shown.stderr.startswith(f"warning: {db} is damaged (") and "counts cannot be read" in shown.stderr
+    for args in (
+        ["export", "--db", str(db), "--out", str(tmp_path / "x")],
+        ["merge", str(tmp_path / "o.sqlite"), str(db)],
+    ):
+        refused = run_cli(*args)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+        assert refused.stderr.startswith(f"error: {db} is damaged (")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "o.sqlite").exists()
     # damage in the rows' pages only: the counts still read, with a warning
     with Store(tmp_path / "b.sqlite") as store:
         for i, arch in enumerate(sample(300, 1)):
@@ -292,3 +302,33 @@ def test_a_store_damaged_after_it_was_opened_gives_a_store_error_naming_it(tmp_p
     with Store(tmp_path / "sound.sqlite") as store:
         store.record_ok(sample(1, 2)[0], "cpu/x", "k", {}, _m(1.0))
         assert store.damage() == []
+
+
+def test_a_copy_without_the_write_ahead_log_is_named_as_such(tmp_path):
+    """A store file copied while its campaign runs (or after a kill) lacks the commits still in its -wal."""
+    import shutil
+
+    from accelnas.core.store import CHECKPOINT_EVERY
+
+    path, copy = tmp_path / "shard.sqlite", tmp_path / "copy.sqlite"
+    archs = sample(CHECKPOINT_EVERY + 5, 5)
+    with Store(path) as store:
+        for i, arch in enumerate(archs[:3]):
+            store.record_ok(arch, "cpu/x", "k", {}, _m(1.0 + i))
+        shutil.copyfile(path, copy)  # the results are all in shard.sqlite-wal yet
+        with pytest.raises(StoreError, match=r"copy\.sqlite is an empty file.*copy\.sqlite-wal: copy that file too"):
+            Store(copy, readonly=True)
+        for i, arch in enumerate(archs[3:], start=3):
+            store.record_ok(arch, "cpu/x", "k", {}, _m(1.0 + i))
+        copy.unlink()
+        shutil.copyfile(path, copy)  # checkpointed every CHECKPOINT_EVERY commits
+        with Store(copy, readonly=True) as copied:
+            assert len(copied.results()) >= CHECKPOINT_EVERY - 1  # creating the store was a commit too
+    Path(f"{copy}-wal").write_bytes(b"")  # a log beside the file: the hint would mislead
+    copy.write_bytes(b"")
+    with pytest.raises(StoreError) as raised:
+        Store(copy, readonly=True)
+    assert "is an empty file, not an accelnas store" in str(raised.value) and "-wal" not in str(raised.value)
+    shutil.copyfile(path, copy)  # closed: every result is in the file
+    with Store(copy, readonly=True) as copied:
+        assert len(copied.results()) == len(archs)
