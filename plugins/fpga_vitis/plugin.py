@@ -49,9 +49,12 @@ def _availability(backend: str) -> tuple[list[str], BoardConfig | None]:
     """What is missing for ``fpga/<backend>`` here, and its board entry when one is configured."""
     problems: list[str] = []
     if find_compiler() is None:
-        problems.append("vai_c_xir not found (run inside the Vitis AI 3.5 container)")
-    if not quantize.importable("vai_q_pytorch"):
-        problems.append("vai_q_pytorch (pytorch_nndct) not importable: its xmodel is what vai_c_xir compiles")
+        problems.append("vai_c_xir not found (run inside the Vitis AI container, or set ACCELNAS_VAI_C_XIR)")
+    if not quantize.usable("vai_q_pytorch"):
+        problems.append(
+            f"vai_q_pytorch (pytorch_nndct) not importable and {quantize.ENV_PYTHON} not set: its xmodel is what "
+            "vai_c_xir compiles"
+        )
     if package_version("asyncssh") is None:
         problems.append("asyncssh not installed (pip install 'accelnas[fpga]')")
     board: BoardConfig | None = None
@@ -106,7 +109,8 @@ def register_targets(register: Callable[[Target], None]) -> None:
                 default_batch_size=batch,
                 latency_batch_size=batch,  # one job of the DPU's batch
                 requires=(
-                    "Vitis AI 3.5 container (vai_q_pytorch, vai_c_xir, arch.json) for quantize + compile",
+                    "Vitis AI container (vai_c_xir, arch.json; vai_q_pytorch in-process or through "
+                    f"{quantize.ENV_PYTHON}) for quantize + compile",
                     f"a board YAML with a '{backend}' entry named by {ENV_BOARD}",
                     "asyncssh (pip install 'accelnas[fpga]')",
                 ),
