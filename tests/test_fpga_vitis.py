@@ -486,3 +486,29 @@ def test_fpga_targets_key_their_results_by_the_xdputil_job_environment():
     assert target.protocol == "xdputil COPY_INPUT=1 COPY_OUTPUT=1 ENABLE_MEMCMP=0"
     settings = MeasureSettings(input_size=224)
     assert settings.identity(target)["protocol"] == target.protocol
+
+
+def test_dpu_identity_compares_fingerprints_and_whole_name_tokens():
+    from accelnas.plugins.fpga_vitis.devices import split_target, target_batch
+    from accelnas.plugins.fpga_vitis.errors import RemoteCommandError
+    from accelnas.plugins.fpga_vitis.measure import check_dpu, compiled_batch
+
+    board = BoardConfig(name="zcu102", host="h")
+    ident = {"xdputil_query": {"dpu_arch": ["DPUCZDX8G_ISA1_B4096"], "fingerprints": ["0x101000016010407"]}}
+    assert split_target("DPUCZDX8G_ISA1_B4096_0101000056010407") == ("DPUCZDX8G_ISA1_B4096", 0x101000056010407)
+    with pytest.raises(RemoteCommandError, match="compiled for fingerprint 0x101000056010407"):
+        check_dpu(ident, {"compiled_target": "DPUCZDX8G_ISA1_B4096_0101000056010407"}, board)
+    check_dpu(ident, {"compiled_target": "DPUCZDX8G_ISA1_B4096_0101000016010407"}, board)
+    with pytest.raises(RemoteCommandError, match="compiled for fingerprint 0x101000056010407"):  # from the arch.json
+        check_dpu(ident, {"compiled_target": "DPUCZDX8G", "arch": {"fingerprint": "0x101000056010407"}}, board)
+    no_prints = {"xdputil_query": {"dpu_arch": ["DPUCZDX8G_ISA1_B1024"], "fingerprints": []}}
+    with pytest.raises(RemoteCommandError, match=r"compiled for DPUCZDX8G_ISA1_B102$"):
+        check_dpu(no_prints, {"compiled_target": "DPUCZDX8G_ISA1_B102"}, board)
+    check_dpu(no_prints, {"compiled_target": "DPUCZDX8G_ISA1_B1024"}, board)
+    assert [target_batch(t) for t in ("DPUCVDX8G_ISA3_C32B6", "DPUCZDX8G_ISA1_B4096_0101000016010407")] == [6, 1]
+    assert target_batch("DPUCV2DX8G_ISA1_C20B14") == 14 and target_batch("DPUCAHX8H_ISA2_DWC") is None
+    vck = BoardConfig(name="vck190", host="h", batch=6)
+    assert compiled_batch({"compiled_target": "DPUCVDX8G_ISA3_C32B6"}, vck) == (6, "compile target")
+    assert compiled_batch({"compiled_target": "DPUCAHX8H_ISA2_DWC"}, vck) == (6, "board entry")
+    with pytest.raises(BoardConfigError, match="runs batch 1, but board vck190's entry says batch 6"):
+        compiled_batch({"compiled_target": "DPUCZDX8G_ISA1_B4096"}, vck)

@@ -104,14 +104,24 @@ def test_zcu102_throughput_and_latency_over_ssh(board, tmp_path, monkeypatch):
 
 def test_vck190_runs_at_batch_six(board, tmp_path, monkeypatch):
     _use(tmp_path, monkeypatch, {"vck190": board.entry(runs=2)})
-    compiled = _compiled(tmp_path, batch=6, target="DPUCZDX8G_ISA1_B4096")
+    board.env["XDPUTIL_STANDIN_DPU"] = "DPUCVDX8G_ISA3_C32B6"
+    compiled = _compiled(tmp_path, batch=6, target="DPUCVDX8G_ISA3_C32B6")
     t = plugin.measure_throughput(_target("vck190"), compiled, SETTINGS)
     lat = plugin.measure_latency(_target("vck190"), compiled, SETTINGS)
     assert t.batch_size == lat.batch_size == 6 and t.extra["threads"] == 6
     assert t.mean == pytest.approx(DPU_CORES * 6000 / FRAME_MS, rel=0.02)
     assert lat.mean == pytest.approx(FRAME_MS, rel=0.02)  # one job of 6 images
+    assert t.extra["dpu_batch"] == 6 and t.extra["dpu_batch_from"] == "compile target"
     with pytest.raises(BoardConfigError, match="batch 6"):
         plugin.measure_throughput(_target("vck190"), compiled, MeasureSettings(input_size=32, batch_size=16))
+
+
+def test_the_batch_comes_from_the_compiled_xmodel_not_the_board_entry(board, tmp_path, monkeypatch):
+    # a board entry claiming batch 6 for a batch-1 xmodel used to turn 2.5 ms into 15 ms
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(batch=6, runs=2)})
+    with pytest.raises(BoardConfigError, match=r"runs batch 1, but board zcu102's entry says batch 6"):
+        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
+    assert not _calls(board)  # refused before anything ran on the board
 
 
 def test_user_data_never_reaches_the_shell_unquoted(board, tmp_path, monkeypatch):
@@ -197,12 +207,18 @@ def test_host_key_policies(board, tmp_path, monkeypatch):
 
 
 def test_wrong_dpu_is_refused_before_benchmarking(board, tmp_path, monkeypatch):
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry()})
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(runs=2)})
     with pytest.raises(
-        RemoteCommandError, match="carries DPUCZDX8G_ISA1_B4096 but the xmodel was compiled for DPUCVDX8G"
+        RemoteCommandError, match="carries DPUCZDX8G_ISA1_B4096 but the xmodel was compiled for DPUCZDX8G_ISA1_B1024"
     ):
-        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path, target="DPUCVDX8G_ISA3_C32B6"), SETTINGS)
+        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path, target="DPUCZDX8G_ISA1_B1024"), SETTINGS)
+    # same name, other fingerprint (compiled for 0x101000056010407, the board has 0x101000016010407)
+    other = _compiled(tmp_path, target="DPUCZDX8G_ISA1_B4096_0101000056010407")
+    with pytest.raises(RemoteCommandError, match=r"fingerprint 0x101000016010407 but .* fingerprint 0x101000056010407"):
+        plugin.measure_latency(_target("zcu102"), other, SETTINGS)
     assert not [c for c in _calls(board) if c["argv"][0] == "benchmark"]
+    same = _compiled(tmp_path, target="DPUCZDX8G_ISA1_B4096_0101000016010407")
+    assert plugin.measure_latency(_target("zcu102"), same, SETTINGS).mean > 0
 
 
 class _FixtureQuantizer:
