@@ -512,3 +512,29 @@ def test_dpu_identity_compares_fingerprints_and_whole_name_tokens():
     assert compiled_batch({"compiled_target": "DPUCAHX8H_ISA2_DWC"}, vck) == (6, "board entry")
     with pytest.raises(BoardConfigError, match="runs batch 1, but board vck190's entry says batch 6"):
         compiled_batch({"compiled_target": "DPUCZDX8G_ISA1_B4096"}, vck)
+
+
+def test_campaign_options_are_checked_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_BOARD, raising=False)
+    monkeypatch.delenv("ACCELNAS_FPGA_CALIBRATION", raising=False)
+    check = plugin.check_option_values
+    with pytest.raises(BoardConfigError, match="DPU's batch 1; batch size 16 cannot apply"):
+        check(MeasureSettings(batch_size=16), backend="zcu102", listed_batch=1)
+    missing = MeasureSettings(options=(("fpga_calibration", str(tmp_path / "none.npy")),))
+    onnx_q = MeasureSettings(options=(("fpga_quantizer", "vai_q_onnx"),))
+    monkeypatch.setenv("ACCELNAS_VAI_C_XIR", str(tmp_path / "absent"))  # a host that only starts the campaign
+    check(missing, backend="zcu102", listed_batch=1)
+    check(onnx_q, backend="zcu102", listed_batch=1)
+    monkeypatch.setenv("ACCELNAS_VAI_C_XIR", str(install_standin("vai_c_xir", tmp_path / "bin")))  # measures here
+    with pytest.raises(CalibrationError, match=r"none\.npy does not exist"):
+        check(missing, backend="zcu102", listed_batch=1)
+    if not importable("vai_q_onnx"):
+        with pytest.raises(QuantizeError, match="vai_q_onnx is not importable"):
+            check(onnx_q, backend="zcu102", listed_batch=1)
+    np.save(tmp_path / "hwc.npy", np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(CalibrationError, match="NCHW"):
+        check(
+            MeasureSettings(input_size=32, options=(("fpga_calibration", str(tmp_path / "hwc.npy")),)),
+            backend="zcu102",
+            listed_batch=1,
+        )

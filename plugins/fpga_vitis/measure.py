@@ -23,6 +23,7 @@ the VART version is in the provenance).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import posixpath
 import time
@@ -61,7 +62,7 @@ async def board_identity(client: BoardClient) -> dict[str, Any]:
     """``uname -a`` and ``xdputil query`` of the board (DPU arch, fingerprints, VART/XIR versions)."""
     board = client.board
     uname = await client.run(["uname", "-a"], timeout=IDENTITY_TIMEOUT_S)
-    query = await client.run([board.xdputil, "query"], timeout=IDENTITY_TIMEOUT_S, check=False)
+    query = await client.run([board.xdputil, "query"], timeout=IDENTITY_TIMEOUT_S, check=False, sudo=True)
     identity: dict[str, Any] = {"uname": uname.stdout.strip()}
     try:
         parsed = parse_xdputil_query(query.output)
@@ -132,7 +133,7 @@ async def benchmark_run(client: BoardClient, remote_xmodel: str, threads: int, s
     board = client.board
     argv = [board.xdputil, "benchmark", remote_xmodel, "-i", "-1", str(threads)]
     env = {"SLEEP_MS": str(max(1, round(seconds * 1000))), **XDPUTIL_JOB_ENV}
-    result = await client.run(argv, timeout=board.command_timeout(seconds), env=env, check=False)
+    result = await client.run(argv, timeout=board.command_timeout(seconds), env=env, check=False, sudo=True, lock=True)
     if result.exit_status != 0:
         reason = failure_reason(result.output)
         lines = [line.strip() for line in result.output.splitlines() if line.strip()]
@@ -166,6 +167,7 @@ async def _session(
         runs: list[BenchmarkRun] = []
         cleanup: str = "removed"
         start = time.perf_counter()
+        finished = False
         try:
             remote = await client.upload(xmodel, remote_dir)
             while len(runs) < board.max_runs:
@@ -176,7 +178,10 @@ async def _session(
                     break
                 if len(runs) >= board.runs and time.perf_counter() - start >= settings.max_seconds:
                     break
+            finished = True
         finally:
+            if not finished:  # cancelled, timed out or failed: no xdputil of this model may outlive the session
+                await _kill_remote(client, remote_dir)
             try:
                 await client.remove_tree(remote_dir)
             except Exception as exc:  # the measurement stands; say the directory is left behind
@@ -189,6 +194,16 @@ async def _session(
             "cleanup": cleanup,
             "seconds": time.perf_counter() - start,
         }
+
+
+async def _kill_remote(client: BoardClient, remote_dir: str) -> None:
+    """Best effort: kill what still runs on the board for ``remote_dir`` (its path is unique to this session)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(client.kill_matching(remote_dir + "/")), client.board.connect_timeout_s)
+    except BaseException as exc:  # a dropped connection: the remote `timeout` still ends the run
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        log.warning("board %s: could not stop the benchmark under %s: %s", client.board.name, remote_dir, exc)
 
 
 def _provenance(board: BoardConfig, compiled: CompiledModel, session: dict[str, Any]) -> dict[str, Any]:
