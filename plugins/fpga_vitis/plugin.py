@@ -38,7 +38,7 @@ from accelnas.plugins.fpga_vitis.calibration import (
     check_calibration_file,
 )
 from accelnas.plugins.fpga_vitis.devices import PROFILES, XDPUTIL_JOB_ENV, mapping_notes
-from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError
+from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError, QuantizeError
 from accelnas.plugins.fpga_vitis.transport import load_client_key, probe
 from accelnas.plugins.fpga_vitis.vai_compile import compile_xmodel, find_compiler, net_name_for, read_arch
 
@@ -95,6 +95,12 @@ def check_option_values(
     if settings.batch_size is not None and settings.batch_size != listed_batch:
         raise BoardConfigError(
             f"fpga/{backend} runs at its DPU's batch {listed_batch}; batch size {settings.batch_size} cannot apply"
+        )
+    if requested in quantize.ONNX_QUANTIZERS:
+        raise QuantizeError(
+            f"option {quantize.OPTION}={requested} makes a QDQ ONNX model, which no DPU compiler takes: every "
+            "measurement would fail at compile; use auto or vai_q_pytorch (quantize.quantize() measures the ONNX "
+            "quantizers' agreement outside a campaign)"
         )
     measures_here = find_compiler() is not None
     if measures_here and requested != "auto":
@@ -213,7 +219,8 @@ def compile(target: Target, exported: ExportedModel, settings: MeasureSettings, 
         quantizer = exported.info.get("quantization", {}).get("quantizer", "?")
         raise CompileError(
             f"vai_c_xir compiles the xmodel of vai_q_pytorch; this model was quantized by {quantizer} "
-            f"({exported.format}), which no DPU compiler takes: run inside the Vitis AI PyTorch container"
+            f"({exported.format}), which no DPU compiler takes: use {quantize.OPTION}=vai_q_pytorch (importable "
+            f"here, or through {quantize.ENV_PYTHON})"
         )
     board = load_board(target.backend, settings)
     net_name = exported.info.get("net_name") or net_name_for(Path(exported.path).stem)

@@ -12,7 +12,8 @@ Order of preference (option ``fpga_quantizer``: ``auto``, ``vai_q_pytorch``, ``v
    returns the xmodel and its int8 logits. Without the variable it runs in this process.
 2. ``vai_q_onnx``: power-of-two, symmetric int8 QDQ ONNX for DPUs (``enable_dpu``); checks fidelity only.
 3. ONNX Runtime ``quantize_static``: QDQ, int8 per-channel weights, int8 symmetric activations (MinMax);
-   available everywhere, so the stage always runs and its agreement is always recorded.
+   available everywhere. The two ONNX quantizers measure agreement only (call :func:`quantize`): a
+   campaign refuses them, since every architecture would fail at compile.
 
 Agreement is measured on the calibration images: cosine similarity and top-1 agreement of the logits
 and their largest absolute difference, float model against quantized model.
@@ -46,6 +47,7 @@ WORKER_TIMEOUT_S = 4 * 3600.0
 # the worker's rebuilt float network must give this module's float logits (torch versions differ slightly)
 FLOAT_TOLERANCE = 1e-3
 QUANTIZERS = ("vai_q_pytorch", "vai_q_onnx", "onnxruntime")
+ONNX_QUANTIZERS = ("vai_q_onnx", "onnxruntime")  # fidelity only: their QDQ ONNX compiles for no DPU
 MODULES = {"vai_q_pytorch": "pytorch_nndct", "vai_q_onnx": "vai_q_onnx", "onnxruntime": "onnxruntime"}
 
 
