@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from accelnas.core.records import is_whole
 from accelnas.core.space import NUM_STAGES, Architecture
@@ -124,13 +125,57 @@ def count_macs(arch: Architecture, input_size: int = 224, num_classes: int = NUM
     return total
 
 
+def network_description(
+    arch: Architecture,
+    num_classes: int = NUM_CLASSES,
+    dropout: float = 0.2,
+    *,
+    activation: str = "silu",
+    gate: str = "sigmoid",
+) -> dict[str, Any]:
+    """The plain (JSON) description :func:`build_model` builds ``arch`` from.
+
+    ``core/_torch_blocks.py`` builds the network from it without importing accelnas, so another
+    process (another Python) can rebuild the identical network. ``activation`` (``silu`` or
+    ``hardswish``) and ``gate`` (``sigmoid`` or ``hardsigmoid``) name the squeeze-excite and block
+    activations.
+    """
+    _check_arguments(arch, num_classes)
+    blocks = [
+        {
+            "in_channels": b.in_channels,
+            "out_channels": b.out_channels,
+            "expansion": b.expansion,
+            "kernel": b.kernel,
+            "stride": b.stride,
+            "se": b.se,
+            "hidden": b.hidden,
+            "squeeze": b.squeeze,
+            "residual": b.residual,
+        }
+        for b in block_specs(arch)
+    ]
+    return {
+        "format": "accelnas-mbconvnet/1",
+        "architecture": arch.id,
+        "stem_channels": STEM_CHANNELS,
+        "blocks": blocks,
+        "head_in_channels": OUT_CHANNELS[-1],
+        "head_channels": HEAD_CHANNELS,
+        "num_classes": int(num_classes),
+        "dropout": float(dropout),
+        "activation": activation,
+        "gate": gate,
+    }
+
+
 def build_model(arch: Architecture, num_classes: int = NUM_CLASSES, dropout: float = 0.2):
     """The ``torch.nn.Module`` of ``arch`` (random initialisation, training mode)."""
     from accelnas.core import _torch_blocks as tb
 
-    _check_arguments(arch, num_classes)
-
-    return tb.MBConvNet(arch, num_classes=num_classes, dropout=dropout)
+    net = tb.MBConvNet(network_description(arch, num_classes, dropout))
+    net.architecture = arch
+    return net
 
 
 def calibrate_batchnorm(model, input_size: int, *, batches: int = 4, batch_size: int = 8, seed: int = 0):

@@ -48,6 +48,7 @@ class LoopbackBoard:
     env: dict[str, str] = field(default_factory=dict)  # extra environment of remote commands
     host: str = "127.0.0.1"
     port: int = 0
+    sftp: bool = True  # False: a board without an SFTP subsystem
 
     def __post_init__(self) -> None:
         self.home = self.root / "board"
@@ -119,6 +120,7 @@ class LoopbackBoard:
             "retries": 1,
             "retry_delay_s": 0.1,
             "connect_timeout_s": 5,
+            "lock_file": str(self.root / "dpu.lock"),
         }
         return entry | overrides
 
@@ -146,7 +148,7 @@ class LoopbackBoard:
             0,
             server_host_keys=[self._host_key],
             process_factory=self._handle,
-            sftp_factory=True,
+            sftp_factory=self.sftp or None,
             allow_scp=False,
         )
 
@@ -158,20 +160,21 @@ class LoopbackBoard:
             task.add_done_callback(self._tasks.discard)
         self.commands.append(command)
         env = os.environ | {"HOME": str(self.home), "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}"} | self.env
+        data = await process.stdin.read()  # the client sends EOF after its input (none for most commands)
         proc = await asyncio.create_subprocess_exec(
             "bash",
             "-c",
             command,
             cwd=self.home,
             env=env,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
         self._procs.add(proc)
         try:
-            out, err = await proc.communicate()
+            out, err = await proc.communicate(data.encode("utf-8", "surrogateescape") if data else None)
         finally:
             self._procs.discard(proc)
         status = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode

@@ -109,7 +109,10 @@ E0124 21:15:15.030138  9836 xdputil_query.cpp:182] Unsupported platform fingerpr
 
 def test_vai_c_xir_parser_counts_subgraphs_and_cpu_fallback_ops():
     report = parse_vai_c_xir(VAI_C_XIR_LOG)
-    assert (report.total_subgraphs, report.dpu_subgraphs, report.cpu_subgraphs) == (9, 3, 6)
+    # 9 = the input ("user") subgraph + 3 DPU + 5 CPU subgraphs
+    assert (report.total_subgraphs, report.dpu_subgraphs, report.cpu_subgraphs) == (9, 3, 5)
+    one = parse_vai_c_xir("[UNILOG][INFO] Total device subgraph number 3, DPU subgraph number 1")
+    assert one.cpu_subgraphs == 1
     assert report.target == "DPUCZDX8G_ISA1_B4096"
     assert (report.graph_name, report.op_count) == ("MBConvNet", 562)
     assert report.xmodel_path == "/workspace/out/anb_net.xmodel"
@@ -225,6 +228,11 @@ def test_every_board_field_is_validated():
     assert set(_FIELD_TYPES) == fields
 
 
+def test_remote_benchmarks_hold_the_board_lock_and_may_use_sudo():
+    command = remote_command(["xdputil", "query"], kill_after=5, sudo=True, lock="/tmp/l k")
+    assert shlex.split(command) == ["flock", "/tmp/l k", "sudo", "-n", "timeout", "-s", "KILL", "5", "xdputil", "query"]
+
+
 def test_remote_commands_quote_user_data():
     hostile = "/tmp/my boards/$(touch pwned); rm -rf ~"
     argv = ["xdputil", "benchmark", f"{hostile}/net.xmodel", "-i", "-1", "5"]
@@ -337,7 +345,7 @@ def test_export_quantizes_for_real_and_compile_refuses_onnx(tmp_path):
         and inits[n.input[0]].data_type == onnx.TensorProto.INT8
     ]
     assert weight_scales and max(s.size for s in weight_scales) > 1  # per-channel int8 weights
-    with pytest.raises(CompileError, match="quantized by onnxruntime"):
+    with pytest.raises(CompileError, match=r"quantized by onnxruntime .*use fpga_quantizer=vai_q_pytorch"):
         plugin.compile(_zcu102(), exported, settings, tmp_path)
     other = Target(device="cpu", backend="onnxruntime")
     assert plugin.export_model(other, arch, model, settings, tmp_path) is None
@@ -486,3 +494,59 @@ def test_fpga_targets_key_their_results_by_the_xdputil_job_environment():
     assert target.protocol == "xdputil COPY_INPUT=1 COPY_OUTPUT=1 ENABLE_MEMCMP=0"
     settings = MeasureSettings(input_size=224)
     assert settings.identity(target)["protocol"] == target.protocol
+
+
+def test_dpu_identity_compares_fingerprints_and_whole_name_tokens():
+    from accelnas.plugins.fpga_vitis.devices import split_target, target_batch
+    from accelnas.plugins.fpga_vitis.errors import RemoteCommandError
+    from accelnas.plugins.fpga_vitis.measure import check_dpu, compiled_batch
+
+    board = BoardConfig(name="zcu102", host="h")
+    ident = {"xdputil_query": {"dpu_arch": ["DPUCZDX8G_ISA1_B4096"], "fingerprints": ["0x101000016010407"]}}
+    assert split_target("DPUCZDX8G_ISA1_B4096_0101000056010407") == ("DPUCZDX8G_ISA1_B4096", 0x101000056010407)
+    with pytest.raises(RemoteCommandError, match="compiled for fingerprint 0x101000056010407"):
+        check_dpu(ident, {"compiled_target": "DPUCZDX8G_ISA1_B4096_0101000056010407"}, board)
+    check_dpu(ident, {"compiled_target": "DPUCZDX8G_ISA1_B4096_0101000016010407"}, board)
+    with pytest.raises(RemoteCommandError, match="compiled for fingerprint 0x101000056010407"):  # from the arch.json
+        check_dpu(ident, {"compiled_target": "DPUCZDX8G", "arch": {"fingerprint": "0x101000056010407"}}, board)
+    no_prints = {"xdputil_query": {"dpu_arch": ["DPUCZDX8G_ISA1_B1024"], "fingerprints": []}}
+    with pytest.raises(RemoteCommandError, match=r"compiled for DPUCZDX8G_ISA1_B102$"):
+        check_dpu(no_prints, {"compiled_target": "DPUCZDX8G_ISA1_B102"}, board)
+    check_dpu(no_prints, {"compiled_target": "DPUCZDX8G_ISA1_B1024"}, board)
+    assert [target_batch(t) for t in ("DPUCVDX8G_ISA3_C32B6", "DPUCZDX8G_ISA1_B4096_0101000016010407")] == [6, 1]
+    assert target_batch("DPUCV2DX8G_ISA1_C20B14") == 14 and target_batch("DPUCAHX8H_ISA2_DWC") is None
+    vck = BoardConfig(name="vck190", host="h", batch=6)
+    assert compiled_batch({"compiled_target": "DPUCVDX8G_ISA3_C32B6"}, vck) == (6, "compile target")
+    assert compiled_batch({"compiled_target": "DPUCAHX8H_ISA2_DWC"}, vck) == (6, "board entry")
+    with pytest.raises(BoardConfigError, match="runs batch 1, but board vck190's entry says batch 6"):
+        compiled_batch({"compiled_target": "DPUCZDX8G_ISA1_B4096"}, vck)
+
+
+def test_campaign_options_are_checked_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_BOARD, raising=False)
+    monkeypatch.delenv("ACCELNAS_FPGA_CALIBRATION", raising=False)
+    check = plugin.check_option_values
+    with pytest.raises(BoardConfigError, match="DPU's batch 1; batch size 16 cannot apply"):
+        check(MeasureSettings(batch_size=16), backend="zcu102", listed_batch=1)
+    missing = MeasureSettings(options=(("fpga_calibration", str(tmp_path / "none.npy")),))
+    vai_q = MeasureSettings(options=(("fpga_quantizer", "vai_q_pytorch"),))
+    monkeypatch.delenv("ACCELNAS_VAI_PYTHON", raising=False)
+    monkeypatch.setenv("ACCELNAS_VAI_C_XIR", str(tmp_path / "absent"))  # a host that only starts the campaign
+    check(missing, backend="zcu102", listed_batch=1)
+    check(vai_q, backend="zcu102", listed_batch=1)
+    for onnx_quantizer in ("vai_q_onnx", "onnxruntime"):  # a campaign of them would only fail at compile
+        with pytest.raises(QuantizeError, match=f"{onnx_quantizer} makes a QDQ ONNX model, which no DPU compiler"):
+            check(MeasureSettings(options=(("fpga_quantizer", onnx_quantizer),)), backend="zcu102", listed_batch=1)
+    monkeypatch.setenv("ACCELNAS_VAI_C_XIR", str(install_standin("vai_c_xir", tmp_path / "bin")))  # measures here
+    with pytest.raises(CalibrationError, match=r"none\.npy does not exist"):
+        check(missing, backend="zcu102", listed_batch=1)
+    if not importable("vai_q_pytorch"):
+        with pytest.raises(QuantizeError, match=r"not importable here .*ACCELNAS_VAI_PYTHON is not set"):
+            check(vai_q, backend="zcu102", listed_batch=1)
+    np.save(tmp_path / "hwc.npy", np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(CalibrationError, match="NCHW"):
+        check(
+            MeasureSettings(input_size=32, options=(("fpga_calibration", str(tmp_path / "hwc.npy")),)),
+            backend="zcu102",
+            listed_batch=1,
+        )

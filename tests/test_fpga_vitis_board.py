@@ -5,7 +5,9 @@ and a campaign that compiles with a stand-in vai_c_xir and measures over SSH."""
 from __future__ import annotations
 
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,7 @@ def server(tmp_path_factory):
 def board(server):
     """The server with a clean environment, call log and work directory for each test."""
     server.env.clear()
-    for name in ("xdputil_calls.jsonl", "xdputil_runs"):
+    for name in ("xdputil_calls.jsonl", "xdputil_runs", "xdputil_pids", "xdputil_overlaps", "xdputil_busy"):
         (server.home / name).unlink(missing_ok=True)
     yield server
     server.env.clear()
@@ -99,19 +101,32 @@ def test_zcu102_throughput_and_latency_over_ssh(board, tmp_path, monkeypatch):
         c["argv"][1].startswith(str(board.workdir)) and c["argv"][1].endswith("/anb_net.xmodel") for c in benchmarks
     )
     assert board.remote_dirs() == []  # every upload was removed
-    assert all(cmd.startswith("timeout -s KILL ") for cmd in board.commands)
+    benchmark_commands = [cmd for cmd in board.commands if " benchmark " in cmd]
+    lock = f"flock {board.root / 'dpu.lock'} timeout -s KILL "  # runs of all clients take turns on the DPU
+    assert benchmark_commands and all(cmd.startswith(lock) for cmd in benchmark_commands)
+    assert all(cmd.startswith(("timeout -s KILL ", lock)) for cmd in board.commands)
 
 
 def test_vck190_runs_at_batch_six(board, tmp_path, monkeypatch):
     _use(tmp_path, monkeypatch, {"vck190": board.entry(runs=2)})
-    compiled = _compiled(tmp_path, batch=6, target="DPUCZDX8G_ISA1_B4096")
+    board.env["XDPUTIL_STANDIN_DPU"] = "DPUCVDX8G_ISA3_C32B6"
+    compiled = _compiled(tmp_path, batch=6, target="DPUCVDX8G_ISA3_C32B6")
     t = plugin.measure_throughput(_target("vck190"), compiled, SETTINGS)
     lat = plugin.measure_latency(_target("vck190"), compiled, SETTINGS)
     assert t.batch_size == lat.batch_size == 6 and t.extra["threads"] == 6
     assert t.mean == pytest.approx(DPU_CORES * 6000 / FRAME_MS, rel=0.02)
     assert lat.mean == pytest.approx(FRAME_MS, rel=0.02)  # one job of 6 images
+    assert t.extra["dpu_batch"] == 6 and t.extra["dpu_batch_from"] == "compile target"
     with pytest.raises(BoardConfigError, match="batch 6"):
         plugin.measure_throughput(_target("vck190"), compiled, MeasureSettings(input_size=32, batch_size=16))
+
+
+def test_the_batch_comes_from_the_compiled_xmodel_not_the_board_entry(board, tmp_path, monkeypatch):
+    # a board entry claiming batch 6 for a batch-1 xmodel used to turn 2.5 ms into 15 ms
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(batch=6, runs=2)})
+    with pytest.raises(BoardConfigError, match=r"runs batch 1, but board zcu102's entry says batch 6"):
+        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
+    assert not _calls(board)  # refused before anything ran on the board
 
 
 def test_user_data_never_reaches_the_shell_unquoted(board, tmp_path, monkeypatch):
@@ -197,12 +212,18 @@ def test_host_key_policies(board, tmp_path, monkeypatch):
 
 
 def test_wrong_dpu_is_refused_before_benchmarking(board, tmp_path, monkeypatch):
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry()})
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(runs=2)})
     with pytest.raises(
-        RemoteCommandError, match="carries DPUCZDX8G_ISA1_B4096 but the xmodel was compiled for DPUCVDX8G"
+        RemoteCommandError, match="carries DPUCZDX8G_ISA1_B4096 but the xmodel was compiled for DPUCZDX8G_ISA1_B1024"
     ):
-        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path, target="DPUCVDX8G_ISA3_C32B6"), SETTINGS)
+        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path, target="DPUCZDX8G_ISA1_B1024"), SETTINGS)
+    # same name, other fingerprint (compiled for 0x101000056010407, the board has 0x101000016010407)
+    other = _compiled(tmp_path, target="DPUCZDX8G_ISA1_B4096_0101000056010407")
+    with pytest.raises(RemoteCommandError, match=r"fingerprint 0x101000016010407 but .* fingerprint 0x101000056010407"):
+        plugin.measure_latency(_target("zcu102"), other, SETTINGS)
     assert not [c for c in _calls(board) if c["argv"][0] == "benchmark"]
+    same = _compiled(tmp_path, target="DPUCZDX8G_ISA1_B4096_0101000016010407")
+    assert plugin.measure_latency(_target("zcu102"), same, SETTINGS).mean > 0
 
 
 class _FixtureQuantizer:
@@ -241,3 +262,79 @@ def test_campaign_compiles_measures_and_records_compile_failures(board, tmp_path
     assert {r["arch_id"] for r in failed} == {bad.id} and len(failed) == 2
     assert all("CompileError" in r["error"] and "XCOM_OP_NOT_SUPPORT" in r["error"] for r in failed)
     assert board.remote_dirs() == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_benchmarks_take_turns_and_an_abandoned_one_is_killed(board, tmp_path, monkeypatch):
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(runs=2, max_runs=2, run_seconds=1)})
+    with ThreadPoolExecutor(3) as pool:  # e.g. --shard jobs sharing one board
+        jobs = [pool.submit(plugin.measure_latency, _target("zcu102"), _compiled(tmp_path), SETTINGS) for _ in range(3)]
+        assert all(job.result().mean == pytest.approx(FRAME_MS, rel=0.02) for job in jobs)
+    assert len(_calls(board)) == 9 and not (board.home / "xdputil_overlaps").exists()
+    # the client gives up (no remote `timeout` here): the remote benchmark must not keep the DPU
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(command_timeout_s=1, retries=0, kill_on_timeout=False)})
+    board.env["XDPUTIL_STANDIN_MODE"] = "sleep"
+    with pytest.raises(RemoteTimeoutError):
+        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
+    pids = [int(p) for p in (board.home / "xdputil_pids").read_text().split()]
+    deadline = time.monotonic() + 5
+    while _alive(pids[-1]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pids[-1]) and board.remote_dirs() == []
+
+
+def test_board_without_sftp_takes_the_model_over_an_exec_channel(tmp_path, monkeypatch):
+    with LoopbackBoard(tmp_path / "nosftp", sftp=False) as bare:
+        _use(tmp_path, monkeypatch, {"zcu102": bare.entry(runs=2, retries=2)})
+        m = plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
+        assert m.mean == pytest.approx(FRAME_MS, rel=0.02) and m.provenance["remote_cleanup"] == "removed"
+        assert any(" && cat > " in c for c in bare.commands) and bare.remote_dirs() == []
+
+
+def test_key_and_reachability_problems_are_found_before_quantizing(board, tmp_path, monkeypatch):
+    import asyncssh
+
+    from accelnas.core.retry import RetryPolicy
+    from accelnas.core.space import sample
+
+    locked = tmp_path / "locked_key"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(locked), "pkcs8-pem", passphrase="secret")
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(key=str(locked))})
+    settings = MeasureSettings(input_size=32)
+    for call in (
+        lambda: plugin.check_option_values(settings, backend="zcu102", listed_batch=1),
+        lambda: plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS),
+        lambda: plugin.export_model(_target("zcu102"), sample(1)[0], None, settings, tmp_path),
+    ):
+        with pytest.raises(BoardConfigError, match=r"locked_key cannot be loaded: .*ssh-agent"):
+            call()
+    port = closed_port()
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(port=port, retries=1, retry_delay_s=0.05)})
+    start = time.perf_counter()
+    with pytest.raises(BoardUnreachableError, match=r"unreachable after 2 attempts \(connection refused\)") as info:
+        plugin.export_model(_target("zcu102"), sample(1)[0], None, settings, tmp_path)  # no model: fails first
+    assert time.perf_counter() - start < 5 and RetryPolicy().is_transient(str(info.value))
+
+
+def test_an_unreachable_board_stops_a_campaign_with_max_failures(board, tmp_path, monkeypatch):
+    from accelnas.core.retry import NO_RETRY
+    from accelnas.core.space import sample
+
+    monkeypatch.setenv(ENV_TOOL, str(install_standin("vai_c_xir", tmp_path / "bin")))
+    arch_json = tmp_path / "arch.json"
+    arch_json.write_text(json.dumps({"target": "DPUCZDX8G_ISA1_B4096"}), encoding="utf-8")
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(arch=str(arch_json), port=closed_port(), retries=0)})
+    monkeypatch.setattr(plugin.quantize, "importable", lambda name: True)
+    registry = load_registry(["fpga_vitis"], use_env=False)
+    target = registry.target("fpga/zcu102")
+    with Store(tmp_path / "fpga.sqlite") as store:
+        report = run_campaign(registry, target, sample(4, seed=2), SETTINGS, store, retry=NO_RETRY, max_failures=2)
+    assert report.failure_limit_reached and report.failed == 2 and report.pending == 6
+    assert all("unreachable" in e and "connection refused" in e for e in report.errors)

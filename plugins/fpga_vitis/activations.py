@@ -44,6 +44,9 @@ def dpu_activations(model: Any, input_size: int, mode: str = "hard") -> tuple[An
             elif isinstance(child, nn.Sigmoid):
                 setattr(parent, name, nn.Hardsigmoid())
                 swapped["Sigmoid->Hardsigmoid"] += 1
+    description = getattr(model, "description", None)
+    if isinstance(description, dict):  # what a separate process rebuilds the network from (.vai_q_worker)
+        out.description = description | {"activation": "hardswish", "gate": "hardsigmoid"}
     with torch.no_grad():
         out = calibrate_batchnorm(out, input_size)
     return out, {"activations": "hard (Hardswish, Hardsigmoid), BatchNorm re-calibrated", "swapped": swapped}

@@ -16,6 +16,8 @@ The file is found through the measurement option ``fpga_board`` (``MeasureSettin
       runs: 3                     # minimum runs per metric (more until the CI is within precision)
       max_runs: 10
       retries: 2                  # extra attempts after a connection failure or a time-out
+      lock_file: /tmp/accelnas-dpu.lock   # `flock` serialises benchmarks on the board (null: off)
+      sudo: false                 # xdputil through `sudo -n` (a non-root user; /dev/dpu is root-only)
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class BoardConfig:
     retry_delay_s: float = 2.0
     compile_timeout_s: float = 1800.0
     kill_on_timeout: bool = True  # wrap remote commands in `timeout -s KILL`
+    lock_file: str | None = "/tmp/accelnas-dpu.lock"  # `flock` serialises benchmarks on the board; None: off
+    sudo: bool = False  # run xdputil with `sudo -n` (a non-root user: /dev/dpu is root-only)
 
     @property
     def address(self) -> str:
@@ -115,6 +119,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "retry_delay_s": (int, float),
     "compile_timeout_s": (int, float),
     "kill_on_timeout": (bool,),
+    "lock_file": (str,),
+    "sudo": (bool,),
 }
 
 
@@ -168,6 +174,8 @@ def parse_board(name: str, entry: dict[str, Any], path: Path) -> BoardConfig:
     if not entry.get("host"):
         raise BoardConfigError(f"board file {path}: {name}.host is required")
     values = {k: _check(name, k, v, path) for k, v in entry.items() if v is not None}
+    if "lock_file" in entry and entry["lock_file"] is None:
+        values["lock_file"] = None  # null switches the board-wide lock off
     profile = PROFILES[name]
     defaults: dict[str, Any] = {
         "dpu": profile.dpu,
@@ -196,6 +204,8 @@ def parse_board(name: str, entry: dict[str, Any], path: Path) -> BoardConfig:
             raise BoardConfigError(f"board file {path}: {name}.{key} must be > 0")
     if board.command_timeout_s is not None and board.command_timeout_s <= 0:
         raise BoardConfigError(f"board file {path}: {name}.command_timeout_s must be > 0")
+    if board.lock_file is not None and not board.lock_file.startswith("/"):
+        raise BoardConfigError(f"board file {path}: {name}.lock_file must be an absolute path (or null)")
     if not board.workdir.startswith("/") or board.workdir.rstrip("/") in ("", "/"):
         raise BoardConfigError(f"board file {path}: {name}.workdir must be an absolute directory other than /")
     if name == "dpu" and not (board.arch and board.dpu):

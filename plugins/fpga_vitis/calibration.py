@@ -17,10 +17,15 @@ OPTION_COUNT = "fpga_calibration_images"
 DEFAULT_COUNT = 16
 
 
-def load_calibration(path: Path, input_size: int) -> np.ndarray:
+def check_calibration_file(path: Path, input_size: int) -> None:
+    """Cheap check of a calibration file before a campaign: it exists and holds NCHW numbers (header only)."""
+    load_calibration(path, input_size, header_only=True)
+
+
+def load_calibration(path: Path, input_size: int, *, header_only: bool = False) -> np.ndarray:
     """Images of shape (N, 3, input_size, input_size) from a ``.npy`` file (no pickled objects)."""
     try:
-        images = np.load(Path(path).expanduser(), allow_pickle=False)
+        images = np.load(Path(path).expanduser(), allow_pickle=False, mmap_mode="r" if header_only else None)
     except FileNotFoundError:
         raise CalibrationError(f"calibration file {path} does not exist") from None
     except (OSError, ValueError) as exc:
@@ -33,6 +38,8 @@ def load_calibration(path: Path, input_size: int) -> np.ndarray:
         )
     if not np.issubdtype(images.dtype, np.number):
         raise CalibrationError(f"calibration file {path} holds {images.dtype} values, not numbers")
+    if header_only:
+        return images
     images = images.astype(np.float32, copy=False)
     if not np.isfinite(images).all():
         raise CalibrationError(f"calibration file {path} contains NaN or infinite values")

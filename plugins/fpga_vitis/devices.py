@@ -7,6 +7,7 @@ DPU's smallest batch, 1 on ZCU102 and 6 on VCK190; throughput: 5 threads on ZCU1
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from accelnas.core.space import Architecture
@@ -103,3 +104,58 @@ def mapping_notes(architecture: Architecture, dpu: str) -> list[str]:
 # what each timed job of xdputil's runner does besides running the DPU (Vitis AI 3.x's defaults, made
 # explicit); part of the targets' measurement protocol, so results timed otherwise get other keys
 XDPUTIL_JOB_ENV = {"COPY_INPUT": "1", "COPY_OUTPUT": "1", "ENABLE_MEMCMP": "0"}
+
+
+_FINGERPRINT_SUFFIX = re.compile(r"_(?:0x)?([0-9A-Fa-f]{16})$")
+_BATCH_TOKEN = re.compile(r"^C\d+B(\d+)$")  # DPUCVDX8G_ISA3_C32B6: 32 AIE cores, batch 6
+BATCH_ONE_FAMILIES = ("DPUCZDX8G",)  # its B<n> (B4096, B1024, ...) is the parallelism, not a batch
+
+
+def split_target(target: str) -> tuple[str, int | None]:
+    """A compile target's DPU name and fingerprint: ``DPUCZDX8G_ISA1_B4096_0101000016010407`` gives
+    (``DPUCZDX8G_ISA1_B4096``, 0x101000016010407); a name without the suffix has no fingerprint."""
+    target = target.strip()
+    m = _FINGERPRINT_SUFFIX.search(target)
+    if m is None:
+        return target, None
+    return target[: m.start()], int(m.group(1), 16)
+
+
+def parse_fingerprint(value: object) -> int | None:
+    """A fingerprint (``0x101000016010407``, a hex string or an int) as an int; None for 0 or unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value or None
+    try:
+        number = int(str(value).strip(), 16)
+    except ValueError:
+        return None
+    return number or None
+
+
+def name_tokens(name: str) -> list[str]:
+    """The ``_``-separated tokens of a DPU name, upper case."""
+    return [t for t in name.strip().upper().split("_") if t]
+
+
+def same_dpu(a: str, b: str) -> bool:
+    """Whether two DPU names agree token by token (one may name fewer tokens): ``B102`` is not ``B1024``."""
+    ta, tb = name_tokens(split_target(a)[0]), name_tokens(split_target(b)[0])
+    if not ta or not tb:
+        return False
+    n = min(len(ta), len(tb))
+    return ta[:n] == tb[:n]
+
+
+def target_batch(target: str | None) -> int | None:
+    """The batch a DPU runs, from its name (``C32B6`` gives 6; DPUCZDX8G runs 1); None when the name does not say."""
+    if not target:
+        return None
+    tokens = name_tokens(split_target(target)[0])
+    for token in tokens[1:]:
+        if m := _BATCH_TOKEN.match(token):
+            return int(m.group(1))
+    if tokens and tokens[0] in BATCH_ONE_FAMILIES:
+        return 1
+    return None

@@ -23,6 +23,7 @@ the VART version is in the provenance).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import posixpath
 import time
@@ -35,8 +36,14 @@ from accelnas.core.provenance import host_provenance, package_version
 from accelnas.core.records import UNITS, CompiledModel, Measurement, MeasureSettings
 from accelnas.core.timing import mean_ci
 from accelnas.plugins.fpga_vitis.board import BoardConfig
-from accelnas.plugins.fpga_vitis.devices import XDPUTIL_JOB_ENV
-from accelnas.plugins.fpga_vitis.errors import RemoteCommandError
+from accelnas.plugins.fpga_vitis.devices import (
+    XDPUTIL_JOB_ENV,
+    parse_fingerprint,
+    same_dpu,
+    split_target,
+    target_batch,
+)
+from accelnas.plugins.fpga_vitis.errors import BoardConfigError, RemoteCommandError
 from accelnas.plugins.fpga_vitis.parsers import (
     BenchmarkRun,
     OutputFormatError,
@@ -55,7 +62,7 @@ async def board_identity(client: BoardClient) -> dict[str, Any]:
     """``uname -a`` and ``xdputil query`` of the board (DPU arch, fingerprints, VART/XIR versions)."""
     board = client.board
     uname = await client.run(["uname", "-a"], timeout=IDENTITY_TIMEOUT_S)
-    query = await client.run([board.xdputil, "query"], timeout=IDENTITY_TIMEOUT_S, check=False)
+    query = await client.run([board.xdputil, "query"], timeout=IDENTITY_TIMEOUT_S, check=False, sudo=True)
     identity: dict[str, Any] = {"uname": uname.stdout.strip()}
     try:
         parsed = parse_xdputil_query(query.output)
@@ -67,15 +74,58 @@ async def board_identity(client: BoardClient) -> dict[str, Any]:
     return identity
 
 
-def check_dpu(identity: dict[str, Any], compiled_target: str | None, board: BoardConfig) -> None:
-    """Refuse a board whose DPU is not the one the xmodel was compiled for (xdputil would abort)."""
-    on_board = identity.get("xdputil_query", {}).get("dpu_arch") or []
-    if not compiled_target or not on_board:
+def model_fingerprint(compiled_info: dict[str, Any]) -> int | None:
+    """The fingerprint the xmodel was compiled for: the compile target's suffix, else the arch.json's."""
+    target = compiled_info.get("compiled_target")
+    fingerprint = split_target(str(target))[1] if target else None
+    if fingerprint is None and isinstance(compiled_info.get("arch"), dict):
+        fingerprint = parse_fingerprint(compiled_info["arch"].get("fingerprint"))
+    return fingerprint
+
+
+def check_dpu(identity: dict[str, Any], compiled_info: dict[str, Any], board: BoardConfig) -> None:
+    """Refuse a board whose DPU is not the one the xmodel was compiled for (xdputil would abort).
+
+    Fingerprints decide where both are known (``xdputil query`` gives the board's, the compile target's
+    suffix or the arch.json the model's); otherwise the DPU names must agree token by token.
+    """
+    query = identity.get("xdputil_query", {})
+    on_board = [str(a) for a in query.get("dpu_arch") or []]
+    board_prints = {f for f in (parse_fingerprint(v) for v in query.get("fingerprints") or []) if f}
+    target = compiled_info.get("compiled_target") or ""
+    wanted = model_fingerprint(compiled_info)
+    if wanted is not None and board_prints:
+        if wanted not in board_prints:
+            have = ", ".join(f"{f:#x}" for f in sorted(board_prints))
+            raise RemoteCommandError(
+                f"board {board.name} carries {', '.join(on_board) or 'a DPU'} with fingerprint {have} but the xmodel "
+                f"was compiled for fingerprint {wanted:#x} ({target or 'arch.json'})"
+            )
         return
-    if not any(compiled_target.startswith(a) or a.startswith(compiled_target) for a in on_board):
+    if not target or not on_board:
+        return
+    if not any(same_dpu(target, a) for a in on_board):
         raise RemoteCommandError(
-            f"board {board.name} carries {', '.join(on_board)} but the xmodel was compiled for {compiled_target}"
+            f"board {board.name} carries {', '.join(on_board)} but the xmodel was compiled for {target}"
         )
+
+
+def compiled_batch(compiled_info: dict[str, Any], board: BoardConfig) -> tuple[int, str]:
+    """The DPU batch of the xmodel (from its compile target's name) and where it came from.
+
+    A target that names its batch (``..._C32B6``; DPUCZDX8G always runs 1) must agree with the board
+    entry's ``batch``, which is used only for targets whose name does not say.
+    """
+    target = compiled_info.get("compiled_target")
+    batch = target_batch(str(target)) if target else None
+    if batch is None:
+        return board.batch, "board entry"
+    if batch != board.batch:
+        raise BoardConfigError(
+            f"the xmodel was compiled for {target}, which runs batch {batch}, but board {board.name}'s entry "
+            f"says batch {board.batch}: fix 'batch' or the arch.json"
+        )
+    return batch, "compile target"
 
 
 async def benchmark_run(client: BoardClient, remote_xmodel: str, threads: int, seconds: float) -> BenchmarkRun:
@@ -83,7 +133,7 @@ async def benchmark_run(client: BoardClient, remote_xmodel: str, threads: int, s
     board = client.board
     argv = [board.xdputil, "benchmark", remote_xmodel, "-i", "-1", str(threads)]
     env = {"SLEEP_MS": str(max(1, round(seconds * 1000))), **XDPUTIL_JOB_ENV}
-    result = await client.run(argv, timeout=board.command_timeout(seconds), env=env, check=False)
+    result = await client.run(argv, timeout=board.command_timeout(seconds), env=env, check=False, sudo=True, lock=True)
     if result.exit_status != 0:
         reason = failure_reason(result.output)
         lines = [line.strip() for line in result.output.splitlines() if line.strip()]
@@ -108,15 +158,16 @@ def _enough(samples: list[float], board: BoardConfig, precision: float) -> bool:
 
 
 async def _session(
-    board: BoardConfig, xmodel: Path, compiled_target: str | None, threads: int, settings: MeasureSettings
+    board: BoardConfig, xmodel: Path, compiled_info: dict[str, Any], threads: int, settings: MeasureSettings
 ) -> dict[str, Any]:
     async with BoardClient(board) as client:
         identity = await board_identity(client)
-        check_dpu(identity, compiled_target, board)
+        check_dpu(identity, compiled_info, board)
         remote_dir = posixpath.join(board.workdir, f"{xmodel.stem}-{uuid.uuid4().hex[:8]}")
         runs: list[BenchmarkRun] = []
         cleanup: str = "removed"
         start = time.perf_counter()
+        finished = False
         try:
             remote = await client.upload(xmodel, remote_dir)
             while len(runs) < board.max_runs:
@@ -127,7 +178,10 @@ async def _session(
                     break
                 if len(runs) >= board.runs and time.perf_counter() - start >= settings.max_seconds:
                     break
+            finished = True
         finally:
+            if not finished:  # cancelled, timed out or failed: no xdputil of this model may outlive the session
+                await _kill_remote(client, remote_dir)
             try:
                 await client.remove_tree(remote_dir)
             except Exception as exc:  # the measurement stands; say the directory is left behind
@@ -140,6 +194,16 @@ async def _session(
             "cleanup": cleanup,
             "seconds": time.perf_counter() - start,
         }
+
+
+async def _kill_remote(client: BoardClient, remote_dir: str) -> None:
+    """Best effort: kill what still runs on the board for ``remote_dir`` (its path is unique to this session)."""
+    try:
+        await asyncio.wait_for(asyncio.shield(client.kill_matching(remote_dir + "/")), client.board.connect_timeout_s)
+    except BaseException as exc:  # a dropped connection: the remote `timeout` still ends the run
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        log.warning("board %s: could not stop the benchmark under %s: %s", client.board.name, remote_dir, exc)
 
 
 def _provenance(board: BoardConfig, compiled: CompiledModel, session: dict[str, Any]) -> dict[str, Any]:
@@ -161,15 +225,17 @@ def measure_on_board(
     threads = board.throughput_threads if metric == "throughput" else board.latency_threads
     if metric == "throughput" and settings.threads:
         threads = settings.threads
-    target = compiled.info.get("compiled_target")
-    session = run_sync(lambda: with_retries(board, lambda: _session(board, xmodel, target, threads, settings)))
+    batch, batch_source = compiled_batch(compiled.info, board)
+    info = compiled.info
+    session = run_sync(lambda: with_retries(board, lambda: _session(board, xmodel, info, threads, settings)))
     runs: list[BenchmarkRun] = session["runs"]
     fps = [r.fps for r in runs]
-    samples = fps if metric == "throughput" else [1000.0 * board.batch / f for f in fps]
+    samples = fps if metric == "throughput" else [1000.0 * batch / f for f in fps]
     mean, std, low, high = mean_ci(samples)
     extra = {
         "threads": threads,
-        "dpu_batch": board.batch,
+        "dpu_batch": batch,
+        "dpu_batch_from": batch_source,
         "runs": [asdict(r) for r in runs],
         "run_seconds": board.run_seconds,
         "n_samples": len(samples),
@@ -190,7 +256,7 @@ def measure_on_board(
         ci_low=low,
         ci_high=high,
         samples=samples,
-        batch_size=board.batch,
+        batch_size=batch,
         input_size=settings.input_size,
         precision_reached=len(samples) >= 2 and extra["relative_ci"] <= settings.precision,
         extra=extra,

@@ -103,7 +103,8 @@ def parse_vai_c_xir(text: str) -> CompileReport:
         if m := _FATAL.search(line):
             report.errors.append((m.group(1) or m.group(2)).strip())
     if report.cpu_subgraphs is None and report.total_subgraphs is not None and report.dpu_subgraphs is not None:
-        report.cpu_subgraphs = report.total_subgraphs - report.dpu_subgraphs
+        # the total counts the input ("user") subgraph too, which runs nowhere
+        report.cpu_subgraphs = max(0, report.total_subgraphs - report.dpu_subgraphs - 1)
     return report
 
 

@@ -16,6 +16,8 @@ with the reason.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -26,16 +28,18 @@ from accelnas.core.provenance import package_version
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
 from accelnas.plugins.fpga_vitis import activations, quantize
-from accelnas.plugins.fpga_vitis.board import ENV_BOARD, OPTION_BOARD, BoardConfig, load_board
+from accelnas.plugins.fpga_vitis.board import ENV_BOARD, OPTION_BOARD, BoardConfig, board_file, load_board
 from accelnas.plugins.fpga_vitis.calibration import (
     OPTION_CALIBRATION,
     OPTION_COUNT,
     calibration_count,
     calibration_for,
     calibration_source,
+    check_calibration_file,
 )
 from accelnas.plugins.fpga_vitis.devices import PROFILES, XDPUTIL_JOB_ENV, mapping_notes
-from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError
+from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError, QuantizeError
+from accelnas.plugins.fpga_vitis.transport import load_client_key, probe
 from accelnas.plugins.fpga_vitis.vai_compile import compile_xmodel, find_compiler, net_name_for, read_arch
 
 DEVICE = "fpga"
@@ -49,9 +53,12 @@ def _availability(backend: str) -> tuple[list[str], BoardConfig | None]:
     """What is missing for ``fpga/<backend>`` here, and its board entry when one is configured."""
     problems: list[str] = []
     if find_compiler() is None:
-        problems.append("vai_c_xir not found (run inside the Vitis AI 3.5 container)")
-    if not quantize.importable("vai_q_pytorch"):
-        problems.append("vai_q_pytorch (pytorch_nndct) not importable: its xmodel is what vai_c_xir compiles")
+        problems.append("vai_c_xir not found (run inside the Vitis AI container, or set ACCELNAS_VAI_C_XIR)")
+    if not quantize.usable("vai_q_pytorch"):
+        problems.append(
+            f"vai_q_pytorch (pytorch_nndct) not importable and {quantize.ENV_PYTHON} not set: its xmodel is what "
+            "vai_c_xir compiles"
+        )
     if package_version("asyncssh") is None:
         problems.append("asyncssh not installed (pip install 'accelnas[fpga]')")
     board: BoardConfig | None = None
@@ -71,24 +78,47 @@ OPTION_KEYS = (OPTION_BOARD, activations.OPTION, quantize.OPTION, OPTION_CALIBRA
 def check_option_values(
     settings: MeasureSettings, *, backend: str | None = None, listed_batch: int | None = None
 ) -> None:
-    """Refuse option values no measurement could use, before a campaign starts.
+    """Refuse option values no measurement could use, before a campaign starts: cheap, local checks only.
 
-    A board file named by the ``fpga_board`` option (where it exists here) must run ``backend`` at
-    the DPU batch the target was listed with (``listed_batch``): results are keyed and checked by it.
+    Always: the option values, and ``--batch-size`` against the DPU batch the target was listed with
+    (``listed_batch``: results are keyed and checked by it). Where the board file, the SSH key or the
+    calibration file exists here, it is read (the key loaded). Where this host has ``vai_c_xir``
+    (it measures, not just starts the campaign), a named quantizer must be usable and a named
+    calibration file present.
     """
     activations.check_mode(settings.option(activations.OPTION, "hard"))
-    quantize.check_requested(settings.option(quantize.OPTION, "auto"))
+    requested = quantize.check_requested(settings.option(quantize.OPTION, "auto"))
     if calibration_source(settings) is None:  # a calibration file makes the image count moot
         calibration_count(settings)
-    named = settings.option(OPTION_BOARD)
-    if backend is None or listed_batch is None or not named or not Path(named).expanduser().is_file():
+    if backend is None or listed_batch is None:
+        return
+    if settings.batch_size is not None and settings.batch_size != listed_batch:
+        raise BoardConfigError(
+            f"fpga/{backend} runs at its DPU's batch {listed_batch}; batch size {settings.batch_size} cannot apply"
+        )
+    if requested in quantize.ONNX_QUANTIZERS:
+        raise QuantizeError(
+            f"option {quantize.OPTION}={requested} makes a QDQ ONNX model, which no DPU compiler takes: every "
+            "measurement would fail at compile; use auto or vai_q_pytorch (quantize.quantize() measures the ONNX "
+            "quantizers' agreement outside a campaign)"
+        )
+    measures_here = find_compiler() is not None
+    if measures_here and requested != "auto":
+        quantize.choose_quantizer(requested)
+    source = calibration_source(settings)
+    if source and (measures_here or Path(source).expanduser().is_file()):
+        check_calibration_file(Path(source).expanduser(), settings.input_size)
+    path = board_file(settings)
+    if path is None or not path.is_file():
         return
     board = load_board(backend, settings)
     if board.batch != listed_batch:
         raise BoardConfigError(
-            f"board file {named} runs fpga/{backend} at DPU batch {board.batch}, but the target is listed at batch "
+            f"board file {path} runs fpga/{backend} at DPU batch {board.batch}, but the target is listed at batch "
             f"{listed_batch} (from {ENV_BOARD} or the {backend} profile): name the same file in {ENV_BOARD}"
         )
+    if board.key and (measures_here or Path(board.key).is_file()):
+        load_client_key(board)
 
 
 @hookimpl
@@ -106,7 +136,8 @@ def register_targets(register: Callable[[Target], None]) -> None:
                 default_batch_size=batch,
                 latency_batch_size=batch,  # one job of the DPU's batch
                 requires=(
-                    "Vitis AI 3.5 container (vai_q_pytorch, vai_c_xir, arch.json) for quantize + compile",
+                    "Vitis AI container (vai_c_xir, arch.json; vai_q_pytorch in-process or through "
+                    f"{quantize.ENV_PYTHON}) for quantize + compile",
                     f"a board YAML with a '{backend}' entry named by {ENV_BOARD}",
                     "asyncssh (pip install 'accelnas[fpga]')",
                 ),
@@ -133,6 +164,24 @@ def _dpu(target: Target, settings: MeasureSettings) -> str:
     return board.dpu
 
 
+PROBE_VALID_S = 60.0  # a board that answered this recently is not probed again before the next model
+_answered: dict[tuple[str, int], float] = {}
+
+
+def _preflight(target: Target, settings: MeasureSettings) -> None:
+    """Find board problems before quantize + compile: the key loads and the SSH port answers."""
+    try:
+        board = load_board(target.backend, settings)
+    except BoardConfigError:
+        return  # no board here: quantize and compile alone; measuring names what is missing
+    load_client_key(board)
+    now = time.monotonic()
+    if now - _answered.get((board.host, board.port), -math.inf) < PROBE_VALID_S:
+        return
+    probe(board)
+    _answered[(board.host, board.port)] = now
+
+
 @hookimpl
 def export_model(
     target: Target, architecture: Architecture, model: Any, settings: MeasureSettings, workdir: Path
@@ -142,6 +191,7 @@ def export_model(
     from accelnas.plugins.cpu_ort.plugin import export_onnx
 
     workdir = Path(workdir)
+    _preflight(target, settings)
     dpu = _dpu(target, settings)
     mode = settings.option(activations.OPTION, "hard")
     deployable, act_info = activations.dpu_activations(model, settings.input_size, mode)
@@ -169,7 +219,8 @@ def compile(target: Target, exported: ExportedModel, settings: MeasureSettings, 
         quantizer = exported.info.get("quantization", {}).get("quantizer", "?")
         raise CompileError(
             f"vai_c_xir compiles the xmodel of vai_q_pytorch; this model was quantized by {quantizer} "
-            f"({exported.format}), which no DPU compiler takes: run inside the Vitis AI PyTorch container"
+            f"({exported.format}), which no DPU compiler takes: use {quantize.OPTION}=vai_q_pytorch (importable "
+            f"here, or through {quantize.ENV_PYTHON})"
         )
     board = load_board(target.backend, settings)
     net_name = exported.info.get("net_name") or net_name_for(Path(exported.path).stem)

@@ -5,9 +5,15 @@ Order of preference (option ``fpga_quantizer``: ``auto``, ``vai_q_pytorch``, ``v
 
 1. ``vai_q_pytorch`` (``pytorch_nndct``, Vitis AI container): calibration pass, then the ``test`` pass
    exports ``<Model>_int.xmodel``, the input of ``vai_c_xir``. The only quantizer whose output compiles.
+   With ``ACCELNAS_VAI_PYTHON`` set to the container's ``vitis-ai-pytorch`` interpreter (Python 3.8,
+   torch 1.13: accelnas itself cannot be installed there), it runs in that interpreter: the network's
+   plain description (JSON), its weights (``.npz``) and the calibration images (``.npy``) go to
+   :mod:`.vai_q_worker`, which rebuilds the identical network with ``core/_torch_blocks.py`` and
+   returns the xmodel and its int8 logits. Without the variable it runs in this process.
 2. ``vai_q_onnx``: power-of-two, symmetric int8 QDQ ONNX for DPUs (``enable_dpu``); checks fidelity only.
 3. ONNX Runtime ``quantize_static``: QDQ, int8 per-channel weights, int8 symmetric activations (MinMax);
-   available everywhere, so the stage always runs and its agreement is always recorded.
+   available everywhere. The two ONNX quantizers measure agreement only (call :func:`quantize`): a
+   campaign refuses them, since every architecture would fail at compile.
 
 Agreement is measured on the calibration images: cosine similarity and top-1 agreement of the logits
 and their largest absolute difference, float model against quantized model.
@@ -17,7 +23,11 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import logging
+import os
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +41,13 @@ from accelnas.plugins.fpga_vitis.errors import QuantizeError
 log = logging.getLogger(__name__)
 
 OPTION = "fpga_quantizer"
+ENV_PYTHON = "ACCELNAS_VAI_PYTHON"  # the Vitis AI container's vitis-ai-pytorch interpreter
+WORKER = Path(__file__).with_name("vai_q_worker.py")
+WORKER_TIMEOUT_S = 4 * 3600.0
+# the worker's rebuilt float network must give this module's float logits (torch versions differ slightly)
+FLOAT_TOLERANCE = 1e-3
 QUANTIZERS = ("vai_q_pytorch", "vai_q_onnx", "onnxruntime")
+ONNX_QUANTIZERS = ("vai_q_onnx", "onnxruntime")  # fidelity only: their QDQ ONNX compiles for no DPU
 MODULES = {"vai_q_pytorch": "pytorch_nndct", "vai_q_onnx": "vai_q_onnx", "onnxruntime": "onnxruntime"}
 
 
@@ -44,6 +60,7 @@ class QuantizeResult:
     format: str  # "xmodel" (compilable by vai_c_xir) or "onnx-qdq"
     agreement: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    worker: dict[str, Any] | None = None  # the ACCELNAS_VAI_PYTHON run: interpreter, Python, torch versions
 
     @property
     def compilable(self) -> bool:
@@ -55,11 +72,32 @@ class QuantizeResult:
             "format": self.format,
             "agreement": self.agreement,
             "seconds": round(self.seconds, 3),
-        }
+        } | ({"worker": self.worker} if self.worker else {})
 
 
 def importable(quantizer: str) -> bool:
     return importlib.util.find_spec(MODULES[quantizer]) is not None
+
+
+def worker_python() -> str | None:
+    """The interpreter named by ``ACCELNAS_VAI_PYTHON`` (None when unset)."""
+    return os.environ.get(ENV_PYTHON) or None
+
+
+def check_worker_python() -> str:
+    """The worker interpreter, resolved; raise :class:`QuantizeError` when it is not an executable."""
+    python = worker_python()
+    found = shutil.which(python) if python else None
+    if not found:
+        raise QuantizeError(f"{ENV_PYTHON}={python} is not an executable Python (the vitis-ai-pytorch interpreter)")
+    return found
+
+
+def usable(quantizer: str) -> bool:
+    """Whether ``quantizer`` can run here (vai_q_pytorch also through ``ACCELNAS_VAI_PYTHON``)."""
+    if quantizer == "vai_q_pytorch" and worker_python():
+        return True
+    return importable(quantizer)
 
 
 def check_requested(requested: str) -> str:
@@ -72,9 +110,10 @@ def check_requested(requested: str) -> str:
 def choose_quantizer(requested: str = "auto") -> str:
     """The quantizer to run: the first importable one for ``auto``; raise if a named one is missing."""
     if check_requested(requested) == "auto":
-        return next(q for q in QUANTIZERS if importable(q))
-    if not importable(requested):
-        raise QuantizeError(f"quantizer {requested} is not importable here (module {MODULES[requested]})")
+        return next(q for q in QUANTIZERS if usable(q))
+    if not usable(requested):
+        hint = f", and {ENV_PYTHON} is not set" if requested == "vai_q_pytorch" else ""
+        raise QuantizeError(f"quantizer {requested} is not importable here (module {MODULES[requested]}{hint})")
     return requested
 
 
@@ -199,6 +238,78 @@ def quantize_vai_q_pytorch(model: Any, out_dir: Path, images: np.ndarray, dpu: s
     return found[0], logits
 
 
+def _worker_failure(python: str, output: str, returncode: int) -> QuantizeError:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    marked = [line[len("vai_q_worker: ") :] for line in lines if line.startswith("vai_q_worker: ")]
+    detail = marked[-1] if marked else (lines[-1] if lines else "no output")
+    return QuantizeError(f"vai_q_pytorch in {python} failed (exit status {returncode}): {detail}")
+
+
+def quantize_vai_q_pytorch_worker(
+    model: Any, out_dir: Path, images: np.ndarray, dpu: str, reference: np.ndarray
+) -> tuple[Path, np.ndarray, dict[str, Any]]:
+    """vai_q_pytorch in ``ACCELNAS_VAI_PYTHON`` (:mod:`.vai_q_worker`): the xmodel, int8 logits, worker facts."""
+    from accelnas.core import _torch_blocks
+
+    python = check_worker_python()
+    description = getattr(model, "description", None)
+    if not isinstance(description, dict):
+        raise QuantizeError(
+            f"{ENV_PYTHON}: the vai_q_pytorch worker rebuilds networks of accelnas.core.model.build_model; "
+            f"this {type(model).__name__} carries no network description"
+        )
+    out_dir = Path(out_dir)
+    job_dir = out_dir.parent / "vai_q_job"
+    job_dir.mkdir(parents=True, exist_ok=True)
+    network, weights, calib = job_dir / "network.json", job_dir / "weights.npz", job_dir / "images.npy"
+    network.write_text(json.dumps(description, indent=1), encoding="utf-8")
+    np.savez(weights, **{name: t.detach().cpu().numpy() for name, t in model.state_dict().items()})
+    np.save(calib, np.ascontiguousarray(images, dtype=np.float32), allow_pickle=False)
+    job = {
+        "blocks": str(Path(_torch_blocks.__file__).resolve()),
+        "network": str(network),
+        "weights": str(weights),
+        "images": str(calib),
+        "output_dir": str(out_dir),
+        "target": dpu,
+        "result": str(job_dir / "result.json"),
+    }
+    job_file = job_dir / "job.json"
+    job_file.write_text(json.dumps(job, indent=1), encoding="utf-8")
+    log_path = job_dir / "worker.log"
+    try:
+        done = subprocess.run(
+            [python, str(WORKER), str(job_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=WORKER_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise QuantizeError(f"vai_q_pytorch in {python} timed out after {WORKER_TIMEOUT_S:g} s") from None
+    except OSError as exc:
+        raise QuantizeError(f"vai_q_pytorch in {python} could not start: {exc.strerror or exc}") from None
+    log_path.write_text(done.stdout or "", encoding="utf-8")
+    if done.returncode != 0:
+        raise _worker_failure(python, done.stdout or "", done.returncode)
+    try:
+        result = json.loads((job_dir / "result.json").read_text(encoding="utf-8"))
+        worker_float = np.load(out_dir / "float_logits.npy", allow_pickle=False)
+        logits = np.load(out_dir / "quant_logits.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise QuantizeError(f"vai_q_pytorch in {python} left no readable result: {first_line(exc)}") from None
+    scale = max(float(np.abs(reference).max()), 1.0)
+    if worker_float.shape != reference.shape or float(np.abs(worker_float - reference).max()) > FLOAT_TOLERANCE * scale:
+        raise QuantizeError(f"the network rebuilt in {python} gives other float logits than this one: not quantized")
+    xmodel = Path(result["xmodel"])
+    if not xmodel.is_file():
+        raise QuantizeError(f"vai_q_pytorch in {python} reported {xmodel}, which does not exist")
+    facts = {k: result.get(k) for k in ("python", "torch", "pytorch_nndct")} | {"interpreter": python}
+    return xmodel, logits, facts
+
+
 def quantize(
     model: Any,
     images: np.ndarray,
@@ -215,8 +326,14 @@ def quantize(
     workdir = Path(workdir)
     reference = float_logits(model, images)
     start = time.perf_counter()
+    worker: dict[str, Any] | None = None
     try:
-        if name == "vai_q_pytorch":
+        if name == "vai_q_pytorch" and worker_python():
+            out_dir = workdir / "quantize_result"
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path, logits, worker = quantize_vai_q_pytorch_worker(model, out_dir, images, dpu, reference)
+            fmt = "xmodel"
+        elif name == "vai_q_pytorch":
             out_dir = workdir / "quantize_result"
             out_dir.mkdir(parents=True, exist_ok=True)
             path, logits = quantize_vai_q_pytorch(model, out_dir, images, dpu)
@@ -234,6 +351,6 @@ def quantize(
         message = first_line(exc)
         raise QuantizeError(f"{name} failed: {type(exc).__name__}: {message}") from exc
     seconds = time.perf_counter() - start
-    result = QuantizeResult(name, path, fmt, agreement(reference, logits), seconds)
+    result = QuantizeResult(name, path, fmt, agreement(reference, logits), seconds, worker)
     log.info("quantized with %s in %.1fs: %s", name, seconds, result.agreement)
     return result

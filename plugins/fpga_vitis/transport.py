@@ -54,8 +54,19 @@ class RemoteResult:
         return self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr
 
 
-def remote_command(argv: Sequence[str], *, env: dict[str, str] | None = None, kill_after: float | None = None) -> str:
-    """A shell-safe command line from an argument list (``env`` and ``timeout`` prefixes included)."""
+def remote_command(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    kill_after: float | None = None,
+    sudo: bool = False,
+    lock: str | None = None,
+) -> str:
+    """A shell-safe command line from an argument list.
+
+    Prefixes, outermost first: ``flock <lock>`` (one such command at a time on the board), ``sudo -n``,
+    ``timeout -s KILL <s>``, ``env K=V``.
+    """
     if not argv:
         raise ValueError("empty remote command")
     parts = [str(a) for a in argv]
@@ -63,6 +74,10 @@ def remote_command(argv: Sequence[str], *, env: dict[str, str] | None = None, ki
         parts = ["env", *(f"{k}={v}" for k, v in env.items()), *parts]
     if kill_after is not None:
         parts = ["timeout", "-s", "KILL", str(max(1, math.ceil(kill_after))), *parts]
+    if sudo:
+        parts = ["sudo", "-n", *parts]
+    if lock:
+        parts = ["flock", lock, *parts]
     return shlex.join(parts)
 
 
@@ -103,17 +118,67 @@ async def _known_hosts_for(board: BoardConfig) -> str | None:
     return str(path)
 
 
+def load_client_key(board: BoardConfig) -> asyncssh.SSHKey | None:
+    """The board entry's private key, loaded; raise :class:`BoardConfigError` when it cannot be used."""
+    if not board.key:
+        return None
+    if not Path(board.key).is_file():
+        raise BoardConfigError(f"board {board.name}: SSH key {board.key} does not exist")
+    try:
+        return asyncssh.read_private_key(board.key)
+    except asyncssh.KeyImportError as exc:
+        hint = " (a passphrase-protected key: load it into ssh-agent and omit 'key')" if "assphrase" in str(exc) else ""
+        raise BoardConfigError(f"board {board.name}: SSH key {board.key} cannot be loaded: {exc}{hint}") from None
+    except OSError as exc:
+        raise BoardConfigError(f"board {board.name}: SSH key {board.key} cannot be read: {exc.strerror}") from None
+
+
+def _cause(exc: BaseException | None) -> str:
+    """A short cause of a connection failure, in words the campaign's retry policy knows."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, socket.timeout)):
+        return "connection timed out"
+    if isinstance(exc, (asyncssh.ConnectionLost, ConnectionResetError, asyncssh.DisconnectError)):
+        return "connection closed"
+    return "connection failed"
+
+
+def unreachable(board: BoardConfig, attempts: int, last: BaseException | None) -> BoardUnreachableError:
+    detail = (str(last) if last is not None else "") or type(last).__name__
+    return BoardUnreachableError(
+        f"board {board.name} ({board.address}) unreachable after {attempts} attempts ({_cause(last)}): {detail}"
+    )
+
+
+def probe(board: BoardConfig) -> None:
+    """Open (and close) a TCP connection to the board's SSH port, with the entry's retries.
+
+    Cheap, so that an unreachable board is found before a model is quantized and compiled for it.
+    """
+    last: BaseException | None = None
+    for number in range(board.retries + 1):
+        if number:
+            time.sleep(board.retry_delay_s * number)
+        try:
+            with socket.create_connection((board.host, board.port), timeout=board.connect_timeout_s):
+                return
+        except OSError as exc:
+            last = exc
+    raise unreachable(board, board.retries + 1, last)
+
+
 class BoardClient:
     """One SSH connection to a board (``async with BoardClient(board) as client``)."""
 
     def __init__(self, board: BoardConfig) -> None:
         self.board = board
         self.conn: asyncssh.SSHClientConnection | None = None
+        self.no_sftp = False
 
     async def __aenter__(self) -> BoardClient:
         board = self.board
-        if board.key and not Path(board.key).is_file():
-            raise BoardConfigError(f"board {board.name}: SSH key {board.key} does not exist")
+        key = load_client_key(board)
         known_hosts = await _known_hosts_for(board)
         kwargs: dict[str, Any] = {
             "port": board.port,
@@ -123,8 +188,8 @@ class BoardClient:
             "login_timeout": board.connect_timeout_s,
             "keepalive_interval": 15,
         }
-        if board.key:
-            kwargs |= {"client_keys": [board.key], "agent_path": None}
+        if key is not None:
+            kwargs |= {"client_keys": [key], "agent_path": None}
         self.conn = await asyncssh.connect(board.host, **kwargs)
         return self
 
@@ -140,15 +205,31 @@ class BoardClient:
         return self.conn
 
     async def run(
-        self, argv: Sequence[str], *, timeout: float, env: dict[str, str] | None = None, check: bool = True
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        sudo: bool = False,
+        lock: bool = False,
     ) -> RemoteResult:
-        """Run ``argv`` on the board; raise on time-out and (with ``check``) on a non-zero exit."""
-        kill_after = timeout if self.board.kill_on_timeout else None
-        command = remote_command(argv, env=env, kill_after=kill_after)
+        """Run ``argv`` on the board; raise on time-out and (with ``check``) on a non-zero exit.
+
+        ``sudo`` runs it through ``sudo -n`` where the board entry says so; ``lock`` holds the board's
+        ``lock_file`` (``flock``) while it runs, so runs of several clients take turns: the client then
+        also waits up to ``timeout`` for the lock.
+        """
+        board = self.board
+        kill_after = timeout if board.kill_on_timeout else None
+        lock_file = board.lock_file if lock else None
+        command = remote_command(argv, env=env, kill_after=kill_after, sudo=sudo and board.sudo, lock=lock_file)
         client_timeout = timeout + CLIENT_GRACE_S if kill_after is not None else timeout
+        if lock_file:
+            client_timeout += timeout  # another client's run (bounded by its own time-out) may hold the lock
         start = time.perf_counter()
         try:
-            done = await self._connection().run(command, check=False, timeout=client_timeout)
+            done = await self._connection().run(command, check=False, timeout=client_timeout, stdin=asyncssh.DEVNULL)
         except asyncssh.TimeoutError:
             raise RemoteTimeoutError(f"{argv[0]} on board {self.board.name} timed out after {timeout:g} s") from None
         seconds = time.perf_counter() - start
@@ -162,25 +243,87 @@ class BoardClient:
             raise RemoteCommandError(f"{argv[0]} on board {self.board.name} exited with status {status}: {detail}")
         return result
 
-    async def upload(self, local: Path, remote_dir: str, name: str | None = None) -> str:
-        """Copy ``local`` into ``remote_dir`` (created) by SFTP; return the remote path after a size check."""
-        remote = posixpath.join(remote_dir, name or Path(local).name)
+    async def _sftp(self) -> asyncssh.SFTPClient | None:
+        """An SFTP client, or None on a board without an SFTP subsystem (remembered for the connection)."""
+        if self.no_sftp:
+            return None
         try:
-            async with self._connection().start_sftp_client() as sftp:
-                await sftp.makedirs(remote_dir, exist_ok=True)
-                await sftp.put(str(local), remote)
-                size = (await sftp.stat(remote)).size
-        except asyncssh.SFTPError as exc:
-            raise RemoteCommandError(f"upload to {remote} on board {self.board.name} failed: {exc.reason}") from None
-        if size != Path(local).stat().st_size:
+            return await self._connection().start_sftp_client()
+        except asyncssh.ChannelOpenError as exc:  # the server refused the "sftp" subsystem request
+            self.no_sftp = True
+            log.info("board %s has no SFTP subsystem (%s): copying with cat over an exec channel", self.board.name, exc)
+            return None
+
+    async def _shell(self, command: str, data: bytes | None = None) -> asyncssh.SSHCompletedProcess:
+        stdin = {"input": data} if data is not None else {"stdin": asyncssh.DEVNULL}
+        return await self._connection().run(
+            command, encoding=None, check=False, timeout=self.board.connect_timeout_s + 120, **stdin
+        )
+
+    async def upload(self, local: Path, remote_dir: str, name: str | None = None) -> str:
+        """Copy ``local`` into ``remote_dir`` (created) by SFTP, or ``cat`` without SFTP; return the remote path."""
+        remote = posixpath.join(remote_dir, name or Path(local).name)
+        expected = Path(local).stat().st_size
+        sftp = await self._sftp()
+        if sftp is None:
+            quoted_dir, quoted = shlex.quote(remote_dir), shlex.quote(remote)
+            done = await self._shell(
+                f"mkdir -p -- {quoted_dir} && cat > {quoted} && wc -c < {quoted}", Path(local).read_bytes()
+            )
+            out = (done.stdout or b"").decode(errors="replace").strip()
+            if done.exit_status != 0:
+                err = [x.strip() for x in (done.stderr or b"").decode(errors="replace").splitlines() if x.strip()]
+                detail = err[-1] if err else f"exit status {done.exit_status}"
+                raise RemoteCommandError(f"upload to {remote} on board {self.board.name} failed: {detail}")
+            size = int(out) if out.isdigit() else -1
+        else:
+            try:
+                async with sftp:
+                    await sftp.makedirs(remote_dir, exist_ok=True)
+                    await sftp.put(str(local), remote)
+                    size = (await sftp.stat(remote)).size
+            except asyncssh.SFTPError as exc:
+                raise RemoteCommandError(
+                    f"upload to {remote} on board {self.board.name} failed: {exc.reason}"
+                ) from None
+        if size != expected:
             raise RemoteCommandError(f"upload of {Path(local).name} to board {self.board.name} is incomplete")
         return remote
 
     async def remove_tree(self, remote_dir: str) -> None:
         """Delete ``remote_dir`` and everything in it (missing is fine)."""
-        async with self._connection().start_sftp_client() as sftp:
+        sftp = await self._sftp()
+        if sftp is None:
+            done = await self._shell(f"rm -rf -- {shlex.quote(remote_dir)}")
+            if done.exit_status != 0:
+                raise RemoteCommandError(f"rm -rf {remote_dir} on board {self.board.name} failed")
+            return
+        async with sftp:
             if await sftp.exists(remote_dir):
                 await sftp.rmtree(remote_dir)
+
+    async def kill_matching(self, unique: str) -> None:
+        """Best effort: kill every process on the board whose command line holds ``unique`` (a fresh path)."""
+        argv = ["pkill", "-KILL", "-f", "--", literal_pattern(unique)]
+        await self._connection().run(
+            shlex.join(["sudo", "-n", *argv] if self.board.sudo else argv),
+            check=False,
+            timeout=self.board.connect_timeout_s,
+            stdin=asyncssh.DEVNULL,
+        )
+
+
+def literal_pattern(text: str) -> str:
+    """An extended regular expression (pkill's) matching ``text`` literally, but not its own command line."""
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "^":
+            out.append("\\^")
+        elif i == 0 or ch in ".[]$*+?(){}|\\":
+            out.append(f"[{ch}]")  # the first character bracketed: the pattern does not match itself
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _status(done: asyncssh.SSHCompletedProcess) -> int:
@@ -215,6 +358,8 @@ async def with_retries(board: BoardConfig, attempt: Callable[[], Awaitable[T]]) 
             return await attempt()
         except asyncssh.PermissionDenied as exc:
             raise BoardUnreachableError(f"board {board.name} ({board.address}) refused the login: {exc}") from None
+        except asyncssh.KeyImportError as exc:
+            raise BoardConfigError(f"board {board.name}: SSH key {board.key} cannot be loaded: {exc}") from None
         except asyncssh.HostKeyNotVerifiable as exc:
             raise BoardConfigError(
                 f"board {board.name} ({board.address}): host key not verifiable against {board.known_hosts}: {exc}"
@@ -226,8 +371,7 @@ async def with_retries(board: BoardConfig, attempt: Callable[[], Awaitable[T]]) 
     attempts = board.retries + 1
     if isinstance(last, RemoteTimeoutError):
         raise RemoteTimeoutError(f"{last} ({attempts} attempts)")
-    detail = str(last) or type(last).__name__
-    raise BoardUnreachableError(f"board {board.name} ({board.address}) unreachable after {attempts} attempts: {detail}")
+    raise unreachable(board, attempts, last)
 
 
 def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
