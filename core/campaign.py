@@ -61,6 +61,7 @@ class CampaignReport:
     budget_exhausted: bool = False
     executor: str = "local"
     failure_limit_reached: bool = False  # stopped after ``max_failures`` failed measurements
+    unavailable: str | None = None  # why the run stopped: a plugin said its device is gone
 
 
 def run_campaign(
@@ -83,9 +84,10 @@ def run_campaign(
     ``executor`` runs the measurements (default: :class:`~accelnas.core.executors.LocalExecutor`);
     ``retry`` is a policy or a {target, device or "*": policy} mapping; ``time_budget`` (seconds)
     stops submitting and cancels what is in flight once spent; ``max_failures`` does the same once
-    that many measurements have failed for good (a plugin failing on every architecture). What is
-    left stays pending for the next run. Before anything is measured, a hook that no loaded plugin
-    implements is an error.
+    that many measurements have failed for good (a plugin failing on every architecture), and so does
+    a hook raising :class:`~accelnas.core.errors.TargetUnavailableError` (its device is gone: that
+    measurement is not stored). What is left stays pending for the next run. Before anything is
+    measured, a hook that no loaded plugin implements is an error.
     """
     metrics = list(dict.fromkeys(metrics or target.metrics))  # a metric named twice is measured once
     archs = unique(archs)  # an architecture named twice is measured once
@@ -138,8 +140,17 @@ def run_campaign(
     waiting: dict[Task, set[str]] = {}  # tasks in flight -> metrics without an outcome yet
     to_retry: dict[Task, list[str]] = {}
 
+    lost = 0  # measurements the device went away during: pending, not failed
+
     def commit(task: Task, outcome: Outcome) -> None:
+        nonlocal lost
         arch, metric = task.arch, outcome.metric
+        if outcome.unavailable:
+            lost += 1
+            if report.unavailable is None:
+                report.unavailable = outcome.error or f"target {target.name} is unavailable"
+                log.error("%s: stopping the campaign: %s", target.name, report.unavailable)
+            return
         if outcome.ok:
             try:  # validated where it was measured; checked again after the trip between processes
                 measurement = checked_measurement(
@@ -179,6 +190,9 @@ def run_campaign(
                 report.failure_limit_reached = True
                 executor.cancel()
                 break
+            if report.unavailable is not None:
+                executor.cancel()
+                break
             while delayed and delayed[0][0] <= now:
                 queue.append(heapq.heappop(delayed)[2])
             while queue and len(waiting) < executor.capacity:
@@ -205,6 +219,6 @@ def run_campaign(
     finally:
         executor.close()
     report.pending = sum(len(t.metrics) for t in queue) + sum(len(t.metrics) for _, _, t in delayed)
-    report.pending += sum(len(left) for left in waiting.values())
+    report.pending += sum(len(left) for left in waiting.values()) + lost
     report.seconds = time.perf_counter() - start
     return report

@@ -22,7 +22,7 @@ from accelnas.core.cli_options import (
     writable_file,
     writable_folder,
 )
-from accelnas.core.errors import AccelnasError, InvalidArchitectureError, InvalidArgumentError
+from accelnas.core.errors import AccelnasError, InvalidArchitectureError, InvalidArgumentError, TargetUnavailableError
 from accelnas.core.termination import catch_sigterm, was_terminated
 
 DEFAULT_TARGET = "cpu/onnxruntime"
@@ -380,6 +380,7 @@ def collect(
                 report.pending += r.pending
             report.budget_exhausted = rounds[-1].budget_exhausted
             report.failure_limit_reached = rounds[-1].failure_limit_reached
+            report.unavailable = rounds[-1].unavailable
         else:
             report = run_campaign(
                 registry,
@@ -410,6 +411,13 @@ def collect(
             f"{report.pending} measurement(s) pending; fix the cause and run the same command again",
             err=True,
         )
+    if report.unavailable is not None:
+        click.echo(
+            f"error: stopped, {target.name} is unavailable: {report.unavailable}; {report.pending} measurement(s) "
+            "pending: run the same command again once it is back",
+            err=True,
+        )
+        ctx.exit(TargetUnavailableError.exit_code)
     if report.failed:
         click.echo(f"error: {report.failed} measurement(s) failed, first: {report.errors[0]}", err=True)
         ctx.exit(1)

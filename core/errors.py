@@ -37,7 +37,11 @@ class UnknownOptionError(AccelnasError, ValueError):
 
 
 class TargetUnavailableError(AccelnasError):
-    """The target is known but its SDK or hardware is missing here."""
+    """The target is known but its SDK or hardware is missing here.
+
+    Raised by a plugin's hook in the middle of a campaign (a board that no longer answers), it stops
+    the campaign: nothing is stored for that measurement and what is left stays pending.
+    """
 
     exit_code = 3
 

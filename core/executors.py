@@ -28,7 +28,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.errors import AccelnasError, PluginError, PluginLoadError, describe, first_line
+from accelnas.core.errors import (
+    AccelnasError,
+    PluginError,
+    PluginLoadError,
+    TargetUnavailableError,
+    describe,
+    first_line,
+)
 from accelnas.core.plugins import ENTRY_POINT_GROUP, PASS_THROUGH, PluginRegistry
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
@@ -64,6 +71,7 @@ class Outcome:
     plugin: str | None = None
     seconds: float = 0.0
     where: dict[str, Any] = field(default_factory=dict)  # executor, host, pid
+    unavailable: bool = False  # the plugin said the device is gone (TargetUnavailableError): not a result
 
     @property
     def ok(self) -> bool:
@@ -78,6 +86,7 @@ class Outcome:
             "plugin": self.plugin,
             "seconds": self.seconds,
             "where": self.where,
+            "unavailable": self.unavailable,
         }
 
     @classmethod
@@ -90,6 +99,7 @@ class Outcome:
             plugin=data.get("plugin"),
             seconds=float(data.get("seconds") or 0.0),
             where=dict(data.get("where") or {}),
+            unavailable=bool(data.get("unavailable")),
         )
 
 
@@ -203,6 +213,7 @@ def measure_outcomes(
         except AccelnasError as exc:
             for outcome in failed(metrics, str(exc), getattr(exc, "plugin", None), **where):
                 outcome.seconds = time.perf_counter() - t0
+                outcome.unavailable = isinstance(exc, TargetUnavailableError)
                 yield outcome
             return
         for metric in metrics:
@@ -213,6 +224,7 @@ def measure_outcomes(
                 measurement = checked_measurement(result, plugin, hook, metric, target=target, settings=settings)
             except AccelnasError as exc:
                 out = Outcome(metric, error=str(exc), plugin=getattr(exc, "plugin", plugin), where=where)
+                out.unavailable = isinstance(exc, TargetUnavailableError)
             else:
                 measurement.provenance = {**measurement.provenance, "plugin": registry.identity(plugin)}
                 out = Outcome(metric, measurement=measurement, plugin=plugin, where=where)

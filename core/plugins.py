@@ -357,6 +357,8 @@ class PluginRegistry:
                 result = impl.function(**args)
             except PASS_THROUGH:
                 raise
+            except TargetUnavailableError as exc:  # the device is gone: the campaign stops, nothing is stored
+                raise TargetUnavailableError(f"plugin {impl.plugin_name!r} in {hook_name}: {first_line(exc)}") from exc
             except BaseException as exc:  # sys.exit() in a plugin is its failure, not the tool's exit
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} raised in {hook_name}: {describe(exc)}", plugin=impl.plugin_name

@@ -452,3 +452,76 @@ def test_a_worker_measures_at_the_batch_the_campaign_decided(tmp_path, monkeypat
         rows = store.results()
     assert (report.measured, report.failed) == (2, 0), report.errors
     assert {r["batch_size"] for r in rows} == {8}  # not the worker's own default of 128
+
+
+class Vanishing:
+    """A device that stops answering at one architecture (``ACCELNAS_TEST_GONE_AT``), as a board
+    taken off the network does: its plugin raises TargetUnavailableError."""
+
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("fake", "vanishing", metrics=("latency",)))
+
+    @hookimpl
+    def export_model(self, target, architecture):
+        if target.name != "fake/vanishing":
+            return None
+        if architecture.id == os.environ.get("ACCELNAS_TEST_GONE_AT"):
+            raise TargetUnavailableError("board 10.0.0.7 does not answer (connection refused)")
+        return ExportedModel(format="none")
+
+    @hookimpl
+    def compile(self, target, exported):
+        return CompiledModel(handle=None) if target.name == "fake/vanishing" else None
+
+    @hookimpl
+    def measure_latency(self, target, settings):
+        return (
+            exact_measurement("latency", 2.0, batch=1, input_size=settings.input_size)
+            if target.name == "fake/vanishing"
+            else None
+        )
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["local", "isolated"])
+def test_a_device_that_goes_away_stops_the_campaign_and_leaves_the_rest_pending(tmp_path, monkeypatch, isolated):
+    from accelnas.core.isolation import IsolatedExecutor
+
+    archs = sample(4, seed=3)
+    monkeypatch.setenv("ACCELNAS_TEST_GONE_AT", archs[1].id)
+    registry = load_registry([])
+    registry.register(Vanishing(), "vanishing")
+    target = registry.target("fake/vanishing")
+
+    def run():
+        executor = IsolatedExecutor(60.0) if isolated else None
+        with Store(tmp_path / "c.sqlite") as store:
+            return run_campaign(registry, target, archs, FAST, store, executor=executor), store.results(status=None)
+
+    report, rows = run()
+    assert (
+        report.unavailable == "plugin 'vanishing' in export_model: board 10.0.0.7 does not answer (connection refused)"
+    )
+    assert (report.measured, report.failed, report.pending) == (1, 0, 3)
+    assert [r["arch_id"] for r in rows] == [archs[0].id]  # nothing stored for the one it went away during
+    monkeypatch.delenv("ACCELNAS_TEST_GONE_AT")  # the board is back
+    report, rows = run()
+    assert (report.measured, report.already_done, report.unavailable) == (3, 1, None)
+    assert sorted(r["arch_id"] for r in rows) == sorted(a.id for a in archs)
+
+
+def test_collect_exits_3_when_the_device_goes_away_and_says_what_is_pending(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from accelnas.core import cli
+
+    archs = sample(3, seed=4)
+    monkeypatch.setenv("ACCELNAS_TEST_GONE_AT", archs[0].id)
+    registry = load_registry([])
+    registry.register(Vanishing(), "vanishing")
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    args = ["collect", "--target", "fake/vanishing", "--db", str(tmp_path / "c.sqlite"), "--input-size", "32"]
+    result = CliRunner().invoke(cli.cli, [*args, *(f"--arch={a.id}" for a in archs)])
+    assert result.exit_code == 3, result.output
+    assert "error: stopped, fake/vanishing is unavailable: plugin 'vanishing' in export_model: board" in result.output
+    assert "3 measurement(s) pending: run the same command again once it is back" in result.output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accelnas.core.errors import AccelnasError
+from accelnas.core.errors import AccelnasError, TargetUnavailableError
 
 
 class FpgaError(AccelnasError):
@@ -25,8 +25,9 @@ class CompileError(FpgaError):
     """``vai_c_xir`` is missing, failed, timed out or produced no xmodel."""
 
 
-class BoardUnreachableError(FpgaError):
-    """The board did not accept an SSH connection within the retries."""
+class BoardUnreachableError(FpgaError, TargetUnavailableError):
+    """The board did not accept an SSH connection within the retries: a campaign stops, its
+    remaining measurements left pending (exit code 3)."""
 
 
 class RemoteCommandError(FpgaError):
