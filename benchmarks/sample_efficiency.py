@@ -5,8 +5,11 @@
 
 For each target, a fixed 20% of the Accel-NASBench architectures is the test set. From the rest,
 ``n`` architectures are chosen (random, space-filling, or active: a space-filling quarter, then
-rounds of the architectures a seed ensemble disagrees most on) and the target's default surrogate
-is fitted on them; Kendall τ and R² on the test set are printed (mean ± std over seeds).
+rounds of the architectures a seed ensemble disagrees most on, exactly as ``accelnas collect
+--selection active`` chooses them) and the target's default surrogate is fitted on them; Kendall τ
+and R² on the test set are printed as mean ± sample standard deviation (ddof=1) over seeds. ``all``
+is one fit on the whole pool ("± -": no spread from one seed); a size larger than the pool is
+skipped with a note.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 
 from accelnas.core.cli_options import at_least_one, run_script
 from accelnas.core.space import FEATURE_NAMES, Architecture
-from accelnas.surrogates.active import disagreement_ensemble, most_uncertain, space_filling
+from accelnas.surrogates.active import active_rounds, space_filling
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, ANB_URL, PERF_KEYS, anb_target, import_anb
 from accelnas.surrogates.fit import fit_model
 from accelnas.surrogates.metrics import regression_metrics
@@ -44,21 +47,27 @@ def fit_default(target: str, metric: str, archs, y, std, sequence, seed: int):
     return fit_model(archs, np.asarray(y), std=std, sequence=sequence, seed=seed, **fit_options(recipe)).model
 
 
-def choose(strategy: str, pool: list[Architecture], values: dict[str, float], n: int, seed: int):
+def choose(strategy: str, pool: list[Architecture], values: dict[str, float], n: int, seed: int) -> list[Architecture]:
+    """``n`` architectures of ``pool``; ``active`` runs the campaign's rounds (``active_rounds``, its
+    default round sizes), its measurements looked up in ``values``."""
     if strategy == "random":
         order = np.random.default_rng(seed).permutation(len(pool))[:n]
         return [pool[i] for i in order]
     if strategy == "space-filling":
         return space_filling(pool, n, seed=seed)
-    chosen = space_filling(pool, min(max(8, n // 4), n), seed=seed)
-    batch = max(4, n // 8)
-    while len(chosen) < n:
-        ensemble = disagreement_ensemble(seed).fit(chosen, [values[a.id] for a in chosen])
-        nxt = most_uncertain(ensemble, pool, min(batch, n - len(chosen)), {a.id for a in chosen})
-        if not nxt:  # the pool is spent
-            break
-        chosen += nxt
-    return chosen
+    observed: list[tuple[Architecture, float]] = []
+
+    def measure(index: int, archs: list[Architecture]) -> list[tuple[Architecture, float]]:
+        observed.extend((a, values[a.id]) for a in archs)
+        return observed
+
+    return active_rounds(pool, n, measure, seed=seed)
+
+
+def cell(values: list[float]) -> str:
+    """``mean ± sample std`` (ddof=1), or ``mean ± -`` from one value."""
+    spread = f"{np.std(values, ddof=1):.4f}" if len(values) > 1 else f"{'-':>6}"
+    return f"{np.mean(values):.4f} ± {spread}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes.split(","):
             n = len(pool) if size == "all" else int(size)
             if n > len(pool):
+                print(f"{size:>6}  skipped: larger than the pool of {len(pool)} architectures", flush=True)
                 continue
             cells = []
             for strategy in strategies:
@@ -112,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                     m = regression_metrics(y_test, model.predict(test))
                     taus.append(m["kendall_tau"])
                     r2s.append(m["r2"])
-                cells.append(f"{np.mean(taus):>14.4f} ± {np.std(taus):.4f}  {np.mean(r2s):>7.4f} ± {np.std(r2s):.4f}")
+                cells.append(f"{cell(taus):>22}  {cell(r2s):>15}")
             print(f"{size:>6}  " + "  ".join(cells), flush=True)
     return 0
 

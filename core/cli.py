@@ -312,6 +312,12 @@ def collect(
     if num is not None:
         if num < 1:
             raise click.UsageError("--num must be >= 1")
+        from accelnas.core.space import space_size
+
+        if num > space_size() - len(archs):
+            raise click.UsageError(
+                f"--num {num} exceeds the {space_size() - len(archs):,} architectures the space has left"
+            )
         if selection == "space-filling":
             from accelnas.surrogates.active import select
 

@@ -2,9 +2,10 @@
 
 A device's surrogate gets good faster when the measured architectures cover the space (a
 farthest-point design) and when later measurements go where a seed ensemble fitted on the earlier
-ones disagrees most. :func:`active_campaign` runs a campaign in such rounds; every round is a normal
-campaign, so a killed active campaign resumes like any other (the rounds are re-derived from the
-stored results, deterministically).
+ones disagrees most. :func:`active_rounds` is that loop, with a callback that measures each round;
+:func:`active_campaign` runs it as campaigns and records each round in the store before measuring
+it, so a rerun replays the recorded rounds (a killed or failed campaign resumes with the same
+architectures) and a larger ``num`` continues the same design.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def space_filling(
 def most_uncertain(
     ensemble: SeedEnsemble, pool: Sequence[Architecture], n: int, exclude: set[str] | None = None
 ) -> list[Architecture]:
-    """The ``n`` architectures of ``pool`` with the largest relative ensemble spread."""
+    """The ``n`` architectures of ``pool`` with the largest relative ensemble spread (none for ``n <= 0``)."""
     candidates = [a for a in pool if a.id not in (exclude or set())]
+    if n <= 0 or not candidates:
+        return []
     mean, std = ensemble.predict_dist(candidates)
     order = np.argsort(-(std / np.maximum(np.abs(mean), 1e-12)), kind="stable")
     return [candidates[i] for i in order[:n]]
@@ -89,6 +92,124 @@ def select(strategy: str, num: int, *, seed: int = 0, pool_size: int = 5000) -> 
     if strategy == "space-filling":
         return space_filling(sample(max(pool_size, num), seed), num, seed=seed)
     raise ValueError(f"unknown selection {strategy!r}")
+
+
+Observations = Sequence[tuple[Architecture, float]]
+"""(architecture, value) pairs an ensemble is fitted on."""
+
+
+def round_sizes(num: int, initial: int | None = None, batch: int | None = None) -> tuple[int, int]:
+    """(first round, later rounds) sizes: by default a quarter of ``num`` (at least 8), then a tenth
+    (at least 4). Refuses counts below 1 with a :class:`ValueError`."""
+    for name, value in (("num", num), ("initial", initial), ("batch", batch)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"active selection needs {name} to be a whole number >= 1, got {value!r}")
+    return (max(8, num // 4) if initial is None else int(initial)), (max(4, num // 10) if batch is None else int(batch))
+
+
+def active_rounds(
+    pool: Sequence[Architecture],
+    num: int,
+    measure: Callable[[int, list[Architecture]], Observations | None],
+    *,
+    initial: int | None = None,
+    batch: int | None = None,
+    seed: int = 0,
+    replay: Sequence[Sequence[Architecture]] = (),
+) -> list[Architecture]:
+    """Choose ``num`` architectures of ``pool`` in rounds and have ``measure`` measure each round.
+
+    Round 0 is a space-filling design of ``initial`` architectures; each later round holds the
+    ``batch`` architectures (not yet chosen or observed) on which :func:`disagreement_ensemble`,
+    fitted on every observation, disagrees most. ``measure(index, archs)`` measures one round and
+    returns every (architecture, value) observed so far, or None to stop. The rounds of ``replay``
+    (chosen before, in order) are taken as they are, cut at ``num``, before new ones are chosen.
+    Returns the chosen architectures in order.
+    """
+    initial, batch = round_sizes(num, initial, batch)
+    chosen: list[Architecture] = []
+    ids: set[str] = set()
+    observed: Observations = []
+    index = 0
+    while len(chosen) < num:
+        want = num - len(chosen)
+        if index < len(replay):
+            nxt = unique(a for a in replay[index] if a.id not in ids)[:want]
+        elif index == 0:
+            nxt = space_filling(pool, min(initial, want), seed=seed)
+        elif len(observed) < 4:
+            log.warning("too few successful measurements to fit an ensemble; continuing space-filling")
+            nxt = space_filling(pool, min(batch, want), chosen=chosen + [a for a, _ in observed])
+        else:
+            ensemble = disagreement_ensemble(seed).fit([a for a, _ in observed], [v for _, v in observed])
+            nxt = most_uncertain(ensemble, pool, min(batch, want), ids | {a.id for a, _ in observed})
+        if not nxt and index >= len(replay):  # a pool of at least num distinct architectures never runs out
+            raise AccelnasError(f"active selection ran out of candidates after {len(chosen)} architectures")
+        index += 1
+        if not nxt:  # a recorded round whose architectures were all chosen before
+            continue
+        chosen += nxt
+        ids.update(a.id for a in nxt)
+        result = measure(index - 1, nxt)
+        if result is None:
+            break
+        observed = list(result)
+    return chosen
+
+
+_ROUNDS_TABLE = """
+CREATE TABLE IF NOT EXISTS active_rounds (
+    target TEXT NOT NULL,
+    settings_key TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    arch_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (target, settings_key, metric, seed, round, position)
+)
+"""
+
+
+def recorded_rounds(store: Store, target: str, settings_key: str, metric: str, seed: int) -> list[list[Architecture]]:
+    """The rounds an active campaign of this target, settings, judged metric and seed chose, in order."""
+    exists = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='active_rounds'").fetchone()
+    if not exists:
+        return []
+    rows = store.conn.execute(
+        "SELECT round, arch_id FROM active_rounds WHERE target = ? AND settings_key = ? AND metric = ? AND seed = ? "
+        "ORDER BY round, position",
+        (target, settings_key, metric, int(seed)),
+    )
+    rounds: dict[int, list[Architecture]] = {}
+    for r in rows:
+        rounds.setdefault(r["round"], []).append(Architecture.from_string(r["arch_id"]))
+    return [rounds[i] for i in sorted(rounds)]
+
+
+def record_round(
+    store: Store, target: str, settings_key: str, metric: str, seed: int, index: int, archs: Sequence[Architecture]
+) -> None:
+    """Note round ``index``'s architectures before they are measured; a round already noted is kept.
+
+    The ``active_rounds`` table is added to the store on first use; stores without it read as before.
+    """
+    with store.transaction() as c:
+        c.execute(_ROUNDS_TABLE)
+        key = (target, settings_key, metric, int(seed), index)
+        if c.execute(
+            "SELECT 1 FROM active_rounds "
+            "WHERE target = ? AND settings_key = ? AND metric = ? AND seed = ? AND round = ?",
+            key,
+        ).fetchone():
+            return
+        now = time.time()
+        c.executemany(
+            "INSERT INTO active_rounds (target, settings_key, metric, seed, round, position, arch_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*key, i, a.id, now) for i, a in enumerate(archs)],
+        )
 
 
 def active_campaign(
@@ -114,31 +235,32 @@ def active_campaign(
     """Measure ``num`` architectures in rounds: a space-filling start, then the most disputed ones.
 
     Disagreement is judged on ``metric`` (default: the first of ``metrics``, else the target's
-    first); ``metrics``, ``executor``, ``retry`` and ``retry_failed`` apply to every round as in
-    :func:`~accelnas.core.campaign.run_campaign`, and ``time_budget`` (seconds) and ``max_failures``
-    cover all rounds: once spent or reached, no further round starts and the last report says what is
-    pending.
+    first), by an ensemble fitted on every successful measurement of that metric stored for this
+    target and settings. Each round's architectures are recorded in the store before they are
+    measured, and a later run with the same target, settings, metric and seed replays the recorded
+    rounds (cut at ``num``) before choosing new ones: a killed or failed campaign resumes with the
+    same rounds, and a larger ``num`` continues the design. ``metrics``, ``executor``, ``retry``
+    and ``retry_failed`` apply to every round as in :func:`~accelnas.core.campaign.run_campaign`,
+    and ``time_budget`` (seconds) and ``max_failures`` cover all rounds: once spent or reached, no
+    further round starts and the last report says what is pending.
     """
+    try:
+        initial, batch = round_sizes(num, initial, batch)
+    except ValueError as exc:
+        raise AccelnasError(str(exc)) from None
     metric = metric or (metrics[0] if metrics else target.metrics[0])
     if metrics and metric not in metrics:
         raise AccelnasError(f"active selection judges {metric!r}, which is not among the measured metrics")
     if time_budget is not None and not 0 < time_budget < float("inf"):
         raise AccelnasError(f"the time budget must be a positive number of seconds, got {time_budget}")
-    initial = initial or max(8, num // 4)
-    batch = batch or max(4, num // 10)
     pool = sample(max(pool_size, num), seed)  # never fewer candidates than architectures asked for
     deadline = time.monotonic() + time_budget if time_budget is not None else float("inf")
-
-    def round_of(archs: list[Architecture]) -> CampaignReport:
-        left = deadline - time.monotonic()
-        failures_left = None if max_failures is None else max(1, max_failures - sum(r.failed for r in reports))
-        offset = len(chosen) - len(archs)  # progress counts over the whole campaign, not the round
-        counted = (lambda e: progress(dataclasses.replace(e, index=offset + e.index, total=num))) if progress else None
-        return run_campaign(
-            registry, target, archs, settings, store, metrics=metrics, retry_failed=retry_failed,
-            progress=counted, executor=executor, retry=retry,
-            time_budget=None if left == float("inf") else max(left, 1e-3), max_failures=failures_left,
-        )  # fmt: skip
+    key = settings.key(target)
+    replay = recorded_rounds(store, target.name, key, metric, seed)
+    if replay:
+        log.info("replaying %d recorded rounds (%d architectures)", len(replay), sum(map(len, replay)))
+    reports: list[CampaignReport] = []
+    done = 0  # architectures handed to earlier rounds: progress counts over the whole campaign
 
     def stopped() -> bool:
         last = reports[-1]
@@ -146,29 +268,30 @@ def active_campaign(
             last.failure_limit_reached = True  # also when the round's last outcome reached the limit
         return last.budget_exhausted or last.failure_limit_reached
 
-    chosen = space_filling(pool, min(initial, num), seed=seed)
-    reports: list[CampaignReport] = []
-    reports.append(round_of(chosen))
-    key = settings.key(target)
-    while len(chosen) < num and not stopped():
+    def measure(index: int, archs: list[Architecture]) -> Observations | None:
+        nonlocal done
+        record_round(store, target.name, key, metric, seed, index, archs)
+        left = deadline - time.monotonic()
+        failures_left = None if max_failures is None else max(1, max_failures - sum(r.failed for r in reports))
+        offset, done = done, done + len(archs)
+        counted = (lambda e: progress(dataclasses.replace(e, index=offset + e.index, total=num))) if progress else None
+        reports.append(run_campaign(
+            registry, target, archs, settings, store, metrics=metrics, retry_failed=retry_failed,
+            progress=counted, executor=executor, retry=retry,
+            time_budget=None if left == float("inf") else max(left, 1e-3), max_failures=failures_left,
+        ))  # fmt: skip
+        if stopped():
+            return None
         if time.monotonic() >= deadline:
             reports[-1].budget_exhausted = True
-            break
-        values = {
-            r["arch_id"]: r["value"] for r in store.results(target=target.name) if r["metric"] == metric
-            and r["settings_key"] == key
-        }  # fmt: skip
-        known = [a for a in chosen if a.id in values]
-        if len(known) < 4:
-            log.warning("too few successful %s measurements to fit an ensemble; continuing space-filling", metric)
-            nxt = space_filling(pool, min(batch, num - len(chosen)), chosen=chosen)
-        else:
-            ensemble = disagreement_ensemble(seed).fit(known, [values[a.id] for a in known])
-            nxt = most_uncertain(ensemble, pool, min(batch, num - len(chosen)), {a.id for a in chosen})
-        if not nxt:  # cannot happen with a pool of at least num distinct architectures; never loop on it
-            raise AccelnasError(f"active selection ran out of candidates after {len(chosen)} architectures")
-        chosen += nxt
-        reports.append(round_of(nxt))
-    if stopped():  # measurements, like run_campaign's: architectures not chosen × metrics
+            return None
+        return [
+            (Architecture.from_config(r["config"]), r["value"])
+            for r in store.results(target=target.name)
+            if r["metric"] == metric and r["settings_key"] == key
+        ]
+
+    chosen = active_rounds(pool, num, measure, initial=initial, batch=batch, seed=seed, replay=replay)
+    if reports and stopped():  # measurements, like run_campaign's: architectures not chosen × metrics
         reports[-1].pending += (num - len(chosen)) * len(set(metrics or target.metrics))
     return reports

@@ -11,7 +11,14 @@ from accelnas.core.plugins import load_registry
 from accelnas.core.records import CompiledModel, ExportedModel, MeasureSettings, Target
 from accelnas.core.space import sample
 from accelnas.core.store import Store
-from accelnas.surrogates.active import active_campaign, space_filling
+from accelnas.surrogates.active import (
+    active_campaign,
+    active_rounds,
+    disagreement_ensemble,
+    most_uncertain,
+    recorded_rounds,
+    space_filling,
+)
 
 FAST = MeasureSettings(input_size=32, batch_size=2, precision=0.05, max_seconds=0.5, warmup_seconds=0.2, threads=1)
 
@@ -149,3 +156,87 @@ def test_collect_active_measures_only_the_metric_asked_for(tmp_path):
     with Store(db) as store:
         rows = store.results(status="ok")
     assert len({r["arch_id"] for r in rows}) == 9 and {r["metric"] for r in rows} == {"latency"}
+
+
+class FailsOnce(Formula):
+    """A device on which one architecture fails until ``fixed`` is set."""
+
+    def __init__(self, bad: str):
+        super().__init__()
+        self.bad, self.fixed = bad, False
+
+    @hookimpl
+    def measure_latency(self, target, compiled, settings):
+        if target.name == "fake/formula" and compiled.handle.id == self.bad and not self.fixed:
+            raise RuntimeError("flaky")
+        return super().measure_latency(target, compiled, settings)
+
+
+def test_a_rerun_after_a_failure_replays_the_recorded_rounds(tmp_path):
+    bad = space_filling(sample(5000, 0), 8, seed=0)[3].id  # in the first round
+    registry, plugin = load_registry([]), FailsOnce(bad)
+    registry.register(plugin, "formula")
+    target = registry.target("fake/formula")
+    with Store(tmp_path / "a.sqlite") as store:
+        first = active_campaign(registry, target, FAST, store, num=16, metrics=["latency"])
+        assert sum(r.measured for r in first) == 15 and sum(r.failed for r in first) == 1
+
+        def rounds_now():
+            return [[a.id for a in r] for r in recorded_rounds(store, "fake/formula", FAST.key(target), "latency", 0)]
+
+        rounds = rounds_now()
+        plugin.fixed, before = True, len(plugin.measured)
+        again = active_campaign(registry, target, FAST, store, num=16, metrics=["latency"])
+        assert plugin.measured[before:] == [(bad, "latency")]  # only the failed one, nothing new chosen
+        assert sum(r.measured for r in again) == 1 and sum(r.already_done for r in again) == 15
+        assert [
+            [a.id for a in r] for r in recorded_rounds(store, "fake/formula", FAST.key(target), "latency", 0)
+        ] == rounds
+        assert len({r["arch_id"] for r in store.results(status="ok")}) == 16
+    assert [len(r) for r in rounds] == [8, 4, 4]
+
+
+def test_a_larger_num_continues_the_recorded_design(formula, tmp_path):
+    registry, plugin, target = formula
+    with Store(tmp_path / "a.sqlite") as store:
+        active_campaign(registry, target, FAST, store, num=20, metrics=["latency"])
+        first = [a for a, _ in plugin.measured]
+        more = active_campaign(registry, target, FAST, store, num=40, metrics=["latency"])
+        assert sum(r.already_done for r in more) == 20 and sum(r.measured for r in more) == 20
+        assert len(set(a for a, _ in plugin.measured)) == 40 and len(plugin.measured) == 40
+        assert [a for a, _ in plugin.measured[:20]] == first
+        fewer = active_campaign(registry, target, FAST, store, num=12, metrics=["latency"])
+        assert sum(r.measured for r in fewer) == 0 and sum(r.already_done for r in fewer) == 12
+
+
+@pytest.mark.parametrize("bad", [{"num": 0}, {"num": -5}, {"initial": 0}, {"batch": 0}, {"batch": -1}, {"num": 2.5}])
+def test_active_campaign_refuses_counts_below_one(formula, tmp_path, bad):
+    registry, plugin, target = formula
+    name = next(iter(bad))
+    with Store(tmp_path / "a.sqlite") as store, pytest.raises(AccelnasError, match=f"{name} to be a whole number >= 1"):
+        active_campaign(registry, target, FAST, store, **({"num": 20, "pool_size": 60} | bad))
+    assert plugin.measured == []
+
+
+def test_most_uncertain_returns_nothing_for_n_below_one():
+    archs = sample(12, 1)
+    ensemble = disagreement_ensemble(0).fit(archs, [Formula()._value(a) for a in archs])
+    pool = sample(30, 2)
+    assert most_uncertain(ensemble, pool, 0) == [] and most_uncertain(ensemble, pool, -1) == []
+    assert len(most_uncertain(ensemble, pool, 5)) == 5
+
+
+def test_active_rounds_fit_on_every_observation_and_skip_observed_architectures():
+    pool = sample(200, 4)
+    extra = sample(30, 9)  # measured before, outside the design: fitted on, never chosen
+    value = Formula()._value
+    sizes, chosen_ids = [], set()
+
+    def measure(index, archs):
+        sizes.append(len(archs))
+        chosen_ids.update(a.id for a in archs)
+        return [(a, value(a)) for a in extra]  # the design's own results are not even needed
+
+    chosen = active_rounds(pool + extra, 30, measure, seed=1)
+    assert sizes == [8, 4, 4, 4, 4, 4, 2] and len(chosen) == 30  # the campaign's default round sizes
+    assert not chosen_ids & {a.id for a in extra}

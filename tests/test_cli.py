@@ -116,6 +116,14 @@ def test_unknown_target(tmp_path):
     _assert_one_line_error(result, "unknown target 'gpu/nothing'", "cpu/onnxruntime")
 
 
+@pytest.mark.parametrize("selection", ["random", "space-filling", "active"])
+def test_collect_refuses_more_architectures_than_the_space_holds_before_opening_the_store(tmp_path, selection):
+    db = tmp_path / "x.sqlite"
+    result = run_cli("collect", "--num", "200000000000", "--selection", selection, "--db", str(db))
+    assert result.returncode == 2 and "--num 200000000000 exceeds the" in result.stderr, result.stderr
+    assert "unexpected" not in result.stderr and not db.exists()
+
+
 def test_unknown_plugin_in_env():
     _assert_one_line_error(run_cli("targets", env={"ACCELNAS_PLUGINS": "cpu_ort,nope"}), "unknown plugin 'nope'")
 

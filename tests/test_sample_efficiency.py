@@ -28,3 +28,48 @@ def test_default_fit_weights_rows_by_their_measurement_noise():
         model = bench.fit_default("tpuv3/anb", "throughput", train, y, stds, np.full(600, np.nan), seed=0)
         errors[name] = np.sqrt(np.mean((model.predict(test) / truth[600:] - 1.0) ** 2))
     assert errors["reported"] < 0.5 * errors["uniform"], errors
+
+
+def test_active_chooses_what_an_active_campaign_measures(tmp_path):
+    """The benchmark's active selection is the campaign's loop: same round sizes (a tenth of 40 = 4, not
+    an eighth), same architectures."""
+    from test_active import FAST, Formula
+
+    from accelnas.core.plugins import load_registry
+    from accelnas.core.store import Store
+    from accelnas.surrogates.active import active_campaign
+
+    registry, plugin = load_registry([]), Formula()
+    registry.register(plugin, "formula")
+    with Store(tmp_path / "a.sqlite") as store:
+        active_campaign(registry, registry.target("fake/formula"), FAST, store, num=40, metrics=["latency"])
+    pool = sample(5000, 0)
+    chosen = _load().choose("active", pool, {a.id: plugin._value(a) for a in pool}, 40, 0)
+    assert [a.id for a in chosen] == [arch for arch, _ in plugin.measured]
+
+
+def test_cells_show_the_sample_standard_deviation_and_none_from_one_seed():
+    cell = _load().cell
+    assert cell([0.8, 0.9]) == "0.8500 ± 0.0707"  # ddof=1: the population std would be 0.0500
+    assert cell([0.8]) == "0.8000 ±      -"
+
+
+def test_a_size_larger_than_the_pool_is_reported_not_skipped_silently(monkeypatch, capsys):
+    import pandas as pd
+
+    from accelnas.core.space import FEATURE_NAMES
+
+    bench = _load()
+    archs = sample(40, 5)
+    frame = pd.DataFrame(
+        [{**a.to_config(), "target": "zcu102/anb", "metric": "latency", "value": 1.0 + count_macs(a, 224) / 1e8}
+         for a in archs]
+    )  # fmt: skip
+    assert set(FEATURE_NAMES) <= set(frame.columns)
+    monkeypatch.setattr(bench, "import_anb", lambda source: (frame, type("R", (), {"summary": lambda self: ""})()))
+    assert bench.main(["--targets", "latency_zcu102", "--sizes", "100,all", "--seeds", "2",
+                       "--strategies", "random"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "100  skipped: larger than the pool of 32 architectures" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("all"))
+    assert row.count("±      -") == 2  # one seed: no spread, not ± 0.0000

@@ -462,3 +462,19 @@ def test_fit_with_noise_weighting_records_it():
     assert zero_std.artifact.metrics["weighting"] == "none" and zero_std.artifact.metrics["noise_floor"] is None
     with pytest.raises(ValueError, match="weighting"):
         fit_surrogate(frame, "sim/x", "latency", family="additive", weighting="magic")
+
+
+@pytest.mark.parametrize("transform", ["log", "inverse"])
+def test_positive_transforms_predict_within_half_the_minimum_and_twice_the_maximum(transform, monkeypatch):
+    """However far the fitted part extrapolates, predictions stay in [min / 2, 2 · max] of the training
+    targets (natural unit); the span-widened range alone allowed up to max² / min (log) or 10 · max (1/y)."""
+    archs = sample(12, 3)
+    y = np.linspace(1.0, 15.0, 12)
+    model = AdditiveSurrogate(transform=transform).fit(archs, y)
+    extremes = np.array([-1e9, -50.0, 1e-12, 50.0, 1e9])
+    monkeypatch.setattr(model, "_predict", lambda features: extremes)
+    pred = model.predict(archs[:5])
+    assert pred.min() >= 0.5 - 1e-12 and pred.max() == pytest.approx(30.0)
+    monkeypatch.undo()
+    inside = model.predict(archs)  # predictions inside the range are untouched
+    assert np.all((inside >= 0.5) & (inside <= 30.0))

@@ -233,12 +233,18 @@ class Surrogate(Regressor):
         return self._inverse(self._clip(self._predict(features)))
 
     def _clip(self, z: np.ndarray) -> np.ndarray:
-        """Keep extrapolation within the training range widened by its own span on both sides (and
-        positive for 1/y), so that a linear part far outside its data cannot produce absurd values."""
+        """Keep extrapolation within the training range widened by its own span on both sides, so that
+        a linear part far outside its data cannot produce absurd values; with the ``log`` and
+        ``inverse`` transforms (positive targets) also within [min / 2, 2 · max] of the training
+        targets in their natural unit."""
         lo, hi = self.z_range_
         span = max(hi - lo, abs(hi) * 1e-3, 1e-12)
-        low = max(lo - span, lo / 10) if self.transform == "inverse" else lo - span
-        return np.clip(z, low, hi + span)
+        low, high = lo - span, hi + span
+        if self.transform == "log":  # y in [min / 2, 2 max]
+            low, high = max(low, lo - np.log(2.0)), min(high, hi + np.log(2.0))
+        elif self.transform == "inverse":  # z = 1/y: y <= 2 max where z >= lo / 2, y >= min / 2 where z <= 2 hi
+            low, high = max(low, lo / 2), min(high, 2 * hi)
+        return np.clip(z, low, high)
 
     # -- to implement ----------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
