@@ -82,6 +82,21 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_by_target ON results(target, metric, status);
 """
 
+_ROUNDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS active_rounds (
+    target TEXT NOT NULL,
+    settings_key TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    arch_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (target, settings_key, metric, seed, round, position)
+)
+"""  # active selection's rounds, made on first use: stores without it (and older accelnas) read as before
+
+
 PLAN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS planned (
     arch_id TEXT NOT NULL REFERENCES architectures(arch_id),
@@ -406,6 +421,42 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     [(arch.id, target, metric, settings_key, text, now) for metric in metrics],
                 )
+
+    @_naming_the_store
+    def record_round(
+        self, target: str, settings_key: str, metric: str, seed: int, index: int, archs: Iterable[Architecture]
+    ) -> None:
+        """Note round ``index`` of an active selection before it is measured; a round already noted is kept."""
+        key = (target, settings_key, metric, int(seed), index)
+        with self.transaction() as c:
+            c.execute(_ROUNDS_SCHEMA)
+            if c.execute(
+                "SELECT 1 FROM active_rounds WHERE target = ? AND settings_key = ? AND metric = ? AND seed = ? "
+                "AND round = ?",
+                key,
+            ).fetchone():
+                return
+            now = time.time()
+            c.executemany(
+                "INSERT INTO active_rounds (target, settings_key, metric, seed, round, position, arch_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*key, i, a.id, now) for i, a in enumerate(archs)],
+            )
+
+    @_naming_the_store
+    def recorded_rounds(self, target: str, settings_key: str, metric: str, seed: int) -> list[list[Architecture]]:
+        """The rounds an active selection of this target, settings, judged metric and seed chose, in order."""
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='active_rounds'").fetchone():
+            return []
+        rows = self.conn.execute(
+            "SELECT round, arch_id FROM active_rounds "
+            "WHERE target = ? AND settings_key = ? AND metric = ? AND seed = ? ORDER BY round, position",
+            (target, settings_key, metric, int(seed)),
+        )
+        rounds: dict[int, list[Architecture]] = {}
+        for r in rows:
+            rounds.setdefault(r["round"], []).append(Architecture.from_string(r["arch_id"]))
+        return [rounds[i] for i in sorted(rounds)]
 
     # -- reads -----------------------------------------------------------------------------------
     @_naming_the_store

@@ -157,61 +157,6 @@ def active_rounds(
     return chosen
 
 
-_ROUNDS_TABLE = """
-CREATE TABLE IF NOT EXISTS active_rounds (
-    target TEXT NOT NULL,
-    settings_key TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    round INTEGER NOT NULL,
-    position INTEGER NOT NULL,
-    arch_id TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (target, settings_key, metric, seed, round, position)
-)
-"""
-
-
-def recorded_rounds(store: Store, target: str, settings_key: str, metric: str, seed: int) -> list[list[Architecture]]:
-    """The rounds an active campaign of this target, settings, judged metric and seed chose, in order."""
-    exists = store.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='active_rounds'").fetchone()
-    if not exists:
-        return []
-    rows = store.conn.execute(
-        "SELECT round, arch_id FROM active_rounds WHERE target = ? AND settings_key = ? AND metric = ? AND seed = ? "
-        "ORDER BY round, position",
-        (target, settings_key, metric, int(seed)),
-    )
-    rounds: dict[int, list[Architecture]] = {}
-    for r in rows:
-        rounds.setdefault(r["round"], []).append(Architecture.from_string(r["arch_id"]))
-    return [rounds[i] for i in sorted(rounds)]
-
-
-def record_round(
-    store: Store, target: str, settings_key: str, metric: str, seed: int, index: int, archs: Sequence[Architecture]
-) -> None:
-    """Note round ``index``'s architectures before they are measured; a round already noted is kept.
-
-    The ``active_rounds`` table is added to the store on first use; stores without it read as before.
-    """
-    with store.transaction() as c:
-        c.execute(_ROUNDS_TABLE)
-        key = (target, settings_key, metric, int(seed), index)
-        if c.execute(
-            "SELECT 1 FROM active_rounds "
-            "WHERE target = ? AND settings_key = ? AND metric = ? AND seed = ? AND round = ?",
-            key,
-        ).fetchone():
-            return
-        now = time.time()
-        c.executemany(
-            "INSERT INTO active_rounds (target, settings_key, metric, seed, round, position, arch_id, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*key, i, a.id, now) for i, a in enumerate(archs)],
-        )
-
-
 def active_campaign(
     registry: PluginRegistry,
     target: Target,
@@ -256,7 +201,7 @@ def active_campaign(
     pool = sample(max(pool_size, num), seed)  # never fewer candidates than architectures asked for
     deadline = time.monotonic() + time_budget if time_budget is not None else float("inf")
     key = settings.key(target)
-    replay = recorded_rounds(store, target.name, key, metric, seed)
+    replay = store.recorded_rounds(target.name, key, metric, seed)
     if replay:
         log.info("replaying %d recorded rounds (%d architectures)", len(replay), sum(map(len, replay)))
     reports: list[CampaignReport] = []
@@ -266,11 +211,11 @@ def active_campaign(
         last = reports[-1]
         if max_failures is not None and sum(r.failed for r in reports) >= max_failures:
             last.failure_limit_reached = True  # also when the round's last outcome reached the limit
-        return last.budget_exhausted or last.failure_limit_reached
+        return last.budget_exhausted or last.failure_limit_reached or last.unavailable is not None
 
     def measure(index: int, archs: list[Architecture]) -> Observations | None:
         nonlocal done
-        record_round(store, target.name, key, metric, seed, index, archs)
+        store.record_round(target.name, key, metric, seed, index, archs)
         left = deadline - time.monotonic()
         failures_left = None if max_failures is None else max(1, max_failures - sum(r.failed for r in reports))
         offset, done = done, done + len(archs)

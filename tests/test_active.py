@@ -16,7 +16,6 @@ from accelnas.surrogates.active import (
     active_rounds,
     disagreement_ensemble,
     most_uncertain,
-    recorded_rounds,
     space_filling,
 )
 
@@ -182,7 +181,7 @@ def test_a_rerun_after_a_failure_replays_the_recorded_rounds(tmp_path):
         assert sum(r.measured for r in first) == 15 and sum(r.failed for r in first) == 1
 
         def rounds_now():
-            return [[a.id for a in r] for r in recorded_rounds(store, "fake/formula", FAST.key(target), "latency", 0)]
+            return [[a.id for a in r] for r in store.recorded_rounds("fake/formula", FAST.key(target), "latency", 0)]
 
         rounds = rounds_now()
         plugin.fixed, before = True, len(plugin.measured)
@@ -190,7 +189,7 @@ def test_a_rerun_after_a_failure_replays_the_recorded_rounds(tmp_path):
         assert plugin.measured[before:] == [(bad, "latency")]  # only the failed one, nothing new chosen
         assert sum(r.measured for r in again) == 1 and sum(r.already_done for r in again) == 15
         assert [
-            [a.id for a in r] for r in recorded_rounds(store, "fake/formula", FAST.key(target), "latency", 0)
+            [a.id for a in r] for r in store.recorded_rounds("fake/formula", FAST.key(target), "latency", 0)
         ] == rounds
         assert len({r["arch_id"] for r in store.results(status="ok")}) == 16
     assert [len(r) for r in rounds] == [8, 4, 4]
