@@ -138,3 +138,18 @@ def test_worker_failures_come_back_as_one_line(tmp_path, worker_env):
     worker_env.setenv(quantize.ENV_PYTHON, str(tmp_path / "no-python"))
     with pytest.raises(QuantizeError, match="is not an executable Python"):
         plugin.export_model(_target(), arch, model, SETTINGS, tmp_path / "e")
+
+
+def test_in_process_quantization_takes_the_workers_steps(tmp_path, monkeypatch):
+    """Where pytorch_nndct imports beside accelnas (no ACCELNAS_VAI_PYTHON), the same steps run here."""
+    monkeypatch.delenv(quantize.ENV_PYTHON, raising=False)
+    monkeypatch.delenv("NNDCT_STANDIN_MODE", raising=False)
+    monkeypatch.syspath_prepend(str(STANDIN_NNDCT))  # accelnas is imported already: its shadow there is inert
+    for name in [m for m in sys.modules if m == "pytorch_nndct" or m.startswith("pytorch_nndct.")]:
+        monkeypatch.delitem(sys.modules, name)
+    arch = sample(1, seed=6)[0]
+    model = calibrate_batchnorm(build_model(arch), 32)
+    exported = plugin.export_model(_target(), arch, model, SETTINGS, tmp_path)
+    q = exported.info["quantization"]
+    assert exported.path.name == "MBConvNet_int.xmodel" and "worker" not in q
+    assert q["agreement"]["images"] == 4 and q["agreement"]["cosine_min"] > 0.99

@@ -22,7 +22,6 @@ and their largest absolute difference, float model against quantized model.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -213,29 +212,14 @@ def quantize_vai_q_onnx(float_onnx: Path, out: Path, images: np.ndarray, input_n
 
 
 def quantize_vai_q_pytorch(model: Any, out_dir: Path, images: np.ndarray, dpu: str) -> tuple[Path, np.ndarray]:
-    """vai_q_pytorch: calibrate, then export ``<Model>_int.xmodel``; return it and the int8 logits."""
-    import torch
-    from pytorch_nndct.apis import torch_quantizer
+    """vai_q_pytorch in this process: calibrate, then export ``<Model>_int.xmodel``; return it and the
+    int8 logits (the worker's own :func:`~.vai_q_worker.quantize_model`, the same steps)."""
+    from accelnas.plugins.fpga_vitis.vai_q_worker import quantize_model
 
-    example = (torch.from_numpy(images[:1]),)
-    kwargs: dict[str, Any] = {"output_dir": str(out_dir), "device": torch.device("cpu")}
-    if dpu and "target" in inspect.signature(torch_quantizer).parameters:
-        kwargs["target"] = dpu  # target-aware quantization (Vitis AI >= 3.0)
-    calib = torch_quantizer("calib", model, example, **kwargs)
-    with torch.no_grad():
-        for i in range(len(images)):
-            calib.quant_model(torch.from_numpy(images[i : i + 1]))
-    calib.export_quant_config()
-    test = torch_quantizer("test", model, example, **kwargs)
-    with torch.no_grad():
-        logits = np.concatenate(
-            [test.quant_model(torch.from_numpy(images[i : i + 1])).float().numpy() for i in range(len(images))]
-        )
-    test.export_xmodel(output_dir=str(out_dir), deploy_check=False)
-    found = sorted(Path(out_dir).glob("*_int.xmodel"))
-    if not found:
+    xmodel, logits, _ = quantize_model(model, np.ascontiguousarray(images, dtype=np.float32), out_dir, dpu)
+    if xmodel is None:
         raise QuantizeError(f"vai_q_pytorch exported no *_int.xmodel into {out_dir}")
-    return found[0], logits
+    return Path(xmodel), logits
 
 
 def _worker_failure(python: str, output: str, returncode: int) -> QuantizeError:

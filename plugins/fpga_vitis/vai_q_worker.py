@@ -62,11 +62,34 @@ def _logits(model, images):
     return np.concatenate(outs)
 
 
+def quantize_model(model, images, out_dir, target=""):
+    """vai_q_pytorch on ``model`` (eval mode): calibrate on ``images`` (NCHW float32), then export
+    ``<Model>_int.xmodel`` into ``out_dir``; return (its path or None, the int8 logits, the target
+    passed to ``torch_quantizer``). Also called in-process by the plugin where accelnas and
+    pytorch_nndct share one Python."""
+    import torch
+    from pytorch_nndct.apis import torch_quantizer
+
+    example = (torch.from_numpy(images[:1]),)
+    kwargs = {"output_dir": str(out_dir), "device": torch.device("cpu")}
+    if target and "target" in inspect.signature(torch_quantizer).parameters:
+        kwargs["target"] = target  # target-aware quantization (Vitis AI >= 3.0)
+    calib = torch_quantizer("calib", model, example, **kwargs)
+    with torch.no_grad():
+        for i in range(len(images)):
+            calib.quant_model(torch.from_numpy(images[i : i + 1]))
+    calib.export_quant_config()
+    test = torch_quantizer("test", model, example, **kwargs)
+    logits = _logits(test.quant_model, images)
+    test.export_xmodel(output_dir=str(out_dir), deploy_check=False)
+    found = sorted(glob.glob(os.path.join(str(out_dir), "*_int.xmodel")))
+    return (found[0] if found else None), logits, kwargs.get("target")
+
+
 def run(job):
     """Quantize the job's network; return what ``result.json`` holds."""
     import numpy as np
     import torch
-    from pytorch_nndct.apis import torch_quantizer
 
     out_dir = job["output_dir"]
     if not os.path.isdir(out_dir):
@@ -74,28 +97,17 @@ def run(job):
     model = _build(job)
     images = np.ascontiguousarray(np.load(job["images"], allow_pickle=False), dtype=np.float32)
     np.save(os.path.join(out_dir, "float_logits.npy"), _logits(model, images))
-    example = (torch.from_numpy(images[:1]),)
-    kwargs = {"output_dir": out_dir, "device": torch.device("cpu")}
-    if job.get("target") and "target" in inspect.signature(torch_quantizer).parameters:
-        kwargs["target"] = job["target"]  # target-aware quantization (Vitis AI >= 3.0)
-    calib = torch_quantizer("calib", model, example, **kwargs)
-    with torch.no_grad():
-        for i in range(len(images)):
-            calib.quant_model(torch.from_numpy(images[i : i + 1]))
-    calib.export_quant_config()
-    test = torch_quantizer("test", model, example, **kwargs)
-    np.save(os.path.join(out_dir, "quant_logits.npy"), _logits(test.quant_model, images))
-    test.export_xmodel(output_dir=out_dir, deploy_check=False)
-    found = sorted(glob.glob(os.path.join(out_dir, "*_int.xmodel")))
-    if not found:
+    xmodel, logits, target = quantize_model(model, images, out_dir, job.get("target") or "")
+    np.save(os.path.join(out_dir, "quant_logits.npy"), logits)
+    if xmodel is None:
         raise RuntimeError("vai_q_pytorch exported no *_int.xmodel into " + out_dir)
     nndct = sys.modules.get("pytorch_nndct")
     return {
-        "xmodel": found[0],
+        "xmodel": xmodel,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "pytorch_nndct": getattr(nndct, "__version__", None),
-        "target": kwargs.get("target"),
+        "target": target,
     }
 
 
