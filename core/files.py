@@ -9,12 +9,15 @@ new one, and a write that fails or is killed leaves the old file as it was (a ki
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -51,3 +54,18 @@ def write_text(path: str | Path, text: str) -> None:
 def write_csv(path: str | Path, frame: Any) -> None:
     """Replace ``path`` by a pandas DataFrame as CSV (no index column) atomically."""
     write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def remove(path: str | Path, what: str = "file") -> bool:
+    """Delete ``path`` where it exists, best effort: one that cannot be removed is logged, not raised.
+
+    True when it is gone (removed, or there was none).
+    """
+    try:
+        Path(path).unlink()
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        log.warning("could not remove the %s %s: %s", what, path, exc)
+        return False
+    return True

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelnas.core import files
 from accelnas.core.errors import StoreError
 from accelnas.core.hardware import mixed_hardware_in
 from accelnas.core.store import SCHEMA, Store
@@ -154,12 +155,7 @@ def merge_stores(out_path: str | Path, sources: Sequence[str | Path]) -> MergeRe
 def _remove_store(path: Path) -> None:
     """Delete a store file this merge created and its -wal/-shm files."""
     for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
-        try:
-            name.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("could not remove %s: %s", name, exc)
+        files.remove(name, "store file")
 
 
 def _merge_one(out: Store, src: Store, columns: list[str], name: str, report: MergeReport) -> None:

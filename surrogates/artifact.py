@@ -120,11 +120,8 @@ def save(artifact: SurrogateArtifact, out_dir: str | Path) -> Path:
     files_.write_text(out / METADATA_FILE, json.dumps(meta, default=_json_default) + "\n")
     keep = set(stored_as.values())
     for stale in sorted((replaced | _leftovers(out, files)) - keep):
-        try:
-            if (out / stale).is_file():
-                (out / stale).unlink()
-        except OSError as exc:  # the new surrogate is in place; an old file that stays is harmless
-            log.warning("could not remove the old model file %s: %s", out / stale, exc)
+        if (out / stale).is_file():  # the new surrogate is in place; an old file that stays is harmless
+            files_.remove(out / stale, "old model file")
     return out
 
 

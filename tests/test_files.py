@@ -112,3 +112,16 @@ def test_a_csv_report_is_replaced_whole(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="no space"):
         files.write_csv(path, pd.DataFrame({"id": ["c"], "value": [3.0]}))
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["front.csv"]
+
+
+def test_remove_is_best_effort(tmp_path, caplog):
+    from accelnas.core.files import remove
+
+    gone = tmp_path / "a.txt"
+    gone.write_text("x")
+    assert remove(gone) and not gone.exists()
+    assert remove(tmp_path / "never-there")  # nothing to remove is no problem
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert not remove(folder, "store file") and folder.is_dir()  # unlink refuses a directory: logged
+    assert f"could not remove the store file {folder}" in caplog.text

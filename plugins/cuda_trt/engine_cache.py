@@ -184,7 +184,7 @@ class EngineCache:
         """Remove the entry of ``key`` (both files), if any."""
         if self.root is not None:
             for path in self.paths(key):
-                _remove(path)
+                files.remove(path, "engine cache file")
 
     def load_timing_cache(self, key: EngineKey) -> bytes:
         """The serialized timing cache for ``key``'s GPU and TensorRT version (b"" when none)."""
@@ -204,14 +204,4 @@ class EngineCache:
 
     def drop_timing_cache(self, key: EngineKey) -> None:
         if self.root is not None:
-            _remove(self.root / key.timing_cache_name)
-
-
-def _remove(path: Path) -> None:
-    """Delete ``path`` if it exists; a file that cannot be removed is logged, not raised."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("could not remove %s from the engine cache (%s)", path, exc)
+            files.remove(self.root / key.timing_cache_name, "engine cache file")
