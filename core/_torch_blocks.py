@@ -2,8 +2,9 @@
 
 Standalone on purpose: this file imports only torch, and builds the network from a plain description
 (JSON-compatible dict, :func:`accelnas.core.model.network_description`), so that a process without
-accelnas (Python 3.8, torch 1.13: the Vitis AI quantizer's environment) loads it by path and rebuilds
-the identical network. Keep it free of accelnas imports and of syntax or APIs newer than Python 3.8.
+accelnas (Python 3.7 and torch 1.12 or later: the Vitis AI quantizer's environment) loads it by path
+and rebuilds the identical network. Keep it free of accelnas imports and of syntax or APIs newer than
+Python 3.7 and torch 1.12.
 """
 
 from __future__ import annotations

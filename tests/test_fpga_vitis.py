@@ -82,7 +82,7 @@ Test PASS.
 FINGERPRINT_FAILURE = """\
 WARNING: Logging before InitGoogleLogging() is written to STDERR
 W1009 22:12:43.531095  2841 dpu_runner_base_imp.cpp:676] CHECK fingerprint fail ! model_fingerprint \
-0x101000056010407 dpu_fingerprint 0x101000016010407
+0x101000016010407 dpu_fingerprint 0x101000056010407
 F1009 22:12:43.531231  2841 dpu_runner_base_imp.cpp:648] fingerprint check failure.
 *** Check failure stack trace: ***
 /usr/bin/xdputil: line 20:  2859 Aborted (core dumped) /usr/bin/python3 -m xdputil $*
@@ -138,7 +138,7 @@ def test_xdputil_benchmark_parser():
     assert run.thread_frames == [40750, 40751] and run.passed
     assert not parse_xdputil_benchmark(XDPUTIL_BENCHMARK_LOG.replace("Test PASS.", "Test Failed!!!")).passed
     assert parse_xdputil_benchmark("FPS=2.5e3 number_of_frames= 5000 time= 2 seconds.").fps == 2500
-    with pytest.raises(OutputFormatError, match="CHECK fingerprint fail ! model_fingerprint 0x101000056010407"):
+    with pytest.raises(OutputFormatError, match="CHECK fingerprint fail ! model_fingerprint 0x101000016010407"):
         parse_xdputil_benchmark(FINGERPRINT_FAILURE)
     assert failure_reason(FINGERPRINT_FAILURE).startswith("CHECK fingerprint fail")
     with pytest.raises(OutputFormatError, match="no 'FPS=' summary"):
@@ -481,6 +481,8 @@ def test_quantizer_target_comes_from_the_arch_json(tmp_path, monkeypatch):
         ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"zcu102": {"host": "h", "arch": str(arch)}}))
     )
     assert plugin._dpu(_zcu102(), MeasureSettings()) == "DPUCZDX8G_ISA1_B3136"
+    arch.write_text('{"fingerprint": "0x101000056010407"}', encoding="utf-8")  # vai_q_pytorch takes one too
+    assert plugin._dpu(_zcu102(), MeasureSettings()) == "0x101000056010407"
     monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "c.yaml", {"zcu102": {"host": "h"}})))
     assert plugin._dpu(_zcu102(), MeasureSettings()) == "DPUCZDX8G_ISA1_B4096"
     with pytest.raises(FpgaError, match="fpga_activations must be one of"):
@@ -502,18 +504,18 @@ def test_dpu_identity_compares_fingerprints_and_whole_name_tokens():
     from accelnas.plugins.fpga_vitis.measure import check_dpu, compiled_batch
 
     board = BoardConfig(name="zcu102", host="h")
-    ident = {"xdputil_query": {"dpu_arch": ["DPUCZDX8G_ISA1_B4096"], "fingerprints": ["0x101000016010407"]}}
-    assert split_target("DPUCZDX8G_ISA1_B4096_0101000056010407") == ("DPUCZDX8G_ISA1_B4096", 0x101000056010407)
-    with pytest.raises(RemoteCommandError, match="compiled for fingerprint 0x101000056010407"):
-        check_dpu(ident, {"compiled_target": "DPUCZDX8G_ISA1_B4096_0101000056010407"}, board)
-    check_dpu(ident, {"compiled_target": "DPUCZDX8G_ISA1_B4096_0101000016010407"}, board)
-    with pytest.raises(RemoteCommandError, match="compiled for fingerprint 0x101000056010407"):  # from the arch.json
-        check_dpu(ident, {"compiled_target": "DPUCZDX8G", "arch": {"fingerprint": "0x101000056010407"}}, board)
+    ident = {"xdputil_query": {"dpu_arch": ["DPUCZDX8G_ISA1_B4096"], "fingerprints": ["0x101000056010407"]}}
+    assert split_target("DPUCZDX8G_ISA1_B4096_0101000016010407") == ("DPUCZDX8G_ISA1_B4096", 0x101000016010407)
+    with pytest.raises(RemoteCommandError, match="compiled for fingerprint 0x101000016010407"):
+        check_dpu(ident, {"compiled_target": "DPUCZDX8G_ISA1_B4096_0101000016010407"}, board)
+    check_dpu(ident, {"compiled_target": "DPUCZDX8G_ISA1_B4096_0101000056010407"}, board)
+    with pytest.raises(RemoteCommandError, match="compiled for fingerprint 0x101000016010407"):  # from the arch.json
+        check_dpu(ident, {"compiled_target": "DPUCZDX8G", "arch": {"fingerprint": "0x101000016010407"}}, board)
     no_prints = {"xdputil_query": {"dpu_arch": ["DPUCZDX8G_ISA1_B1024"], "fingerprints": []}}
     with pytest.raises(RemoteCommandError, match=r"compiled for DPUCZDX8G_ISA1_B102$"):
         check_dpu(no_prints, {"compiled_target": "DPUCZDX8G_ISA1_B102"}, board)
     check_dpu(no_prints, {"compiled_target": "DPUCZDX8G_ISA1_B1024"}, board)
-    assert [target_batch(t) for t in ("DPUCVDX8G_ISA3_C32B6", "DPUCZDX8G_ISA1_B4096_0101000016010407")] == [6, 1]
+    assert [target_batch(t) for t in ("DPUCVDX8G_ISA3_C32B6", "DPUCZDX8G_ISA1_B4096_0101000056010407")] == [6, 1]
     assert target_batch("DPUCV2DX8G_ISA1_C20B14") == 14 and target_batch("DPUCAHX8H_ISA2_DWC") is None
     vck = BoardConfig(name="vck190", host="h", batch=6)
     assert compiled_batch({"compiled_target": "DPUCVDX8G_ISA3_C32B6"}, vck) == (6, "compile target")

@@ -217,12 +217,12 @@ def test_wrong_dpu_is_refused_before_benchmarking(board, tmp_path, monkeypatch):
         RemoteCommandError, match="carries DPUCZDX8G_ISA1_B4096 but the xmodel was compiled for DPUCZDX8G_ISA1_B1024"
     ):
         plugin.measure_latency(_target("zcu102"), _compiled(tmp_path, target="DPUCZDX8G_ISA1_B1024"), SETTINGS)
-    # same name, other fingerprint (compiled for 0x101000056010407, the board has 0x101000016010407)
-    other = _compiled(tmp_path, target="DPUCZDX8G_ISA1_B4096_0101000056010407")
-    with pytest.raises(RemoteCommandError, match=r"fingerprint 0x101000016010407 but .* fingerprint 0x101000056010407"):
+    # same name, other fingerprint (compiled for 0x101000016010407, the board has 0x101000056010407)
+    other = _compiled(tmp_path, target="DPUCZDX8G_ISA1_B4096_0101000016010407")
+    with pytest.raises(RemoteCommandError, match=r"fingerprint 0x101000056010407 but .* fingerprint 0x101000016010407"):
         plugin.measure_latency(_target("zcu102"), other, SETTINGS)
     assert not [c for c in _calls(board) if c["argv"][0] == "benchmark"]
-    same = _compiled(tmp_path, target="DPUCZDX8G_ISA1_B4096_0101000016010407")
+    same = _compiled(tmp_path, target="DPUCZDX8G_ISA1_B4096_0101000056010407")
     assert plugin.measure_latency(_target("zcu102"), same, SETTINGS).mean > 0
 
 
@@ -290,8 +290,17 @@ def test_benchmarks_take_turns_and_an_abandoned_one_is_killed(board, tmp_path, m
     assert not _alive(pids[-1]) and board.remote_dirs() == []
 
 
-def test_board_without_sftp_takes_the_model_over_an_exec_channel(tmp_path, monkeypatch):
-    with LoopbackBoard(tmp_path / "nosftp", sftp=False) as bare:
+@pytest.mark.parametrize("sftp", [False, "missing"], ids=["refused", "server-missing"])
+def test_board_without_sftp_takes_the_model_over_an_exec_channel(tmp_path, monkeypatch, sftp):
+    import asyncssh
+
+    if sftp == "missing":  # dropbear accepts the subsystem, then its absent sftp-server ends it at once
+
+        async def lost(self, *args, **kwargs):
+            raise asyncssh.SFTPConnectionLost("Connection lost")
+
+        monkeypatch.setattr(asyncssh.SSHClientConnection, "start_sftp_client", lost)
+    with LoopbackBoard(tmp_path / "nosftp", sftp=bool(sftp)) as bare:
         _use(tmp_path, monkeypatch, {"zcu102": bare.entry(runs=2, retries=2)})
         m = plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
         assert m.mean == pytest.approx(FRAME_MS, rel=0.02) and m.provenance["remote_cleanup"] == "removed"

@@ -25,7 +25,7 @@ from accelnas.plugins.fpga_vitis.vai_compile import ENV_TOOL
 
 STANDIN_NNDCT = Path(__file__).parent / "fpga_board_nndct"
 WORKER_FILES = (Path(_torch_blocks.__file__), quantize.WORKER)
-PY38_MODULES = {"__future__", "glob", "importlib", "inspect", "json", "os", "platform", "sys", "traceback", "typing"}
+PY37_MODULES = {"__future__", "glob", "importlib", "inspect", "json", "os", "platform", "sys", "traceback", "typing"}
 
 
 def _standalone_blocks():
@@ -37,8 +37,8 @@ def _standalone_blocks():
 
 
 @pytest.mark.parametrize("path", WORKER_FILES, ids=lambda p: p.name)
-def test_worker_files_parse_as_python_38_and_import_no_accelnas(path):
-    tree = ast.parse(path.read_text(encoding="utf-8"), feature_version=(3, 8))
+def test_worker_files_parse_as_python_37_and_import_no_accelnas(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"), feature_version=(3, 7))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -46,7 +46,7 @@ def test_worker_files_parse_as_python_38_and_import_no_accelnas(path):
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert "accelnas" not in imported
-    assert imported <= PY38_MODULES | {"numpy", "torch", "pytorch_nndct"}
+    assert imported <= PY37_MODULES | {"numpy", "torch", "pytorch_nndct"}
 
 
 def test_the_network_is_built_identically_from_its_plain_description():

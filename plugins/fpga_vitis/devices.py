@@ -112,8 +112,8 @@ BATCH_ONE_FAMILIES = ("DPUCZDX8G",)  # its B<n> (B4096, B1024, ...) is the paral
 
 
 def split_target(target: str) -> tuple[str, int | None]:
-    """A compile target's DPU name and fingerprint: ``DPUCZDX8G_ISA1_B4096_0101000016010407`` gives
-    (``DPUCZDX8G_ISA1_B4096``, 0x101000016010407); a name without the suffix has no fingerprint."""
+    """A compile target's DPU name and fingerprint: ``DPUCZDX8G_ISA1_B4096_0101000056010407`` gives
+    (``DPUCZDX8G_ISA1_B4096``, 0x101000056010407); a name without the suffix has no fingerprint."""
     target = target.strip()
     m = _FINGERPRINT_SUFFIX.search(target)
     if m is None:
@@ -122,7 +122,7 @@ def split_target(target: str) -> tuple[str, int | None]:
 
 
 def parse_fingerprint(value: object) -> int | None:
-    """A fingerprint (``0x101000016010407``, a hex string or an int) as an int; None for 0 or unreadable."""
+    """A fingerprint (``0x101000056010407``, a hex string or an int) as an int; None for 0 or unreadable."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

@@ -151,14 +151,16 @@ def register_targets(register: Callable[[Target], None]) -> None:
 
 
 def _dpu(target: Target, settings: MeasureSettings) -> str:
-    """The DPU the model is quantized for: the arch.json's target, else the board entry's or the default."""
+    """The DPU the model is quantized for: the arch.json's target (or its fingerprint, which
+    vai_q_pytorch also takes), else the board entry's or the default."""
     try:
         board = load_board(target.backend, settings)
     except BoardConfigError:
         return PROFILES[target.backend].dpu
     if board.arch and Path(board.arch).is_file():
         try:
-            return str(read_arch(Path(board.arch)).get("target") or board.dpu)
+            arch = read_arch(Path(board.arch))
+            return str(arch.get("target") or arch.get("fingerprint") or board.dpu)
         except CompileError:
             return board.dpu
     return board.dpu

@@ -5,11 +5,12 @@ Order of preference (option ``fpga_quantizer``: ``auto``, ``vai_q_pytorch``, ``v
 
 1. ``vai_q_pytorch`` (``pytorch_nndct``, Vitis AI container): calibration pass, then the ``test`` pass
    exports ``<Model>_int.xmodel``, the input of ``vai_c_xir``. The only quantizer whose output compiles.
-   With ``ACCELNAS_VAI_PYTHON`` set to the container's ``vitis-ai-pytorch`` interpreter (Python 3.8,
-   torch 1.13: accelnas itself cannot be installed there), it runs in that interpreter: the network's
-   plain description (JSON), its weights (``.npz``) and the calibration images (``.npy``) go to
-   :mod:`.vai_q_worker`, which rebuilds the identical network with ``core/_torch_blocks.py`` and
-   returns the xmodel and its int8 logits. Without the variable it runs in this process.
+   With ``ACCELNAS_VAI_PYTHON`` set to the container's ``vitis-ai-pytorch`` interpreter (Python 3.7,
+   torch 1.12 in Vitis AI 3.0; 3.8, torch 1.13 in 3.5: accelnas itself cannot be installed there),
+   it runs in that interpreter: the network's plain description (JSON), its weights (``.npz``) and
+   the calibration images (``.npy``) go to :mod:`.vai_q_worker`, which rebuilds the identical network
+   with ``core/_torch_blocks.py`` and returns the xmodel and its int8 logits. Without the variable it
+   runs in this process.
 2. ``vai_q_onnx``: power-of-two, symmetric int8 QDQ ONNX for DPUs (``enable_dpu``); checks fidelity only.
 3. ONNX Runtime ``quantize_static``: QDQ, int8 per-channel weights, int8 symmetric activations (MinMax);
    available everywhere. The two ONNX quantizers measure agreement only (call :func:`quantize`): a

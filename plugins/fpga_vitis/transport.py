@@ -249,7 +249,9 @@ class BoardClient:
             return None
         try:
             return await self._connection().start_sftp_client()
-        except asyncssh.ChannelOpenError as exc:  # the server refused the "sftp" subsystem request
+        except (asyncssh.ChannelOpenError, asyncssh.SFTPError, BrokenPipeError) as exc:
+            # refused (OpenSSH without sftp-server), or accepted and ended at once (dropbear, whose
+            # sftp-server binary is not installed: SFTPConnectionLost); the connection itself is fine
             self.no_sftp = True
             log.info("board %s has no SFTP subsystem (%s): copying with cat over an exec channel", self.board.name, exc)
             return None

@@ -1,8 +1,9 @@
 """vai_q_pytorch in the Vitis AI container's own Python: rebuild the network, calibrate, export the xmodel.
 
 Run by :mod:`accelnas.plugins.fpga_vitis.quantize` as ``<ACCELNAS_VAI_PYTHON> vai_q_worker.py JOB.json``
-(the ``vitis-ai-pytorch`` conda environment: Python 3.8, torch 1.13, pytorch_nndct). Standalone on
-purpose: no accelnas imports and nothing newer than Python 3.8 and torch 1.13. The job (JSON) names
+(the ``vitis-ai-pytorch`` conda environment with pytorch_nndct: Python 3.7 and torch 1.12.1 in Vitis AI
+3.0, Python 3.8 and torch 1.13.1 in 3.5). Standalone on purpose: no accelnas imports and nothing newer
+than Python 3.7 and torch 1.12. The job (JSON) names
 
 * ``blocks``: accelnas' ``core/_torch_blocks.py``, which builds the network from ``network``;
 * ``network``: the plain network description (JSON); ``weights``: its state (``.npz``);
@@ -75,9 +76,10 @@ def quantize_model(model, images, out_dir, target=""):
     if target and "target" in inspect.signature(torch_quantizer).parameters:
         kwargs["target"] = target  # target-aware quantization (Vitis AI >= 3.0)
     calib = torch_quantizer("calib", model, example, **kwargs)
+    quantized = calib.quant_model  # a property that wraps the module anew on each read
     with torch.no_grad():
         for i in range(len(images)):
-            calib.quant_model(torch.from_numpy(images[i : i + 1]))
+            quantized(torch.from_numpy(images[i : i + 1]))
     calib.export_quant_config()
     test = torch_quantizer("test", model, example, **kwargs)
     logits = _logits(test.quant_model, images)
