@@ -117,6 +117,9 @@ def run_campaign(
     deadline = start + time_budget if time_budget is not None else float("inf")
     emit = progress or (lambda event: None)
 
+    typed = settings.typed_key(target)
+    if typed != key and (moved := store.rekey(target.name, typed, key, identity)):
+        log.info("%s: %d stored result(s) keyed by the options as typed now carry key %s", target.name, moved, key)
     store.record_plan(archs, target.name, metrics, key, identity)
     state = store.status_of(target.name, key)
     queue: list[Task] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import numbers
 import reprlib
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from accelnas.core.errors import AccelnasError, PluginError, UnknownOptionError, first_line
+
+log = logging.getLogger(__name__)
 
 METRICS: tuple[str, ...] = ("throughput", "latency")
 UNITS = {"throughput": "images/s", "latency": "ms"}
@@ -163,11 +166,12 @@ class Target:
         if not isinstance(canonical, Mapping):  # a check only: the options key results as given
             return dict(settings.options)
         if not all(isinstance(k, str) and _json_value(v) for k, v in canonical.items()):
-            raise PluginError(
-                f"plugin {self.plugin!r}: check_values of {self.name} returned options that are not "
-                f"text keys with JSON values: {canonical!r}",
-                plugin=self.plugin,
-            )
+            log.warning(
+                "plugin %r: check_values of %s returned options that are not text keys with JSON values (%r); "
+                "results are keyed by the options as typed",
+                self.plugin, self.name, canonical,
+            )  # fmt: skip
+            return dict(settings.options)
         return dict(canonical)
 
 
@@ -238,6 +242,12 @@ class MeasureSettings:
         """Short stable hash of :meth:`identity`."""
         text = json.dumps(self.identity(target), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def typed_key(self, target: Target) -> str:
+        """The key results had when options were keyed as typed (before targets gave their own
+        spelling): a campaign moves results stored under it to :meth:`key`."""
+        identity = self.identity(target) | {"options": dict(self.options)}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -234,8 +234,9 @@ class Store:
         if self._had_wal:
             return ""
         return (
-            f" (a store copied while its campaign ran or after it was killed keeps recent results in "
-            f"{self.path.name}-wal: copy that file too, or copy after the campaign has ended)"
+            f" (a store copied while its campaign ran or after it was killed keeps recent results in the "
+            f"-wal file beside the original: copy it too, renamed {self.path.name}-wal, or copy after the "
+            "campaign has ended)"
         )
 
     def _init(self) -> None:
@@ -421,6 +422,25 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     [(arch.id, target, metric, settings_key, text, now) for metric in metrics],
                 )
+
+    @_naming_the_store
+    def rekey(self, target: str, old_key: str, new_key: str, settings: dict[str, Any]) -> int:
+        """Move ``target``'s results and plan from settings key ``old_key`` to ``new_key`` (the same
+        settings, keyed anew); a row the new key already has stays under the old one. Returns the
+        results moved."""
+        text = jsonio.dumps(settings, sort_keys=True)
+        with self.transaction() as c:
+            moved = c.execute(
+                "UPDATE OR IGNORE results SET settings_key = ?, settings = ? WHERE target = ? AND settings_key = ?",
+                (new_key, text, target, old_key),
+            ).rowcount
+            if self.has_plan:
+                c.execute(
+                    "UPDATE OR IGNORE planned SET settings_key = ?, settings = ? WHERE target = ? AND settings_key = ?",
+                    (new_key, text, target, old_key),
+                )
+                c.execute("DELETE FROM planned WHERE target = ? AND settings_key = ?", (target, old_key))
+        return moved
 
     @_naming_the_store
     def record_round(

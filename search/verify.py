@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from accelnas.core.campaign import Progress, run_campaign
-from accelnas.core.errors import AccelnasError
+from accelnas.core.errors import AccelnasError, TargetUnavailableError
 from accelnas.core.plugins import PluginRegistry
 from accelnas.core.records import MeasureSettings, Target
 from accelnas.core.space import Architecture
@@ -194,6 +194,11 @@ def verify(
     if len(source.mean) != len(archs):
         raise ValueError("one prediction per architecture is needed")
     report = run_campaign(registry, target, archs, settings, store, metrics=[source.metric], progress=progress)
+    if report.unavailable is not None:  # what was measured is stored; the same command goes on from it
+        raise TargetUnavailableError(
+            f"stopped, {target.name} is unavailable: {report.unavailable}; {report.pending} measurement(s) pending: "
+            "run the same command again once it is back"
+        )
     key = settings.key(target)
     stored = {
         r["arch_id"]: r

@@ -180,11 +180,13 @@ def active_campaign(
     """Measure ``num`` architectures in rounds: a space-filling start, then the most disputed ones.
 
     Disagreement is judged on ``metric`` (default: the first of ``metrics``, else the target's
-    first), by an ensemble fitted on every successful measurement of that metric stored for this
-    target and settings. Each round's architectures are recorded in the store before they are
-    measured, and a later run with the same target, settings, metric and seed replays the recorded
-    rounds (cut at ``num``) before choosing new ones: a killed or failed campaign resumes with the
-    same rounds, and a larger ``num`` continues the design. ``metrics``, ``executor``, ``retry``
+    first), by an ensemble fitted on the successful measurements of that metric, of this target and
+    settings, of the architectures the design has chosen so far (not other campaigns' results in
+    the store, so that a store whose rounds were not recorded re-derives the same ones). Each round's
+    architectures are recorded in the store before they are measured, and a later run with the
+    same target, settings, metric and seed replays the recorded rounds (cut at ``num``) before
+    choosing new ones: a killed or failed campaign resumes with the same rounds, and a larger
+    ``num`` continues the design. ``metrics``, ``executor``, ``retry``
     and ``retry_failed`` apply to every round as in :func:`~accelnas.core.campaign.run_campaign`,
     and ``time_budget`` (seconds) and ``max_failures`` cover all rounds: once spent or reached, no
     further round starts and the last report says what is pending.
@@ -206,6 +208,7 @@ def active_campaign(
         log.info("replaying %d recorded rounds (%d architectures)", len(replay), sum(map(len, replay)))
     reports: list[CampaignReport] = []
     done = 0  # architectures handed to earlier rounds: progress counts over the whole campaign
+    designed: set[str] = set()  # ids of the architectures the rounds have chosen so far
 
     def stopped() -> bool:
         last = reports[-1]
@@ -216,6 +219,7 @@ def active_campaign(
     def measure(index: int, archs: list[Architecture]) -> Observations | None:
         nonlocal done
         store.record_round(target.name, key, metric, seed, index, archs)
+        designed.update(a.id for a in archs)
         left = deadline - time.monotonic()
         failures_left = None if max_failures is None else max(1, max_failures - sum(r.failed for r in reports))
         offset, done = done, done + len(archs)
@@ -233,7 +237,7 @@ def active_campaign(
         return [
             (Architecture.from_config(r["config"]), r["value"])
             for r in store.results(target=target.name)
-            if r["metric"] == metric and r["settings_key"] == key
+            if r["metric"] == metric and r["settings_key"] == key and r["arch_id"] in designed
         ]
 
     chosen = active_rounds(pool, num, measure, initial=initial, batch=batch, seed=seed, replay=replay)

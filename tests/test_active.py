@@ -239,3 +239,18 @@ def test_active_rounds_fit_on_every_observation_and_skip_observed_architectures(
     chosen = active_rounds(pool + extra, 30, measure, seed=1)
     assert sizes == [8, 4, 4, 4, 4, 4, 2] and len(chosen) == 30  # the campaign's default round sizes
     assert not chosen_ids & {a.id for a in extra}
+
+
+def test_a_store_without_recorded_rounds_rederives_the_same_ones(formula, tmp_path):
+    """Stores of versions that did not record rounds (or merged ones: merge leaves the rounds behind)."""
+    registry, plugin, target = formula
+    with Store(tmp_path / "a.sqlite") as store:
+        active_campaign(registry, target, FAST, store, num=16, seed=2, metrics=["latency"])
+        with store.transaction() as c:
+            c.execute("DROP TABLE active_rounds")
+        again = active_campaign(registry, target, FAST, store, num=16, seed=2, metrics=["latency"])
+        assert sum(r.measured for r in again) == 0 and sum(r.already_done for r in again) == 16
+        assert (
+            len(plugin.measured) == 16
+            and len(store.recorded_rounds("fake/formula", FAST.key(target), "latency", 2)) > 1
+        )

@@ -372,15 +372,16 @@ def test_spellings_of_one_option_value_key_results_alike(target, spellings, othe
         assert MeasureSettings(options=((spellings[1][0][0], other),)).key(found) not in keys
 
 
-def test_options_a_check_gives_back_are_what_results_are_keyed_by():
+def test_options_a_check_gives_back_are_what_results_are_keyed_by(caplog):
     canonical = Target("npu", "sdk", check_values=lambda s: {"dtype": str(s.option("dtype", "fp32")).lower()})
     plain = Target("npu", "sdk", check_values=_no_bf16)
     assert canonical.check_options(MeasureSettings(options=(("dtype", "FP32"),))) == {"dtype": "fp32"}
     assert MeasureSettings().key(canonical) == MeasureSettings(options=(("dtype", "Fp32"),)).key(canonical)
     assert MeasureSettings().key(plain) != MeasureSettings(options=(("dtype", "fp32"),)).key(plain)
     odd = Target("npu", "sdk", check_values=lambda s: {"dtype": object()}, plugin="npu_plugin")
-    with pytest.raises(PluginError, match="plugin 'npu_plugin': check_values of npu/sdk returned options that are"):
-        MeasureSettings().key(odd)
+    with caplog.at_level(logging.WARNING):  # not JSON: keyed as typed, as before targets gave a spelling
+        assert odd.check_options(MeasureSettings(options=(("dtype", "FP32"),))) == {"dtype": "FP32"}
+    assert "check_values of npu/sdk returned options that are not text keys with JSON values" in caplog.text
 
 
 def test_a_calibration_file_makes_the_image_count_moot():
@@ -525,3 +526,53 @@ def test_collect_exits_3_when_the_device_goes_away_and_says_what_is_pending(tmp_
     assert result.exit_code == 3, result.output
     assert "error: stopped, fake/vanishing is unavailable: plugin 'vanishing' in export_model: board" in result.output
     assert "3 measurement(s) pending: run the same command again once it is back" in result.output
+
+
+class Spelled:
+    """A target that gives its options in one spelling (dtype in lower case, fp32 left out)."""
+
+    @staticmethod
+    def canonical(settings):
+        dtype = str(settings.option("dtype", "fp32")).lower()
+        return {} if dtype == "fp32" else {"dtype": dtype}
+
+    @hookimpl
+    def register_targets(self, register):
+        register(Target("fake", "spelled", metrics=("latency",), check_values=self.canonical))
+
+    @hookimpl
+    def export_model(self, target):
+        return ExportedModel(format="none") if target.name == "fake/spelled" else None
+
+    @hookimpl
+    def compile(self, target):
+        return CompiledModel(handle=None) if target.name == "fake/spelled" else None
+
+    @hookimpl
+    def measure_latency(self, target, settings):
+        return (
+            exact_measurement("latency", 3.0, batch=1, input_size=settings.input_size)
+            if target.name == "fake/spelled"
+            else None
+        )
+
+
+def test_results_keyed_by_the_options_as_typed_are_resumed_under_the_targets_spelling(tmp_path):
+    registry = load_registry([])
+    registry.register(Spelled(), "spelled")
+    target = registry.target("fake/spelled")
+    typed = dataclasses.replace(FAST, options=(("dtype", "FP32"),))
+    archs = sample(3, seed=8)
+    assert typed.typed_key(target) != typed.key(target) == FAST.key(target)
+    with Store(tmp_path / "c.sqlite") as store:  # as an earlier version stored them: under the typed key
+        old_identity = typed.identity(target) | {"options": {"dtype": "FP32"}}
+        for arch in archs[:2]:
+            m = exact_measurement("latency", 3.0, batch=1, input_size=32)
+            store.record_ok(arch, target.name, typed.typed_key(target), old_identity, m, "spelled")
+        store.record_plan(archs[:2], target.name, ["latency"], typed.typed_key(target), old_identity)
+        report = run_campaign(registry, target, archs, typed, store)
+        rows = store.results()
+        summary = store.summary()
+    assert (report.already_done, report.measured) == (2, 1)  # the two stored ones are resumed, not measured again
+    assert {r["settings_key"] for r in rows} == {typed.key(target)} and len(rows) == 3
+    assert {s["settings_key"] for s in summary} == {typed.key(target)}  # no pending rows left under the old key

@@ -154,3 +154,24 @@ def test_verify_usage(front_dir, tmp_path):
     front = str(front_dir / "front.csv")
     usage = run_cli("verify", front, "--db", db)
     assert usage.returncode == 2 and "--against OBJECTIVE" in usage.stderr
+
+
+def test_verify_stops_when_the_device_goes_away(tmp_path, monkeypatch):
+    from test_campaign import FAST as SETTINGS
+    from test_campaign import Vanishing
+
+    from accelnas.core.errors import TargetUnavailableError
+    from accelnas.core.plugins import load_registry
+    from accelnas.core.store import Store
+    from accelnas.search.verify import PredictionSource, verify
+
+    archs = sample(3, seed=11)
+    monkeypatch.setenv("ACCELNAS_TEST_GONE_AT", archs[1].id)
+    registry = load_registry([])
+    registry.register(Vanishing(), "vanishing")
+    target = registry.target("fake/vanishing")
+    source = PredictionSource("latency", "dev/sim", "a test", np.array([1.0, 2.0, 3.0]))
+    with Store(tmp_path / "c.sqlite") as store:
+        with pytest.raises(TargetUnavailableError, match=r"^stopped, fake/vanishing is unavailable: .* 2 measurement"):
+            verify(registry, target, archs, source, SETTINGS, store)
+        assert [r["arch_id"] for r in store.results()] == [archs[0].id]  # what was measured is kept

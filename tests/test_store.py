@@ -316,7 +316,11 @@ def test_a_copy_without_the_write_ahead_log_is_named_as_such(tmp_path):
         for i, arch in enumerate(archs[:3]):
             store.record_ok(arch, "cpu/x", "k", {}, _m(1.0 + i))
         shutil.copyfile(path, copy)  # the results are all in shard.sqlite-wal yet
-        with pytest.raises(StoreError, match=r"copy\.sqlite is an empty file.*copy\.sqlite-wal: copy that file too"):
+        with pytest.raises(
+            StoreError,
+            match=r"copy\.sqlite is an empty file.*-wal file beside the original: copy it too, renamed "
+            r"copy\.sqlite-wal",
+        ):
             Store(copy, readonly=True)
         for i, arch in enumerate(archs[3:], start=3):
             store.record_ok(arch, "cpu/x", "k", {}, _m(1.0 + i))

@@ -359,7 +359,9 @@ async def with_retries(board: BoardConfig, attempt: Callable[[], Awaitable[T]]) 
         try:
             return await attempt()
         except asyncssh.PermissionDenied as exc:
-            raise BoardUnreachableError(f"board {board.name} ({board.address}) refused the login: {exc}") from None
+            raise BoardConfigError(  # a set-up mistake (key, user), not a board that went away
+                f"board {board.name} ({board.address}) refused the login: {exc}"
+            ) from None
         except asyncssh.KeyImportError as exc:
             raise BoardConfigError(f"board {board.name}: SSH key {board.key} cannot be loaded: {exc}") from None
         except asyncssh.HostKeyNotVerifiable as exc:
