@@ -15,6 +15,8 @@ import dataclasses
 import heapq
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ from accelnas.core.space import Architecture, unique
 from accelnas.core.store import Store
 
 log = logging.getLogger(__name__)
+
+CRASHES_TO_SKIP = 2  # deaths of the measuring process on one architecture after which a run leaves it failed
 
 __all__ = ["MEASURE_HOOKS", "CampaignReport", "Progress", "run_campaign"]
 
@@ -121,11 +125,33 @@ def run_campaign(
     if typed != key and (moved := store.rekey(target.name, typed, key, identity)):
         log.info("%s: %d stored result(s) keyed by the options as typed now carry key %s", target.name, moved, key)
     store.record_plan(archs, target.name, metrics, key, identity)
+    # measuring in this process: a crash of a plugin's native code ends it; note what it measures, so
+    # that the next run says so and, after a second death on one architecture, leaves it to --isolate
+    in_process = isinstance(executor, LocalExecutor)
+    host, pid = socket.gethostname(), os.getpid()
+    deaths = store.died_measuring(target.name, key, host, _alive) if in_process else {}
+    for arch_id, n in deaths.items():
+        log.warning(
+            "%s: a process measuring %s died %s (killed, or a crash in the plugin?)%s", target.name, arch_id,
+            "once" if n == 1 else f"{n} times", "; it is measured again" if n < CRASHES_TO_SKIP else
+            "; it is left failed: --isolate measures it in a child process that may crash",
+        )  # fmt: skip
     state = store.status_of(target.name, key)
     queue: list[Task] = []
     for index, arch in enumerate(archs, 1):
         stored = {m: state.get((arch.id, m)) for m in metrics}
         todo = tuple(m for m in metrics if stored[m] != "ok" and (retry_failed or stored[m] != "failed"))
+        if todo and deaths.get(arch.id, 0) >= CRASHES_TO_SKIP:
+            error = (
+                f"the process measuring it died {deaths[arch.id]} times (a crash in the plugin?); "
+                "--isolate measures it in a child process"
+            )
+            for metric in todo:
+                store.record_failure(arch, target.name, metric, key, identity, error, target.plugin)
+                report.failed += 1
+                report.errors.append(f"{arch.id} {metric}: {error}")
+                emit(Progress(index, len(archs), arch, metric, "failed", error=error))
+            continue
         report.already_done += len(metrics) - len(todo)
         if todo:
             queue.append(Task(index, arch, todo))
@@ -201,6 +227,8 @@ def run_campaign(
             while queue and len(waiting) < executor.capacity:
                 task = queue.pop()
                 waiting[task] = set(task.metrics)
+                if in_process:
+                    store.mark_measuring(task.arch.id, target.name, key, host, pid)
                 executor.submit(task)
             if not waiting:  # only retries waiting for their backoff
                 time.sleep(max(0.0, min(delayed[0][0], deadline) - time.perf_counter()))
@@ -214,6 +242,8 @@ def run_campaign(
                 commit(task, outcome)
                 if not waiting[task]:
                     del waiting[task]
+                    if in_process:
+                        store.done_measuring(target.name, key, arch_id=task.arch.id)
                     again = to_retry.pop(task, None)
                     if again:
                         ready = time.perf_counter() + policy.delay(task.attempt)
@@ -221,7 +251,20 @@ def run_campaign(
                         heapq.heappush(delayed, (ready, id(retry_task), retry_task))
     finally:
         executor.close()
+        if in_process:  # stopped or interrupted, not dead: what was left is no crash
+            store.done_measuring(target.name, key, pid=pid)
     report.pending = sum(len(t.metrics) for t in queue) + sum(len(t.metrics) for _, _, t in delayed)
     report.pending += sum(len(left) for left in waiting.values()) + lost
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (one of another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -97,6 +97,20 @@ CREATE TABLE IF NOT EXISTS active_rounds (
 """  # active selection's rounds, made on first use: stores without it (and older accelnas) read as before
 
 
+_MEASURING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS measuring (
+    arch_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    settings_key TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    deaths INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (arch_id, target, settings_key)
+)
+"""  # what a campaign's own process is measuring: what a crash of it leaves behind; made on first use
+
+
 PLAN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS planned (
     arch_id TEXT NOT NULL REFERENCES architectures(arch_id),
@@ -443,6 +457,72 @@ class Store:
         return moved
 
     @_naming_the_store
+    def mark_measuring(self, arch_id: str, target: str, settings_key: str, host: str, pid: int) -> None:
+        """Note that process ``pid`` of ``host`` starts measuring ``arch_id`` (its earlier deaths kept)."""
+        with self.transaction() as c:
+            c.execute(_MEASURING_SCHEMA)
+            c.execute(
+                "INSERT INTO measuring (arch_id, target, settings_key, host, pid, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (arch_id, target, settings_key) "
+                "DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at",
+                (arch_id, target, settings_key, host, pid, time.time()),
+            )
+
+    @_naming_the_store
+    def done_measuring(
+        self, target: str, settings_key: str, *, arch_id: str | None = None, pid: int | None = None
+    ) -> None:
+        """Forget ``arch_id`` (measured, its deaths with it), or what process ``pid`` left unfinished
+        without dying (stopped, interrupted: its deaths kept)."""
+        if not self._has_table("measuring"):
+            return
+        with self.transaction() as c:
+            if arch_id is not None:
+                c.execute(
+                    "DELETE FROM measuring WHERE arch_id = ? AND target = ? AND settings_key = ?",
+                    (arch_id, target, settings_key),
+                )
+            if pid is not None:
+                c.execute(
+                    "DELETE FROM measuring WHERE target = ? AND settings_key = ? AND pid = ? AND deaths = 0",
+                    (target, settings_key, pid),
+                )
+                c.execute(
+                    "UPDATE measuring SET pid = 0 WHERE target = ? AND settings_key = ? AND pid = ?",
+                    (target, settings_key, pid),
+                )
+
+    @_naming_the_store
+    def died_measuring(self, target: str, settings_key: str, host: str, alive: Callable[[int], bool]) -> dict[str, int]:
+        """{arch_id: times a process died measuring it} for ``target`` and settings; a process of
+        ``host`` that left an architecture marked and is no longer ``alive`` counts as one death."""
+        if not self._has_table("measuring"):
+            return {}
+        with self.transaction() as c:
+            rows = c.execute(
+                "SELECT arch_id, pid FROM measuring WHERE target = ? AND settings_key = ? AND host = ? AND pid != 0",
+                (target, settings_key, host),
+            ).fetchall()
+            for r in rows:
+                if not alive(r["pid"]):
+                    c.execute(
+                        "UPDATE measuring SET deaths = deaths + 1, pid = 0 "
+                        "WHERE arch_id = ? AND target = ? AND settings_key = ?",
+                        (r["arch_id"], target, settings_key),
+                    )
+            died = c.execute(
+                "SELECT arch_id, deaths FROM measuring WHERE target = ? AND settings_key = ? AND deaths > 0",
+                (target, settings_key),
+            )
+            return {r["arch_id"]: r["deaths"] for r in died}
+
+    def _has_table(self, name: str) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+            is not None
+        )
+
+    @_naming_the_store
     def record_round(
         self, target: str, settings_key: str, metric: str, seed: int, index: int, archs: Iterable[Architecture]
     ) -> None:
@@ -466,7 +546,7 @@ class Store:
     @_naming_the_store
     def recorded_rounds(self, target: str, settings_key: str, metric: str, seed: int) -> list[list[Architecture]]:
         """The rounds an active selection of this target, settings, judged metric and seed chose, in order."""
-        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='active_rounds'").fetchone():
+        if not self._has_table("active_rounds"):
             return []
         rows = self.conn.execute(
             "SELECT round, arch_id FROM active_rounds "
