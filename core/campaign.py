@@ -11,23 +11,28 @@ as it arrives. Transient failures are tried again within the run according to th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import logging
 import math
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
+from accelnas.core import termination
 from accelnas.core.errors import AccelnasError, PluginError
 from accelnas.core.executors import MEASURE_HOOKS, Executor, LocalExecutor, Outcome, Task, checked_measurement
 from accelnas.core.plugins import PluginRegistry
 from accelnas.core.records import Measurement, MeasureSettings, Target, positive_int
 from accelnas.core.retry import RetryPolicy, policy_for
 from accelnas.core.space import Architecture, unique
-from accelnas.core.store import Store
+from accelnas.core.store import Store, release_marks
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class CampaignReport:
     executor: str = "local"
     failure_limit_reached: bool = False  # stopped after ``max_failures`` failed measurements
     unavailable: str | None = None  # why the run stopped: a plugin said its device is gone
+    crashed: int = 0  # of ``failed``, left so without measuring: their architecture's process died twice
 
 
 def run_campaign(
@@ -121,15 +127,13 @@ def run_campaign(
     deadline = start + time_budget if time_budget is not None else float("inf")
     emit = progress or (lambda event: None)
 
-    typed = settings.typed_key(target)
-    if typed != key and (moved := store.rekey(target.name, typed, key, identity)):
-        log.info("%s: %d stored result(s) keyed by the options as typed now carry key %s", target.name, moved, key)
+    adopt_typed_results(store, target, settings)
     store.record_plan(archs, target.name, metrics, key, identity)
     # measuring in this process: a crash of a plugin's native code ends it; note what it measures, so
     # that the next run says so and, after a second death on one architecture, leaves it to --isolate
     in_process = isinstance(executor, LocalExecutor)
-    host, pid = socket.gethostname(), os.getpid()
-    deaths = store.died_measuring(target.name, key, host, _alive) if in_process else {}
+    me = _process(os.getpid())
+    deaths = store.died_measuring(target.name, key, _alive)
     for arch_id, n in deaths.items():
         log.warning(
             "%s: a process measuring %s died %s (killed, or a crash in the plugin?)%s", target.name, arch_id,
@@ -141,14 +145,16 @@ def run_campaign(
     for index, arch in enumerate(archs, 1):
         stored = {m: state.get((arch.id, m)) for m in metrics}
         todo = tuple(m for m in metrics if stored[m] != "ok" and (retry_failed or stored[m] != "failed"))
-        if todo and deaths.get(arch.id, 0) >= CRASHES_TO_SKIP:
+        if todo and in_process and deaths.get(arch.id, 0) >= CRASHES_TO_SKIP:
             error = (
                 f"the process measuring it died {deaths[arch.id]} times (a crash in the plugin?); "
                 "--isolate measures it in a child process"
             )
             for metric in todo:
-                store.record_failure(arch, target.name, metric, key, identity, error, target.plugin)
+                if stored[metric] != "failed":  # told once; a rerun does not count it again
+                    store.record_failure(arch, target.name, metric, key, identity, error, target.plugin)
                 report.failed += 1
+                report.crashed += 1
                 report.errors.append(f"{arch.id} {metric}: {error}")
                 emit(Progress(index, len(archs), arch, metric, "failed", error=error))
             continue
@@ -208,6 +214,10 @@ def run_campaign(
         emit(Progress(task.index, len(archs), arch, metric, "failed", error=error, elapsed=outcome.seconds))
 
     executor.open(registry, target, settings)
+    # a process the SIGTERM watchdog ends runs no finally: it releases its marks from that thread
+    forget = (
+        termination.at_hard_exit(partial(_release_at_exit, store.path, target.name, key, me)) if in_process else None
+    )
     try:
         while queue or delayed or waiting:
             now = time.perf_counter()
@@ -215,7 +225,7 @@ def run_campaign(
                 report.budget_exhausted = True
                 executor.cancel()
                 break
-            if max_failures is not None and report.failed >= max_failures:
+            if max_failures is not None and report.failed - report.crashed >= max_failures:
                 report.failure_limit_reached = True
                 executor.cancel()
                 break
@@ -228,7 +238,7 @@ def run_campaign(
                 task = queue.pop()
                 waiting[task] = set(task.metrics)
                 if in_process:
-                    store.mark_measuring(task.arch.id, target.name, key, host, pid)
+                    store.mark_measuring(task.arch.id, target.name, key, me)
                 executor.submit(task)
             if not waiting:  # only retries waiting for their backoff
                 time.sleep(max(0.0, min(delayed[0][0], deadline) - time.perf_counter()))
@@ -242,25 +252,64 @@ def run_campaign(
                 commit(task, outcome)
                 if not waiting[task]:
                     del waiting[task]
-                    if in_process:
-                        store.done_measuring(target.name, key, arch_id=task.arch.id)
+                    if in_process or task.arch.id in deaths:  # measured (with --isolate too): no more deaths
+                        store.done_measuring(target.name, key, task.arch.id)
                     again = to_retry.pop(task, None)
                     if again:
                         ready = time.perf_counter() + policy.delay(task.attempt)
                         retry_task = Task(task.index, task.arch, tuple(again), task.attempt + 1)
                         heapq.heappush(delayed, (ready, id(retry_task), retry_task))
     finally:
+        if forget is not None:
+            forget()
         executor.close()
         if in_process:  # stopped or interrupted, not dead: what was left is no crash
-            store.done_measuring(target.name, key, pid=pid)
+            store.released_by(target.name, key, me)
     report.pending = sum(len(t.metrics) for t in queue) + sum(len(t.metrics) for _, _, t in delayed)
     report.pending += sum(len(left) for left in waiting.values()) + lost
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (one of another user's counts as running)."""
+def adopt_typed_results(store: Store, target: Target, settings: MeasureSettings) -> None:
+    """Move results stored under the options as typed (before the target gave its spelling of them)
+    to the key results now carry, so that they resume instead of being measured again."""
+    typed, key = settings.typed_key(target), settings.key(target)
+    if typed != key and (moved := store.rekey(target.name, typed, key, settings.identity(target))):
+        log.info("%s: %d stored result(s) keyed by the options as typed now carry key %s", target.name, moved, key)
+
+
+def _machine() -> str:
+    """This machine as it booted (containers on one kernel share it), else its host name."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return socket.gethostname()
+
+
+def _started(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot), to tell it from a later one with its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _process(pid: int) -> str:
+    return f"{_machine()}:{pid}:{_started(pid)}"
+
+
+def _alive(process: str) -> bool | None:
+    """Whether a marked process still runs; None for another machine's (or an unreadable mark)."""
+    try:
+        machine, pid_text, started = process.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return None
+    if machine != _machine():
+        return None
+    if started:  # the same pid started anew is another process: this one is gone
+        return _started(pid) == started
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -268,3 +317,9 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+def _release_at_exit(path: Path, target: str, settings_key: str, process: str) -> None:
+    """:func:`~accelnas.core.store.release_marks` on a connection of its own (the watchdog's thread)."""
+    with contextlib.closing(sqlite3.connect(path, timeout=5.0)) as conn, conn:
+        release_marks(conn, target, settings_key, process)

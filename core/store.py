@@ -102,8 +102,7 @@ CREATE TABLE IF NOT EXISTS measuring (
     arch_id TEXT NOT NULL,
     target TEXT NOT NULL,
     settings_key TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
+    process TEXT NOT NULL,  -- who measures it: machine (boot id), pid and the pid's start time; '' when none
     started_at REAL NOT NULL,
     deaths INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (arch_id, target, settings_key)
@@ -177,6 +176,19 @@ def _naming_the_store(method: Callable[..., Any]) -> Callable[..., Any]:
             raise StoreError(f"campaign store {self.path}: {exc}") from exc
 
     return wrapper
+
+
+def release_marks(conn: sqlite3.Connection, target: str, settings_key: str, process: str) -> None:
+    """Unmark what ``process`` measures (its architectures' earlier deaths kept); also run on its own
+    connection by a process the SIGTERM watchdog is about to end."""
+    conn.execute(
+        "DELETE FROM measuring WHERE target = ? AND settings_key = ? AND process = ? AND deaths = 0",
+        (target, settings_key, process),
+    )
+    conn.execute(
+        "UPDATE measuring SET process = '' WHERE target = ? AND settings_key = ? AND process = ?",
+        (target, settings_key, process),
+    )
 
 
 class Store:
@@ -439,74 +451,81 @@ class Store:
 
     @_naming_the_store
     def rekey(self, target: str, old_key: str, new_key: str, settings: dict[str, Any]) -> int:
-        """Move ``target``'s results and plan from settings key ``old_key`` to ``new_key`` (the same
-        settings, keyed anew); a row the new key already has stays under the old one. Returns the
-        results moved."""
+        """Move ``target``'s results, plan and active-selection rounds from settings key ``old_key`` to
+        ``new_key`` (the same settings, keyed anew). Where both keys hold a row, a measurement beats a
+        failure and, of two measurements, the new key's stays (as ``merge`` keeps its output's).
+        Returns the results moved."""
         text = jsonio.dumps(settings, sort_keys=True)
+        same = "o.arch_id = n.arch_id AND o.metric = n.metric AND o.target = n.target"
         with self.transaction() as c:
+            c.execute(  # a failure under the new key gives way to a measurement under the old one
+                f"DELETE FROM results AS n WHERE n.target = ? AND n.settings_key = ? AND n.status != 'ok' AND EXISTS "
+                f"(SELECT 1 FROM results AS o WHERE {same} AND o.settings_key = ? AND o.status = 'ok')",
+                (target, new_key, old_key),
+            )
             moved = c.execute(
                 "UPDATE OR IGNORE results SET settings_key = ?, settings = ? WHERE target = ? AND settings_key = ?",
                 (new_key, text, target, old_key),
             ).rowcount
+            c.execute("DELETE FROM results WHERE target = ? AND settings_key = ?", (target, old_key))
             if self.has_plan:
                 c.execute(
                     "UPDATE OR IGNORE planned SET settings_key = ?, settings = ? WHERE target = ? AND settings_key = ?",
                     (new_key, text, target, old_key),
                 )
                 c.execute("DELETE FROM planned WHERE target = ? AND settings_key = ?", (target, old_key))
+            if self._has_table("active_rounds"):
+                c.execute(
+                    "UPDATE OR IGNORE active_rounds SET settings_key = ? WHERE target = ? AND settings_key = ?",
+                    (new_key, target, old_key),
+                )
+                c.execute("DELETE FROM active_rounds WHERE target = ? AND settings_key = ?", (target, old_key))
         return moved
 
     @_naming_the_store
-    def mark_measuring(self, arch_id: str, target: str, settings_key: str, host: str, pid: int) -> None:
-        """Note that process ``pid`` of ``host`` starts measuring ``arch_id`` (its earlier deaths kept)."""
+    def mark_measuring(self, arch_id: str, target: str, settings_key: str, process: str) -> None:
+        """Note that ``process`` starts measuring ``arch_id`` (its earlier deaths kept)."""
         with self.transaction() as c:
             c.execute(_MEASURING_SCHEMA)
             c.execute(
-                "INSERT INTO measuring (arch_id, target, settings_key, host, pid, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (arch_id, target, settings_key) "
-                "DO UPDATE SET host = excluded.host, pid = excluded.pid, started_at = excluded.started_at",
-                (arch_id, target, settings_key, host, pid, time.time()),
+                "INSERT INTO measuring (arch_id, target, settings_key, process, started_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (arch_id, target, settings_key) DO UPDATE SET process = excluded.process, "
+                "started_at = excluded.started_at",
+                (arch_id, target, settings_key, process, time.time()),
             )
 
     @_naming_the_store
-    def done_measuring(
-        self, target: str, settings_key: str, *, arch_id: str | None = None, pid: int | None = None
-    ) -> None:
-        """Forget ``arch_id`` (measured, its deaths with it), or what process ``pid`` left unfinished
-        without dying (stopped, interrupted: its deaths kept)."""
-        if not self._has_table("measuring"):
-            return
-        with self.transaction() as c:
-            if arch_id is not None:
+    def done_measuring(self, target: str, settings_key: str, arch_id: str) -> None:
+        """Forget ``arch_id``: measured (or failed on its own), its deaths with it."""
+        if self._has_table("measuring"):
+            with self.transaction() as c:
                 c.execute(
                     "DELETE FROM measuring WHERE arch_id = ? AND target = ? AND settings_key = ?",
                     (arch_id, target, settings_key),
                 )
-            if pid is not None:
-                c.execute(
-                    "DELETE FROM measuring WHERE target = ? AND settings_key = ? AND pid = ? AND deaths = 0",
-                    (target, settings_key, pid),
-                )
-                c.execute(
-                    "UPDATE measuring SET pid = 0 WHERE target = ? AND settings_key = ? AND pid = ?",
-                    (target, settings_key, pid),
-                )
 
     @_naming_the_store
-    def died_measuring(self, target: str, settings_key: str, host: str, alive: Callable[[int], bool]) -> dict[str, int]:
-        """{arch_id: times a process died measuring it} for ``target`` and settings; a process of
-        ``host`` that left an architecture marked and is no longer ``alive`` counts as one death."""
+    def released_by(self, target: str, settings_key: str, process: str) -> None:
+        """What ``process`` leaves unfinished without dying (stopped, interrupted) is no death."""
+        if self._has_table("measuring"):
+            with self.transaction() as c:
+                release_marks(c, target, settings_key, process)
+
+    @_naming_the_store
+    def died_measuring(self, target: str, settings_key: str, alive: Callable[[str], bool | None]) -> dict[str, int]:
+        """{arch_id: times a process died measuring it} for ``target`` and settings. A marked process
+        that ``alive`` says is gone (False; None: it cannot tell, another machine's) counts one death."""
         if not self._has_table("measuring"):
             return {}
         with self.transaction() as c:
             rows = c.execute(
-                "SELECT arch_id, pid FROM measuring WHERE target = ? AND settings_key = ? AND host = ? AND pid != 0",
-                (target, settings_key, host),
+                "SELECT arch_id, process FROM measuring WHERE target = ? AND settings_key = ? AND process != ''",
+                (target, settings_key),
             ).fetchall()
             for r in rows:
-                if not alive(r["pid"]):
+                if alive(r["process"]) is False:
                     c.execute(
-                        "UPDATE measuring SET deaths = deaths + 1, pid = 0 "
+                        "UPDATE measuring SET deaths = deaths + 1, process = '' "
                         "WHERE arch_id = ? AND target = ? AND settings_key = ?",
                         (r["arch_id"], target, settings_key),
                     )

@@ -25,6 +25,19 @@ TERM_GRACE_ENV = "ACCELNAS_TERM_GRACE"  # seconds a SIGTERM'd command has to cle
 
 
 _RECEIVED = threading.Event()  # a SIGTERM reached the running command
+_AT_HARD_EXIT: list[Callable[[], None]] = []  # run by the watchdog (its own thread) before it ends the process
+
+
+def at_hard_exit(callback: Callable[[], None]) -> Callable[[], None]:
+    """Have the watchdog run ``callback`` (from its thread; best effort) before it ends a process that
+    did not stop within the grace period, whose ``finally`` blocks never run; returns the undo."""
+    _AT_HARD_EXIT.append(callback)
+
+    def forget() -> None:
+        with contextlib.suppress(ValueError):
+            _AT_HARD_EXIT.remove(callback)
+
+    return forget
 
 
 def _terminate(signum: int, frame: Any) -> None:
@@ -43,6 +56,9 @@ def _watchdog(fd: int, grace: float, done: threading.Event) -> None:
     stuck in native code, where Python runs no handler, or one that swallows the interrupt)."""
     while data := os.read(fd, 64):
         if signal.SIGTERM in data and not done.wait(grace):
+            for callback in list(_AT_HARD_EXIT):
+                with contextlib.suppress(Exception):
+                    callback()
             os._exit(143)
     os.close(fd)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from accelnas.core.campaign import CampaignReport, Progress, run_campaign
+from accelnas.core.campaign import CampaignReport, Progress, adopt_typed_results, run_campaign
 from accelnas.core.errors import AccelnasError
 from accelnas.core.executors import Executor
 from accelnas.core.plugins import PluginRegistry
@@ -203,6 +203,7 @@ def active_campaign(
     pool = sample(max(pool_size, num), seed)  # never fewer candidates than architectures asked for
     deadline = time.monotonic() + time_budget if time_budget is not None else float("inf")
     key = settings.key(target)
+    adopt_typed_results(store, target, settings)  # before the rounds are read: they move with the results
     replay = store.recorded_rounds(target.name, key, metric, seed)
     if replay:
         log.info("replaying %d recorded rounds (%d architectures)", len(replay), sum(map(len, replay)))
@@ -212,7 +213,7 @@ def active_campaign(
 
     def stopped() -> bool:
         last = reports[-1]
-        if max_failures is not None and sum(r.failed for r in reports) >= max_failures:
+        if max_failures is not None and sum(r.failed - r.crashed for r in reports) >= max_failures:
             last.failure_limit_reached = True  # also when the round's last outcome reached the limit
         return last.budget_exhausted or last.failure_limit_reached or last.unavailable is not None
 
@@ -221,7 +222,9 @@ def active_campaign(
         store.record_round(target.name, key, metric, seed, index, archs)
         designed.update(a.id for a in archs)
         left = deadline - time.monotonic()
-        failures_left = None if max_failures is None else max(1, max_failures - sum(r.failed for r in reports))
+        failures_left = (
+            None if max_failures is None else max(1, max_failures - sum(r.failed - r.crashed for r in reports))
+        )
         offset, done = done, done + len(archs)
         counted = (lambda e: progress(dataclasses.replace(e, index=offset + e.index, total=num))) if progress else None
         reports.append(run_campaign(

@@ -576,3 +576,54 @@ def test_results_keyed_by_the_options_as_typed_are_resumed_under_the_targets_spe
     assert (report.already_done, report.measured) == (2, 1)  # the two stored ones are resumed, not measured again
     assert {r["settings_key"] for r in rows} == {typed.key(target)} and len(rows) == 3
     assert {s["settings_key"] for s in summary} == {typed.key(target)}  # no pending rows left under the old key
+
+
+def test_a_marked_process_is_alive_only_as_the_same_process_of_this_machine():
+    from accelnas.core import campaign
+
+    me = campaign._process(os.getpid())
+    machine, pid, started = me.rsplit(":", 2)
+    assert campaign._alive(me) is True
+    assert campaign._alive(f"{machine}:{pid}:{started}1") is False  # its pid, started anew: another process
+    assert campaign._alive(f"another-machine:{pid}:{started}") is None  # cannot tell: left alone
+
+
+def test_an_architecture_left_failed_by_two_deaths_does_not_spend_the_failure_limit(tmp_path):
+    registry = load_registry([])
+    registry.register(Spelled(), "spelled")
+    target = registry.target("fake/spelled")
+    archs = sample(3, seed=13)
+    key = FAST.key(target)
+    with Store(tmp_path / "c.sqlite") as store:
+        for _ in range(2):  # two runs died measuring archs[0]
+            store.mark_measuring(archs[0].id, target.name, key, "gone-machine:1:1")
+            assert store.died_measuring(target.name, key, lambda process: False) == {archs[0].id: _ + 1}
+        for _ in range(2):  # and a rerun is not stopped by the failure it records, nor the one after it
+            report = run_campaign(registry, target, archs, FAST, store, max_failures=1)
+            assert (report.crashed, report.failure_limit_reached) == (1, False)
+        rows = {r["arch_id"]: r for r in store.results(status=None)}
+    assert report.failed == 1 and report.already_done == 2
+    assert rows[archs[0].id]["status"] == "failed" and rows[archs[0].id]["attempts"] == 1
+    assert rows[archs[1].id]["status"] == rows[archs[2].id]["status"] == "ok"
+
+
+def test_moving_typed_results_keeps_a_measurement_over_a_failure(tmp_path):
+    registry = load_registry([])
+    registry.register(Spelled(), "spelled")
+    target = registry.target("fake/spelled")
+    typed = dataclasses.replace(FAST, options=(("dtype", "FP32"),))
+    arch = sample(1, seed=14)[0]
+    with Store(tmp_path / "c.sqlite") as store:
+        store.record_ok(
+            arch,
+            target.name,
+            typed.typed_key(target),
+            {},
+            exact_measurement("latency", 3.0, batch=1, input_size=32),
+            "spelled",
+        )
+        store.record_failure(arch, target.name, "latency", typed.key(target), {}, "a failure", "spelled")
+        report = run_campaign(registry, target, [arch], typed, store)
+        rows = store.results(status=None)
+    assert (report.measured, report.already_done) == (0, 1)
+    assert [(r["settings_key"], r["status"], r["value"]) for r in rows] == [(typed.key(target), "ok", 3.0)]

@@ -348,3 +348,19 @@ def test_an_unreachable_board_stops_a_campaign_leaving_the_rest_pending(board, t
         assert store.results(status=None) == []  # the board's absence is no result of an architecture
     assert report.failed == 0 and report.pending == 8  # 4 architectures x 2 metrics, all left for a re-run
     assert "unreachable" in report.unavailable and "connection refused" in report.unavailable
+
+
+def test_a_refused_login_stops_the_campaign_as_a_set_up_error(board, tmp_path, monkeypatch):
+    import asyncssh
+
+    from accelnas.core.errors import TargetUnavailableError
+    from accelnas.plugins.fpga_vitis.errors import BoardLoginError
+
+    stranger = tmp_path / "stranger_key"  # a key the board does not know
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(stranger))
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(key=str(stranger), retries=2, retry_delay_s=0.05)})
+    start = time.perf_counter()
+    with pytest.raises(BoardLoginError, match=r"refused the login: .*check the entry's user and key") as info:
+        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
+    assert isinstance(info.value, BoardConfigError) and isinstance(info.value, TargetUnavailableError)
+    assert time.perf_counter() - start < 5  # not retried: the same key is refused again

@@ -30,6 +30,11 @@ class BoardUnreachableError(FpgaError, TargetUnavailableError):
     remaining measurements left pending (exit code 3)."""
 
 
+class BoardLoginError(BoardConfigError, TargetUnavailableError):
+    """The board refused the SSH login (user or key): a set-up mistake that fails every architecture,
+    so a campaign stops at the first with the rest pending (exit code 3)."""
+
+
 class RemoteCommandError(FpgaError):
     """A command on the board exited non-zero or printed output that could not be parsed."""
 

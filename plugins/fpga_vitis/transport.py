@@ -27,6 +27,7 @@ import asyncssh
 from accelnas.plugins.fpga_vitis.board import BoardConfig
 from accelnas.plugins.fpga_vitis.errors import (
     BoardConfigError,
+    BoardLoginError,
     BoardUnreachableError,
     RemoteCommandError,
     RemoteTimeoutError,
@@ -359,8 +360,8 @@ async def with_retries(board: BoardConfig, attempt: Callable[[], Awaitable[T]]) 
         try:
             return await attempt()
         except asyncssh.PermissionDenied as exc:
-            raise BoardConfigError(  # a set-up mistake (key, user), not a board that went away
-                f"board {board.name} ({board.address}) refused the login: {exc}"
+            raise BoardLoginError(
+                f"board {board.name} ({board.address}) refused the login: {exc}; check the entry's user and key"
             ) from None
         except asyncssh.KeyImportError as exc:
             raise BoardConfigError(f"board {board.name}: SSH key {board.key} cannot be loaded: {exc}") from None
