@@ -135,11 +135,13 @@ def run_campaign(
     me = _process(os.getpid())
     deaths = store.died_measuring(target.name, key, _alive)
     for arch_id, n in deaths.items():
-        log.warning(
-            "%s: a process measuring %s died %s (killed, or a crash in the plugin?)%s", target.name, arch_id,
-            "once" if n == 1 else f"{n} times", "; it is measured again" if n < CRASHES_TO_SKIP else
-            "; it is left failed: --isolate measures it in a child process that may crash",
-        )  # fmt: skip
+        if arch_id in {a.id for a in archs}:
+            skipped = in_process and n >= CRASHES_TO_SKIP
+            log.warning(
+                "%s: a process measuring %s died %s (killed, or a crash in the plugin?); %s", target.name, arch_id,
+                "once" if n == 1 else f"{n} times", "it is left failed: --isolate measures it in a child process "
+                "that may crash" if skipped else "it is measured again",
+            )  # fmt: skip
     state = store.status_of(target.name, key)
     queue: list[Task] = []
     for index, arch in enumerate(archs, 1):
