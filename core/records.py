@@ -16,6 +16,7 @@ from typing import Any
 from accelnas.core.errors import AccelnasError, PluginError, UnknownOptionError, first_line
 
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # targets whose check_values gave options that cannot key results
 
 METRICS: tuple[str, ...] = ("throughput", "latency")
 UNITS = {"throughput": "images/s", "latency": "ms"}
@@ -166,11 +167,13 @@ class Target:
         if not isinstance(canonical, Mapping):  # a check only: the options key results as given
             return dict(settings.options)
         if not all(isinstance(k, str) and _json_value(v) for k, v in canonical.items()):
-            log.warning(
-                "plugin %r: check_values of %s returned options that are not text keys with JSON values (%r); "
-                "results are keyed by the options as typed",
-                self.plugin, self.name, canonical,
-            )  # fmt: skip
+            if self.name not in _WARNED:
+                _WARNED.add(self.name)
+                log.warning(
+                    "plugin %r: check_values of %s returned options that are not text keys with JSON values "
+                    "(%r); results are keyed by the options as typed",
+                    self.plugin, self.name, canonical,
+                )  # fmt: skip
             return dict(settings.options)
         return dict(canonical)
 

@@ -378,10 +378,11 @@ def test_options_a_check_gives_back_are_what_results_are_keyed_by(caplog):
     assert canonical.check_options(MeasureSettings(options=(("dtype", "FP32"),))) == {"dtype": "fp32"}
     assert MeasureSettings().key(canonical) == MeasureSettings(options=(("dtype", "Fp32"),)).key(canonical)
     assert MeasureSettings().key(plain) != MeasureSettings(options=(("dtype", "fp32"),)).key(plain)
-    odd = Target("npu", "sdk", check_values=lambda s: {"dtype": object()}, plugin="npu_plugin")
+    odd = Target("npu", "odd", check_values=lambda s: {"dtype": object()}, plugin="npu_plugin")
     with caplog.at_level(logging.WARNING):  # not JSON: keyed as typed, as before targets gave a spelling
-        assert odd.check_options(MeasureSettings(options=(("dtype", "FP32"),))) == {"dtype": "FP32"}
-    assert "check_values of npu/sdk returned options that are not text keys with JSON values" in caplog.text
+        for _ in range(3):
+            assert odd.check_options(MeasureSettings(options=(("dtype", "FP32"),))) == {"dtype": "FP32"}
+    assert caplog.text.count("check_values of npu/odd returned options that are not text keys with JSON") == 1
 
 
 def test_a_calibration_file_makes_the_image_count_moot():
