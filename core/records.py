@@ -243,19 +243,21 @@ class MeasureSettings:
 
     def key(self, target: Target) -> str:
         """Short stable hash of :meth:`identity`."""
-        text = json.dumps(self.identity(target), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _settings_key(self.identity(target))
 
     def typed_key(self, target: Target) -> str:
         """The key results had when options were keyed as typed (before targets gave their own
         spelling): a campaign moves results stored under it to :meth:`key`."""
-        identity = self.identity(target) | {"options": dict(self.options)}
-        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return _settings_key(self.identity(target) | {"options": dict(self.options)})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["options"] = dict(self.options)
         return d
+
+
+def _settings_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -6,7 +6,7 @@ import math
 import os
 
 import pytest
-from conftest import exact_measurement
+from conftest import Device, exact_measurement
 
 from accelnas import hookimpl
 from accelnas.core.campaign import run_campaign
@@ -456,33 +456,18 @@ def test_a_worker_measures_at_the_batch_the_campaign_decided(tmp_path, monkeypat
     assert {r["batch_size"] for r in rows} == {8}  # not the worker's own default of 128
 
 
-class Vanishing:
+class Vanishing(Device):
     """A device that stops answering at one architecture (``ACCELNAS_TEST_GONE_AT``), as a board
     taken off the network does: its plugin raises TargetUnavailableError."""
 
-    @hookimpl
-    def register_targets(self, register):
-        register(Target("fake", "vanishing", metrics=("latency",)))
+    def __init__(self) -> None:
+        latency = lambda s: exact_measurement("latency", 2.0, batch=1, input_size=s.input_size)  # noqa: E731
+        super().__init__(Target("fake", "vanishing", metrics=("latency",)), latency=latency, export=self._gone)
 
-    @hookimpl
-    def export_model(self, target, architecture):
-        if target.name != "fake/vanishing":
-            return None
+    @staticmethod
+    def _gone(architecture) -> None:
         if architecture.id == os.environ.get("ACCELNAS_TEST_GONE_AT"):
             raise TargetUnavailableError("board 10.0.0.7 does not answer (connection refused)")
-        return ExportedModel(format="none")
-
-    @hookimpl
-    def compile(self, target, exported):
-        return CompiledModel(handle=None) if target.name == "fake/vanishing" else None
-
-    @hookimpl
-    def measure_latency(self, target, settings):
-        return (
-            exact_measurement("latency", 2.0, batch=1, input_size=settings.input_size)
-            if target.name == "fake/vanishing"
-            else None
-        )
 
 
 @pytest.mark.parametrize("isolated", [False, True], ids=["local", "isolated"])
@@ -529,33 +514,17 @@ def test_collect_exits_3_when_the_device_goes_away_and_says_what_is_pending(tmp_
     assert "3 measurement(s) pending: run the same command again once it is back" in result.output
 
 
-class Spelled:
+class Spelled(Device):
     """A target that gives its options in one spelling (dtype in lower case, fp32 left out)."""
+
+    def __init__(self) -> None:
+        target = Target("fake", "spelled", metrics=("latency",), check_values=self.canonical)
+        super().__init__(target, latency=lambda s: exact_measurement("latency", 3.0, batch=1, input_size=s.input_size))
 
     @staticmethod
     def canonical(settings):
         dtype = str(settings.option("dtype", "fp32")).lower()
         return {} if dtype == "fp32" else {"dtype": dtype}
-
-    @hookimpl
-    def register_targets(self, register):
-        register(Target("fake", "spelled", metrics=("latency",), check_values=self.canonical))
-
-    @hookimpl
-    def export_model(self, target):
-        return ExportedModel(format="none") if target.name == "fake/spelled" else None
-
-    @hookimpl
-    def compile(self, target):
-        return CompiledModel(handle=None) if target.name == "fake/spelled" else None
-
-    @hookimpl
-    def measure_latency(self, target, settings):
-        return (
-            exact_measurement("latency", 3.0, batch=1, input_size=settings.input_size)
-            if target.name == "fake/spelled"
-            else None
-        )
 
 
 def test_results_keyed_by_the_options_as_typed_are_resumed_under_the_targets_spelling(tmp_path):

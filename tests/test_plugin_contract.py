@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import exact_measurement
+from conftest import Device, exact_measurement
 
 from accelnas import hookimpl
 from accelnas.core.campaign import run_campaign
@@ -31,7 +31,7 @@ from accelnas.core.errors import PluginError, PluginLoadError, UnknownTargetErro
 from accelnas.core.executors import build_registry, checked_measurement, registry_spec
 from accelnas.core.isolation import IsolatedExecutor
 from accelnas.core.plugins import PluginRegistry, load_registry
-from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
+from accelnas.core.records import Measurement, MeasureSettings, Target
 from accelnas.core.space import EFFICIENTNET_B0, sample
 from accelnas.core.store import Store
 
@@ -77,33 +77,6 @@ def _latency(value: float = 2.0, *, batch: int = 1, input_size: int = 32, **fiel
 
 def _throughput(value: float = 100.0, *, batch: int = 4, input_size: int = 32) -> Measurement:
     return exact_measurement("throughput", value, batch=batch, input_size=input_size)
-
-
-class Device:
-    """A device whose measurements are whatever the test hands it (``latency``/``throughput`` callables)."""
-
-    def __init__(self, target: Target, latency=None, throughput=None) -> None:
-        self.target, self.latency, self.throughput = target, latency, throughput
-
-    @hookimpl
-    def register_targets(self, register):
-        register(self.target)
-
-    @hookimpl
-    def export_model(self, target):
-        return ExportedModel(format="none") if target.name == self.target.name else None
-
-    @hookimpl
-    def compile(self, target):
-        return CompiledModel(handle=None) if target.name == self.target.name else None
-
-    @hookimpl
-    def measure_latency(self, target, settings):
-        return self.latency(settings) if target.name == self.target.name and self.latency else None
-
-    @hookimpl
-    def measure_throughput(self, target, settings):
-        return self.throughput(settings) if target.name == self.target.name and self.throughput else None
 
 
 def _campaign(tmp_path: Path, device: Device, archs=None, settings: MeasureSettings = SETTINGS) -> list[dict]:
