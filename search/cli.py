@@ -48,7 +48,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder, required=True,
     help="Directory for front.csv, front.json, front.png and hypervolume.png.",
 )  # fmt: skip
+@click.pass_context
 def search(
+    ctx: click.Context,
     benchmark_dir: Path,
     objectives: str,
     budget: int,
@@ -78,6 +80,8 @@ def search(
 
     if budget < 1:
         raise click.UsageError("--budget must be >= 1")
+    if reward is None and ctx.get_parameter_source("reward_w") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--reward-w goes with --reward (e.g. --reward latency@zcu102=5)")
     if num_seeds < 1:
         raise click.UsageError("--seeds must be >= 1")
     if seed + num_seeds - 1 > SEED.max:
