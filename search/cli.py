@@ -247,8 +247,8 @@ def verify(
         source = v.from_benchmark(Benchmark.load(benchmark_dir), parse_objective(against), archs)
     else:
         objective = parse_objective(against)
-        target_of = v.front_targets(front_csv.with_suffix(".json")).get(objective.name)
-        source = v.from_front_column(frame, objective, target_of)
+        target_of, settings_of = v.front_sources(front_csv.with_suffix(".json")).get(objective.name, (None, None))
+        source = v.from_front_column(frame, objective, target_of, settings_of)
     registry = load_registry()
     target = registry.target(target_name)
     target.check_options(settings)

@@ -118,6 +118,11 @@ class SearchProblem:
                 for o in self.objectives
             ],
             "constraints": [c.name for c in self.constraints],
+            # every column front.csv holds: the target and settings its predictions were fitted under
+            "predicted_by": {
+                o.name: {"target": self.target(o), "settings_key": self.surrogates[o].dataset.get("settings_key")}
+                for o in self.tracked
+            },
             "reward": None
             if self.reward is None
             else {

@@ -46,11 +46,14 @@ def _measurable(objective: Objective) -> None:
         raise AccelnasError(f"--against {objective.name}: name the device, e.g. {objective.metric}@a100")
 
 
-def from_front_column(frame: pd.DataFrame, objective: Objective, target: str | None = None) -> PredictionSource:
+def from_front_column(
+    frame: pd.DataFrame, objective: Objective, target: str | None = None, settings_key: str | None = None
+) -> PredictionSource:
     """The predictions stored in the front file's column for ``objective``.
 
-    ``target`` is the benchmark target that predicted them (``front.json`` records it); without it
-    the device name stands in.
+    ``target`` is the benchmark target that predicted them and ``settings_key`` the settings its
+    surrogate was fitted under (``front.json`` records both); without a target the device name
+    stands in.
     """
     _measurable(objective)
     if objective.name not in frame.columns:
@@ -62,17 +65,23 @@ def from_front_column(frame: pd.DataFrame, objective: Objective, target: str | N
     if not np.all(np.isfinite(values)):
         raise AccelnasError(f"the front file's column {objective.name!r} has missing or non-numeric values")
     return PredictionSource(
-        objective.metric, target or str(objective.device), f"{objective.name} (front file column)", values
+        objective.metric, target or str(objective.device), f"{objective.name} (front file column)", values, settings_key
     )
 
 
-def front_targets(front_json: Path) -> dict[str, str]:
-    """{objective name: benchmark target} recorded in a ``front.json`` (empty when absent or unreadable)."""
+def front_sources(front_json: Path) -> dict[str, tuple[str, str | None]]:
+    """{column name: (benchmark target, settings key or None)} recorded in a ``front.json`` (empty when
+    absent or unreadable)."""
     import json
 
     try:
         data = json.loads(front_json.read_text())
-        return {o["name"]: o["target"] for o in data.get("objectives", [])}
+        sources: dict[str, tuple[str, str | None]] = {
+            o["name"]: (o["target"], None) for o in data.get("objectives", [])
+        }
+        for name, p in data.get("predicted_by", {}).items():
+            sources[name] = (p["target"], p.get("settings_key"))
+        return sources
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 

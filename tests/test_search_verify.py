@@ -175,3 +175,27 @@ def test_verify_stops_when_the_device_goes_away(tmp_path, monkeypatch):
         with pytest.raises(TargetUnavailableError, match=r"^stopped, fake/vanishing is unavailable: .* 2 measurement"):
             verify(registry, target, archs, source, SETTINGS, store)
         assert [r["arch_id"] for r in store.results()] == [archs[0].id]  # what was measured is kept
+
+
+def test_front_column_of_the_measured_target_compares_errors_only_under_its_settings(tmp_path):
+    from accelnas.surrogates.build import build_all
+
+    frame = pd.DataFrame(
+        [
+            {"arch_id": a.id, **a.to_config(), "target": "cpu/onnxruntime", "metric": "throughput",
+             "value": 4e8 / count_macs(a, 224), "unit": "images/s", "settings_key": "0123456789abcdef"}
+            for a in sample(60, 8)
+        ]
+    )  # fmt: skip
+    build_all(frame, tmp_path / "bench", family="additive", echo=lambda line: None)
+    found = run_cli("search", "--benchmark", str(tmp_path / "bench"), "--objectives", "throughput@cpu/onnxruntime",
+                    "--budget", "30", "--out", str(tmp_path / "front"))  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    result = run_cli("verify", str(tmp_path / "front" / "front.csv"), "--db", str(tmp_path / "c.sqlite"),
+                     "--against", "throughput@cpu/onnxruntime", "--limit", "1", *FAST)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "fitted under settings 0123456789abcdef, the measurements are under" in result.stdout
+    report = json.loads((tmp_path / "front" / "verify.json").read_text())
+    assert report["prediction_target"] == "cpu/onnxruntime" and not report["same_target"]
+    assert report["prediction_settings_key"] == "0123456789abcdef"
+    assert "median_relative_error" not in report["statistics"]
