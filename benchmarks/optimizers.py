@@ -23,6 +23,7 @@ from accelnas.core import jsonio
 from accelnas.core.cli_options import at_least_one, output_file, run_script
 from accelnas.search.compare import PAPER_DEVICES
 from accelnas.search.objectives import parse_objectives
+from accelnas.search.optimizers import check
 from accelnas.search.plots import plot_anytime
 from accelnas.search.problem import SearchProblem
 from accelnas.search.run import search
@@ -54,20 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evolution-batch", type=int, default=1, help="children per evolution step")
     parser.add_argument("--b0-devices", default=",".join(PAPER_DEVICES), help="devices for part 2 ('' to skip)")
     parser.add_argument("--b0-optimizer", default="nsga2")
-    parser.add_argument("--b0-budget", type=int, default=2000)
+    parser.add_argument("--b0-budget", type=at_least_one, default=2000)
     parser.add_argument("--png", type=output_file, default=None, help="anytime hypervolume plot")
     parser.add_argument("--json", type=output_file, default=None, help="write the figures here")
     args = parser.parse_args(argv)
 
     try:
-        checkpoints = [int(c) for c in args.checkpoints.split(",") if c.strip()]
-    except ValueError:
-        parser.error(f"--checkpoints takes comma-separated query counts, got {args.checkpoints!r}")
+        checkpoints = [at_least_one(c) for c in args.checkpoints.split(",") if c.strip()]
+    except (ValueError, argparse.ArgumentTypeError):
+        parser.error(f"--checkpoints takes comma-separated query counts >= 1, got {args.checkpoints!r}")
     optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
     options = {"batch": args.evolution_batch} if "evolution" in optimizers else {}
     with tempfile.TemporaryDirectory() as tmp:
         bench = _benchmark(args, Path(tmp))
         problem = SearchProblem(bench, parse_objectives(args.objectives))
+        devices = [d.strip() for d in args.b0_devices.split(",") if d.strip()]
+        per_device = [SearchProblem(bench, parse_objectives(f"accuracy,throughput@{d}")) for d in devices]
+        if devices:
+            check(args.b0_optimizer)  # part 2's settings fail before part 1 runs
         seeds = list(range(args.seeds))
         t0 = time.perf_counter()
 
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         outcome = search(problem, optimizers, args.budget, seeds, options, checkpoints=checkpoints, progress=progress)
-        at = [c for c in checkpoints if c <= args.budget]
+        at = [c for c in checkpoints if c <= args.budget] or [args.budget]
         table = outcome.hypervolume_table(at)
         print(f"objectives: {args.objectives}; budget {args.budget} unique queries; seeds {seeds}")
         print(f"hypervolume (normalized, reference point {outcome.normalizer.reference}), mean ± std over seeds:")
@@ -90,12 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plot: {plot_anytime(outcome.runs, args.png, title=args.objectives)}")
 
         comparisons = []
-        devices = [d.strip() for d in args.b0_devices.split(",") if d.strip()]
         if devices:
             print(f"\nEfficientNet-B0 vs {args.b0_optimizer} ({args.b0_budget} queries, seed 0) per device:")
-        for device in devices:
-            per_device = SearchProblem(bench, parse_objectives(f"accuracy,throughput@{device}"))
-            result = search(per_device, [args.b0_optimizer], args.b0_budget, [0])
+        for device_problem in per_device:
+            result = search(device_problem, [args.b0_optimizer], args.b0_budget, [0])
             for c in result.comparisons:
                 print(c.summary())
                 comparisons.append(c.to_dict())

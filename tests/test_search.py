@@ -388,6 +388,26 @@ def test_search_cli_errors_are_one_line(tmp_path, bench_dir):
     assert missing.returncode != 0 and "no benchmark" in missing.stderr
 
 
+def test_optimizer_comparison_script_reports_the_budget_and_checks_part_two_first(bench_dir, capsys):
+    from conftest import load_benchmark
+
+    script = load_benchmark("optimizers")
+    base = ["--benchmark", str(bench_dir), "--objectives", "accuracy,throughput@dev", "--seeds", "1"]
+    assert script.main([*base, "--budget", "30", "--b0-devices", "dev", "--b0-budget", "30"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("optimizer"))
+    assert header.split()[1:] == ["@30", "s/run"]  # below every checkpoint: the budget is the column
+    assert any(line.startswith("throughput@dev:") for line in lines)
+    with pytest.raises(SearchSpecError, match="no surrogate for nope:throughput"):
+        script.main([*base, "--budget", "30", "--b0-devices", "nope"])
+    with pytest.raises(SearchSpecError, match="unknown optimizer 'annealing'"):
+        script.main([*base, "--budget", "30", "--b0-devices", "dev", "--b0-optimizer", "annealing"])
+    assert "hypervolume" not in capsys.readouterr().err  # refused before part 1 ran
+    for bad in (["--checkpoints", "0,20"], ["--b0-budget", "0"]):
+        with pytest.raises(SystemExit):
+            script.main([*base, "--budget", "30", *bad])
+
+
 def test_search_space_cli(tmp_path):
     result = run_cli("search-space", "--out", str(tmp_path / "space.json"))
     assert result.returncode == 0, result.stderr
