@@ -234,6 +234,11 @@ def verify(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     out = out_dir or front_csv.parent
+    if out_dir is None:  # checked before measuring, as --out is
+        try:
+            writable_folder(ctx, None, out)
+        except click.BadParameter as exc:
+            raise click.UsageError(f"{exc.message}: verify writes its report beside the front; pass --out") from None
     clash = output_clash(out, v.OUTPUT_FILES, [front_csv, front_csv.with_suffix(".json")])
     if clash is not None:
         raise click.UsageError(f"verify writes {clash}, which is its input: pass --out another folder")

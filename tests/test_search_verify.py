@@ -199,3 +199,26 @@ def test_front_column_of_the_measured_target_compares_errors_only_under_its_sett
     assert report["prediction_target"] == "cpu/onnxruntime" and not report["same_target"]
     assert report["prediction_settings_key"] == "0123456789abcdef"
     assert "median_relative_error" not in report["statistics"]
+
+
+def test_verify_checks_the_front_folder_it_writes_to_before_measuring(front_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from test_store import _unprivileged
+
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    (shelf / "front.csv").write_bytes((front_dir / "front.csv").read_bytes())
+    db = tmp_path / "c.sqlite"
+    shelf.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [*_unprivileged(), sys.executable, "-m", "accelnas.core.cli", "verify", str(shelf / "front.csv"),
+             "--db", str(db), "--against", "throughput@dev", "--limit", "1", *FAST],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        shelf.chmod(0o755)
+    _one_line_error(result, "pass --out")
+    assert result.returncode == 2 and not db.exists()  # refused before measuring
