@@ -17,6 +17,7 @@ from accelnas.search.objectives import (
     SearchSpecError,
     parse_constraint,
     parse_objective,
+    parse_reward,
 )
 from accelnas.surrogates.artifact import SurrogateArtifact
 from accelnas.surrogates.benchmark import Benchmark
@@ -40,19 +41,26 @@ class SearchProblem:
     def __init__(
         self,
         bench: Benchmark,
-        objectives: Sequence[Objective],
-        constraints: Sequence[Constraint] = (),
-        reward: MnasReward | None = None,
+        objectives: Sequence[Objective | str],
+        constraints: Sequence[Constraint | str] | str = (),
+        reward: MnasReward | str | None = None,
     ) -> None:
         if isinstance(objectives, str) or not objectives:
             raise SearchSpecError("a search needs a list of at least one objective")
         # what users type is accepted as well as parsed objects: "accuracy", "latency@zcu102<=5"
         self.objectives = [parse_objective(o) if isinstance(o, str) else o for o in objectives]
+        if isinstance(constraints, str):  # one constraint as typed: "latency@zcu102<=5"
+            constraints = [constraints]
         self.constraints = [parse_constraint(c) if isinstance(c, str) else c for c in constraints]
+        if isinstance(reward, str):  # as typed: "latency@zcu102=5", with MnasNet's w
+            reward = parse_reward(reward)
         wrong = [x for x in self.objectives if not isinstance(x, Objective)]
         wrong += [x for x in self.constraints if not isinstance(x, Constraint)]
+        wrong += [reward] if reward is not None and not isinstance(reward, MnasReward) else []
         if wrong:
-            raise SearchSpecError(f"expected objectives and constraints, got {type(wrong[0]).__name__} {wrong[0]!r}")
+            raise SearchSpecError(
+                f"expected objectives, constraints and a reward, got {type(wrong[0]).__name__} {wrong[0]!r}"
+            )
         self.reward = reward
         tracked: list[Objective] = []
         for o in [

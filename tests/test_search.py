@@ -232,6 +232,12 @@ def test_constraints_keep_the_front_feasible(bench):
     assert len(SearchProblem(bench, objectives, touching).constraints) == 2  # one value still meets both
     typed = SearchProblem(bench, ["accuracy", "throughput@edge"], [f"latency@dev<={bound}"])  # as users type them
     assert typed.names == ["accuracy", "throughput@edge"] and typed.constraints[0].name == f"latency@dev<={bound:g}"
+    one = SearchProblem(bench, ["accuracy"], f"latency@dev<={bound}", reward="latency@dev=5")  # one of each, typed
+    assert [c.name for c in one.constraints] == [f"latency@dev<={bound:g}"] and one.reward == parse_reward(
+        "latency@dev=5"
+    )
+    with pytest.raises(SearchSpecError, match="got int 5"):
+        SearchProblem(bench, ["accuracy"], reward=5)
     with pytest.raises(SearchSpecError, match="objectives throughput@dev and throughput@dev/sim are the same"):
         SearchProblem(bench, parse_objectives("accuracy,throughput@dev,throughput@dev/sim"))
     with pytest.raises(SearchSpecError, match="a list of at least one objective"):
