@@ -819,9 +819,11 @@ def _one_line(exc: object) -> str:
 
 
 def _stopped(exc: BaseException) -> None:
-    """The message and exit status of a run stopped by Ctrl-C (130) or SIGTERM (143)."""
+    """The message and exit status of a run stopped by Ctrl-C (130) or SIGTERM (143); a command that
+    keeps something else than its measurements says what in the interrupt's ``kept`` attribute."""
     how, code = ("terminated", 143) if was_terminated(exc) else ("interrupted", 130)
-    click.echo(f"{how}; every result measured so far is stored", err=True)
+    kept = getattr(exc, "kept", "every result measured so far is stored")
+    click.echo(f"{how}; {kept}", err=True)
     sys.exit(code)
 
 

@@ -394,6 +394,29 @@ def test_search_cli_errors_are_one_line(tmp_path, bench_dir):
     assert missing.returncode != 0 and "no benchmark" in missing.stderr
 
 
+def test_an_interrupted_search_says_nothing_was_written(tmp_path, bench_dir, capsys):
+    from accelnas.core.cli import main
+    from accelnas.search.optimizers import OPTIMIZERS, OPTIONS, register_optimizer
+
+    def interrupted(evaluator, seed):
+        evaluator.evaluate(sample(5, seed))
+        raise KeyboardInterrupt
+
+    register_optimizer("interrupted", interrupted)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main(["search", "--benchmark", str(bench_dir), "--objectives", "accuracy", "--optimizer", "interrupted",
+                  "--out", str(tmp_path / "run")])  # fmt: skip
+    finally:
+        del OPTIMIZERS["interrupted"], OPTIONS["interrupted"]
+    assert stopped.value.code == 130
+    assert (
+        capsys.readouterr().err.strip()
+        == f"interrupted; nothing was written: {tmp_path / 'run'} gets the front once every run has finished"
+    )
+    assert not (tmp_path / "run" / "front.csv").exists()
+
+
 def test_optimizer_comparison_script_reports_the_budget_and_checks_part_two_first(bench_dir, capsys):
     from conftest import load_benchmark
 
