@@ -149,6 +149,32 @@ def test_ddp_with_two_gloo_processes(tmp_path):
     assert rows[0]["extra"]["images_seen"] == 2 * math.ceil(subset / 2)
 
 
+def test_ddp_ranks_stop_on_an_unusable_store_instead_of_hanging(tmp_path):
+    """Rank 0 cannot open the store while the other rank waits for its list of architectures: both end
+    (no barrier against a rank in another collective), and rank 0 says why in one line."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "bad.sqlite"
+    db.write_text("not a database\n")
+    port = str(_free_port())
+    procs = []
+    for rank in range(2):
+        env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank), "WORLD_SIZE": "2",
+                            "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}  # fmt: skip
+        env.pop("ACCELNAS_DEBUG", None)
+        cmd = [sys.executable, "-m", "accelnas.core.cli", "train", "--arch", SMALL.id, "--image-size", "8",
+               "--device", "cpu", "--threads", "1", "--db", str(db)]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode != 0 for p in procs)
+    assert outputs[0][1].strip() == f"error: {db} is not a usable accelnas store: file is not a database"
+
+
 def test_device_choice():
     from accelnas.core.errors import AccelnasError
     from accelnas.training.distributed import pick_device

@@ -136,6 +136,7 @@ def train(
         return
     data = load_data(data_spec, image_size=image_size, seed=split_seed)
     dctx = init_from_env(device)
+    finished = False
     try:
         store = Store(db_path) if dctx.is_main else None
         echo = (lambda line: click.echo(line, err=True)) if dctx.is_main else None
@@ -149,8 +150,9 @@ def train(
         )  # fmt: skip
         if store is not None:
             store.close()
+        finished = True
     finally:
-        shutdown(dctx)
+        shutdown(dctx, together=finished)
     if not dctx.is_main:
         return
     hours = sum(e.device_hours for e in report.evaluations.values() if not e.cached)
