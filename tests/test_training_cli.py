@@ -52,6 +52,11 @@ def test_train_errors_are_one_line(tmp_path):
     assert ray.returncode == 2 and "Ray tasks take --cpus-per-task" in ray.stderr and not (tmp_path / "x.db").exists()
     workers = run_cli("train", "--arch", "b0", "--workers", "-1", "--db", str(tmp_path / "x.db"))
     assert workers.returncode == 2 and "'--workers'" in workers.stderr and not (tmp_path / "x.db").exists()
+    for command, option in (("train", "--image-size"), ("proxy-search", "--split-seed")):
+        folder = run_cli(command, "--num", "3", "--data", str(tmp_path), option, "64", "--db", str(tmp_path / "x.db"),
+                         *(["--out", str(tmp_path / "out")] if command == "proxy-search" else []))  # fmt: skip
+        assert folder.returncode == 2, folder.stderr
+        assert f"{option} applies to --data digits, not to an image folder" in folder.stderr
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
 

@@ -67,6 +67,16 @@ def _data_options(f):
     return f
 
 
+def _check_data_options(data_spec: str) -> None:
+    """--image-size and --split-seed shape the digits data; with an image folder they would do nothing."""
+    ctx = click.get_current_context()
+    if data_spec == "digits":
+        return
+    for name in ("image_size", "split_seed"):
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"--{name.replace('_', '-')} applies to --data digits, not to an image folder")
+
+
 def _arch_options(f):
     f = click.option("--seed", type=SEED, default=0, show_default=True, help="Architecture sampling seed.")(f)
     f = click.option("--num", type=click.IntRange(min=1), default=None, help="Random architectures (with --seed).")(f)
@@ -122,6 +132,7 @@ def train(
     from accelnas.training.distributed import init_from_env, shutdown
     from accelnas.training.recipe import load_recipe
 
+    _check_data_options(data_spec)
     recipe = load_recipe(recipe_source)
     archs = _architectures(arch_texts, num, seed)
     if ray_address is None:
@@ -247,6 +258,7 @@ def proxy_search(
     from accelnas.training.distributed import init_from_env
     from accelnas.training.recipe import load_recipe
 
+    _check_data_options(data_spec)
     if reference_source and reference_file:
         raise click.UsageError("give --reference or --reference-file, not both")
     if not -1 <= threshold <= 1:
