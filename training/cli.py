@@ -142,6 +142,8 @@ def train(
     else:
         if ctx.meta.get("threads"):
             raise click.UsageError("--threads sets this process's threads; Ray tasks take --cpus-per-task")
+        if ctx.get_parameter_source("device") is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--device picks this process's device; Ray tasks train on their --gpus-per-task")
         _train_on_ray(ctx, recipe, archs, data_spec, image_size, split_seed, db_path, ray_address, gpus_per_task,
                       cpus_per_task, workers, not no_retry_failed)  # fmt: skip
         return
