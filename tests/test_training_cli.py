@@ -131,5 +131,11 @@ def test_proxy_analyse_writes_tables_and_plot(tmp_path):
     assert summary["seconds_per_model"].iloc[2] == 6 * summary["seconds_per_model"].iloc[1]
     seed_rows = [line.split() for line in result.stdout.splitlines() if "seed vs seed" in line]
     assert [row[4] for row in seed_rows] == ["-", "-"]  # no seed-mean τ of a recipe against itself
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "quick-seed1.csv").write_bytes((tmp_path / "quick-seed1.csv").read_bytes())
+    one = run_cli("proxy-analyse", str(single), "--out", str(single / "out"))
+    assert one.returncode == 0, one.stderr
+    assert pd.read_csv(single / "out" / "ablation_tau.csv").columns.tolist() == taus.columns.tolist()  # no pairs
     missing = run_cli("proxy-analyse", str(tmp_path / "none"))
     assert missing.returncode != 0

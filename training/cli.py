@@ -391,7 +391,8 @@ def proxy_analyse(ablations: Path, out_dir: Path | None, gpus_per_job: int) -> N
         rows = [{"kind": "between", **r} for r in analysis.between]
         rows += [{"kind": "across_seeds", "recipe_a": r["recipe"], "recipe_b": r["recipe"], **r} for r in
                  analysis.across_seeds]  # fmt: skip
-        files.write_csv(out_dir / "ablation_tau.csv", pd.DataFrame(rows).drop(columns=["recipe"], errors="ignore"))
+        columns = ["kind", "recipe_a", "recipe_b", "seed_a", "seed_b", "tau"]  # a header even with no pair of seeds
+        files.write_csv(out_dir / "ablation_tau.csv", pd.DataFrame(rows, columns=columns))
         costs = pd.DataFrame(analysis.costs)
         files.write_csv(out_dir / "ablation_summary.csv", table.merge(costs, how="left", on="recipe"))
         paths = [out_dir / "ablation_tau.csv", out_dir / "ablation_summary.csv"]
