@@ -76,6 +76,7 @@ def test_proxy_search_with_reference_file(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "grid: 4 candidates fully scored, 12 trainings" in result.stdout
+    assert result.stdout.count(" CPU-s (") == 2 and " s (" not in result.stdout  # --cost cpu: CPU seconds
     for name in ("candidates.csv", "comparison.csv", "pareto.png", "summary.json", "chosen.yaml"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())

@@ -313,19 +313,20 @@ def _write_search(out_dir: Path, results, reference_ledger, threshold: float, sp
     files.write_csv(out_dir / "candidates.csv", candidates)
     table = ps.comparison(results)
     files.write_csv(out_dir / "comparison.csv", table)
-    png = cost_tau_front(results, out_dir / "pareto.png")
+    unit = "CPU-s" if results[0].ledger.cost == "cpu" else "s"  # what --cost counts
+    png = cost_tau_front(results, out_dir / "pareto.png", cost_unit=unit)
     grid = next((r for r in results if r.strategy == "grid"), results[0])
     for r in results:
         failed = f" ({r.ledger.failed} failed)" if r.ledger.failed else ""
         click.echo(f"\n{r.strategy}: {len(r.final)} candidates fully scored, {r.ledger.trainings} trainings{failed}, "
-                   f"search cost {r.ledger.seconds:.1f}s ({r.ledger.device_hours:.4f} device-hours)")  # fmt: skip
-        click.echo(f"  {'candidate':<36} {'tau':>6} {'s/arch':>8} {'top-1':>7}  pareto")
+                   f"search cost {r.ledger.seconds:.1f} {unit} ({r.ledger.device_hours:.4f} device-hours)")  # fmt: skip
+        click.echo(f"  {'candidate':<36} {'tau':>6} {unit + '/arch':>10} {'top-1':>7}  pareto")
         front = {s.recipe_key for s in r.front}
         for s in sorted(r.final, key=lambda s: s.seconds_per_arch):
             mark = "*" if s.recipe_key in front else ""
-            click.echo(f"  {s.name:<36} {s.tau:6.3f} {s.seconds_per_arch:8.2f} {s.mean_top1:7.2f}  {mark}")
+            click.echo(f"  {s.name:<36} {s.tau:6.3f} {s.seconds_per_arch:10.2f} {s.mean_top1:7.2f}  {mark}")
         click.echo(f"  cheapest with τ >= {threshold:g}: " + (f"{r.chosen.name} (τ {r.chosen.tau:.3f}, "
-                   f"{r.chosen.seconds_per_arch:.2f} s/arch)" if r.chosen else "none"))  # fmt: skip
+                   f"{r.chosen.seconds_per_arch:.2f} {unit}/arch)" if r.chosen else "none"))  # fmt: skip
     chosen = grid.chosen or next((r.chosen for r in results if r.chosen), None)
     summary = {
         "threshold": threshold,
