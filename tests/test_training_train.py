@@ -4,6 +4,7 @@ import math
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -107,6 +108,18 @@ def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path, monkeypatc
     with Store(tmp_path / "acc.sqlite") as store:  # results of the older trainer are not resumed
         again = run_accuracy_campaign([SMALL], recipe, data, store)
         assert not again.evaluations[SMALL.id].cached
+
+
+def test_progress_eta_counts_the_architectures_left_in_any_order(monkeypatch):
+    """Ray reports architectures as they finish, not in their order: the ETA is for those not yet reported."""
+    clock = iter(range(0, 1000, 10))  # every reading of the clock is 10 s after the last
+    monkeypatch.setattr(campaign_module, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    lines: list[str] = []
+    progress = ProgressLines(lines.append)
+    ev = campaign_module.Evaluation(SMALL.id, 50.0, 90.0, 10.0, 0.01)
+    for index in (3, 1, 2):
+        progress(index, 3, SMALL, "ok", ev, None)
+    assert [line.rsplit("[eta ", 1)[1] for line in lines] == ["40s]", "20s]", "0s]"]
 
 
 def _free_port() -> int:
