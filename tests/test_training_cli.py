@@ -1,6 +1,9 @@
 """`accelnas train`, `proxy-search` and `proxy-analyse` as a user runs them (tiny problems)."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import yaml
@@ -140,3 +143,12 @@ def test_proxy_analyse_writes_tables_and_plot(tmp_path):
     assert pd.read_csv(single / "out" / "ablation_tau.csv").columns.tolist() == taus.columns.tolist()  # no pairs
     missing = run_cli("proxy-analyse", str(tmp_path / "none"))
     assert missing.returncode != 0
+
+
+def test_proxy_search_benchmark_rejects_an_output_folder_that_is_a_file(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "proxy_search_digits.py"
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    result = subprocess.run([sys.executable, str(script), "--out", str(taken)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"argument --out: {taken} is not a folder")
