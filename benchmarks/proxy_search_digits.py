@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import at_least_one, run_script
+from accelnas.core.cli_options import at_least_one, output_folder, run_script
 from accelnas.core.errors import AccelnasError
 from accelnas.core.provenance import host_provenance
 from accelnas.core.space import sample
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost", choices=ps.COSTS, default="cpu", help="cost model the search optimises")
     parser.add_argument("--threads", type=at_least_one, default=1, help="torch intra-op threads")
     parser.add_argument("--trials", type=at_least_one, default=4, help="Optuna trials")
-    parser.add_argument("--out", type=Path, default=Path("proxy-search-digits"))
+    parser.add_argument("--out", type=output_folder, default=Path("proxy-search-digits"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)

@@ -126,6 +126,16 @@ def output_file(text: str) -> Path:
     return path
 
 
+def output_folder(text: str) -> Path:
+    """An argparse type: a folder to write into (created if missing), checked before the work that fills it."""
+    path = Path(text)
+    try:
+        _check_writable(path)
+    except click.BadParameter as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return path
+
+
 def run_script(main: Callable[[], int | None]) -> NoReturn:
     """Exit with ``main()``'s code; an accelnas error (bad input, a missing benchmark) is one line, exit 1."""
     from accelnas.core.errors import AccelnasError, first_line

@@ -1,6 +1,9 @@
 """`accelnas train`, `proxy-search` and `proxy-analyse` as a user runs them (tiny problems)."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import yaml
@@ -50,8 +53,15 @@ def test_train_errors_are_one_line(tmp_path):
     assert result.returncode == 1 and result.stderr.startswith("error: unknown dataset")
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--threads", "1", "--db", str(tmp_path / "x.db"))
     assert ray.returncode == 2 and "Ray tasks take --cpus-per-task" in ray.stderr and not (tmp_path / "x.db").exists()
+    ray = run_cli("train", "--arch", "b0", "--ray", "local", "--device", "cpu", "--db", str(tmp_path / "x.db"))
+    assert ray.returncode == 2 and "Ray tasks train on their --gpus-per-task" in ray.stderr
     workers = run_cli("train", "--arch", "b0", "--workers", "-1", "--db", str(tmp_path / "x.db"))
     assert workers.returncode == 2 and "'--workers'" in workers.stderr and not (tmp_path / "x.db").exists()
+    for command, option in (("train", "--image-size"), ("proxy-search", "--split-seed")):
+        folder = run_cli(command, "--num", "3", "--data", str(tmp_path), option, "64", "--db", str(tmp_path / "x.db"),
+                         *(["--out", str(tmp_path / "out")] if command == "proxy-search" else []))  # fmt: skip
+        assert folder.returncode == 2, folder.stderr
+        assert f"{option} applies to --data digits, not to an image folder" in folder.stderr
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
 
@@ -69,6 +79,7 @@ def test_proxy_search_with_reference_file(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "grid: 4 candidates fully scored, 12 trainings" in result.stdout
+    assert result.stdout.count(" CPU-s (") == 2 and " s (" not in result.stdout  # --cost cpu: CPU seconds
     for name in ("candidates.csv", "comparison.csv", "pareto.png", "summary.json", "chosen.yaml"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
@@ -124,5 +135,20 @@ def test_proxy_analyse_writes_tables_and_plot(tmp_path):
     assert summary["seconds_per_model"].iloc[2] == 6 * summary["seconds_per_model"].iloc[1]
     seed_rows = [line.split() for line in result.stdout.splitlines() if "seed vs seed" in line]
     assert [row[4] for row in seed_rows] == ["-", "-"]  # no seed-mean τ of a recipe against itself
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "quick-seed1.csv").write_bytes((tmp_path / "quick-seed1.csv").read_bytes())
+    one = run_cli("proxy-analyse", str(single), "--out", str(single / "out"))
+    assert one.returncode == 0, one.stderr
+    assert pd.read_csv(single / "out" / "ablation_tau.csv").columns.tolist() == taus.columns.tolist()  # no pairs
     missing = run_cli("proxy-analyse", str(tmp_path / "none"))
     assert missing.returncode != 0
+
+
+def test_proxy_search_benchmark_rejects_an_output_folder_that_is_a_file(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "proxy_search_digits.py"
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    result = subprocess.run([sys.executable, str(script), "--out", str(taken)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"argument --out: {taken} is not a folder")

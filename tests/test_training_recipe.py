@@ -139,6 +139,11 @@ def test_proxy_space_candidates_skip_invalid_combinations():
         ({"base": "digits-reference", "axes": {"epochs": []}}, "needs a non-empty list"),
         ({"base": "digits-reference", "axes": {"epochs": [0]}}, "no valid candidate"),
         ({"base": "digits-reference", "axes": {"epochs": [1]}, "extra": 1}, "unknown key 'extra'"),
+        (
+            {"base": "digits-reference", "axes": {"data_fraction": [0.5, 1, 1.0]}},
+            "candidates data_fraction=1 and data_fraction=1.0 are the same recipe",
+        ),  # 1 is read as 1.0
+        ({"base": "digits-reference", "axes": {"resolution": [32, [[0, 32]]]}}, "are the same recipe"),
     ],
 )
 def test_bad_proxy_spaces(data, message):

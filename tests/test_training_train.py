@@ -4,6 +4,7 @@ import math
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -109,6 +110,18 @@ def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path, monkeypatc
         assert not again.evaluations[SMALL.id].cached
 
 
+def test_progress_eta_counts_the_architectures_left_in_any_order(monkeypatch):
+    """Ray reports architectures as they finish, not in their order: the ETA is for those not yet reported."""
+    clock = iter(range(0, 1000, 10))  # every reading of the clock is 10 s after the last
+    monkeypatch.setattr(campaign_module, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    lines: list[str] = []
+    progress = ProgressLines(lines.append)
+    ev = campaign_module.Evaluation(SMALL.id, 50.0, 90.0, 10.0, 0.01)
+    for index in (3, 1, 2):
+        progress(index, 3, SMALL, "ok", ev, None)
+    assert [line.rsplit("[eta ", 1)[1] for line in lines] == ["40s]", "20s]", "0s]"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -147,6 +160,32 @@ def test_ddp_with_two_gloo_processes(tmp_path):
     # each rank trained half of the 20% subset (padded to equal shards); images_seen counts both
     subset = len(subset_indices(digits(16).train.targets(), 0.2, 0))
     assert rows[0]["extra"]["images_seen"] == 2 * math.ceil(subset / 2)
+
+
+def test_ddp_ranks_stop_on_an_unusable_store_instead_of_hanging(tmp_path):
+    """Rank 0 cannot open the store while the other rank waits for its list of architectures: both end
+    (no barrier against a rank in another collective), and rank 0 says why in one line."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "bad.sqlite"
+    db.write_text("not a database\n")
+    port = str(_free_port())
+    procs = []
+    for rank in range(2):
+        env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank), "WORLD_SIZE": "2",
+                            "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}  # fmt: skip
+        env.pop("ACCELNAS_DEBUG", None)
+        cmd = [sys.executable, "-m", "accelnas.core.cli", "train", "--arch", SMALL.id, "--image-size", "8",
+               "--device", "cpu", "--threads", "1", "--db", str(db)]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode != 0 for p in procs)
+    assert outputs[0][1].strip() == f"error: {db} is not a usable accelnas store: file is not a database"
 
 
 def test_device_choice():

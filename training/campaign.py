@@ -228,6 +228,7 @@ class ProgressLines:
         self.label = f"{label} " if label else ""
         self.start = time.perf_counter()
         self.worked = 0
+        self.handled = 0  # architectures reported so far (Ray reports them in the order they finish)
         self.every = every
         self.last = self.start  # when the last line was written
 
@@ -242,6 +243,7 @@ class ProgressLines:
                  error: str | None) -> None:  # fmt: skip
         head = f"{self.label}[{index:>{len(str(total))}}/{total}] {arch.id}"
         self.last = time.perf_counter()
+        self.handled += 1
         if status == "skipped":
             self.echo(f"{head}  already stored: top-1 {ev.top1:.2f}%" if ev else f"{head}  already stored")
             return
@@ -250,7 +252,7 @@ class ProgressLines:
             return
         self.worked += 1
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.worked * (total - index)
+        eta = elapsed / self.worked * (total - self.handled)
         if status == "ok" and ev is not None:
             self.echo(
                 f"{head}  top-1 {ev.top1:6.2f}%  top-5 {ev.top5:6.2f}%  {ev.wall_seconds:6.1f}s  [eta {eta:.0f}s]"

@@ -67,6 +67,16 @@ def _data_options(f):
     return f
 
 
+def _check_data_options(data_spec: str) -> None:
+    """--image-size and --split-seed shape the digits data; with an image folder they would do nothing."""
+    ctx = click.get_current_context()
+    if data_spec == "digits":
+        return
+    for name in ("image_size", "split_seed"):
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"--{name.replace('_', '-')} applies to --data digits, not to an image folder")
+
+
 def _arch_options(f):
     f = click.option("--seed", type=SEED, default=0, show_default=True, help="Architecture sampling seed.")(f)
     f = click.option("--num", type=click.IntRange(min=1), default=None, help="Random architectures (with --seed).")(f)
@@ -122,6 +132,7 @@ def train(
     from accelnas.training.distributed import init_from_env, shutdown
     from accelnas.training.recipe import load_recipe
 
+    _check_data_options(data_spec)
     recipe = load_recipe(recipe_source)
     archs = _architectures(arch_texts, num, seed)
     if ray_address is None:
@@ -131,11 +142,14 @@ def train(
     else:
         if ctx.meta.get("threads"):
             raise click.UsageError("--threads sets this process's threads; Ray tasks take --cpus-per-task")
+        if ctx.get_parameter_source("device") is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("--device picks this process's device; Ray tasks train on their --gpus-per-task")
         _train_on_ray(ctx, recipe, archs, data_spec, image_size, split_seed, db_path, ray_address, gpus_per_task,
                       cpus_per_task, workers, not no_retry_failed)  # fmt: skip
         return
     data = load_data(data_spec, image_size=image_size, seed=split_seed)
     dctx = init_from_env(device)
+    finished = False
     try:
         store = Store(db_path) if dctx.is_main else None
         echo = (lambda line: click.echo(line, err=True)) if dctx.is_main else None
@@ -149,8 +163,9 @@ def train(
         )  # fmt: skip
         if store is not None:
             store.close()
+        finished = True
     finally:
-        shutdown(dctx)
+        shutdown(dctx, together=finished)
     if not dctx.is_main:
         return
     hours = sum(e.device_hours for e in report.evaluations.values() if not e.cached)
@@ -245,6 +260,7 @@ def proxy_search(
     from accelnas.training.distributed import init_from_env
     from accelnas.training.recipe import load_recipe
 
+    _check_data_options(data_spec)
     if reference_source and reference_file:
         raise click.UsageError("give --reference or --reference-file, not both")
     if not -1 <= threshold <= 1:
@@ -297,19 +313,20 @@ def _write_search(out_dir: Path, results, reference_ledger, threshold: float, sp
     files.write_csv(out_dir / "candidates.csv", candidates)
     table = ps.comparison(results)
     files.write_csv(out_dir / "comparison.csv", table)
-    png = cost_tau_front(results, out_dir / "pareto.png")
+    unit = "CPU-s" if results[0].ledger.cost == "cpu" else "s"  # what --cost counts
+    png = cost_tau_front(results, out_dir / "pareto.png", cost_unit=unit)
     grid = next((r for r in results if r.strategy == "grid"), results[0])
     for r in results:
         failed = f" ({r.ledger.failed} failed)" if r.ledger.failed else ""
         click.echo(f"\n{r.strategy}: {len(r.final)} candidates fully scored, {r.ledger.trainings} trainings{failed}, "
-                   f"search cost {r.ledger.seconds:.1f}s ({r.ledger.device_hours:.4f} device-hours)")  # fmt: skip
-        click.echo(f"  {'candidate':<36} {'tau':>6} {'s/arch':>8} {'top-1':>7}  pareto")
+                   f"search cost {r.ledger.seconds:.1f} {unit} ({r.ledger.device_hours:.4f} device-hours)")  # fmt: skip
+        click.echo(f"  {'candidate':<36} {'tau':>6} {unit + '/arch':>10} {'top-1':>7}  pareto")
         front = {s.recipe_key for s in r.front}
         for s in sorted(r.final, key=lambda s: s.seconds_per_arch):
             mark = "*" if s.recipe_key in front else ""
-            click.echo(f"  {s.name:<36} {s.tau:6.3f} {s.seconds_per_arch:8.2f} {s.mean_top1:7.2f}  {mark}")
+            click.echo(f"  {s.name:<36} {s.tau:6.3f} {s.seconds_per_arch:10.2f} {s.mean_top1:7.2f}  {mark}")
         click.echo(f"  cheapest with τ >= {threshold:g}: " + (f"{r.chosen.name} (τ {r.chosen.tau:.3f}, "
-                   f"{r.chosen.seconds_per_arch:.2f} s/arch)" if r.chosen else "none"))  # fmt: skip
+                   f"{r.chosen.seconds_per_arch:.2f} {unit}/arch)" if r.chosen else "none"))  # fmt: skip
     chosen = grid.chosen or next((r.chosen for r in results if r.chosen), None)
     summary = {
         "threshold": threshold,
@@ -375,7 +392,8 @@ def proxy_analyse(ablations: Path, out_dir: Path | None, gpus_per_job: int) -> N
         rows = [{"kind": "between", **r} for r in analysis.between]
         rows += [{"kind": "across_seeds", "recipe_a": r["recipe"], "recipe_b": r["recipe"], **r} for r in
                  analysis.across_seeds]  # fmt: skip
-        files.write_csv(out_dir / "ablation_tau.csv", pd.DataFrame(rows).drop(columns=["recipe"], errors="ignore"))
+        columns = ["kind", "recipe_a", "recipe_b", "seed_a", "seed_b", "tau"]  # a header even with no pair of seeds
+        files.write_csv(out_dir / "ablation_tau.csv", pd.DataFrame(rows, columns=columns))
         costs = pd.DataFrame(analysis.costs)
         files.write_csv(out_dir / "ablation_summary.csv", table.merge(costs, how="left", on="recipe"))
         paths = [out_dir / "ablation_tau.csv", out_dir / "ablation_summary.csv"]

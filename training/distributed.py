@@ -114,9 +114,11 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def shutdown(ctx: DistContext) -> None:
-    """Leave the process group together: a rank that tears down while another still talks to it
-    makes gloo abort the other process."""
+def shutdown(ctx: DistContext, together: bool = True) -> None:
+    """Leave the process group: ``together`` (the normal end) after a barrier, as a rank that tears down
+    while another still talks to it makes gloo abort the other process; a rank stopped by an error
+    leaves at once, since the others may wait in another collective, where a barrier would hang."""
     if ctx.distributed and dist.is_initialized():
-        dist.barrier()
+        if together:
+            dist.barrier()
         dist.destroy_process_group()

@@ -104,6 +104,7 @@ class ProxySpace:
         names = [k for k, _ in self.axes]
         out = []
         skipped: list[str] = []
+        seen: dict[str, str] = {}  # recipe key -> the candidate that has it
         for values in itertools.product(*(v for _, v in self.axes)):
             overrides = tuple(zip(names, values, strict=True))
             name = candidate_name(overrides)
@@ -116,6 +117,10 @@ class ProxySpace:
                 log.debug("skipping candidate: %s", exc)
                 skipped.append(str(exc))
                 continue
+            if recipe.key() in seen:
+                raise RecipeError(f"proxy candidates {seen[recipe.key()]} and {name} are the same recipe: "
+                                  "list each value of an axis once")  # fmt: skip
+            seen[recipe.key()] = name
             out.append(Candidate(name, overrides, recipe))
         if not out:
             raise RecipeError(f"the proxy space has no valid candidate (e.g. {skipped[0]})" if skipped else
