@@ -148,6 +148,9 @@ def test_selection_ranks_undefined_scores_last_and_splits_keep_rows_on_both_side
         split(3, 0.5, 0)
     result = fit_surrogate(frame.head(20), "sim/x", "latency", test_fraction=0.99, family="additive")
     assert result.artifact.metrics["n_train"] == 2
+    # choosing the family cross-validates the training rows: two folds of one row each cannot be fitted
+    with pytest.raises(DatasetError, match="at least 4 training architectures, got 2"):
+        fit_surrogate(frame.head(20), "sim/x", "latency", test_fraction=0.99)
 
 
 def test_save_load_round_trip_and_corruption(tmp_path, caplog):
