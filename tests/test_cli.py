@@ -124,6 +124,13 @@ def test_collect_refuses_more_architectures_than_the_space_holds_before_opening_
     assert "unexpected" not in result.stderr and not db.exists()
 
 
+def test_sample_refuses_more_architectures_than_the_space_holds():
+    result = run_cli("sample", "--num", "200000000000")
+    assert result.returncode == 2 and not result.stdout, result.stderr
+    _assert_one_line_error(result, "num 200000000000 exceeds the", "architectures the space has left")
+    assert "unexpected" not in result.stderr
+
+
 def test_unknown_plugin_in_env():
     _assert_one_line_error(run_cli("targets", env={"ACCELNAS_PLUGINS": "cpu_ort,nope"}), "unknown plugin 'nope'")
 
