@@ -550,7 +550,7 @@ def fit(
     from accelnas.core import dataset
     from accelnas.surrogates import artifact
     from accelnas.surrogates.fit import fit_surrogate
-    from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predicted_vs_measured
+    from accelnas.surrogates.plots import ScatterPanel, drift_plot, predicted_vs_measured
 
     frame = dataset.read(data_path)
     if (frame["target"] == target_name).any():
@@ -582,8 +582,8 @@ def fit(
         f"{target_name} {metric}: held-out n={m['n']}  Kendall τ={m['kendall_tau']:.3f}  R²={m['r2']:.3f}  "
         f"MAE={m['mae']:.3g}  within±10%={100 * m['within_10pct']:.0f}%"
     )
+    drift_png = drift_plot(result.drift, f"{target_name} {metric}", out_dir / "drift.png")
     if result.drift is not None:
-        drift_png = drift_over_sequence(result.drift, f"{target_name} {metric}", out_dir / "drift.png")
         click.echo(f"drift corrected: ±{result.drift.summary()['spread_pct']:.1f}%   plot: {drift_png}")
     click.echo(f"surrogate: {out_dir}   plot: {png}")
 

@@ -23,7 +23,7 @@ from accelnas.core.dataset import check_file_stems, file_stem
 from accelnas.surrogates import artifact
 from accelnas.surrogates.fit import fit_surrogate, fittable
 from accelnas.surrogates.models import family_name
-from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predicted_vs_measured
+from accelnas.surrogates.plots import ScatterPanel, drift_plot, predicted_vs_measured
 from accelnas.surrogates.recipes import fit_options, recipe_for
 
 INDEX_FILE = "benchmark.json"
@@ -108,8 +108,7 @@ def build_all(
             ],
             where / "predicted_vs_true.png",
         )
-        if result.drift is not None:
-            drift_over_sequence(result.drift, f"{target} {metric}", where / "drift.png")
+        drift_plot(result.drift, f"{target} {metric}", where / "drift.png")
         seconds = time.perf_counter() - t0
         chosen = family_name(result.artifact.model)
         entries.append({
