@@ -237,6 +237,22 @@ def test_a_build_refuses_an_unfittable_pair_before_writing_and_indexes_each_save
     assert not list((tmp_path / "b").glob(".*.partial"))
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"my": "own results"}', "no 'surrogates' field"),  # another program's benchmark.json
+        ('{"format": "accelnas-benchmark", "format_version": 99, "surrogates": []}', "version 99"),
+        ('{"format": "accelnas-benchmark", "surrogates": [', "corrupt benchmark index"),
+    ],
+)
+def test_a_build_refuses_an_index_it_would_replace_without_its_entries(tmp_path, text, reason):
+    (tmp_path / "benchmark.json").write_text(text)
+    with pytest.raises(SurrogateError, match=f"cannot build into {tmp_path}: .*{reason}"):
+        build_all(_frame(40), tmp_path, family="additive", echo=lambda line: None)
+    assert (tmp_path / "benchmark.json").read_text() == text  # left as it was, and nothing fitted beside it
+    assert [p.name for p in tmp_path.iterdir()] == ["benchmark.json"]
+
+
 def test_two_builds_into_one_directory_keep_each_others_surrogates(tmp_path, monkeypatch):
     import accelnas.surrogates.build as build
 
