@@ -749,11 +749,12 @@ def surrogates_build(
     if len(sources) != 1:
         raise click.UsageError("give exactly one of --from-anb, --from-db, --from-data")
     if anb_source is not None:
-        from accelnas.surrogates.anb_dataset import import_anb
+        from accelnas.surrogates.anb_dataset import import_anb, is_url
 
         frame, report = import_anb(anb_source)
         click.echo(report.summary(), err=True)
-        source = {"anb": anb_source, "import": report.summary()}
+        where = anb_source if is_url(anb_source) else os.path.abspath(anb_source)  # the index may be read elsewhere
+        source = {"anb": where, "import": report.summary()}
     elif db_path is not None:
         with Store(db_path, readonly=True) as store:
             store.check()

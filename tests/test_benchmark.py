@@ -351,9 +351,10 @@ def test_build_from_anb_records_follows_the_paper_recipes(tmp_path):
         record = {"architecture": a.to_config(), "metrics": {"val_top1": top1}, "platform_perf": perf}
         (records / f"result_{i}.json").write_text(json.dumps(record))
     out = tmp_path / "anb"
-    built = run_cli("surrogates", "build", "--from-anb", str(records), "--out", str(out))
+    built = run_cli("surrogates", "build", "--from-anb", records.name, "--out", str(out), cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     index = json.loads((out / "benchmark.json").read_text())
+    assert {e["source"]["anb"] for e in index["surrogates"]} == {str(records)}  # readable from any folder
     families = {(e["target"], e["metric"]): e["family"] for e in index["surrogates"]}
     assert len(families) == 9 and families[("imagenet/anb", "accuracy")] == "hybrid+gp"
     assert families[("zcu102/anb", "latency")] == "hybrid"
