@@ -88,8 +88,10 @@ class _LazyGroup(click.Group):
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="accelnas")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """Accelerator-aware NAS benchmarks: measure architectures on devices, fit surrogates, query them."""
+    _running["command"] = ctx.invoked_subcommand  # what a Ctrl-C message says is kept
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -819,10 +821,19 @@ def _one_line(exc: object) -> str:
     return " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
+_running: dict[str, str | None] = {"command": None}
+# what a stopped command keeps, where it is not the campaign store's measurements ("" for nothing to say)
+STOPPED_NOTES: dict[str, str] = {
+    "surrogates": "; every surrogate built so far is saved and in the index",
+    **dict.fromkeys(("fit", "query", "info", "sample", "export", "import-anb"), ""),
+}
+
+
 def _stopped(exc: BaseException) -> None:
     """The message and exit status of a run stopped by Ctrl-C (130) or SIGTERM (143)."""
     how, code = ("terminated", 143) if was_terminated(exc) else ("interrupted", 130)
-    click.echo(f"{how}; every result measured so far is stored", err=True)
+    note = STOPPED_NOTES.get(_running["command"] or "", "; every result measured so far is stored")
+    click.echo(f"{how}{note}", err=True)
     sys.exit(code)
 
 

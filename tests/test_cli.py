@@ -236,6 +236,11 @@ def test_ctrl_c_says_what_is_kept(monkeypatch, capsys):
         cli_module.main(["targets"])
     assert exited.value.code == 130
     assert "interrupted; every result measured so far is stored" in capsys.readouterr().err
+    # a command that measures nothing says nothing of measurements
+    monkeypatch.setattr(cli_module, "_arch_list", lambda texts: interrupted())
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main(["query", "b0", "--benchmark", "anywhere"])
+    assert exited.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
 
 
 def test_corrupt_surrogate(tmp_path):
