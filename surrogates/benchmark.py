@@ -191,7 +191,7 @@ class Benchmark:
         An architecture is an :class:`Architecture`, a string id, ``b0``, JSON text, a JSON file or
         a config dict (``block{i}_e/_k/_l/_se``).
         """
-        if archs is None or not isinstance(archs, Architecture | str | Mapping | Iterable):
+        if not isinstance(archs, Architecture | str | Mapping | Iterable) or isinstance(archs, bytes | bytearray):
             raise TypeError(f"query takes an architecture or a list of them, got {type(archs).__name__}")
         items = [archs] if isinstance(archs, (Architecture, str, Mapping)) else list(archs)
         parsed = [as_architecture(a) for a in items]

@@ -168,7 +168,7 @@ def test_cli_query_by_device_alone(bench_dir):
     assert unknown.returncode == 2 and "no surrogate for metric 'speed' (available:" in unknown.stderr
     loaded = Benchmark([str(p.parent) for p in sorted(bench_dir.rglob("surrogate.json"))])  # directories as text
     assert loaded.pairs() == Benchmark.load(bench_dir).pairs()
-    for bad in (None, 5):
+    for bad in (None, 5, b"b0"):  # bytes iterate as numbers, not as architectures
         with pytest.raises(TypeError, match="an architecture or a list of them"):
             loaded.query(bad, device="dev", metric="latency")
     empty = run_cli("query", "b0", "--benchmark", str(bench_dir), "--device", "")
