@@ -622,6 +622,11 @@ def query(
         raise click.UsageError("give either --surrogate DIR (repeatable) or --benchmark DIR")
     if surrogate_dirs and (device or metric):
         raise click.UsageError("--device and --metric choose among a --benchmark's surrogates")
+    from accelnas.surrogates.build import INDEX_FILE
+
+    for d in surrogate_dirs:
+        if not (d / artifact.METADATA_FILE).is_file() and (d / INDEX_FILE).is_file():
+            raise click.UsageError(f"{d} is a benchmark directory (it holds {INDEX_FILE}): give it with --benchmark")
     parsed = _arch_list(archs)
     if benchmark_dir:
         bench = Benchmark.load(benchmark_dir)

@@ -175,6 +175,8 @@ def test_cli_query_by_device_alone(bench_dir):
     assert empty.returncode == 2 and "no surrogate for device '' (available:" in empty.stderr
     ignored = run_cli("query", "b0", "--surrogate", str(bench_dir), "--device", "dev")
     assert ignored.returncode == 2 and "--benchmark" in ignored.stderr
+    mistaken = run_cli("query", "b0", "--surrogate", str(bench_dir))
+    assert mistaken.returncode == 2 and "is a benchmark directory (it holds benchmark.json)" in mistaken.stderr
 
 
 def test_query_names_the_directory_when_two_surrogates_answer_one_pair(bench_dir, tmp_path):
