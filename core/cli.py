@@ -88,8 +88,10 @@ class _LazyGroup(click.Group):
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="accelnas")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """Accelerator-aware NAS benchmarks: measure architectures on devices, fit surrogates, query them."""
+    _running["command"] = ctx.invoked_subcommand  # what a Ctrl-C message says is kept
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -550,7 +552,7 @@ def fit(
     from accelnas.core import dataset
     from accelnas.surrogates import artifact
     from accelnas.surrogates.fit import fit_surrogate
-    from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predicted_vs_measured
+    from accelnas.surrogates.plots import ScatterPanel, drift_plot, predicted_vs_measured
 
     frame = dataset.read(data_path)
     if (frame["target"] == target_name).any():
@@ -582,8 +584,8 @@ def fit(
         f"{target_name} {metric}: held-out n={m['n']}  Kendall τ={m['kendall_tau']:.3f}  R²={m['r2']:.3f}  "
         f"MAE={m['mae']:.3g}  within±10%={100 * m['within_10pct']:.0f}%"
     )
+    drift_png = drift_plot(result.drift, f"{target_name} {metric}", out_dir / "drift.png")
     if result.drift is not None:
-        drift_png = drift_over_sequence(result.drift, f"{target_name} {metric}", out_dir / "drift.png")
         click.echo(f"drift corrected: ±{result.drift.summary()['spread_pct']:.1f}%   plot: {drift_png}")
     click.echo(f"surrogate: {out_dir}   plot: {png}")
 
@@ -620,6 +622,11 @@ def query(
         raise click.UsageError("give either --surrogate DIR (repeatable) or --benchmark DIR")
     if surrogate_dirs and (device or metric):
         raise click.UsageError("--device and --metric choose among a --benchmark's surrogates")
+    from accelnas.surrogates.build import INDEX_FILE
+
+    for d in surrogate_dirs:
+        if not (d / artifact.METADATA_FILE).is_file() and (d / INDEX_FILE).is_file():
+            raise click.UsageError(f"{d} is a benchmark directory (it holds {INDEX_FILE}): give it with --benchmark")
     parsed = _arch_list(archs)
     if benchmark_dir:
         bench = Benchmark.load(benchmark_dir)
@@ -749,11 +756,12 @@ def surrogates_build(
     if len(sources) != 1:
         raise click.UsageError("give exactly one of --from-anb, --from-db, --from-data")
     if anb_source is not None:
-        from accelnas.surrogates.anb_dataset import import_anb
+        from accelnas.surrogates.anb_dataset import import_anb, is_url
 
         frame, report = import_anb(anb_source)
         click.echo(report.summary(), err=True)
-        source = {"anb": anb_source, "import": report.summary()}
+        where = anb_source if is_url(anb_source) else os.path.abspath(anb_source)  # the index may be read elsewhere
+        source = {"anb": where, "import": report.summary()}
     elif db_path is not None:
         with Store(db_path, readonly=True) as store:
             store.check()
@@ -818,12 +826,20 @@ def _one_line(exc: object) -> str:
     return " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
+_running: dict[str, str | None] = {"command": None}
+# what a stopped command keeps, where it is not the campaign store's measurements ("" for nothing to say)
+STOPPED_NOTES: dict[str, str] = {
+    "surrogates": "; every surrogate built so far is saved and in the index",
+    "search": "; nothing was written: a search writes its front once every run has finished",
+    **dict.fromkeys(("fit", "query", "info", "sample", "export", "import-anb", "search-space", "proxy-analyse"), ""),
+}
+
+
 def _stopped(exc: BaseException) -> None:
-    """The message and exit status of a run stopped by Ctrl-C (130) or SIGTERM (143); a command that
-    keeps something else than its measurements says what in the interrupt's ``kept`` attribute."""
+    """The message and exit status of a run stopped by Ctrl-C (130) or SIGTERM (143)."""
     how, code = ("terminated", 143) if was_terminated(exc) else ("interrupted", 130)
-    kept = getattr(exc, "kept", "every result measured so far is stored")
-    click.echo(f"{how}; {kept}", err=True)
+    note = STOPPED_NOTES.get(_running["command"] or "", "; every result measured so far is stored")
+    click.echo(f"{how}{note}", err=True)
     sys.exit(code)
 
 

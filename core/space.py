@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.errors import InvalidArchitectureError, describe
+from accelnas.core.errors import InvalidArchitectureError, InvalidArgumentError, describe
 from accelnas.core.records import is_whole
 
 NUM_STAGES = 7
@@ -241,7 +241,8 @@ def iter_sample(
         raise TypeError("exclude must be a collection of architectures or ids, not one string")
     seen = {a.id if isinstance(a, Architecture) else a for a in exclude or ()}
     if num > space_size() - len(seen):
-        raise ValueError("num exceeds the size of the space")
+        left = space_size() - len(seen)
+        raise InvalidArgumentError(f"num {num} exceeds the {left:,} architectures the space has left")
     rng = random.Random(int(seed) if is_whole(seed) else seed)
     drawn = 0
     while drawn < num:

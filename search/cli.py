@@ -106,11 +106,7 @@ def search(
         )
 
     options = {"population": population, "sample_size": sample_size, "batch": batch}
-    try:
-        outcome = run_search(problem, names, budget, seeds, options, progress=progress)
-    except KeyboardInterrupt as exc:
-        exc.kept = f"nothing was written: {out_dir} gets the front once every run has finished"
-        raise
+    outcome = run_search(problem, names, budget, seeds, options, progress=progress)
     facts = {"benchmark": str(benchmark_dir), "optimizers": names, "seeds": seeds}
     csv_path, json_path = write_outcome(outcome, out_dir, **facts)
     front_png = plot_front(outcome, out_dir / "front.png")

@@ -53,6 +53,11 @@ TAR_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)  # what reading a
 RECORD_NUMBER = re.compile(r"result_(\d+)\.json$")  # sequence: record numbers follow measurement sessions
 
 
+def is_url(source: str | Path) -> bool:
+    """Whether an import source is a URL to download (otherwise a local path)."""
+    return str(source).startswith(("http://", "https://"))
+
+
 def anb_target(device: str) -> str:
     return f"{device}/anb"
 
@@ -284,7 +289,7 @@ def _record_rows(name: str, record: Any, source: str) -> tuple[list[dict[str, An
 def import_anb(source: str | Path = ANB_URL, *, cache_dir: Path | None = None) -> tuple[pd.DataFrame, ImportReport]:
     """Read Accel-NASBench records from a directory, archive or URL into a dataset frame."""
     text = str(source)
-    path = fetch(text, cache_dir) if text.startswith(("http://", "https://")) else Path(text)
+    path = fetch(text, cache_dir) if is_url(text) else Path(text)
     report = ImportReport(source=text)
     parsed: list[tuple[str, list[dict[str, Any]], list[str]]] = []
     for name, payload in _iter_sources(path):

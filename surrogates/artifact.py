@@ -250,7 +250,8 @@ def load(path: str | Path) -> SurrogateArtifact:
             reason = f"the model state lacks {missing!r}"
         raise SurrogateError(f"{meta_path}: {reason}") from None
     except Exception as exc:
-        raise SurrogateError(f"cannot load surrogate {meta_path}: {type(exc).__name__}: {exc}") from None
+        # describe: a native library's message can go on with its stack trace, one frame a line
+        raise SurrogateError(f"cannot load surrogate {meta_path}: {describe(exc)}") from None
     _check_predicts(model, meta_path)
     return SurrogateArtifact(
         model=model,

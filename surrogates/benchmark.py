@@ -58,6 +58,23 @@ def _index_paths(meta: object, index: Path) -> list[tuple[str, tuple[str, str] |
     return paths
 
 
+def read_index(index: Path) -> list[tuple[str, tuple[str, str] | None]]:
+    """The surrogate directories a ``benchmark.json`` lists, as :func:`_index_paths` gives them;
+    :class:`SurrogateError` where the file is not JSON, not an accelnas benchmark index, or of a
+    format this version does not read."""
+    try:
+        meta = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SurrogateError(f"corrupt benchmark index {index}: {exc}") from None
+    listed = _index_paths(meta, index)
+    kind, version = meta.get("format", INDEX_FORMAT), meta.get("format_version", INDEX_VERSION)
+    if kind != INDEX_FORMAT or not isinstance(version, int) or version > INDEX_VERSION:
+        raise SurrogateError(
+            f"{index} is not an accelnas benchmark index this version reads ({kind!r}, version {version!r})"
+        )
+    return listed
+
+
 class Benchmark:
     """Surrogates by (target, metric); a device name alone finds its target (``zcu102`` -> ``zcu102/anb``).
 
@@ -112,17 +129,8 @@ class Benchmark:
         root = Path(path)
         index = root / INDEX_FILE
         if index.is_file():
-            try:
-                meta = json.loads(index.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise SurrogateError(f"corrupt benchmark index {index}: {exc}") from None
-            listed = _index_paths(meta, index)
+            listed = read_index(index)
             dirs, pairs = [root / path for path, _ in listed], [pair for _, pair in listed]
-            kind, version = meta.get("format", INDEX_FORMAT), meta.get("format_version", INDEX_VERSION)
-            if kind != INDEX_FORMAT or not isinstance(version, int) or version > INDEX_VERSION:
-                raise SurrogateError(
-                    f"{index} is not an accelnas benchmark index this version reads ({kind!r}, version {version!r})"
-                )
         elif root.is_dir():
             dirs = sorted(p.parent for p in root.rglob(artifact.METADATA_FILE))
             pairs = [None] * len(dirs)
@@ -183,7 +191,7 @@ class Benchmark:
         An architecture is an :class:`Architecture`, a string id, ``b0``, JSON text, a JSON file or
         a config dict (``block{i}_e/_k/_l/_se``).
         """
-        if archs is None or not isinstance(archs, Architecture | str | Mapping | Iterable):
+        if not isinstance(archs, Architecture | str | Mapping | Iterable) or isinstance(archs, bytes | bytearray):
             raise TypeError(f"query takes an architecture or a list of them, got {type(archs).__name__}")
         items = [archs] if isinstance(archs, (Architecture, str, Mapping)) else list(archs)
         parsed = [as_architecture(a) for a in items]

@@ -23,7 +23,7 @@ from accelnas.core.dataset import check_file_stems, file_stem
 from accelnas.surrogates import artifact
 from accelnas.surrogates.fit import fit_surrogate, fittable
 from accelnas.surrogates.models import family_name
-from accelnas.surrogates.plots import ScatterPanel, drift_over_sequence, predicted_vs_measured
+from accelnas.surrogates.plots import ScatterPanel, drift_plot, predicted_vs_measured
 from accelnas.surrogates.recipes import fit_options, recipe_for
 
 INDEX_FILE = "benchmark.json"
@@ -70,6 +70,7 @@ def build_all(
     check_file_stems(target for target, _ in todo)
     for target, metric in todo:  # refuse a pair that cannot be fitted before anything is written
         fittable(frame, target, metric)
+    _check_earlier_index(out)
     out.mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = {}
     for i, (target, metric) in enumerate(todo, 1):
@@ -108,8 +109,7 @@ def build_all(
             ],
             where / "predicted_vs_true.png",
         )
-        if result.drift is not None:
-            drift_over_sequence(result.drift, f"{target} {metric}", where / "drift.png")
+        drift_plot(result.drift, f"{target} {metric}", where / "drift.png")
         seconds = time.perf_counter() - t0
         chosen = family_name(result.artifact.model)
         entries.append({
@@ -127,6 +127,25 @@ def build_all(
         echo(f"[{i}/{len(todo)}] {target:<16} {metric:<10} {chosen:<9} held-out n={m['n']:<5} "
              f"τ={m['kendall_tau']:.4f}  R²={m['r2']:.4f}  ({seconds:.0f}s){note}")  # fmt: skip
     return index
+
+
+def _check_earlier_index(out: Path) -> None:
+    """Refuse, before anything is written, an ``OUT/benchmark.json`` that the index written after each
+    surrogate would replace without keeping its entries: another program's file, a damaged index or
+    one of a newer format."""
+    from accelnas.core.errors import SurrogateError
+    from accelnas.surrogates.benchmark import read_index
+
+    index = out / INDEX_FILE
+    if not index.exists() and not index.is_symlink():
+        return
+    try:
+        if not index.is_file():
+            raise SurrogateError(f"{index} is not a file")
+        read_index(index)
+    except SurrogateError as exc:
+        reason = f"{exc}; choose another directory or remove {INDEX_FILE}"
+        raise SurrogateError(f"cannot build into {out}: {reason}") from None
 
 
 def _write_index(out: Path, entries: list[dict[str, Any]], created: str, seconds: float) -> dict[str, Any]:

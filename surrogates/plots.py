@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from accelnas.core import files
 from accelnas.core.figures import pyplot, save_figure
 from accelnas.surrogates.drift import DriftCorrection
 
@@ -61,3 +62,12 @@ def drift_over_sequence(correction: DriftCorrection, title: str, path: str | Pat
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     return save_figure(fig, path)
+
+
+def drift_plot(correction: DriftCorrection | None, title: str, path: str | Path) -> Path | None:
+    """:func:`drift_over_sequence` where drift was corrected; otherwise remove the plot an earlier fit
+    left at ``path``, which would describe a correction this surrogate does not make."""
+    if correction is not None:
+        return drift_over_sequence(correction, title, path)
+    files.remove(path, "drift plot of an earlier fit")
+    return None

@@ -10,12 +10,14 @@ from typing import Any
 
 import numpy as np
 
+from accelnas.core.errors import DatasetError
 from accelnas.core.space import Architecture
 from accelnas.surrogates.metrics import regression_metrics
 from accelnas.surrogates.models import make
 
 log = logging.getLogger(__name__)
 
+MIN_SELECTION_ROWS = 4  # two folds of two training rows each: fewer leave a fold a single row to fit
 # (family, parameters) tried by default; ordered from cheapest to fit
 DEFAULT_CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("additive", {"transform": "none", "encoding": "analytic"}),
@@ -76,9 +78,15 @@ def select_family(
 
     Small datasets (under 1000 architectures) are scored by k-fold cross-validation, pooling the
     out-of-fold predictions, so that the choice does not hinge on a handful of architectures. A
-    candidate that predicts one value for a whole fold ranks last.
+    candidate that predicts one value for a whole fold ranks last. Fewer than
+    :data:`MIN_SELECTION_ROWS` architectures are a :class:`DatasetError`.
     """
     y = np.asarray(y, dtype=float)
+    if len(archs) < MIN_SELECTION_ROWS:
+        raise DatasetError(
+            f"choosing a surrogate family needs at least {MIN_SELECTION_ROWS} training architectures, got "
+            f"{len(archs)}: hold out fewer (test fraction) or name a family"
+        )
     splits = folds(len(archs), seed, val_fraction)
     best: tuple[tuple[float, float], str, dict[str, Any], dict[str, float]] | None = None
     scores = []

@@ -168,13 +168,15 @@ def test_cli_query_by_device_alone(bench_dir):
     assert unknown.returncode == 2 and "no surrogate for metric 'speed' (available:" in unknown.stderr
     loaded = Benchmark([str(p.parent) for p in sorted(bench_dir.rglob("surrogate.json"))])  # directories as text
     assert loaded.pairs() == Benchmark.load(bench_dir).pairs()
-    for bad in (None, 5):
+    for bad in (None, 5, b"b0"):  # bytes iterate as numbers, not as architectures
         with pytest.raises(TypeError, match="an architecture or a list of them"):
             loaded.query(bad, device="dev", metric="latency")
     empty = run_cli("query", "b0", "--benchmark", str(bench_dir), "--device", "")
     assert empty.returncode == 2 and "no surrogate for device '' (available:" in empty.stderr
     ignored = run_cli("query", "b0", "--surrogate", str(bench_dir), "--device", "dev")
     assert ignored.returncode == 2 and "--benchmark" in ignored.stderr
+    mistaken = run_cli("query", "b0", "--surrogate", str(bench_dir))
+    assert mistaken.returncode == 2 and "is a benchmark directory (it holds benchmark.json)" in mistaken.stderr
 
 
 def test_query_names_the_directory_when_two_surrogates_answer_one_pair(bench_dir, tmp_path):
@@ -235,6 +237,22 @@ def test_a_build_refuses_an_unfittable_pair_before_writing_and_indexes_each_save
         build_all(frame, tmp_path / "b", family="additive", echo=lambda line: None)
     assert Benchmark.load(tmp_path / "b").pairs() == [("dev/sim", "latency")]  # what was saved is queryable
     assert not list((tmp_path / "b").glob(".*.partial"))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"my": "own results"}', "no 'surrogates' field"),  # another program's benchmark.json
+        ('{"format": "accelnas-benchmark", "format_version": 99, "surrogates": []}', "version 99"),
+        ('{"format": "accelnas-benchmark", "surrogates": [', "corrupt benchmark index"),
+    ],
+)
+def test_a_build_refuses_an_index_it_would_replace_without_its_entries(tmp_path, text, reason):
+    (tmp_path / "benchmark.json").write_text(text)
+    with pytest.raises(SurrogateError, match=f"cannot build into {tmp_path}: .*{reason}"):
+        build_all(_frame(40), tmp_path, family="additive", echo=lambda line: None)
+    assert (tmp_path / "benchmark.json").read_text() == text  # left as it was, and nothing fitted beside it
+    assert [p.name for p in tmp_path.iterdir()] == ["benchmark.json"]
 
 
 def test_two_builds_into_one_directory_keep_each_others_surrogates(tmp_path, monkeypatch):
@@ -335,9 +353,10 @@ def test_build_from_anb_records_follows_the_paper_recipes(tmp_path):
         record = {"architecture": a.to_config(), "metrics": {"val_top1": top1}, "platform_perf": perf}
         (records / f"result_{i}.json").write_text(json.dumps(record))
     out = tmp_path / "anb"
-    built = run_cli("surrogates", "build", "--from-anb", str(records), "--out", str(out))
+    built = run_cli("surrogates", "build", "--from-anb", records.name, "--out", str(out), cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     index = json.loads((out / "benchmark.json").read_text())
+    assert {e["source"]["anb"] for e in index["surrogates"]} == {str(records)}  # readable from any folder
     families = {(e["target"], e["metric"]): e["family"] for e in index["surrogates"]}
     assert len(families) == 9 and families[("imagenet/anb", "accuracy")] == "hybrid+gp"
     assert families[("zcu102/anb", "latency")] == "hybrid"

@@ -124,6 +124,13 @@ def test_collect_refuses_more_architectures_than_the_space_holds_before_opening_
     assert "unexpected" not in result.stderr and not db.exists()
 
 
+def test_sample_refuses_more_architectures_than_the_space_holds():
+    result = run_cli("sample", "--num", "200000000000")
+    assert result.returncode == 2 and not result.stdout, result.stderr
+    _assert_one_line_error(result, "num 200000000000 exceeds the", "architectures the space has left")
+    assert "unexpected" not in result.stderr
+
+
 def test_unknown_plugin_in_env():
     _assert_one_line_error(run_cli("targets", env={"ACCELNAS_PLUGINS": "cpu_ort,nope"}), "unknown plugin 'nope'")
 
@@ -229,6 +236,11 @@ def test_ctrl_c_says_what_is_kept(monkeypatch, capsys):
         cli_module.main(["targets"])
     assert exited.value.code == 130
     assert "interrupted; every result measured so far is stored" in capsys.readouterr().err
+    # a command that measures nothing says nothing of measurements
+    monkeypatch.setattr(cli_module, "_arch_list", lambda texts: interrupted())
+    with pytest.raises(SystemExit) as exited:
+        cli_module.main(["query", "b0", "--benchmark", "anywhere"])
+    assert exited.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
 
 
 def test_corrupt_surrogate(tmp_path):

@@ -130,6 +130,10 @@ def test_cli_fit_drift_option(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert json.loads((tmp_path / "s" / "surrogate.json").read_text())["metrics"]["drift"]["blocks"] == 4
     assert "drift corrected: ±" in ok.stdout and (tmp_path / "s" / "drift.png").is_file()
+    again = run_cli("fit", "--data", str(data), "--target", "sim/x", "--metric", "throughput", "--family", "additive",
+                    "--out", str(tmp_path / "s"))  # fmt: skip
+    assert again.returncode == 0 and "drift corrected" not in again.stdout, again.stderr
+    assert not (tmp_path / "s" / "drift.png").exists()  # the earlier fit's plot: no correction now
     failed = run_cli("fit", "--data", str(bad), "--target", "sim/x", "--metric", "throughput", "--family", "additive",
                      "--drift", "sequence", "--out", str(tmp_path / "t"))  # fmt: skip
     assert failed.returncode != 0 and "'sequence' column" in failed.stderr
@@ -163,6 +167,11 @@ def test_cli_build_drift_override(tmp_path):
     assert plain.returncode == 0 and "drift corrected" not in plain.stdout
     (plain_entry,) = json.loads((tmp_path / "p" / "benchmark.json").read_text())["surrogates"]
     assert plain_entry["drift"] is None and not (tmp_path / "p" / plain_entry["path"] / "drift.png").exists()
+    rebuilt = run_cli(
+        "surrogates", "build", "--from-data", str(data), "--family", "additive", "--out", str(tmp_path / "b")
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert not (tmp_path / "b" / entry["path"] / "drift.png").exists()  # rebuilt without a correction
 
 
 def test_estimate_refuses_settings_it_cannot_use():

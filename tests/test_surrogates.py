@@ -1,3 +1,4 @@
+import hashlib
 import json
 import logging
 import time
@@ -148,6 +149,9 @@ def test_selection_ranks_undefined_scores_last_and_splits_keep_rows_on_both_side
         split(3, 0.5, 0)
     result = fit_surrogate(frame.head(20), "sim/x", "latency", test_fraction=0.99, family="additive")
     assert result.artifact.metrics["n_train"] == 2
+    # choosing the family cross-validates the training rows: two folds of one row each cannot be fitted
+    with pytest.raises(DatasetError, match="at least 4 training architectures, got 2"):
+        fit_surrogate(frame.head(20), "sim/x", "latency", test_fraction=0.99)
 
 
 def test_save_load_round_trip_and_corruption(tmp_path, caplog):
@@ -203,6 +207,15 @@ def test_save_load_round_trip_and_corruption(tmp_path, caplog):
         (out / "surrogate.json").write_text(json.dumps(broken))
         with pytest.raises(SurrogateError, match=message):
             artifact.load(out)
+    # a model file XGBoost refuses (edited with its checksum recomputed): its message, not its stack trace
+    garbled = original.replace(b'"base_score":"', b'"base_score":"x', 1)
+    model_file.write_bytes(garbled)
+    files = {"xgboost.json": hashlib.sha256(garbled).hexdigest()}
+    (out / "surrogate.json").write_text(json.dumps(meta | {"files": files}))
+    with pytest.raises(SurrogateError, match="XGBoostError") as raised:
+        artifact.load(out)
+    assert "\n" not in str(raised.value) and "Stack trace" not in str(raised.value)
+    model_file.write_bytes(original)
     (out / "surrogate.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "model_sha256"}))
     with caplog.at_level("WARNING", logger="accelnas.surrogates.artifact"):
         assert artifact.load(out).metric == "latency"  # written before checksums were recorded: loads
