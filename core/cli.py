@@ -787,7 +787,7 @@ def surrogates_build(
     index = build_all(
         frame, out_dir, targets=chosen, test_fraction=test_fraction, seed=seed, ensemble=ensemble,
         refit_all=not train_only, family=family, drift=drift, tune_seconds=tune_seconds, source=source,
-        echo=click.echo,
+        echo=click.echo, starting=lambda line: click.echo(line, err=True),
     )  # fmt: skip
     kept = len(index["surrogates"]) - len(chosen)
     also = f" ({kept} built earlier kept in the index)" if kept else ""

@@ -53,9 +53,11 @@ def build_all(
     tune_seconds: float = 0.0,
     source: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
+    starting: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Fit, evaluate on held-out architectures, save and plot every pair; write the index.
 
+    ``echo`` gets one line per pair built, ``starting`` (progress) one as each pair starts.
     ``family``, ``ensemble`` and ``drift`` override the recipes when given.
     With ``tune_seconds`` the recipe's family gets an Optuna search of its hyperparameters on a
     validation split of the training rows (never the held-out ones) for that long per target.
@@ -81,6 +83,9 @@ def build_all(
             recipe = recipe | {"ensemble": ensemble}
         if drift is not None:
             recipe = recipe | {"drift": drift}
+        if starting is not None:
+            how = f"{recipe['family']}" + (f" x{recipe['ensemble']}" if recipe.get("ensemble", 1) > 1 else "")
+            starting(f"[{i}/{len(todo)}] {target} {metric}: fitting ({how}) ...")
         t0 = time.perf_counter()
         if tune_seconds > 0:
             recipe = _tuned(frame, target, metric, recipe, tune_seconds, test_fraction, seed)

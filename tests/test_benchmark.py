@@ -313,6 +313,12 @@ def test_cli_build_from_db_and_query(tmp_path):
                     "--test-fraction", "0.2")  # fmt: skip
     assert built.returncode == 0, built.stderr
     assert "cpu/onnxruntime" in built.stdout and "τ=" in built.stdout and "built 2 surrogates" in built.stdout
+    # each target says it has started (on stderr) before its line of figures (on stdout)
+    started = [line for line in built.stderr.splitlines() if "fitting" in line]
+    assert started == [
+        "[1/2] cpu/onnxruntime latency: fitting (auto x3) ...",
+        "[2/2] cpu/torch latency: fitting (auto x3) ...",
+    ]
     again = run_cli("surrogates", "build", "--from-db", db.name, "--out", str(out), "--target", "cpu/torch",
                     cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0 and "built 1 surrogate in" in again.stdout and "(1 built earlier kept" in again.stdout
