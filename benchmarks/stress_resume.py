@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.cli_options import at_least_one, output_file
+from accelnas.core.cli_options import at_least_one, output_file, seed
 
 PLUGIN_NAME = "ledger"
 TARGET = "bench/ledger"
@@ -323,7 +323,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=at_least_one, default=25, help="SIGKILLs (>= 20 for the report).")
     parser.add_argument("--num", type=at_least_one, default=12, help="Architectures in the campaign.")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=seed, default=7)
     parser.add_argument("--rng-seed", type=int, default=0, help="Seed of the kill times.")
     parser.add_argument("--json", type=output_file, default=None, help="Write the figures here.")
     parser.add_argument("--isolate", action="store_true", help="Measure in a child process (collect --isolate).")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import open_fraction, output_file, run_script
+from accelnas.core.cli_options import open_fraction, output_file, run_script, seed
 from accelnas.core.errors import AccelnasError, DatasetError, first_line
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, anb_target, import_anb
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", help="test records (directory, archive or URL)")
     parser.add_argument("--split", help="one source to split into train and test instead")
     parser.add_argument("--test-fraction", type=open_fraction, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--json", type=output_file, help="write the measured figures here")
     parser.add_argument("--only", help="comma-separated target names (default: all nine)")
     args = parser.parse_args(argv)

@@ -118,11 +118,26 @@ def open_fraction(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """An argparse type: a seed in the range of :data:`SEED`."""
+    value = int(text)
+    if not SEED.min <= value <= SEED.max:
+        raise argparse.ArgumentTypeError(f"must be within {SEED.min}..{SEED.max}, got {value}")
+    return value
+
+
 def output_file(text: str) -> Path:
-    """An argparse type: a file to write at the end of a long run, in a folder that exists now."""
+    """An argparse type: a file to write at the end of a long run, in a folder that exists and can be
+    written now; not a folder itself."""
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder")
+    try:
+        _check_writable(path.parent)
+    except click.BadParameter as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
     return path
 
 
