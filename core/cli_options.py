@@ -38,6 +38,7 @@ class FiniteFloatRange(click.FloatRange):
 FINITE = FiniteFloatRange()
 NON_NEGATIVE = FiniteFloatRange(min=0)
 FRACTION = FiniteFloatRange(0, 1, min_open=True, max_open=True)
+POSITIVE = FiniteFloatRange(min=0, min_open=True)
 
 
 def _check_writable(folder: Path) -> None:
@@ -116,6 +117,24 @@ def open_fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
     return value
+
+
+def _number(kind: click.ParamType, text: str) -> Any:
+    """``text`` converted by a click type, its refusal an argparse usage error."""
+    try:
+        return kind.convert(text, None, None)
+    except click.BadParameter as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    return _number(POSITIVE, text)
+
+
+def non_negative_number(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    return _number(NON_NEGATIVE, text)
 
 
 def seed(text: str) -> int:
