@@ -71,6 +71,11 @@ def _train_and_test(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFram
         ids = np.array(sorted(set(frame["arch_id"])))
         order = np.random.default_rng(args.seed).permutation(len(ids))
         test_ids = set(ids[order[: round(args.test_fraction * len(ids))]])
+        if not 0 < len(test_ids) < len(ids):
+            side = "test" if not test_ids else "training"
+            raise DatasetError(
+                f"--test-fraction {args.test_fraction:g} of {len(ids)} architectures leaves no {side} architectures"
+            )
         train, test = frame[~frame["arch_id"].isin(test_ids)], frame[frame["arch_id"].isin(test_ids)]
         print(f"split {args.split}: {len(ids) - len(test_ids)} train / {len(test_ids)} test architectures "
               f"(seed {args.seed}); {report.summary()}", file=sys.stderr)  # fmt: skip
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=output_file, help="write the measured figures here")
     parser.add_argument("--only", help="comma-separated target names (default: all nine)")
     args = parser.parse_args(argv)
-    if bool(args.split) == bool(args.train and args.test):
+    if (args.split and (args.train or args.test)) or not (args.split or (args.train and args.test)):
         parser.error("give --train and --test, or --split")
 
     chosen = targets()

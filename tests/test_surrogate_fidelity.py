@@ -110,3 +110,18 @@ def test_benchmark_json_outputs_refuse_a_folder(tmp_path):
     result = subprocess.run([sys.executable, str(script), "--json", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith(f"argument --json: {tmp_path} is a folder")
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "expected"),
+    [(["--test-fraction", "0.01"], 1, "error: --test-fraction 0.01 of 30 architectures leaves no test architectures"),
+     (["--test-fraction", "0.99"], 1, "leaves no training architectures"),
+     (["--train", "{train}"], 2, "give --train and --test, or --split")],
+)  # fmt: skip
+def test_a_split_without_test_or_training_rows_or_with_train_is_refused(tmp_path, capsys, extra, code, expected):
+    _write_records(tmp_path / "train", sample(30, 9), 0)
+    args = ["--split", str(tmp_path / "train"), "--only", "latency_zcu102"]
+    with pytest.raises(SystemExit) as raised:
+        _load().main([*args, *(e.format(train=tmp_path / "train") for e in extra)])
+    assert raised.value.code == code
+    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
