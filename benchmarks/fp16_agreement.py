@@ -18,6 +18,7 @@ from pathlib import Path
 
 from accelnas.core.cli_options import at_least_one, run_script
 from accelnas.core.model import build_model, calibrate_batchnorm
+from accelnas.core.records import MeasureSettings
 from accelnas.core.space import EFFICIENTNET_B0, sample
 from accelnas.plugins.cpu_ort.plugin import export_onnx
 from accelnas.plugins.cuda_trt.fp16_onnx import (
@@ -29,7 +30,16 @@ from accelnas.plugins.cuda_trt.fp16_onnx import (
 
 
 def _sizes(text: str) -> list[int]:
-    return [at_least_one(part) for part in text.split(",") if part.strip()]
+    """Input sizes, each within the range campaigns measure (that of :class:`MeasureSettings`)."""
+    sizes = [int(part) for part in text.split(",") if part.strip()]
+    if not sizes:
+        raise argparse.ArgumentTypeError("give at least one input size")
+    for size in sizes:
+        try:
+            MeasureSettings(input_size=size)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:

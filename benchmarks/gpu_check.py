@@ -15,7 +15,8 @@ torch); directly::
     python benchmarks/gpu_check.py --missing                        # pip names of missing requirements
 
 It runs from an uninstalled checkout too (the repository root is put on ``sys.path`` as ``accelnas``).
-Exit code: 0 when it ran (failed measurements are in the JSON), 3 when there is no usable CUDA GPU.
+Exit code: 0 when it ran (failed measurements are in the JSON), 2 on bad arguments, 3 when there is no
+usable CUDA GPU.
 """
 
 from __future__ import annotations
@@ -191,10 +192,18 @@ def run(args: argparse.Namespace) -> int:
     from accelnas.core.store import Store
     from accelnas.plugins.cuda_trt.plugin import CudaTrtPlugin
 
+    out_dir = Path(args.out)
+    try:  # what a GPU would only refuse mid-run
+        if args.num_random < 0:
+            raise ValueError(f"--num-random must be >= 0, got {args.num_random}")
+        MeasureSettings(input_size=args.input_size, batch_size=args.batch_size, precision=args.precision,
+                        max_seconds=args.max_seconds, warmup_seconds=args.warmup_seconds)  # fmt: skip
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError) as exc:
+        logging.error("%s", exc if isinstance(exc, ValueError) else f"cannot use {out_dir} as --out: {exc.strerror}")
+        return 2
     start = time.perf_counter()
     deadline = start + args.budget
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "gpu_check.json"
     registry = PluginRegistry()
     registry.register(CudaTrtPlugin(cache_dir=args.engine_cache) if args.engine_cache else CudaTrtPlugin(), "cuda_trt")

@@ -40,7 +40,8 @@
 # default 400), GPU_CHECK_ARGS (extra arguments for gpu_check.py, e.g. "--num-random 5"),
 # ACCELNAS_TRT_CACHE (engine cache folder; "off" disables it), WHEELS (a folder of wheels to
 # install offline).
-# Exit codes: 0 ran (failed measurements are listed in the JSON), 2 torch missing, 3 no usable GPU,
+# Exit codes: 0 ran (failed measurements are listed in the JSON), 2 torch missing or bad arguments
+# (GPU_CHECK_ARGS), 3 no usable GPU,
 # 124 the time limit cut the run short (the JSON holds everything measured until then).
 set -uo pipefail
 

@@ -25,6 +25,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from accelnas.core.cli_options import at_least_one, output_file, output_folder
 from accelnas.core.model import count_macs
 from accelnas.core.space import sample
 from accelnas.surrogates import artifact
@@ -102,10 +103,11 @@ def _load_all(paths: list[str]) -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", type=int, default=250, help="Damaged copies per model format.")
+    parser.add_argument("--cases", type=at_least_one, default=250, help="Damaged copies per model format.")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=None, help="Write the counts here.")
-    parser.add_argument("--keep", type=Path, default=None, help="Copy each surrogate that crashed a process here.")
+    parser.add_argument("--json", type=output_file, default=None, help="Write the counts here.")
+    parser.add_argument("--keep", type=output_folder, default=None,
+                        help="Copy each surrogate that crashed a process here.")  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(args.seed)
     archs = sample(120, args.seed)

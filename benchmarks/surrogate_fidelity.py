@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import open_fraction, output_file, run_script
+from accelnas.core.cli_options import open_fraction, output_file, run_script, seed
 from accelnas.core.errors import AccelnasError, DatasetError, first_line
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, anb_target, import_anb
@@ -71,6 +71,11 @@ def _train_and_test(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFram
         ids = np.array(sorted(set(frame["arch_id"])))
         order = np.random.default_rng(args.seed).permutation(len(ids))
         test_ids = set(ids[order[: round(args.test_fraction * len(ids))]])
+        if not 0 < len(test_ids) < len(ids):
+            side = "test" if not test_ids else "training"
+            raise DatasetError(
+                f"--test-fraction {args.test_fraction:g} of {len(ids)} architectures leaves no {side} architectures"
+            )
         train, test = frame[~frame["arch_id"].isin(test_ids)], frame[frame["arch_id"].isin(test_ids)]
         print(f"split {args.split}: {len(ids) - len(test_ids)} train / {len(test_ids)} test architectures "
               f"(seed {args.seed}); {report.summary()}", file=sys.stderr)  # fmt: skip
@@ -145,11 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", help="test records (directory, archive or URL)")
     parser.add_argument("--split", help="one source to split into train and test instead")
     parser.add_argument("--test-fraction", type=open_fraction, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--json", type=output_file, help="write the measured figures here")
     parser.add_argument("--only", help="comma-separated target names (default: all nine)")
     args = parser.parse_args(argv)
-    if bool(args.split) == bool(args.train and args.test):
+    if (args.split and (args.train or args.test)) or not (args.split or (args.train and args.test)):
         parser.error("give --train and --test, or --split")
 
     chosen = targets()

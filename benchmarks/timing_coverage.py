@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from accelnas.core.cli_options import at_least_one, run_script
+from accelnas.core.cli_options import at_least_one, non_negative_number, positive_number, run_script
 from accelnas.core.timing import measure
 
 PRECISION = 0.02
@@ -33,7 +33,10 @@ CASES: dict[str, tuple[Callable[[np.random.Generator], float], float]] = {
 
 
 def _durations(text: str) -> list[float]:
-    return [float(part) for part in text.split(",") if part.strip()]
+    durations = [non_negative_number(part) for part in text.split(",") if part.strip()]
+    if not durations:
+        raise argparse.ArgumentTypeError("give at least one duration")
+    return durations
 
 
 def coverage(case: str, runs: int, call_seconds: float, min_seconds: float) -> dict[str, float]:
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=at_least_one, default=1000, help="simulated measurements per case")
     parser.add_argument("--min-seconds", type=_durations, default=[0.0, 0.25, 0.5],
                         help="minimum timed durations to compare, comma-separated")  # fmt: skip
-    parser.add_argument("--call-ms", type=float, default=1.0, help="typical call time in milliseconds")
+    parser.add_argument("--call-ms", type=positive_number, default=1.0, help="typical call time in milliseconds")
     args = parser.parse_args(argv)
     print(f"{'case':<24} {'min s':>6} {'coverage':>9} {'reached':>8} {'samples':>8} {'bias':>8} {'off >2%':>8}")
     for case in CASES:

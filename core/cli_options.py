@@ -38,6 +38,7 @@ class FiniteFloatRange(click.FloatRange):
 FINITE = FiniteFloatRange()
 NON_NEGATIVE = FiniteFloatRange(min=0)
 FRACTION = FiniteFloatRange(0, 1, min_open=True, max_open=True)
+POSITIVE = FiniteFloatRange(min=0, min_open=True)
 
 
 def _check_writable(folder: Path) -> None:
@@ -118,11 +119,44 @@ def open_fraction(text: str) -> float:
     return value
 
 
+def _number(kind: click.ParamType, text: str) -> Any:
+    """``text`` converted by a click type, its refusal an argparse usage error."""
+    try:
+        return kind.convert(text, None, None)
+    except click.BadParameter as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    return _number(POSITIVE, text)
+
+
+def non_negative_number(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    return _number(NON_NEGATIVE, text)
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed in the range of :data:`SEED`."""
+    value = int(text)
+    if not SEED.min <= value <= SEED.max:
+        raise argparse.ArgumentTypeError(f"must be within {SEED.min}..{SEED.max}, got {value}")
+    return value
+
+
 def output_file(text: str) -> Path:
-    """An argparse type: a file to write at the end of a long run, in a folder that exists now."""
+    """An argparse type: a file to write at the end of a long run, in a folder that exists and can be
+    written now; not a folder itself."""
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder")
+    try:
+        _check_writable(path.parent)
+    except click.BadParameter as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
     return path
 
 

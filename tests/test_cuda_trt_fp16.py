@@ -123,3 +123,16 @@ def test_agreement_benchmark_reports_every_graph_against_the_limits(capsys):
     assert [row[0] for row in rows] == [EFFICIENTNET_B0.id, sample(1, seed=3)[0].id]
     assert all(row[1] == "32" and 0 < float(row[2]) <= FP16_RELATIVE_TOLERANCE for row in rows)
     assert out.splitlines()[-1].endswith("2 of 2 within the limits")
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [(",", "give at least one input size"), ("32,8", "input size must be within 16..1024, got 8")],
+)
+def test_agreement_benchmark_refuses_sizes_campaigns_cannot_measure(capsys, sizes, expected):
+    from conftest import load_benchmark
+
+    with pytest.raises(SystemExit) as raised:
+        load_benchmark("fp16_agreement").main(["--num", "1", "--sizes", sizes])
+    assert raised.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"argument --sizes: {expected}")

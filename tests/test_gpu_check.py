@@ -65,3 +65,18 @@ def test_gpu_check_measures_every_pass_and_variant_and_keeps_failures(tmp_path, 
         assert variant["ok"] == 4 and set(variant["throughput"]) == {"EfficientNet-B0", "random-1"}
     assert summary["kendall_tau_torch_vs_tensorrt"]["throughput"] is None  # 2 in common: too few for a τ
     assert report["plot"] and (tmp_path / "gpu_check_throughput.png").stat().st_size > 5_000
+
+
+def test_gpu_check_refuses_bad_arguments_before_measuring(tmp_path, caplog):
+    """What the GPU would refuse mid-run is exit 2 and one logged line, with or without a GPU."""
+    gpu_check = load_benchmark("gpu_check")
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    cases = {("--out", str(taken)): f"cannot use {taken} as --out",
+             ("--num-random", "-1"): "--num-random must be >= 0, got -1",
+             ("--input-size", "0"): "input size must be within 16..1024, got 0"}  # fmt: skip
+    for args, expected in cases.items():
+        caplog.clear()
+        assert gpu_check.main(["--out", str(tmp_path / "out"), *args]) == 2  # a later --out wins
+        assert next(r.getMessage() for r in caplog.records if r.levelname == "ERROR").startswith(expected)
+    assert not (tmp_path / "out" / "gpu_check.json").exists()

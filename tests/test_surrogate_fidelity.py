@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,39 @@ def test_a_target_that_cannot_be_fitted_is_reported_and_the_others_measured(tmp_
     assert figures["throughput_zcu102"]["r2"] is None and "at least 8" in figures["throughput_zcu102"]["error"]
     assert figures["latency_zcu102"]["r2"] > 0.99
     assert "fitted 1 of 2 targets" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [(("--json", "{tmp}"), "argument --json: {tmp} is a folder"),
+     (("--seed", "-1"), "argument --seed: must be within 0..2147483647, got -1")],
+)  # fmt: skip
+def test_an_output_that_is_a_folder_or_a_negative_seed_is_refused_before_fitting(tmp_path, capsys, option, expected):
+    args = ["--split", str(tmp_path / "not-read"), *(o.format(tmp=tmp_path) for o in option)]
+    with pytest.raises(SystemExit) as raised:
+        _load().main(args)
+    assert raised.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(expected.format(tmp=tmp_path))
+
+
+def test_benchmark_json_outputs_refuse_a_folder(tmp_path):
+    """cpu_measurement writes its JSON after minutes of measuring: a folder is refused first."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_measurement.py"
+    result = subprocess.run([sys.executable, str(script), "--json", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"argument --json: {tmp_path} is a folder")
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "expected"),
+    [(["--test-fraction", "0.01"], 1, "error: --test-fraction 0.01 of 30 architectures leaves no test architectures"),
+     (["--test-fraction", "0.99"], 1, "leaves no training architectures"),
+     (["--train", "{train}"], 2, "give --train and --test, or --split")],
+)  # fmt: skip
+def test_a_split_without_test_or_training_rows_or_with_train_is_refused(tmp_path, capsys, extra, code, expected):
+    _write_records(tmp_path / "train", sample(30, 9), 0)
+    args = ["--split", str(tmp_path / "train"), "--only", "latency_zcu102"]
+    with pytest.raises(SystemExit) as raised:
+        _load().main([*args, *(e.format(train=tmp_path / "train") for e in extra)])
+    assert raised.value.code == code
+    assert expected in capsys.readouterr().err.strip().splitlines()[-1]
