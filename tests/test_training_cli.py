@@ -49,7 +49,7 @@ def test_train_errors_are_one_line(tmp_path):
     result = run_cli("train", "--recipe", str(bad), "--arch", "b0", "--db", str(tmp_path / "x.sqlite"), env=ENV)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: recipe 'bad': epochs must be an integer in 1..10000, got 0"
-    result = run_cli("train", "--arch", "b0", "--data", str(tmp_path / "nowhere"), "--db", str(tmp_path / "x.db"))
+    result = run_cli("train", "--arch", "b0", "--data", str(tmp_path / "nowhere"), "--db", str(tmp_path / "y.db"))
     assert result.returncode == 1 and result.stderr.startswith("error: unknown dataset")
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--threads", "1", "--db", str(tmp_path / "x.db"))
     assert ray.returncode == 2 and "Ray tasks take --cpus-per-task" in ray.stderr and not (tmp_path / "x.db").exists()
@@ -64,6 +64,22 @@ def test_train_errors_are_one_line(tmp_path):
         assert f"{option} applies to --data digits, not to an image folder" in folder.stderr
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
+
+
+def test_store_and_reference_file_are_checked_before_the_data_is_read(tmp_path):
+    """Reading an image folder can take minutes: a store or reference file that cannot be used is
+    reported first (here the missing data folder would otherwise be the error)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a store\n")
+    nowhere, out = str(tmp_path / "nowhere"), str(tmp_path / "out")
+    for args in (["train", "--arch", "b0"], ["proxy-search", "--num", "3", "--out", out]):
+        result = run_cli(*args, "--data", nowhere, "--db", str(notes))
+        assert result.returncode == 1
+        assert result.stderr.strip() == f"error: {notes} is not a usable accelnas store: file is not a database"
+    missing = tmp_path / "missing.csv"
+    result = run_cli("proxy-search", "--num", "3", "--data", nowhere, "--reference-file", str(missing),
+                     "--db", str(tmp_path / "ps.sqlite"), "--out", out)  # fmt: skip
+    assert result.returncode == 1 and result.stderr.strip() == f"error: reference file not found: {missing}"
 
 
 def test_proxy_search_with_reference_file(tmp_path):

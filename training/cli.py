@@ -147,11 +147,11 @@ def train(
         _train_on_ray(ctx, recipe, archs, data_spec, image_size, split_seed, db_path, ray_address, gpus_per_task,
                       cpus_per_task, workers, not no_retry_failed)  # fmt: skip
         return
-    data = load_data(data_spec, image_size=image_size, seed=split_seed)
-    dctx = init_from_env(device)
+    dctx = init_from_env(device)  # the device, the store, then the data (which may take minutes to read)
     finished = False
     try:
         store = Store(db_path) if dctx.is_main else None
+        data = load_data(data_spec, image_size=image_size, seed=split_seed)
         echo = (lambda line: click.echo(line, err=True)) if dctx.is_main else None
         if echo:
             echo(f"training {len(archs)} architectures under {recipe.name} on {data.name} "
@@ -273,16 +273,16 @@ def proxy_search(
     archs = _architectures(arch_texts, num, seed)
     if len(archs) < 3:
         raise click.UsageError(f"proxy search ranks architectures: give at least 3 (have {len(archs)})")
-    data = load_data(data_spec, image_size=image_size, seed=split_seed)
     dctx = init_from_env(device)
     if dctx.distributed:
         raise click.UsageError("proxy-search runs in one process; use `train` under torchrun for DDP")
     err = lambda line: click.echo(line, err=True)  # noqa: E731
-    with Store(db_path) as store:
+    with Store(db_path) as store:  # the inputs are checked before the data, which may take minutes to read
+        reference = ps.read_reference(reference_file) if reference_file is not None else None
+        data = load_data(data_spec, image_size=image_size, seed=split_seed)
         evaluator = ps.TrainingEvaluator(data, store, ctx=dctx, workers=workers, echo=err)
         reference_ledger = None
-        if reference_file is not None:
-            reference = ps.read_reference(reference_file)
+        if reference is not None:
             err(f"reference: {len(reference)} accuracies from {reference_file}")
         else:
             ref_recipe = load_recipe(reference_source) if reference_source else space.base
