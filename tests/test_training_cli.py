@@ -159,6 +159,10 @@ def test_proxy_analyse_writes_tables_and_plot(tmp_path):
     assert pd.read_csv(single / "out" / "ablation_tau.csv").columns.tolist() == taus.columns.tolist()  # no pairs
     missing = run_cli("proxy-analyse", str(tmp_path / "none"))
     assert missing.returncode != 0
+    (single / "quick-seed01.csv").write_bytes((tmp_path / "slow-seed1.csv").read_bytes())
+    twice = run_cli("proxy-analyse", str(single))
+    assert twice.returncode == 1
+    assert twice.stderr.strip() == f"error: quick-seed01.csv and quick-seed1.csv in {single} are both seed 1 of quick"
 
 
 def test_proxy_search_benchmark_rejects_an_output_folder_that_is_a_file(tmp_path):
