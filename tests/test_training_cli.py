@@ -107,8 +107,11 @@ def test_proxy_search_with_reference_file(tmp_path):
     assert set(frame["strategy"]) == {"grid", "halving"} and frame["tau"].between(-1, 1).all()
     with Store(tmp_path / "ps.sqlite", create=False) as store:
         assert len(store.results(target="train/digits16")) == 12  # 4 candidates x 3 architectures, shared
+    assert "holds accuracies on" not in result.stderr  # a plain CSV names no dataset
     flat = tmp_path / "flat.csv"  # a reference that ranks nothing: no candidate reaches any τ
-    pd.DataFrame({"arch_id": ARCHS, "accuracy": [50.0] * 3}).to_csv(flat, index=False)
+    rows = [{"arch_id": a, **Architecture.from_string(a).to_config(), "target": "train/digits32", "metric": "accuracy",
+             "value": 50.0, "settings_key": "k"} for a in ARCHS]  # fmt: skip
+    pd.DataFrame(rows).to_csv(flat, index=False)  # an export of accuracies on other data than --image-size 16
     again = run_cli(
         "proxy-search", "--space", str(space), "--reference-file", str(flat),
         *[x for a in ARCHS for x in ("--arch", a)], "--image-size", "16", "--db", str(tmp_path / "ps.sqlite"),
@@ -117,6 +120,7 @@ def test_proxy_search_with_reference_file(tmp_path):
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "summary.json").read_text())["chosen"] is None
     assert not (out / "chosen.yaml").exists() and "removed" in again.stderr  # not the earlier run's choice
+    assert f"{flat} holds accuracies on train/digits32, but the proxies train on train/digits16" in again.stderr
     before = ref.read_bytes()
     (out / "comparison.csv").write_bytes(before)  # a reference kept where the search writes its tables
     clash = run_cli(

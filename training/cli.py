@@ -256,6 +256,7 @@ def proxy_search(
     """
     from accelnas.core.store import Store
     from accelnas.training import proxy_search as ps
+    from accelnas.training.campaign import accuracy_target
     from accelnas.training.data import load_data
     from accelnas.training.distributed import init_from_env
     from accelnas.training.recipe import load_recipe
@@ -278,11 +279,13 @@ def proxy_search(
         raise click.UsageError("proxy-search runs in one process; use `train` under torchrun for DDP")
     err = lambda line: click.echo(line, err=True)  # noqa: E731
     with Store(db_path) as store:  # the inputs are checked before the data, which may take minutes to read
-        reference = ps.read_reference(reference_file) if reference_file is not None else None
+        from_file = ps.read_reference(reference_file) if reference_file is not None else None
         data = load_data(data_spec, image_size=image_size, seed=split_seed)
         evaluator = ps.TrainingEvaluator(data, store, ctx=dctx, workers=workers, echo=err)
         reference_ledger = None
-        if reference is not None:
+        if from_file is not None:
+            from_file.check_dataset(accuracy_target(data))
+            reference = from_file.accuracies
             err(f"reference: {len(reference)} accuracies from {reference_file}")
         else:
             ref_recipe = load_recipe(reference_source) if reference_source else space.base
