@@ -38,6 +38,19 @@ def test_scalar_resolution_and_ints_become_floats():
     assert r.resolution == ((0, 64),) and r.lr == 1.0 and r.size_at(2) == 64
 
 
+def test_numbers_written_with_an_exponent(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("epochs: 2\nlr: 1e-3\nweight_decay: 5E-5\nresolution: [[0, 16], [1, 32]]\n")
+    r = load_recipe(path)
+    assert (r.lr, r.weight_decay, r.resolution) == (1e-3, 5e-5, ((0, 16), (1, 32)))
+    space = tmp_path / "space.yaml"
+    space.write_text("base: exp.yaml\naxes:\n  lr: [1e-3, 1e-2]\n")
+    assert [c.recipe.lr for c in load_space(space).candidates()] == [1e-3, 1e-2]
+    path.write_text("epochs: 2\nname: 1e3\n")  # an exponent is still a number where text belongs
+    with pytest.raises(RecipeError, match=r"name must be text, got 1000\.0"):
+        load_recipe(path)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
