@@ -164,6 +164,15 @@ def test_bad_proxy_spaces(data, message):
         space_from_dict(data).candidates()
 
 
+def test_resolution_candidates_are_named_by_their_schedule(caplog):
+    space = space_from_dict({"base": {"epochs": 2}, "axes": {"resolution": [
+        [{"epoch": 0, "size": 16}], [{"epoch": 0, "size": 24}, {"epoch": 1, "size": 32}], [[0, 16], [1, 24]],
+        [16, 32], [[0, 16, 3]],  # not schedules: skipped, as any invalid candidate is
+    ]}})  # fmt: skip
+    assert [c.name for c in space.candidates()] == ["resolution=16@0", "resolution=24@0+32@1", "resolution=16@0+24@1"]
+    assert "2 of 5 proxy candidates are invalid and skipped" in caplog.text
+
+
 def test_a_relative_base_is_found_beside_the_space_file(tmp_path, monkeypatch):
     folder = tmp_path / "spaces"
     folder.mkdir()

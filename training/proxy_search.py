@@ -74,9 +74,16 @@ def _label(value: Any) -> str:
 
 
 def _resolution_label(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "+".join(f"{size}@{start}" for start, size in value)
-    return str(value)
+    """``16@0+32@2`` for a schedule (of ``[start, size]`` or ``{epoch, size}`` entries); an entry that is
+    neither is shown as it is, for the recipe check to refuse."""
+    if not isinstance(value, (list, tuple)):
+        return str(value)
+    parts = []
+    for item in value:
+        if isinstance(item, dict) and set(item) == {"epoch", "size"}:
+            item = (item["epoch"], item["size"])
+        parts.append(f"{item[1]}@{item[0]}" if isinstance(item, (list, tuple)) and len(item) == 2 else _label(item))
+    return "+".join(parts)
 
 
 def candidate_name(overrides: Sequence[tuple[str, Any]]) -> str:
