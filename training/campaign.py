@@ -28,7 +28,7 @@ from accelnas.core.store import Store
 from accelnas.training.data import DataSplits
 from accelnas.training.distributed import DistContext, broadcast
 from accelnas.training.recipe import Recipe
-from accelnas.training.trainer import TrainResult, process_cpu_seconds, train
+from accelnas.training.trainer import TrainingError, TrainResult, process_cpu_seconds, train
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,10 @@ def run_accuracy_campaign(
         try:
             result = train(arch, recipe, data, ctx=ctx, workers=workers, on_epoch=on_epoch)
         except (AccelnasError, RuntimeError, ValueError) as exc:  # a diverged or crashed run: keep going
+            if ctx.distributed and not isinstance(exc, TrainingError):
+                # only a divergence is agreed by every rank; after another error (one rank's unreadable
+                # image, its lost peer) the ranks are out of step, and going on would hang them
+                raise
             error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AccelnasError) else str(exc)
             wall = time.perf_counter() - began
             report.failures[arch.id] = Evaluation(
