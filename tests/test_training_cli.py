@@ -9,7 +9,7 @@ import pandas as pd
 import yaml
 from cli_helpers import run_cli
 
-from accelnas.core.space import Architecture
+from accelnas.core.space import Architecture, parse_architecture
 from accelnas.core.store import Store
 
 ARCHS = [
@@ -114,10 +114,15 @@ def test_proxy_search_with_reference_file(tmp_path):
     pd.DataFrame(rows).to_csv(flat, index=False)  # an export of accuracies on other data than --image-size 16
     again = run_cli(
         "proxy-search", "--space", str(space), "--reference-file", str(flat),
-        *[x for a in ARCHS for x in ("--arch", a)], "--image-size", "16", "--db", str(tmp_path / "ps.sqlite"),
-        "--out", str(out), "--strategy", "grid", "--threshold", "-1", env=ENV,
+        *[x for a in ARCHS for x in ("--arch", a)], "--arch", "b0", "--image-size", "16", "--db",
+        str(tmp_path / "ps.sqlite"), "--out", str(out), "--strategy", "grid", "--threshold", "-1", env=ENV,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
+    b0 = parse_architecture("b0").id
+    assert (
+        f"warning: 1 of the 4 architectures have no accuracy in {flat} and are left out of the search "
+        f"(first: {b0})" in again.stderr
+    )
     assert json.loads((out / "summary.json").read_text())["chosen"] is None
     assert not (out / "chosen.yaml").exists() and "removed" in again.stderr  # not the earlier run's choice
     assert f"{flat} holds accuracies on train/digits32, but the proxies train on train/digits16" in again.stderr

@@ -287,6 +287,10 @@ def proxy_search(
             from_file.check_dataset(accuracy_target(data))
             reference = from_file.accuracies
             err(f"reference: {len(reference)} accuracies from {reference_file}")
+            missing = [a.id for a in archs if a.id not in reference]
+            if missing:
+                err(f"warning: {len(missing)} of the {len(archs)} architectures have no accuracy in {reference_file} "
+                    f"and are left out of the search (first: {missing[0]})")  # fmt: skip
         else:
             ref_recipe = load_recipe(reference_source) if reference_source else space.base
             err(f"reference: training {len(archs)} architectures under {ref_recipe.name}")
