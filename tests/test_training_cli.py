@@ -80,6 +80,10 @@ def test_store_and_reference_file_are_checked_before_the_data_is_read(tmp_path):
     result = run_cli("proxy-search", "--num", "3", "--data", nowhere, "--reference-file", str(missing),
                      "--db", str(tmp_path / "ps.sqlite"), "--out", out)  # fmt: skip
     assert result.returncode == 1 and result.stderr.strip() == f"error: reference file not found: {missing}"
+    result = run_cli("proxy-search", "--num", "3", "--data", nowhere, "--reference", str(missing.with_suffix(".yaml")),
+                     "--db", str(tmp_path / "ps.sqlite"), "--out", out)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: recipe file not found: {missing.with_suffix('.yaml')}"
 
 
 def test_proxy_search_with_reference_file(tmp_path):

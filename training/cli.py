@@ -271,6 +271,7 @@ def proxy_search(
         raise click.UsageError(f"proxy-search writes {clash}, which is one of its inputs: pass --out another folder")
     space = ps.load_space(space_source)
     space.candidates()  # a space without a valid candidate fails now, not after the reference training
+    ref_recipe = load_recipe(reference_source) if reference_source else space.base
     archs = _architectures(arch_texts, num, seed)
     if len(archs) < 3:
         raise click.UsageError(f"proxy search ranks architectures: give at least 3 (have {len(archs)})")
@@ -292,7 +293,6 @@ def proxy_search(
                 err(f"warning: {len(missing)} of the {len(archs)} architectures have no accuracy in {reference_file} "
                     f"and are left out of the search (first: {missing[0]})")  # fmt: skip
         else:
-            ref_recipe = load_recipe(reference_source) if reference_source else space.base
             err(f"reference: training {len(archs)} architectures under {ref_recipe.name}")
             evs = evaluator.evaluate(ref_recipe, archs)
             reference = {k: v.top1 for k, v in evs.items() if not v.failed}
