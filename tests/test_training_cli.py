@@ -1,11 +1,13 @@
 """`accelnas train`, `proxy-search` and `proxy-analyse` as a user runs them (tiny problems)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from cli_helpers import run_cli
 
@@ -41,6 +43,20 @@ def test_train_stores_and_resumes(tmp_path):
     assert rows[0]["extra"]["device"].endswith(", 1 threads)")  # --threads reached the training process
     shown = run_cli("status", str(db))
     assert shown.returncode == 0 and "recipe tiny (1 epochs, batch 64)" in shown.stdout, shown.stdout
+
+
+def test_train_on_a_local_ray(tmp_path):
+    pytest.importorskip("ray")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(TINY))
+    db = tmp_path / "ray.sqlite"
+    result = run_cli("train", "--ray", "local", "--gpus-per-task", "0", "--cpus-per-task", "1", "--recipe",
+                     str(recipe), "--arch", ARCHS[0], "--image-size", "16", "--db", str(db), env=ENV)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    hours = re.search(r"1 trained \((\d+\.\d+) device-hours\), 0 already stored, 0 failed", result.stdout)
+    with Store(db, create=False) as store:
+        rows = store.results(target="train/digits16")
+    assert hours and len(rows) == 1 and float(hours[1]) == pytest.approx(rows[0]["extra"]["device_hours"], abs=1e-4)
 
 
 def test_train_errors_are_one_line(tmp_path):

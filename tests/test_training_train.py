@@ -81,7 +81,10 @@ def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path, monkeypatc
         kept = run_accuracy_campaign([SMALL], recipe, corrupt, store, retry_failed=False,
                                      progress=lambda *args: seen.append(args[3]))  # fmt: skip
         assert (kept.trained, kept.failed, kept.failures_kept, seen) == (0, 0, 1, ["kept-failure"])
-        assert kept.tally() == "0 trained, 0 already stored, 0 failed, 1 stored failure(s) not retried"
+        assert (
+            kept.tally()
+            == "0 trained (0.0000 device-hours), 0 already stored, 0 failed, 1 stored failure(s) not retried"
+        )
         lines = []
         with Store(tmp_path / "epochs.sqlite") as other:
             run_accuracy_campaign(

@@ -139,10 +139,12 @@ class AccuracyReport:
     failures: dict[str, Evaluation] = field(default_factory=dict)  # what each run that failed here cost
     failures_kept: int = 0  # stored failures not trained again (retry_failed=False)
 
-    def tally(self, trained: str = "") -> str:
-        """'N trained<trained>, M already stored, K failed' (and the stored failures not retried)."""
+    def tally(self) -> str:
+        """'N trained (H device-hours), M already stored, K failed' (and the stored failures not retried)."""
+        hours = sum(e.device_hours for e in self.evaluations.values() if not e.cached)  # this run's trainings
         kept = f", {self.failures_kept} stored failure(s) not retried" if self.failures_kept else ""
-        return f"{self.trained} trained{trained}, {self.already_done} already stored, {self.failed} failed{kept}"
+        return (f"{self.trained} trained ({hours:.4f} device-hours), {self.already_done} already stored, "
+                f"{self.failed} failed{kept}")  # fmt: skip
 
 
 def run_accuracy_campaign(

@@ -168,9 +168,8 @@ def train(
         shutdown(dctx, together=finished)
     if not dctx.is_main:
         return
-    hours = sum(e.device_hours for e in report.evaluations.values() if not e.cached)
     click.echo(
-        f"done in {report.seconds:.1f}s: {report.tally(f' ({hours:.4f} device-hours)')}; "
+        f"done in {report.seconds:.1f}s: {report.tally()}; "
         f"target {accuracy_target(data)}, settings {report.settings_key}; store: {db_path}"
     )
     if report.failed:
