@@ -221,7 +221,8 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
               help="Successive halving: keep 1/eta per rung.")  # fmt: skip
 @click.option("--min-archs", type=click.IntRange(min=1), default=4, show_default=True,
               help="Successive halving: architectures in rung 0.")  # fmt: skip
-@click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials [half the candidates].")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Optuna trials [half the candidates, at least 3].")  # fmt: skip
 @click.option("--cost", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Run cost: wall-clock seconds or process CPU seconds (steadier on busy hosts).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
