@@ -1,15 +1,17 @@
 """`accelnas train`, `proxy-search` and `proxy-analyse` as a user runs them (tiny problems)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from cli_helpers import run_cli
 
-from accelnas.core.space import Architecture
+from accelnas.core.space import Architecture, parse_architecture
 from accelnas.core.store import Store
 
 ARCHS = [
@@ -43,13 +45,27 @@ def test_train_stores_and_resumes(tmp_path):
     assert shown.returncode == 0 and "recipe tiny (1 epochs, batch 64)" in shown.stdout, shown.stdout
 
 
+def test_train_on_a_local_ray(tmp_path):
+    pytest.importorskip("ray")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(TINY))
+    db = tmp_path / "ray.sqlite"
+    result = run_cli("train", "--ray", "local", "--gpus-per-task", "0", "--cpus-per-task", "1", "--recipe",
+                     str(recipe), "--arch", ARCHS[0], "--image-size", "16", "--db", str(db), env=ENV)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    hours = re.search(r"1 trained \((\d+\.\d+) device-hours\), 0 already stored, 0 failed", result.stdout)
+    with Store(db, create=False) as store:
+        rows = store.results(target="train/digits16")
+    assert hours and len(rows) == 1 and float(hours[1]) == pytest.approx(rows[0]["extra"]["device_hours"], abs=1e-4)
+
+
 def test_train_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 0\n")
     result = run_cli("train", "--recipe", str(bad), "--arch", "b0", "--db", str(tmp_path / "x.sqlite"), env=ENV)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: recipe 'bad': epochs must be an integer in 1..10000, got 0"
-    result = run_cli("train", "--arch", "b0", "--data", str(tmp_path / "nowhere"), "--db", str(tmp_path / "x.db"))
+    result = run_cli("train", "--arch", "b0", "--data", str(tmp_path / "nowhere"), "--db", str(tmp_path / "y.db"))
     assert result.returncode == 1 and result.stderr.startswith("error: unknown dataset")
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--threads", "1", "--db", str(tmp_path / "x.db"))
     assert ray.returncode == 2 and "Ray tasks take --cpus-per-task" in ray.stderr and not (tmp_path / "x.db").exists()
@@ -64,6 +80,26 @@ def test_train_errors_are_one_line(tmp_path):
         assert f"{option} applies to --data digits, not to an image folder" in folder.stderr
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
+
+
+def test_store_and_reference_file_are_checked_before_the_data_is_read(tmp_path):
+    """Reading an image folder can take minutes: a store or reference file that cannot be used is
+    reported first (here the missing data folder would otherwise be the error)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a store\n")
+    nowhere, out = str(tmp_path / "nowhere"), str(tmp_path / "out")
+    for args in (["train", "--arch", "b0"], ["proxy-search", "--num", "3", "--out", out]):
+        result = run_cli(*args, "--data", nowhere, "--db", str(notes))
+        assert result.returncode == 1
+        assert result.stderr.strip() == f"error: {notes} is not a usable accelnas store: file is not a database"
+    missing = tmp_path / "missing.csv"
+    result = run_cli("proxy-search", "--num", "3", "--data", nowhere, "--reference-file", str(missing),
+                     "--db", str(tmp_path / "ps.sqlite"), "--out", out)  # fmt: skip
+    assert result.returncode == 1 and result.stderr.strip() == f"error: reference file not found: {missing}"
+    result = run_cli("proxy-search", "--num", "3", "--data", nowhere, "--reference", str(missing.with_suffix(".yaml")),
+                     "--db", str(tmp_path / "ps.sqlite"), "--out", out)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: recipe file not found: {missing.with_suffix('.yaml')}"
 
 
 def test_proxy_search_with_reference_file(tmp_path):
@@ -91,16 +127,25 @@ def test_proxy_search_with_reference_file(tmp_path):
     assert set(frame["strategy"]) == {"grid", "halving"} and frame["tau"].between(-1, 1).all()
     with Store(tmp_path / "ps.sqlite", create=False) as store:
         assert len(store.results(target="train/digits16")) == 12  # 4 candidates x 3 architectures, shared
+    assert "holds accuracies on" not in result.stderr  # a plain CSV names no dataset
     flat = tmp_path / "flat.csv"  # a reference that ranks nothing: no candidate reaches any τ
-    pd.DataFrame({"arch_id": ARCHS, "accuracy": [50.0] * 3}).to_csv(flat, index=False)
+    rows = [{"arch_id": a, **Architecture.from_string(a).to_config(), "target": "train/digits32", "metric": "accuracy",
+             "value": 50.0, "settings_key": "k"} for a in ARCHS]  # fmt: skip
+    pd.DataFrame(rows).to_csv(flat, index=False)  # an export of accuracies on other data than --image-size 16
     again = run_cli(
         "proxy-search", "--space", str(space), "--reference-file", str(flat),
-        *[x for a in ARCHS for x in ("--arch", a)], "--image-size", "16", "--db", str(tmp_path / "ps.sqlite"),
-        "--out", str(out), "--strategy", "grid", "--threshold", "-1", env=ENV,
+        *[x for a in ARCHS for x in ("--arch", a)], "--arch", "b0", "--image-size", "16", "--db",
+        str(tmp_path / "ps.sqlite"), "--out", str(out), "--strategy", "grid", "--threshold", "-1", env=ENV,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
+    b0 = parse_architecture("b0").id
+    assert (
+        f"warning: 1 of the 4 architectures have no accuracy in {flat} and are left out of the search "
+        f"(first: {b0})" in again.stderr
+    )
     assert json.loads((out / "summary.json").read_text())["chosen"] is None
     assert not (out / "chosen.yaml").exists() and "removed" in again.stderr  # not the earlier run's choice
+    assert f"{flat} holds accuracies on train/digits32, but the proxies train on train/digits16" in again.stderr
     before = ref.read_bytes()
     (out / "comparison.csv").write_bytes(before)  # a reference kept where the search writes its tables
     clash = run_cli(
@@ -143,6 +188,10 @@ def test_proxy_analyse_writes_tables_and_plot(tmp_path):
     assert pd.read_csv(single / "out" / "ablation_tau.csv").columns.tolist() == taus.columns.tolist()  # no pairs
     missing = run_cli("proxy-analyse", str(tmp_path / "none"))
     assert missing.returncode != 0
+    (single / "quick-seed01.csv").write_bytes((tmp_path / "slow-seed1.csv").read_bytes())
+    twice = run_cli("proxy-analyse", str(single))
+    assert twice.returncode == 1
+    assert twice.stderr.strip() == f"error: quick-seed01.csv and quick-seed1.csv in {single} are both seed 1 of quick"
 
 
 def test_proxy_search_benchmark_rejects_an_output_folder_that_is_a_file(tmp_path):

@@ -143,6 +143,12 @@ def test_image_folder_errors(tmp_path):
     ds = FolderImages(tmp_path / "train")
     with pytest.raises(DataError, match="cannot read image"):
         ds[0]
+    for workers in (0, 1):  # from a DataLoader worker too: the message, not the worker's traceback
+        loader = Loader(ds, batch_size=1, train=True, mean=(0, 0, 0), std=(1, 1, 1), workers=workers)
+        with pytest.raises(DataError) as raised:
+            list(loader.epoch(0, 8))
+        message = str(raised.value)
+        assert message.startswith(f"cannot read image {tmp_path / 'train' / 'a' / 'x.jpeg'}: ") and "\n" not in message
     (tmp_path / "val" / "b").mkdir()
     (tmp_path / "val" / "b" / "z.jpeg").write_bytes(b"x")
     with pytest.raises(DataError, match="class folder 'b' is not among the training classes"):

@@ -38,6 +38,19 @@ def test_scalar_resolution_and_ints_become_floats():
     assert r.resolution == ((0, 64),) and r.lr == 1.0 and r.size_at(2) == 64
 
 
+def test_numbers_written_with_an_exponent(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("epochs: 2\nlr: 1e-3\nweight_decay: 5E-5\nresolution: [[0, 16], [1, 32]]\n")
+    r = load_recipe(path)
+    assert (r.lr, r.weight_decay, r.resolution) == (1e-3, 5e-5, ((0, 16), (1, 32)))
+    space = tmp_path / "space.yaml"
+    space.write_text("base: exp.yaml\naxes:\n  lr: [1e-3, 1e-2]\n")
+    assert [c.recipe.lr for c in load_space(space).candidates()] == [1e-3, 1e-2]
+    path.write_text("epochs: 2\nname: 1e3\n")  # an exponent is still a number where text belongs
+    with pytest.raises(RecipeError, match=r"name must be text, got 1000\.0"):
+        load_recipe(path)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -149,6 +162,15 @@ def test_proxy_space_candidates_skip_invalid_combinations():
 def test_bad_proxy_spaces(data, message):
     with pytest.raises(RecipeError, match=message):
         space_from_dict(data).candidates()
+
+
+def test_resolution_candidates_are_named_by_their_schedule(caplog):
+    space = space_from_dict({"base": {"epochs": 2}, "axes": {"resolution": [
+        [{"epoch": 0, "size": 16}], [{"epoch": 0, "size": 24}, {"epoch": 1, "size": 32}], [[0, 16], [1, 24]],
+        [16, 32], [[0, 16, 3]],  # not schedules: skipped, as any invalid candidate is
+    ]}})  # fmt: skip
+    assert [c.name for c in space.candidates()] == ["resolution=16@0", "resolution=24@0+32@1", "resolution=16@0+24@1"]
+    assert "2 of 5 proxy candidates are invalid and skipped" in caplog.text
 
 
 def test_a_relative_base_is_found_beside_the_space_file(tmp_path, monkeypatch):

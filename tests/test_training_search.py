@@ -1,5 +1,6 @@
 """Proxy search strategies, Kendall τ, Pareto fronts, reference files and the paper's ablation files."""
 
+import logging
 import math
 from pathlib import Path
 
@@ -143,11 +144,12 @@ def test_failed_runs_cost_but_are_not_scored():
     assert hit.n_archs == len(ARCHS) - 1 and math.isfinite(hit.tau) and math.isfinite(hit.mean_top1)
 
 
-def test_read_reference_files(tmp_path):
+def test_read_reference_files(tmp_path, caplog):
     ids = [a.id for a in ARCHS[:4]]
     simple = tmp_path / "ref.csv"
     pd.DataFrame({"arch_id": ids, "top1": [70.0, 71.5, 69.0, 72.0]}).to_csv(simple, index=False)
-    assert ps.read_reference(simple) == dict(zip(ids, [70.0, 71.5, 69.0, 72.0], strict=True))
+    plain = ps.read_reference(simple)
+    assert plain.accuracies == dict(zip(ids, [70.0, 71.5, 69.0, 72.0], strict=True)) and plain.target is None
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"arch_id": ["1-2-3"], "accuracy": [1.0]}).to_csv(bad, index=False)
     with pytest.raises(DatasetError, match="row 0"):
@@ -166,7 +168,19 @@ def test_read_reference_files(tmp_path):
     rows = [{"arch_id": a.id, **a.to_config(), "target": "train/x", "metric": "accuracy", "value": 60.0 + i,
              "settings_key": "k"} for i, a in enumerate(ARCHS[:3])]  # fmt: skip
     pd.DataFrame(rows).to_csv(export, index=False)
-    assert sorted(ps.read_reference(export).values()) == [60.0, 61.0, 62.0]
+    reference = ps.read_reference(export)
+    assert sorted(reference.accuracies.values()) == [60.0, 61.0, 62.0] and reference.target == "train/x"
+    with caplog.at_level(logging.WARNING, logger="accelnas.training.proxy_search"):
+        reference.check_dataset("train/x")
+        assert not caplog.records
+        reference.check_dataset("train/digits32")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{export} holds accuracies on train/x, but the proxies train on train/digits32: τ compares rankings on the two"
+    ]
+    rows += [{**rows[0], "arch_id": ARCHS[3].id, **ARCHS[3].to_config(), "target": "train/y"}]
+    pd.DataFrame(rows).to_csv(export, index=False)
+    with pytest.raises(DatasetError, match=r"accuracy rows of 2 datasets \(train/x, train/y\); keep one"):
+        ps.read_reference(export)
 
 
 def _ablation_rows(n: int, seed: int, scale: float) -> pd.DataFrame:

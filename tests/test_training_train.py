@@ -81,7 +81,10 @@ def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path, monkeypatc
         kept = run_accuracy_campaign([SMALL], recipe, corrupt, store, retry_failed=False,
                                      progress=lambda *args: seen.append(args[3]))  # fmt: skip
         assert (kept.trained, kept.failed, kept.failures_kept, seen) == (0, 0, 1, ["kept-failure"])
-        assert kept.tally() == "0 trained, 0 already stored, 0 failed, 1 stored failure(s) not retried"
+        assert (
+            kept.tally()
+            == "0 trained (0.0000 device-hours), 0 already stored, 0 failed, 1 stored failure(s) not retried"
+        )
         lines = []
         with Store(tmp_path / "epochs.sqlite") as other:
             run_accuracy_campaign(
@@ -162,30 +165,61 @@ def test_ddp_with_two_gloo_processes(tmp_path):
     assert rows[0]["extra"]["images_seen"] == 2 * math.ceil(subset / 2)
 
 
-def test_ddp_ranks_stop_on_an_unusable_store_instead_of_hanging(tmp_path):
-    """Rank 0 cannot open the store while the other rank waits for its list of architectures: both end
-    (no barrier against a rank in another collective), and rank 0 says why in one line."""
+def _train_on_two_ranks(*args: str) -> list[tuple[int, str]]:
+    """`accelnas train ARGS` as ranks 0 and 1 of a Gloo group on this CPU: (exit code, stderr) of each."""
     import subprocess
     import sys
 
-    db = tmp_path / "bad.sqlite"
-    db.write_text("not a database\n")
     port = str(_free_port())
     procs = []
     for rank in range(2):
         env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank), "WORLD_SIZE": "2",
                             "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}  # fmt: skip
         env.pop("ACCELNAS_DEBUG", None)
-        cmd = [sys.executable, "-m", "accelnas.core.cli", "train", "--arch", SMALL.id, "--image-size", "8",
-               "--device", "cpu", "--threads", "1", "--db", str(db)]  # fmt: skip
+        cmd = [sys.executable, "-m", "accelnas.core.cli", "train", *args, "--device", "cpu", "--threads", "1"]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
         outputs = [p.communicate(timeout=300) for p in procs]
     finally:
         for p in procs:
             p.kill()
-    assert all(p.returncode != 0 for p in procs)
-    assert outputs[0][1].strip() == f"error: {db} is not a usable accelnas store: file is not a database"
+    return [(p.returncode, err) for p, (_, err) in zip(procs, outputs, strict=True)]
+
+
+def test_ddp_ranks_stop_on_an_unusable_store_instead_of_hanging(tmp_path):
+    """Rank 0 cannot open the store while the other rank waits for its list of architectures: both end
+    (no barrier against a rank in another collective), and rank 0 says why in one line."""
+    db = tmp_path / "bad.sqlite"
+    db.write_text("not a database\n")
+    ranks = _train_on_two_ranks("--arch", SMALL.id, "--image-size", "8", "--db", str(db))
+    assert all(code != 0 for code, _ in ranks)
+    assert ranks[0][1].strip() == f"error: {db} is not a usable accelnas store: file is not a database"
+
+
+def test_ddp_ranks_stop_on_an_image_one_rank_cannot_read(tmp_path):
+    """One rank's shard holds an unreadable image while the other rank trains on: every rank ends, the
+    one that met it with its one-line error, and no failure is stored for architectures not trained."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 3)):
+        for c in ("cat", "dog"):
+            (tmp_path / "imgs" / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "imgs" / split / c / f"{i}.jpg")
+    bad = tmp_path / "imgs" / "train" / "cat" / "bad.jpg"  # in one rank's shard of the shuffled 13 images
+    bad.write_bytes(b"not a jpeg")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text("epochs: 1\nbatch_size: 4\noptimizer: adamw\nlr: 0.02\nresolution: 16\nhflip: false\n")
+    db = tmp_path / "acc.sqlite"
+    ranks = _train_on_two_ranks("--recipe", str(recipe), "--data", str(tmp_path / "imgs"), "--workers", "0",
+                                "--arch", SMALL.id, "--arch", SMALL_SE.id, "--db", str(db))  # fmt: skip
+    assert all(code != 0 for code, _ in ranks)
+    assert any(line.startswith(f"error: cannot read image {bad}: ") for _, err in ranks for line in err.splitlines())
+    with Store(db, create=False) as store:
+        assert store.results(status=None) == []
 
 
 def test_device_choice():

@@ -28,7 +28,7 @@ from accelnas.core.store import Store
 from accelnas.training.data import DataSplits
 from accelnas.training.distributed import DistContext, broadcast
 from accelnas.training.recipe import Recipe
-from accelnas.training.trainer import TrainResult, process_cpu_seconds, train
+from accelnas.training.trainer import TrainingError, TrainResult, process_cpu_seconds, train
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +139,12 @@ class AccuracyReport:
     failures: dict[str, Evaluation] = field(default_factory=dict)  # what each run that failed here cost
     failures_kept: int = 0  # stored failures not trained again (retry_failed=False)
 
-    def tally(self, trained: str = "") -> str:
-        """'N trained<trained>, M already stored, K failed' (and the stored failures not retried)."""
+    def tally(self) -> str:
+        """'N trained (H device-hours), M already stored, K failed' (and the stored failures not retried)."""
+        hours = sum(e.device_hours for e in self.evaluations.values() if not e.cached)  # this run's trainings
         kept = f", {self.failures_kept} stored failure(s) not retried" if self.failures_kept else ""
-        return f"{self.trained} trained{trained}, {self.already_done} already stored, {self.failed} failed{kept}"
+        return (f"{self.trained} trained ({hours:.4f} device-hours), {self.already_done} already stored, "
+                f"{self.failed} failed{kept}")  # fmt: skip
 
 
 def run_accuracy_campaign(
@@ -195,6 +197,10 @@ def run_accuracy_campaign(
         try:
             result = train(arch, recipe, data, ctx=ctx, workers=workers, on_epoch=on_epoch)
         except (AccelnasError, RuntimeError, ValueError) as exc:  # a diverged or crashed run: keep going
+            if ctx.distributed and not isinstance(exc, TrainingError):
+                # only a divergence is agreed by every rank; after another error (one rank's unreadable
+                # image, its lost peer) the ranks are out of step, and going on would hang them
+                raise
             error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AccelnasError) else str(exc)
             wall = time.perf_counter() - began
             report.failures[arch.id] = Evaluation(

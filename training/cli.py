@@ -147,11 +147,11 @@ def train(
         _train_on_ray(ctx, recipe, archs, data_spec, image_size, split_seed, db_path, ray_address, gpus_per_task,
                       cpus_per_task, workers, not no_retry_failed)  # fmt: skip
         return
-    data = load_data(data_spec, image_size=image_size, seed=split_seed)
-    dctx = init_from_env(device)
+    dctx = init_from_env(device)  # the device, the store, then the data (which may take minutes to read)
     finished = False
     try:
         store = Store(db_path) if dctx.is_main else None
+        data = load_data(data_spec, image_size=image_size, seed=split_seed)
         echo = (lambda line: click.echo(line, err=True)) if dctx.is_main else None
         if echo:
             echo(f"training {len(archs)} architectures under {recipe.name} on {data.name} "
@@ -168,9 +168,8 @@ def train(
         shutdown(dctx, together=finished)
     if not dctx.is_main:
         return
-    hours = sum(e.device_hours for e in report.evaluations.values() if not e.cached)
     click.echo(
-        f"done in {report.seconds:.1f}s: {report.tally(f' ({hours:.4f} device-hours)')}; "
+        f"done in {report.seconds:.1f}s: {report.tally()}; "
         f"target {accuracy_target(data)}, settings {report.settings_key}; store: {db_path}"
     )
     if report.failed:
@@ -222,7 +221,8 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
               help="Successive halving: keep 1/eta per rung.")  # fmt: skip
 @click.option("--min-archs", type=click.IntRange(min=1), default=4, show_default=True,
               help="Successive halving: architectures in rung 0.")  # fmt: skip
-@click.option("--trials", type=click.IntRange(min=1), default=None, help="Optuna trials [half the candidates].")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Optuna trials [half the candidates, at least 3].")  # fmt: skip
 @click.option("--cost", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Run cost: wall-clock seconds or process CPU seconds (steadier on busy hosts).")  # fmt: skip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
@@ -256,6 +256,7 @@ def proxy_search(
     """
     from accelnas.core.store import Store
     from accelnas.training import proxy_search as ps
+    from accelnas.training.campaign import accuracy_target
     from accelnas.training.data import load_data
     from accelnas.training.distributed import init_from_env
     from accelnas.training.recipe import load_recipe
@@ -270,22 +271,28 @@ def proxy_search(
         raise click.UsageError(f"proxy-search writes {clash}, which is one of its inputs: pass --out another folder")
     space = ps.load_space(space_source)
     space.candidates()  # a space without a valid candidate fails now, not after the reference training
+    ref_recipe = load_recipe(reference_source) if reference_source else space.base
     archs = _architectures(arch_texts, num, seed)
     if len(archs) < 3:
         raise click.UsageError(f"proxy search ranks architectures: give at least 3 (have {len(archs)})")
-    data = load_data(data_spec, image_size=image_size, seed=split_seed)
     dctx = init_from_env(device)
     if dctx.distributed:
         raise click.UsageError("proxy-search runs in one process; use `train` under torchrun for DDP")
     err = lambda line: click.echo(line, err=True)  # noqa: E731
-    with Store(db_path) as store:
+    with Store(db_path) as store:  # the inputs are checked before the data, which may take minutes to read
+        from_file = ps.read_reference(reference_file) if reference_file is not None else None
+        data = load_data(data_spec, image_size=image_size, seed=split_seed)
         evaluator = ps.TrainingEvaluator(data, store, ctx=dctx, workers=workers, echo=err)
         reference_ledger = None
-        if reference_file is not None:
-            reference = ps.read_reference(reference_file)
+        if from_file is not None:
+            from_file.check_dataset(accuracy_target(data))
+            reference = from_file.accuracies
             err(f"reference: {len(reference)} accuracies from {reference_file}")
+            missing = [a.id for a in archs if a.id not in reference]
+            if missing:
+                err(f"warning: {len(missing)} of the {len(archs)} architectures have no accuracy in {reference_file} "
+                    f"and are left out of the search (first: {missing[0]})")  # fmt: skip
         else:
-            ref_recipe = load_recipe(reference_source) if reference_source else space.base
             err(f"reference: training {len(archs)} architectures under {ref_recipe.name}")
             evs = evaluator.evaluate(ref_recipe, archs)
             reference = {k: v.top1 for k, v in evs.items() if not v.failed}

@@ -321,10 +321,14 @@ class Loader:
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
         )
-        for x, y in loader:
-            x = x.to(self.device, non_blocking=True).float().div_(255)
-            x = ((x - self.mean) / self.std).contiguous(memory_format=fmt)
-            yield x, y.to(self.device, non_blocking=True)
+        try:
+            for x, y in loader:
+                x = x.to(self.device, non_blocking=True).float().div_(255)
+                x = ((x - self.mean) / self.std).contiguous(memory_format=fmt)
+                yield x, y.to(self.device, non_blocking=True)
+        except DataError as exc:  # from a worker, DataLoader puts the worker's traceback before the message
+            last = str(exc).strip().splitlines()[-1]
+            raise DataError(last.removeprefix(f"{DataError.__module__}.{DataError.__name__}: ")) from None
 
 
 # -- ready-made datasets -------------------------------------------------------------------------------

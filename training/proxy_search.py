@@ -74,9 +74,16 @@ def _label(value: Any) -> str:
 
 
 def _resolution_label(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "+".join(f"{size}@{start}" for start, size in value)
-    return str(value)
+    """``16@0+32@2`` for a schedule (of ``[start, size]`` or ``{epoch, size}`` entries); an entry that is
+    neither is shown as it is, for the recipe check to refuse."""
+    if not isinstance(value, (list, tuple)):
+        return str(value)
+    parts = []
+    for item in value:
+        if isinstance(item, dict) and set(item) == {"epoch", "size"}:
+            item = (item["epoch"], item["size"])
+        parts.append(f"{item[1]}@{item[0]}" if isinstance(item, (list, tuple)) and len(item) == 2 else _label(item))
+    return "+".join(parts)
 
 
 def candidate_name(overrides: Sequence[tuple[str, Any]]) -> str:
@@ -488,18 +495,41 @@ def comparison(results: Sequence[SearchResult], reference_cost: Ledger | None = 
 
 
 # -- reference accuracies from files ------------------------------------------------------------------
-def read_reference(path: str | Path) -> dict[str, float]:
-    """Reference top-1 by architecture id from a dataset export (metric ``accuracy``) or a CSV/Parquet
-    with ``arch_id`` and one of ``accuracy``, ``top1`` or ``value``."""
+@dataclass(frozen=True)
+class Reference:
+    """Reference top-1 by architecture id, read from ``path``; ``target`` is the dataset target of a
+    dataset export (``train/imagenet``, ``imagenet/anb``), None for a plain CSV."""
+
+    path: Path
+    accuracies: dict[str, float]
+    target: str | None = None
+
+    def check_dataset(self, target: str) -> None:
+        """Warn when the reference was measured on another dataset than ``target``, the proxies' one: a
+        proxy may be trained on other data on purpose (a subset folder, smaller images, Accel-NASBench's
+        ``imagenet/anb`` against ``train/imagenet``), but τ then compares rankings across datasets."""
+        if self.target is not None and self.target != target:
+            log.warning("%s holds accuracies on %s, but the proxies train on %s: τ compares rankings on the two",
+                        self.path, self.target, target)  # fmt: skip
+
+
+def read_reference(path: str | Path) -> Reference:
+    """Reference top-1 by architecture id from a dataset export (metric ``accuracy``, of one target and
+    one settings key) or a CSV/Parquet with ``arch_id`` and one of ``accuracy``, ``top1`` or ``value``."""
     from accelnas.core import dataset
 
     path = Path(path)
     frame = dataset.read_table(path, "reference")
+    target = None
     if "metric" in frame.columns:
         frame = dataset.validate(frame, str(path))
         frame = frame[frame["metric"] == "accuracy"]
         if frame.empty:
             raise DatasetError(f"{path}: no accuracy rows")
+        targets = sorted(frame["target"].astype(str).unique())
+        if len(targets) > 1:
+            raise DatasetError(f"{path}: accuracy rows of {len(targets)} datasets ({', '.join(targets)}); keep one")
+        target = targets[0]
         if "settings_key" in frame.columns and frame["settings_key"].nunique() > 1:
             raise DatasetError(f"{path}: accuracy rows of {frame['settings_key'].nunique()} recipes; keep one")
         column = "value"
@@ -519,4 +549,4 @@ def read_reference(path: str | Path) -> dict[str, float]:
         if arch.id in out:
             raise DatasetError(f"{path}: row {i}: architecture {arch.id} has an accuracy in an earlier row")
         out[arch.id] = v
-    return out
+    return Reference(path, out, target)

@@ -136,9 +136,14 @@ def read_ablations(directory: str | Path) -> dict[str, RecipeRuns]:
         raise DatasetError(f"no <recipe>-seed<N>.csv ablation files in {directory}")
     runs: dict[str, RecipeRuns] = {}
     order: list[str] | None = None
+    seen: dict[tuple[str, int], Path] = {}  # a seed written two ways (seed1, seed01) is one seed
     for path in files:
         m = _ABLATION_NAME.match(path.name)
         assert m is not None
+        seed = int(m["seed"])
+        earlier = seen.setdefault((m["recipe"], seed), path)
+        if earlier != path:
+            raise DatasetError(f"{earlier.name} and {path.name} in {directory} are both seed {seed} of {m['recipe']}")
         frame = read_ablation_csv(path)
         ids = list(frame["arch_id"])
         if order is None:
@@ -146,7 +151,6 @@ def read_ablations(directory: str | Path) -> dict[str, RecipeRuns]:
         elif ids != order:
             raise DatasetError(f"{path}: lists different architectures (or another order) than {files[0].name}")
         recipe = runs.setdefault(m["recipe"], RecipeRuns(m["recipe"], ids))
-        seed = int(m["seed"])
         recipe.top1[seed] = frame["top1"].to_numpy(dtype=float)
         recipe.seconds[seed] = frame["train_seconds"].to_numpy(dtype=float)
     return runs

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -235,6 +236,18 @@ def builtin_names(spaces: bool = False) -> list[str]:
     return [n for n in names if n.endswith("-space") == spaces]
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads ``1e-3`` (an exponent without a decimal point) as a number,
+    as YAML 1.2 does; YAML 1.1 reads it as text, so ``lr: 1e-3`` would be refused as not a number."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def read_yaml(text_or_name: str | Path, kind: str = "recipe") -> tuple[Any, str]:
     """Parsed YAML of a file path or a built-in name of ``kind`` ("recipe" or "proxy space"), and
     where it came from."""
@@ -259,7 +272,7 @@ def read_yaml(text_or_name: str | Path, kind: str = "recipe") -> tuple[Any, str]
         resource = resources.files("accelnas.training") / "recipes" / f"{name}.yaml"
         text, where = resource.read_text(encoding="utf-8"), f"built-in {kind} {name}"
     try:
-        return yaml.safe_load(text), where
+        return yaml.load(text, Loader=_Loader), where  # _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
