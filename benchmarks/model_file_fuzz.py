@@ -9,7 +9,7 @@ loaded in child processes; a child that dies (abort, segfault) is counted as a c
 loaded in a new child; a load still running after 30 s counts as hung. Every outcome is one of:
 loaded, refused with a SurrogateError, crashed, hung. Exit status 1 if any copy crashed or hung.
 
-    python benchmarks/model_file_fuzz.py --cases 250 --seed 0
+    python benchmarks/model_file_fuzz.py --cases 2500 --seed 0 --keep crashed/
 """
 
 from __future__ import annotations

@@ -321,7 +321,12 @@ def run_stress(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=at_least_one, default=25, help="SIGKILLs (>= 20 for the report).")
+    parser.add_argument(
+        "--repeats",
+        type=at_least_one,
+        default=25,
+        help="Runs to SIGKILL at a random moment (one that finishes first is not killed); >= 20 for the report.",
+    )
     parser.add_argument("--num", type=at_least_one, default=12, help="Architectures in the campaign.")
     parser.add_argument("--seed", type=seed, default=7)
     parser.add_argument("--rng-seed", type=int, default=0, help="Seed of the kill times.")

@@ -149,13 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", help="training records (directory, archive or URL)")
     parser.add_argument("--test", help="test records (directory, archive or URL)")
     parser.add_argument("--split", help="one source to split into train and test instead")
-    parser.add_argument("--test-fraction", type=open_fraction, default=0.2)
-    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--test-fraction", type=open_fraction, help="share of --split held out (default 0.2)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the split and of the models")
     parser.add_argument("--json", type=output_file, help="write the measured figures here")
     parser.add_argument("--only", help="comma-separated target names (default: all nine)")
     args = parser.parse_args(argv)
     if (args.split and (args.train or args.test)) or not (args.split or (args.train and args.test)):
         parser.error("give --train and --test, or --split")
+    if args.test_fraction is not None and not args.split:
+        parser.error("--test-fraction goes with --split (--train and --test are the split)")
+    args.test_fraction = 0.2 if args.test_fraction is None else args.test_fraction
 
     chosen = targets()
     if args.only:

@@ -125,3 +125,18 @@ def test_a_split_without_test_or_training_rows_or_with_train_is_refused(tmp_path
         _load().main([*args, *(e.format(train=tmp_path / "train") for e in extra)])
     assert raised.value.code == code
     assert expected in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_test_fraction_without_split_is_refused(tmp_path, capsys):
+    _write_records(tmp_path / "train", sample(30, 9), 0)
+    _write_records(tmp_path / "test", sample(10, 8), 30)
+    args = ["--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--test-fraction", "0.5"]
+    with pytest.raises(SystemExit) as raised:
+        _load().main(args)
+    assert raised.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .endswith("--test-fraction goes with --split (--train and --test are the split)")
+    )
