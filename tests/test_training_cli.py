@@ -206,3 +206,7 @@ def test_proxy_search_benchmark_rejects_an_output_folder_that_is_a_file(tmp_path
     result = subprocess.run([sys.executable, str(script), "--out", str(taken)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith(f"argument --out: {taken} is not a folder")
+    (tmp_path / "proxy-search-digits").write_text("")  # the default --out, taken by a file
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("argument --out: proxy-search-digits is not a folder")
