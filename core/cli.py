@@ -831,7 +831,9 @@ _running: dict[str, str | None] = {"command": None}
 STOPPED_NOTES: dict[str, str] = {
     "surrogates": "; every surrogate built so far is saved and in the index",
     "search": "; nothing was written: a search writes its front once every run has finished",
+    "merge": "; the sources merged so far are in the output, the one being merged is not",
     **dict.fromkeys(("fit", "query", "info", "sample", "export", "import-anb", "search-space", "proxy-analyse"), ""),
+    **dict.fromkeys(("plugins", "targets", "status"), ""),
 }
 
 
