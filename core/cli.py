@@ -750,11 +750,12 @@ def surrogates_build(
     """Fit, evaluate (held-out τ, R²), save and plot surrogates for every target of a dataset."""
     from accelnas.core import dataset
     from accelnas.core.store import Store
-    from accelnas.surrogates.build import build_all, pairs
+    from accelnas.surrogates.build import build_all, check_earlier_index, pairs
 
     sources = [x for x in (anb_source, db_path, data_path) if x is not None]
     if len(sources) != 1:
         raise click.UsageError("give exactly one of --from-anb, --from-db, --from-data")
+    check_earlier_index(out_dir)  # before the source is read (--from-anb downloads by default)
     if anb_source is not None:
         from accelnas.surrogates.anb_dataset import import_anb, is_url
 
