@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import at_least_one, output_file, run_script
+from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script
 from accelnas.search.compare import PAPER_DEVICES
 from accelnas.search.objectives import parse_objectives
 from accelnas.search.optimizers import check
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--b0-devices", default=",".join(PAPER_DEVICES), help="devices for part 2 ('' to skip)")
     parser.add_argument("--b0-optimizer", default="nsga2")
     parser.add_argument("--b0-budget", type=at_least_one, default=2000)
-    parser.add_argument("--png", type=output_file, default=None, help="anytime hypervolume plot")
+    parser.add_argument("--png", type=output_figure, default=None, help="anytime hypervolume plot")
     parser.add_argument("--json", type=output_file, default=None, help="write the figures here")
     args = parser.parse_args(argv)
 

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cost", choices=ps.COSTS, default="cpu", help="cost model the search optimises")
     parser.add_argument("--threads", type=at_least_one, default=1, help="torch intra-op threads")
     parser.add_argument("--trials", type=at_least_one, default=4, help="Optuna trials")
-    parser.add_argument("--out", type=output_folder, default=Path("proxy-search-digits"))
+    parser.add_argument("--out", type=output_folder, default="proxy-search-digits")  # a text default is checked too
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)

@@ -750,11 +750,12 @@ def surrogates_build(
     """Fit, evaluate (held-out τ, R²), save and plot surrogates for every target of a dataset."""
     from accelnas.core import dataset
     from accelnas.core.store import Store
-    from accelnas.surrogates.build import build_all, pairs
+    from accelnas.surrogates.build import build_all, check_earlier_index, pairs
 
     sources = [x for x in (anb_source, db_path, data_path) if x is not None]
     if len(sources) != 1:
         raise click.UsageError("give exactly one of --from-anb, --from-db, --from-data")
+    check_earlier_index(out_dir)  # before the source is read (--from-anb downloads by default)
     if anb_source is not None:
         from accelnas.surrogates.anb_dataset import import_anb, is_url
 
@@ -831,7 +832,9 @@ _running: dict[str, str | None] = {"command": None}
 STOPPED_NOTES: dict[str, str] = {
     "surrogates": "; every surrogate built so far is saved and in the index",
     "search": "; nothing was written: a search writes its front once every run has finished",
+    "merge": "; the sources merged so far are in the output, the one being merged is not",
     **dict.fromkeys(("fit", "query", "info", "sample", "export", "import-anb", "search-space", "proxy-analyse"), ""),
+    **dict.fromkeys(("plugins", "targets", "status"), ""),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -146,17 +147,31 @@ def seed(text: str) -> int:
 
 
 def output_file(text: str) -> Path:
-    """An argparse type: a file to write at the end of a long run, in a folder that exists and can be
-    written now; not a folder itself."""
+    """An argparse type: a file to write (in place) at the end of a long run, in a folder that exists and
+    can be written now, or one that exists and can be written (``/dev/stdout``); not a folder itself."""
+    path = _output_path(text)
+    if path.exists() and os.access(path, os.W_OK):
+        return path
+    return output_figure(text)
+
+
+def output_figure(text: str) -> Path:
+    """An argparse type: a figure to save at the end of a long run (replaced whole, through a new file
+    beside it), in a folder that exists and can be written now; not a folder itself."""
+    path = _output_path(text)
+    try:
+        _check_writable(path.parent)
+    except click.BadParameter as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return path
+
+
+def _output_path(text: str) -> Path:
     path = Path(text)
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {path.parent} does not exist")
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder")
-    try:
-        _check_writable(path.parent)
-    except click.BadParameter as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
     return path
 
 

@@ -72,7 +72,7 @@ def build_all(
     check_file_stems(target for target, _ in todo)
     for target, metric in todo:  # refuse a pair that cannot be fitted before anything is written
         fittable(frame, target, metric)
-    _check_earlier_index(out)
+    check_earlier_index(out)
     out.mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = {}
     for i, (target, metric) in enumerate(todo, 1):
@@ -134,7 +134,7 @@ def build_all(
     return index
 
 
-def _check_earlier_index(out: Path) -> None:
+def check_earlier_index(out: Path) -> None:
     """Refuse, before anything is written, an ``OUT/benchmark.json`` that the index written after each
     surrogate would replace without keeping its entries: another program's file, a damaged index or
     one of a newer format."""

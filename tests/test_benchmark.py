@@ -255,6 +255,14 @@ def test_a_build_refuses_an_index_it_would_replace_without_its_entries(tmp_path,
     assert [p.name for p in tmp_path.iterdir()] == ["benchmark.json"]
 
 
+def test_cli_build_refuses_the_index_before_reading_its_source(tmp_path):
+    """--from-anb downloads Accel-NASBench by default: an index the build would refuse is refused first."""
+    (tmp_path / "benchmark.json").write_text('{"my": "own results"}')
+    result = run_cli("surrogates", "build", "--from-anb", str(tmp_path / "not-there"), "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot build into {tmp_path}: ") and "not-there" not in result.stderr
+
+
 def test_two_builds_into_one_directory_keep_each_others_surrogates(tmp_path, monkeypatch):
     import accelnas.surrogates.build as build
 

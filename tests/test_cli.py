@@ -225,7 +225,7 @@ def test_multi_line_messages_become_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "error: plugin 'x' raised in register_targets: / ValueError: no\n"
 
 
-def test_ctrl_c_says_what_is_kept(monkeypatch, capsys):
+def test_ctrl_c_says_what_is_kept(monkeypatch, capsys, tmp_path):
     import accelnas.core.cli as cli_module
 
     def interrupted():
@@ -233,10 +233,14 @@ def test_ctrl_c_says_what_is_kept(monkeypatch, capsys):
 
     monkeypatch.setattr(cli_module, "_registry", interrupted)
     with pytest.raises(SystemExit) as exited:
-        cli_module.main(["targets"])
+        cli_module.main(["collect", "--num", "1", "--db", str(tmp_path / "c.sqlite")])
     assert exited.value.code == 130
     assert "interrupted; every result measured so far is stored" in capsys.readouterr().err
     # a command that measures nothing says nothing of measurements
+    for command in (["targets"], ["plugins"]):
+        with pytest.raises(SystemExit) as exited:
+            cli_module.main(command)
+        assert exited.value.code == 130 and capsys.readouterr().err.strip() == "interrupted"
     monkeypatch.setattr(cli_module, "_arch_list", lambda texts: interrupted())
     with pytest.raises(SystemExit) as exited:
         cli_module.main(["query", "b0", "--benchmark", "anywhere"])

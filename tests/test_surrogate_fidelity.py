@@ -112,6 +112,28 @@ def test_benchmark_json_outputs_refuse_a_folder(tmp_path):
     assert result.stderr.strip().splitlines()[-1].endswith(f"argument --json: {tmp_path} is a folder")
 
 
+def test_benchmark_json_output_may_be_an_existing_file_in_a_folder_it_cannot_add_to(tmp_path):
+    """/dev/null and /dev/stdout are written in place, as is a kept file in a read-only folder."""
+    from test_store import _unprivileged
+
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    kept = shelf / "kept.json"
+    kept.write_text("")
+    kept.chmod(0o666)
+    check = "import sys; from accelnas.core import cli_options as o; print(getattr(o, sys.argv[1])(sys.argv[2]))"
+    shelf.chmod(0o555)
+    try:
+        cases = (("output_file", kept), ("output_file", shelf / "new.json"), ("output_figure", kept))
+        command = [*_unprivileged(), sys.executable, "-c", check]
+        runs = [subprocess.run([*command, kind, str(path)], capture_output=True, text=True) for kind, path in cases]
+    finally:
+        shelf.chmod(0o755)
+    assert runs[0].returncode == 0 and runs[0].stdout.strip() == str(kept), runs[0].stderr
+    for refused in runs[1:]:  # a new file, or a figure saved through a new file beside it
+        assert refused.returncode != 0 and f"cannot write in {shelf}" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("extra", "code", "expected"),
     [(["--test-fraction", "0.01"], 1, "error: --test-fraction 0.01 of 30 architectures leaves no test architectures"),

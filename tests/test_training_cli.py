@@ -65,8 +65,10 @@ def test_train_errors_are_one_line(tmp_path):
     result = run_cli("train", "--recipe", str(bad), "--arch", "b0", "--db", str(tmp_path / "x.sqlite"), env=ENV)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: recipe 'bad': epochs must be an integer in 1..10000, got 0"
-    result = run_cli("train", "--arch", "b0", "--data", str(tmp_path / "nowhere"), "--db", str(tmp_path / "y.db"))
-    assert result.returncode == 1 and result.stderr.startswith("error: unknown dataset")
+    for command in (["train", "--arch", "b0"], ["proxy-search", "--num", "3", "--out", str(tmp_path / "out")]):
+        result = run_cli(*command, "--data", str(tmp_path / "nowhere"), "--db", str(tmp_path / "y.db"))
+        assert result.returncode == 1 and result.stderr.startswith("error: unknown dataset")
+        assert not (tmp_path / "y.db").exists()  # no store is created for data that cannot be read
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--threads", "1", "--db", str(tmp_path / "x.db"))
     assert ray.returncode == 2 and "Ray tasks take --cpus-per-task" in ray.stderr and not (tmp_path / "x.db").exists()
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--device", "cpu", "--db", str(tmp_path / "x.db"))
@@ -84,19 +86,22 @@ def test_train_errors_are_one_line(tmp_path):
 
 def test_store_and_reference_file_are_checked_before_the_data_is_read(tmp_path):
     """Reading an image folder can take minutes: a store or reference file that cannot be used is
-    reported first (here the missing data folder would otherwise be the error)."""
+    reported first (here an image folder without images would otherwise be the error)."""
     notes = tmp_path / "notes.txt"
     notes.write_text("not a store\n")
-    nowhere, out = str(tmp_path / "nowhere"), str(tmp_path / "out")
+    for part in ("train", "val"):  # the layout of an image folder, without the images reading it would fail on
+        (tmp_path / "images" / part).mkdir(parents=True)
+    images, out = str(tmp_path / "images"), str(tmp_path / "out")
     for args in (["train", "--arch", "b0"], ["proxy-search", "--num", "3", "--out", out]):
-        result = run_cli(*args, "--data", nowhere, "--db", str(notes))
+        result = run_cli(*args, "--data", images, "--db", str(notes))
         assert result.returncode == 1
         assert result.stderr.strip() == f"error: {notes} is not a usable accelnas store: file is not a database"
     missing = tmp_path / "missing.csv"
-    result = run_cli("proxy-search", "--num", "3", "--data", nowhere, "--reference-file", str(missing),
+    result = run_cli("proxy-search", "--num", "3", "--data", images, "--reference-file", str(missing),
                      "--db", str(tmp_path / "ps.sqlite"), "--out", out)  # fmt: skip
     assert result.returncode == 1 and result.stderr.strip() == f"error: reference file not found: {missing}"
-    result = run_cli("proxy-search", "--num", "3", "--data", nowhere, "--reference", str(missing.with_suffix(".yaml")),
+    assert not (tmp_path / "ps.sqlite").exists()
+    result = run_cli("proxy-search", "--num", "3", "--data", images, "--reference", str(missing.with_suffix(".yaml")),
                      "--db", str(tmp_path / "ps.sqlite"), "--out", out)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: recipe file not found: {missing.with_suffix('.yaml')}"
@@ -201,3 +206,7 @@ def test_proxy_search_benchmark_rejects_an_output_folder_that_is_a_file(tmp_path
     result = subprocess.run([sys.executable, str(script), "--out", str(taken)], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith(f"argument --out: {taken} is not a folder")
+    (tmp_path / "proxy-search-digits").write_text("")  # the default --out, taken by a file
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("argument --out: proxy-search-digits is not a folder")

@@ -43,6 +43,9 @@ def test_numbers_written_with_an_exponent(tmp_path):
     path.write_text("epochs: 2\nlr: 1e-3\nweight_decay: 5E-5\nresolution: [[0, 16], [1, 32]]\n")
     r = load_recipe(path)
     assert (r.lr, r.weight_decay, r.resolution) == (1e-3, 5e-5, ((0, 16), (1, 32)))
+    path.write_text("epochs: 2\nlr: 2.5e0\nweight_decay: .5E0\n")  # a decimal point and no sign
+    r = load_recipe(path)
+    assert (r.lr, r.weight_decay) == (2.5, 0.5)
     space = tmp_path / "space.yaml"
     space.write_text("base: exp.yaml\naxes:\n  lr: [1e-3, 1e-2]\n")
     assert [c.recipe.lr for c in load_space(space).candidates()] == [1e-3, 1e-2]

@@ -128,7 +128,7 @@ def train(
     """
     from accelnas.core.store import Store
     from accelnas.training.campaign import ProgressLines, accuracy_target, run_accuracy_campaign
-    from accelnas.training.data import load_data
+    from accelnas.training.data import check_data, load_data
     from accelnas.training.distributed import init_from_env, shutdown
     from accelnas.training.recipe import load_recipe
 
@@ -144,9 +144,11 @@ def train(
             raise click.UsageError("--threads sets this process's threads; Ray tasks take --cpus-per-task")
         if ctx.get_parameter_source("device") is click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError("--device picks this process's device; Ray tasks train on their --gpus-per-task")
+        check_data(data_spec)  # before the store is opened (and created)
         _train_on_ray(ctx, recipe, archs, data_spec, image_size, split_seed, db_path, ray_address, gpus_per_task,
                       cpus_per_task, workers, not no_retry_failed)  # fmt: skip
         return
+    check_data(data_spec)
     dctx = init_from_env(device)  # the device, the store, then the data (which may take minutes to read)
     finished = False
     try:
@@ -257,7 +259,7 @@ def proxy_search(
     from accelnas.core.store import Store
     from accelnas.training import proxy_search as ps
     from accelnas.training.campaign import accuracy_target
-    from accelnas.training.data import load_data
+    from accelnas.training.data import check_data, load_data
     from accelnas.training.distributed import init_from_env
     from accelnas.training.recipe import load_recipe
 
@@ -275,12 +277,13 @@ def proxy_search(
     archs = _architectures(arch_texts, num, seed)
     if len(archs) < 3:
         raise click.UsageError(f"proxy search ranks architectures: give at least 3 (have {len(archs)})")
+    check_data(data_spec)  # before the store is opened (and created)
     dctx = init_from_env(device)
     if dctx.distributed:
         raise click.UsageError("proxy-search runs in one process; use `train` under torchrun for DDP")
     err = lambda line: click.echo(line, err=True)  # noqa: E731
+    from_file = ps.read_reference(reference_file) if reference_file is not None else None
     with Store(db_path) as store:  # the inputs are checked before the data, which may take minutes to read
-        from_file = ps.read_reference(reference_file) if reference_file is not None else None
         data = load_data(data_spec, image_size=image_size, seed=split_seed)
         evaluator = ps.TrainingEvaluator(data, store, ctx=dctx, workers=workers, echo=err)
         reference_ledger = None

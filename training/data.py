@@ -359,12 +359,16 @@ def digits(image_size: int = 32, val_fraction: float = 0.2, seed: int = 0) -> Da
     )  # fmt: skip
 
 
-def image_folder(root: str | Path, name: str | None = None) -> DataSplits:
-    """``root/train/<class>/*`` and ``root/val/<class>/*`` (the ImageNet layout)."""
-    root = Path(root)
+def _check_layout(root: Path) -> None:
     for part in ("train", "val"):
         if not (root / part).is_dir():
             raise DataError(f"{root}: expected {part}/ with one folder per class (ImageNet layout)")
+
+
+def image_folder(root: str | Path, name: str | None = None) -> DataSplits:
+    """``root/train/<class>/*`` and ``root/val/<class>/*`` (the ImageNet layout)."""
+    root = Path(root)
+    _check_layout(root)
     train = FolderImages(root / "train")
     val = FolderImages(root / "val", classes=train.classes)
     name = name or Path(os.path.abspath(root)).name  # `--data .` is named after its folder; links are kept
@@ -373,11 +377,20 @@ def image_folder(root: str | Path, name: str | None = None) -> DataSplits:
     return DataSplits(name, train, val)
 
 
+def check_data(spec: str) -> None:
+    """Refuse a ``spec`` that :func:`load_data` would refuse without reading a single image: neither
+    ``digits`` nor a directory with ``train/`` and ``val/`` (a quick check before opening a store)."""
+    if spec == "digits":
+        return
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"unknown dataset {spec!r}: give 'digits' or a directory with train/ and val/")
+    _check_layout(path)
+
+
 def load_data(spec: str, image_size: int = 32, seed: int = 0) -> DataSplits:
     """``digits`` (built in, at ``image_size``) or a directory in ImageNet layout."""
     if spec == "digits":
         return digits(image_size=image_size, seed=seed)
-    path = Path(spec)
-    if not path.exists():
-        raise DataError(f"unknown dataset {spec!r}: give 'digits' or a directory with train/ and val/")
-    return image_folder(path)
+    check_data(spec)
+    return image_folder(spec)

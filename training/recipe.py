@@ -237,14 +237,15 @@ def builtin_names(spaces: bool = False) -> list[str]:
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader that also reads ``1e-3`` (an exponent without a decimal point) as a number,
-    as YAML 1.2 does; YAML 1.1 reads it as text, so ``lr: 1e-3`` would be refused as not a number."""
+    """PyYAML's safe loader that also reads ``1e-3`` and ``2.5e3`` (an exponent without a decimal point,
+    or without a sign) as numbers, as YAML 1.2 does; YAML 1.1 reads them as text, so ``lr: 1e-3`` would
+    be refused as not a number."""
 
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
 )
 
 
