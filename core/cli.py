@@ -703,7 +703,10 @@ def surrogates() -> None:
 
 
 @surrogates.command("build")
-@click.option("--from-anb", "anb_source", default=None, help="Accel-NASBench directory, archive or URL.")
+@click.option(
+    "--from-anb", "anb_source", default=None, is_flag=False, flag_value="",
+    help="Accel-NASBench directory, archive or URL [given alone: the public archive, downloaded once].",
+)  # fmt: skip
 @click.option("--from-db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A campaign store.")  # fmt: skip
 @click.option("--from-data", "data_path", type=click.Path(path_type=Path), default=None,
@@ -757,8 +760,9 @@ def surrogates_build(
         raise click.UsageError("give exactly one of --from-anb, --from-db, --from-data")
     check_earlier_index(out_dir)  # before the source is read (--from-anb downloads by default)
     if anb_source is not None:
-        from accelnas.surrogates.anb_dataset import import_anb, is_url
+        from accelnas.surrogates.anb_dataset import ANB_URL, import_anb, is_url
 
+        anb_source = anb_source or ANB_URL
         frame, report = import_anb(anb_source)
         click.echo(report.summary(), err=True)
         where = anb_source if is_url(anb_source) else os.path.abspath(anb_source)  # the index may be read elsewhere

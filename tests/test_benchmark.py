@@ -263,6 +263,24 @@ def test_cli_build_refuses_the_index_before_reading_its_source(tmp_path):
     assert result.stderr.startswith(f"error: cannot build into {tmp_path}: ") and "not-there" not in result.stderr
 
 
+def test_cli_from_anb_alone_builds_from_the_public_archive(tmp_path, monkeypatch):
+    """`surrogates build --from-anb`, as the README gives it, reads the public archive (as import-anb does)."""
+    from click.testing import CliRunner
+
+    import accelnas.surrogates.anb_dataset as anb
+    from accelnas.core.cli import cli
+
+    asked = []
+
+    def import_anb(source, **kwargs):
+        asked.append(source)
+        raise AccelnasError("stop here")
+
+    monkeypatch.setattr(anb, "import_anb", import_anb)
+    result = CliRunner().invoke(cli, ["surrogates", "build", "--from-anb", "--out", str(tmp_path / "anb")])
+    assert isinstance(result.exception, AccelnasError) and asked == [anb.ANB_URL]
+
+
 def test_two_builds_into_one_directory_keep_each_others_surrogates(tmp_path, monkeypatch):
     import accelnas.surrogates.build as build
 
