@@ -35,3 +35,35 @@ def test_docs_link_to_existing_files():
         for link in re.findall(r"\]\(((?:docs/|benchmarks/)?[\w./-]+\.md)\)", text):
             base = ROOT if link.startswith(("docs/", "benchmarks/")) else ROOT / "docs"
             assert (base / link).exists(), link
+
+
+def _code_files():
+    return [p for p in ROOT.rglob("*.py") if not {"tests", ".git", ".venv"} & set(p.relative_to(ROOT).parts)]
+
+
+def test_architecture_map_names_every_core_and_surrogates_module_and_only_existing_files():
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text[text.index("## Modules") : text.index("## Search space")]
+    surrogates_row = next(line for line in table.splitlines() if line.startswith("| `surrogates/` |"))
+    for module in sorted((ROOT / "core").glob("*.py")):
+        assert module.name == "__init__.py" or f"`core/{module.name}`" in table, module
+    for module in sorted((ROOT / "surrogates").glob("*.py")):
+        assert module.name == "__init__.py" or f"`{module.name}`" in surrogates_row, module
+    for path in re.findall(r"`((?:core|plugins|search|training|surrogates)/[\w./]*)`", text):
+        assert (ROOT / path).exists(), path
+
+
+def test_every_environment_variable_the_code_reads_is_documented():
+    docs = "\n".join(p.read_text(encoding="utf-8") for p in ROOT.rglob("*.md") if ".git" not in p.parts)
+    for path in _code_files():
+        if path.parts[-2] == "benchmarks":  # the harnesses' own variables are described in their scripts
+            continue
+        for name in set(re.findall(r"\bACCELNAS_[A-Z0-9_]+", path.read_text(encoding="utf-8"))):
+            assert name in docs, f"{name} (read in {path.relative_to(ROOT)}) is named in no document"
+
+
+def test_every_environment_variable_the_docs_name_is_read_by_the_code():
+    code = "\n".join(p.read_text(encoding="utf-8") for p in _code_files())
+    for doc in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("*/**/README.md")]:
+        for name in set(re.findall(r"\bACCELNAS_[A-Z0-9_]+", doc.read_text(encoding="utf-8"))):
+            assert name in code, f"{name} (named in {doc.relative_to(ROOT)}) is read nowhere"
