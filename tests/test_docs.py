@@ -67,3 +67,39 @@ def test_every_environment_variable_the_docs_name_is_read_by_the_code():
     for doc in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("*/**/README.md")]:
         for name in set(re.findall(r"\bACCELNAS_[A-Z0-9_]+", doc.read_text(encoding="utf-8"))):
             assert name in code, f"{name} (named in {doc.relative_to(ROOT)}) is read nowhere"
+
+
+def _commands(group, prefix=""):
+    import click
+
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        yield prefix + name, command
+        if isinstance(command, click.Group):
+            yield from _commands(command, prefix + name + " ")
+
+
+def test_documented_command_lines_use_options_the_command_has():
+    """Every `accelnas CMD ... --option` in a code span or block of the docs names an option of CMD."""
+    from accelnas.core.cli import cli
+
+    options = {
+        name: {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help", "-h"}
+        for name, command in _commands(cli)
+    }
+    names = sorted(options, key=len, reverse=True)
+    docs = [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("*/**/README.md")]
+    for doc in docs:
+        text = doc.read_text(encoding="utf-8")
+        blocks = re.findall(r"```.*?\n(.*?)```", text, re.S)
+        lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
+        lines += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+        for line in lines:
+            for found in re.finditer(r"\baccelnas ([a-z][a-z-]*(?: [a-z][a-z-]*)?)", line):
+                name = next((n for n in names if f"{found.group(1)} ".startswith(f"{n} ")), None)
+                if name is None:
+                    continue
+                rest = re.split(r"[|;#&]|\baccelnas\b", line[found.end() :])[0]
+                for option in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", rest):
+                    assert option in options[name], f"{doc.relative_to(ROOT)}: accelnas {name} has no {option}: {line}"
