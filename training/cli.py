@@ -93,7 +93,8 @@ def _arch_options(f):
 @_data_options
 @DB_OPTION
 @THREADS_OPTION
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda (torchrun: one GPU per rank).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda (torchrun: one GPU per rank) or cuda:N.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=0), default=4, show_default=True,
               help="DataLoader workers per rank for image folders.")  # fmt: skip
 @click.option("--no-retry-failed", is_flag=True, help="Leave stored failures alone.")
@@ -227,7 +228,7 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
               help="Optuna trials [half the candidates, at least 3].")  # fmt: skip
 @click.option("--cost", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="Run cost: wall-clock seconds or process CPU seconds (steadier on busy hosts).")  # fmt: skip
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--workers", type=click.IntRange(min=0), default=4, show_default=True,
               help="DataLoader workers for image folders.")  # fmt: skip
 def proxy_search(
