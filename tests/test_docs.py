@@ -37,8 +37,18 @@ def test_docs_link_to_existing_files():
             assert (base / link).exists(), link
 
 
+def _ours(path):
+    """Whether ``path`` is the project's own (not in a hidden folder such as .git or .venv, or a build)."""
+    parts = path.relative_to(ROOT).parts
+    return not any(part.startswith(".") or part in {"build", "dist", "node_modules"} for part in parts)
+
+
 def _code_files():
-    return [p for p in ROOT.rglob("*.py") if not {"tests", ".git", ".venv"} & set(p.relative_to(ROOT).parts)]
+    return [p for p in ROOT.rglob("*.py") if _ours(p) and "tests" not in p.relative_to(ROOT).parts]
+
+
+def _documents():
+    return [ROOT / "README.md", *ROOT.glob("docs/*.md"), *(p for p in ROOT.glob("*/**/README.md") if _ours(p))]
 
 
 def test_architecture_map_names_every_core_and_surrogates_module_and_only_existing_files():
@@ -54,7 +64,7 @@ def test_architecture_map_names_every_core_and_surrogates_module_and_only_existi
 
 
 def test_every_environment_variable_the_code_reads_is_documented():
-    docs = "\n".join(p.read_text(encoding="utf-8") for p in ROOT.rglob("*.md") if ".git" not in p.parts)
+    docs = "\n".join(p.read_text(encoding="utf-8") for p in ROOT.rglob("*.md") if _ours(p))
     for path in _code_files():
         if path.parts[-2] == "benchmarks":  # the harnesses' own variables are described in their scripts
             continue
@@ -64,7 +74,7 @@ def test_every_environment_variable_the_code_reads_is_documented():
 
 def test_every_environment_variable_the_docs_name_is_read_by_the_code():
     code = "\n".join(p.read_text(encoding="utf-8") for p in _code_files())
-    for doc in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("*/**/README.md")]:
+    for doc in _documents():
         for name in set(re.findall(r"\bACCELNAS_[A-Z0-9_]+", doc.read_text(encoding="utf-8"))):
             assert name in code, f"{name} (named in {doc.relative_to(ROOT)}) is read nowhere"
 
@@ -89,7 +99,7 @@ def test_documented_command_lines_use_options_the_command_has():
         for name, command in _commands(cli)
     }
     names = sorted(options, key=len, reverse=True)
-    docs = [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("*/**/README.md")]
+    docs = _documents()
     for doc in docs:
         text = doc.read_text(encoding="utf-8")
         blocks = re.findall(r"```.*?\n(.*?)```", text, re.S)
