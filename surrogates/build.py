@@ -25,6 +25,7 @@ from accelnas.surrogates.fit import fit_surrogate, fittable
 from accelnas.surrogates.models import family_name
 from accelnas.surrogates.plots import ScatterPanel, drift_plot, predicted_vs_measured
 from accelnas.surrogates.recipes import fit_options, recipe_for
+from accelnas.surrogates.selection import check_selectable, held_out
 
 INDEX_FILE = "benchmark.json"
 INDEX_FORMAT = "accelnas-benchmark"
@@ -71,7 +72,9 @@ def build_all(
     todo = targets or pairs(frame)
     check_file_stems(target for target, _ in todo)
     for target, metric in todo:  # refuse a pair that cannot be fitted before anything is written
-        fittable(frame, target, metric)
+        rows = len(fittable(frame, target, metric))
+        if (family or recipe_for(target, metric)["family"]) == "auto":
+            check_selectable(rows - held_out(rows, test_fraction))
     check_earlier_index(out)
     out.mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = {}

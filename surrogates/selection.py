@@ -47,8 +47,22 @@ def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 4:
         raise ValueError(f"a split needs at least 4 rows, got {n}")
     order = np.random.default_rng(seed).permutation(n)
-    held = min(max(2, round(fraction * n)), n - 2)  # at least two rows on each side
+    held = held_out(n, fraction)
     return order[held:], order[:held]
+
+
+def held_out(n: int, fraction: float) -> int:
+    """How many of ``n`` rows :func:`split` holds out: ``fraction`` of them, at least two on each side."""
+    return min(max(2, round(fraction * n)), n - 2)
+
+
+def check_selectable(n_train: int) -> None:
+    """A :class:`DatasetError` unless ``n_train`` training architectures are enough to choose a family."""
+    if n_train < MIN_SELECTION_ROWS:
+        raise DatasetError(
+            f"choosing a surrogate family needs at least {MIN_SELECTION_ROWS} training architectures, got "
+            f"{n_train}: hold out fewer (test fraction) or name a family"
+        )
 
 
 def _score(m: dict[str, float]) -> tuple[float, float]:
@@ -82,11 +96,7 @@ def select_family(
     :data:`MIN_SELECTION_ROWS` architectures are a :class:`DatasetError`.
     """
     y = np.asarray(y, dtype=float)
-    if len(archs) < MIN_SELECTION_ROWS:
-        raise DatasetError(
-            f"choosing a surrogate family needs at least {MIN_SELECTION_ROWS} training architectures, got "
-            f"{len(archs)}: hold out fewer (test fraction) or name a family"
-        )
+    check_selectable(len(archs))
     splits = folds(len(archs), seed, val_fraction)
     best: tuple[tuple[float, float], str, dict[str, Any], dict[str, float]] | None = None
     scores = []

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from cli_helpers import run_cli
 
-from accelnas.core.errors import AccelnasError, SurrogateError
+from accelnas.core.errors import AccelnasError, DatasetError, SurrogateError
 from accelnas.core.model import count_macs
 from accelnas.core.records import Measurement
 from accelnas.core.space import EFFICIENTNET_B0, sample
@@ -441,3 +441,16 @@ def test_index_writers_at_the_same_moment_lose_no_entry(tmp_path):
         t.join()
     index = json.loads((tmp_path / "benchmark.json").read_text())
     assert sorted(e["target"] for e in index["surrogates"]) == sorted(e["target"] for e in entries)
+
+
+def test_a_later_target_too_small_to_choose_a_family_is_refused_before_anything_is_written(tmp_path):
+    frame = _frame(80)
+    few = set(frame["arch_id"].unique()[:8])
+    frame = frame[(frame["metric"] == "latency") | frame["arch_id"].isin(few)]  # throughput: 8 architectures
+    out = tmp_path / "bench"
+    # holding out 70% leaves throughput 2 training architectures, too few to cross-validate the families
+    with pytest.raises(DatasetError, match="at least 4 training architectures, got 2"):
+        build_all(frame, out, test_fraction=0.7, echo=lambda line: None)
+    assert not out.exists()  # latency, first in line, was not fitted and saved meanwhile
+    index = build_all(frame, out, test_fraction=0.7, family="additive", echo=lambda line: None)  # a named family fits
+    assert [e["n_train"] for e in index["surrogates"]] == [24, 2]
