@@ -159,10 +159,7 @@ def output_figure(text: str) -> Path:
     """An argparse type: a figure to save at the end of a long run (replaced whole, through a new file
     beside it), in a folder that exists and can be written now; not a folder itself."""
     path = _output_path(text)
-    try:
-        _check_writable(path.parent)
-    except click.BadParameter as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
+    _writable_folder(path.parent)
     return path
 
 
@@ -177,7 +174,11 @@ def _output_path(text: str) -> Path:
 
 def output_folder(text: str) -> Path:
     """An argparse type: a folder to write into (created if missing), checked before the work that fills it."""
-    path = Path(text)
+    return _writable_folder(Path(text))
+
+
+def _writable_folder(path: Path) -> Path:
+    """``path`` if it is a folder this process can write (created if missing); else an argparse error."""
     try:
         _check_writable(path)
     except click.BadParameter as exc:
