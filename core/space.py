@@ -125,7 +125,7 @@ class Architecture:
         if not isinstance(text, str):
             raise InvalidArchitectureError(f"invalid architecture id {text!r}: not a string")
         groups = text.strip().split("-")
-        if len(groups) != NUM_STAGES or any(len(g) != 4 or not g.isdigit() for g in groups):
+        if len(groups) != NUM_STAGES or any(len(g) != 4 or not (g.isascii() and g.isdigit()) for g in groups):
             raise InvalidArchitectureError(
                 f"invalid architecture id {text!r}: expected {NUM_STAGES} dash-separated groups of 4 digits "
                 "<expansion><kernel><layers><se>, e.g. " + EFFICIENTNET_B0.id

@@ -115,6 +115,8 @@ def test_bool_is_not_an_int_and_floats_are_accepted():
         "1311-6321-6521-6331-6531-6551-6311",
         "x311-6321-6521-6331-6531-6541-6311",
         "3311-6321-6521-6331-6531-6541-6311",
+        "\u00b2311-6321-6521-6331-6531-6541-6311",  # a superscript two: a digit to str.isdigit, not to int
+        "\u0661311-6321-6521-6331-6531-6541-6311",  # an Arabic-Indic one: ids are ASCII digits only
     ],
 )
 def test_invalid_strings(text):
