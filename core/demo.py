@@ -57,7 +57,9 @@ def run_demo(
     with Store(db) as store:
         report = run_campaign(registry, target, archs, settings, store, progress=ProgressPrinter())
         frame = dataset.from_store(store, target.name)
-    frame = frame[frame["settings_key"] == report.settings_key]
+    # this run's architectures and settings only: earlier runs into the same folder (another --seed or
+    # --num) stay in the store but do not enter the dataset, the surrogates or the report
+    frame = frame[(frame["settings_key"] == report.settings_key) & frame["arch_id"].isin([a.id for a in archs])]
     data_files = dataset.write(frame, out_dir / "dataset")
 
     panels, results = [], {}

@@ -54,3 +54,37 @@ def test_undefined_metrics_read_as_not_available():
     from accelnas.core.demo import _fmt
 
     assert _fmt(float("nan")) == _fmt(None) == "n/a" and _fmt(0.91234) == "0.912"
+
+
+def test_a_rerun_with_another_seed_reports_on_its_own_architectures(tmp_path, monkeypatch):
+    """The store keeps an earlier run's architectures; the dataset, surrogates and report are this run's."""
+    from conftest import Device, exact_measurement
+
+    from accelnas.core import demo
+    from accelnas.core.model import count_macs
+    from accelnas.core.plugins import PluginRegistry
+    from accelnas.core.records import Target
+
+    target, current = Target("cpu", "exact", needs_model=False), {}
+
+    def value(metric, settings):
+        macs = count_macs(current["arch"], settings.input_size)
+        batch = settings.batch_for(target) if metric == "throughput" else 1
+        return exact_measurement(metric, macs / 1e6, batch=batch, input_size=settings.input_size)
+
+    def registry():
+        device = Device(target, latency=lambda s: value("latency", s), throughput=lambda s: value("throughput", s),
+                        export=lambda arch: current.update(arch=arch))  # fmt: skip
+        reg = PluginRegistry()
+        reg.register(device, "exact")
+        return reg
+
+    monkeypatch.setattr(demo, "load_registry", registry)
+    out = tmp_path / "demo"
+    for seed in (0, 1):
+        report = demo.run_demo(out, num=12, seed=seed, target_name="cpu/exact", echo=lambda line: None)
+    assert report["measured"] == 22 and report["already_stored"] == 2  # EfficientNet-B0 was stored by seed 0
+    for metric in ("throughput", "latency"):
+        assert report["surrogates"][metric]["n_train"] + report["surrogates"][metric]["n_test"] == 12
+    data = pd.read_csv(out / "dataset" / "cpu__exact.csv")
+    assert data["arch_id"].nunique() == 12 and len(data) == 24
