@@ -15,6 +15,7 @@ from pathlib import Path
 
 from accelnas.core import dataset, files, jsonio
 from accelnas.core.campaign import run_campaign
+from accelnas.core.errors import TargetUnavailableError
 from accelnas.core.plugins import load_registry
 from accelnas.core.progress import ProgressPrinter
 from accelnas.core.records import MeasureSettings
@@ -56,6 +57,11 @@ def run_demo(
     echo(f"  store: {db} (re-running resumes)")
     with Store(db) as store:
         report = run_campaign(registry, target, archs, settings, store, progress=ProgressPrinter())
+        if report.unavailable is not None:  # the device went away: fit nothing on what is left
+            raise TargetUnavailableError(
+                f"stopped, {target.name} is unavailable: {report.unavailable}; {report.pending} measurement(s) "
+                "pending: run the same command again once it is back"
+            )
         frame = dataset.from_store(store, target.name)
     # this run's architectures and settings only: earlier runs into the same folder (another --seed or
     # --num) stay in the store but do not enter the dataset, the surrogates or the report

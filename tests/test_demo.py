@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 from cli_helpers import run_cli
 
 from accelnas.core.space import EFFICIENTNET_B0
@@ -56,8 +57,9 @@ def test_undefined_metrics_read_as_not_available():
     assert _fmt(float("nan")) == _fmt(None) == "n/a" and _fmt(0.91234) == "0.912"
 
 
-def test_a_rerun_with_another_seed_reports_on_its_own_architectures(tmp_path, monkeypatch):
-    """The store keeps an earlier run's architectures; the dataset, surrogates and report are this run's."""
+def _exact_device(monkeypatch, export=None):
+    """Make the demo measure on a fake ``cpu/exact`` target whose values follow the MACs (instantly);
+    ``export`` (of the architecture) may raise."""
     from conftest import Device, exact_measurement
 
     from accelnas.core import demo
@@ -72,19 +74,47 @@ def test_a_rerun_with_another_seed_reports_on_its_own_architectures(tmp_path, mo
         batch = settings.batch_for(target) if metric == "throughput" else 1
         return exact_measurement(metric, macs / 1e6, batch=batch, input_size=settings.input_size)
 
+    def exported(arch):
+        current["arch"] = arch
+        if export is not None:
+            export(arch)
+
     def registry():
-        device = Device(target, latency=lambda s: value("latency", s), throughput=lambda s: value("throughput", s),
-                        export=lambda arch: current.update(arch=arch))  # fmt: skip
         reg = PluginRegistry()
-        reg.register(device, "exact")
+        reg.register(Device(target, lambda s: value("latency", s), lambda s: value("throughput", s), exported), "exact")
         return reg
 
     monkeypatch.setattr(demo, "load_registry", registry)
+
+
+def test_a_rerun_with_another_seed_reports_on_its_own_architectures(tmp_path, monkeypatch):
+    """The store keeps an earlier run's architectures; the dataset, surrogates and report are this run's."""
+    from accelnas.core.demo import run_demo
+
+    _exact_device(monkeypatch)
     out = tmp_path / "demo"
     for seed in (0, 1):
-        report = demo.run_demo(out, num=12, seed=seed, target_name="cpu/exact", echo=lambda line: None)
+        report = run_demo(out, num=12, seed=seed, target_name="cpu/exact", echo=lambda line: None)
     assert report["measured"] == 22 and report["already_stored"] == 2  # EfficientNet-B0 was stored by seed 0
     for metric in ("throughput", "latency"):
         assert report["surrogates"][metric]["n_train"] + report["surrogates"][metric]["n_test"] == 12
     data = pd.read_csv(out / "dataset" / "cpu__exact.csv")
     assert data["arch_id"].nunique() == 12 and len(data) == 24
+
+
+def test_a_target_gone_mid_demo_stops_it_before_anything_is_fitted(tmp_path, monkeypatch):
+    from accelnas.core.demo import run_demo
+    from accelnas.core.errors import TargetUnavailableError
+
+    exports = []
+
+    def export(arch):
+        exports.append(arch)
+        if len(exports) > 10:
+            raise TargetUnavailableError("the board does not answer")
+
+    _exact_device(monkeypatch, export)
+    out = tmp_path / "demo"
+    with pytest.raises(TargetUnavailableError, match=r"cpu/exact is unavailable: .*board .*4 measurement\(s\) pending"):
+        run_demo(out, num=12, target_name="cpu/exact", echo=lambda line: None)
+    assert sorted(p.name for p in out.iterdir()) == ["campaign.sqlite"]  # no dataset, surrogates or report
