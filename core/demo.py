@@ -15,14 +15,14 @@ from pathlib import Path
 
 from accelnas.core import dataset, files, jsonio
 from accelnas.core.campaign import run_campaign
-from accelnas.core.errors import TargetUnavailableError
+from accelnas.core.errors import DatasetError, TargetUnavailableError
 from accelnas.core.plugins import load_registry
 from accelnas.core.progress import ProgressPrinter
 from accelnas.core.records import MeasureSettings
 from accelnas.core.space import EFFICIENTNET_B0, sample
 from accelnas.core.store import Store
 from accelnas.surrogates import artifact
-from accelnas.surrogates.fit import fit_surrogate
+from accelnas.surrogates.fit import fit_surrogate, fittable
 from accelnas.surrogates.plots import ScatterPanel, predicted_vs_measured
 
 DEMO_BATCH = 16
@@ -66,6 +66,13 @@ def run_demo(
     # this run's architectures and settings only: earlier runs into the same folder (another --seed or
     # --num) stay in the store but do not enter the dataset, the surrogates or the report
     frame = frame[(frame["settings_key"] == report.settings_key) & frame["arch_id"].isin([a.id for a in archs])]
+    for metric in target.metrics:  # enough of each metric to fit and test, before anything is written
+        try:
+            fittable(frame, target.name, metric)
+        except DatasetError as exc:
+            if not report.failed:
+                raise
+            raise DatasetError(f"{exc}: {report.failed} measurement(s) failed, first: {report.errors[0]}") from None
     data_files = dataset.write(frame, out_dir / "dataset")
 
     panels, results = [], {}

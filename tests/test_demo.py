@@ -118,3 +118,17 @@ def test_a_target_gone_mid_demo_stops_it_before_anything_is_fitted(tmp_path, mon
     with pytest.raises(TargetUnavailableError, match=r"cpu/exact is unavailable: .*board .*4 measurement\(s\) pending"):
         run_demo(out, num=12, target_name="cpu/exact", echo=lambda line: None)
     assert sorted(p.name for p in out.iterdir()) == ["campaign.sqlite"]  # no dataset, surrogates or report
+
+
+def test_a_demo_whose_measurements_failed_names_the_failure(tmp_path, monkeypatch):
+    from accelnas.core.demo import run_demo
+    from accelnas.core.errors import DatasetError
+
+    def export(arch):
+        raise RuntimeError("the runtime is broken")
+
+    _exact_device(monkeypatch, export)
+    out = tmp_path / "demo"
+    with pytest.raises(DatasetError, match=r"24 measurement\(s\) failed, first: .*the runtime is broken"):
+        run_demo(out, num=12, target_name="cpu/exact", echo=lambda line: None)
+    assert sorted(p.name for p in out.iterdir()) == ["campaign.sqlite"]
