@@ -43,11 +43,28 @@ def usable_cores() -> int:
     cpusets) and a cgroup v2 CPU quota (containers, Slurm); the default thread count of CPU targets."""
     cores = physical_cores()
     if hasattr(os, "sched_getaffinity"):
-        cores = min(cores, len(os.sched_getaffinity(0)))
+        cpus = os.sched_getaffinity(0)
+        cores = min(cores, cores_of(cpus) or len(cpus))
     quota = cgroup_cpu_quota()
     if quota is not None:
         cores = min(cores, max(1, math.ceil(quota)))
     return max(1, cores)
+
+
+def cores_of(cpus: set[int], root: str = "/sys/devices/system/cpu") -> int | None:
+    """Physical cores the logical ``cpus`` belong to (two SMT siblings count once), from the kernel's
+    topology files; None where they cannot be read."""
+    cores = set()
+    try:
+        for cpu in cpus:
+            topology = f"{root}/cpu{cpu}/topology"
+            with open(f"{topology}/physical_package_id", encoding="utf-8") as fh:
+                package = fh.read().strip()
+            with open(f"{topology}/core_id", encoding="utf-8") as fh:
+                cores.add((package, fh.read().strip()))
+    except OSError:
+        return None
+    return len(cores) or None
 
 
 def cgroup_cpu_quota(path: str = "/sys/fs/cgroup/cpu.max") -> float | None:
