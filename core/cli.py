@@ -221,7 +221,10 @@ def targets(as_json: bool) -> None:
     "option_texts",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Backend option of the target (repeatable), e.g. precision=fp32; part of each result's identity.",
+    help=(
+        "Backend option of the target (repeatable), e.g. graph_optimization=basic on cpu/onnxruntime; "
+        "`accelnas targets` lists each target's options. Part of each result's identity."
+    ),
 )
 @click.option(
     "--db",
