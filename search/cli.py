@@ -180,7 +180,7 @@ def _echo_outcome(outcome) -> None:
 @click.option("--threads", type=int, default=None, help="Intra-op threads [the physical cores this process may use].")
 @click.option(
     "--option", "option_texts", multiple=True, metavar="KEY=VALUE",
-    help="Backend option of the target (repeatable), e.g. precision=fp32; as for collect.",
+    help="Backend option of the target (repeatable), e.g. graph_optimization=basic; as for collect.",
 )  # fmt: skip
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder, default=None,
