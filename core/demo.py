@@ -88,7 +88,7 @@ def run_demo(
             "n_train": fitted.artifact.metrics["n_train"],
             "n_test": m["n"],
             "unit": fitted.artifact.unit,
-            "surrogate": str(where),
+            "surrogate": _inside(where, out_dir),
         }
         panels.append(
             ScatterPanel(
@@ -115,9 +115,10 @@ def run_demo(
         "total_seconds": round(time.perf_counter() - start, 1),
         "efficientnet_b0": b0,
         "surrogates": results,
-        "store": str(db),
-        "dataset": [str(p) for p in data_files],
-        "plot": str(plot),
+        # the report's paths are relative to its own folder, which may be moved or shared whole
+        "store": _inside(db, out_dir),
+        "dataset": [_inside(p, out_dir) for p in data_files],
+        "plot": _inside(plot, out_dir),
     }
     files.write_text(out_dir / "report.json", jsonio.dumps(summary, indent=2) + "\n")
     files.write_text(out_dir / "report.md", _markdown(summary))
@@ -140,6 +141,11 @@ def run_demo(
     echo(f"  plot:       {plot}")
     echo(f"  report:     {out_dir / 'report.md'}")
     return summary
+
+
+def _inside(path: Path, folder: Path) -> str:
+    """``path`` (a file the demo wrote under ``folder``) relative to ``folder``, with forward slashes."""
+    return Path(path).relative_to(folder).as_posix()
 
 
 def _fmt(value: float | None) -> str:

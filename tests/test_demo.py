@@ -21,6 +21,10 @@ def test_demo_end_to_end(tmp_path):
         assert -1 <= report["surrogates"][metric]["kendall_tau"] <= 1
         assert report["surrogates"][metric]["n_test"] == 3
     assert (out / "predicted_vs_measured.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the report names its files relative to its own folder, so the folder can be moved whole
+    surrogates = [s["surrogate"] for s in report["surrogates"].values()]
+    named = [report["store"], report["plot"], *report["dataset"], *surrogates]
+    assert report["plot"] == "predicted_vs_measured.png" and all((out / name).exists() for name in named)
     data = pd.read_parquet(out / "dataset" / "cpu__onnxruntime.parquet")
     assert len(data) == 24 and set(data["metric"]) == {"throughput", "latency"}
     assert EFFICIENTNET_B0.id in set(data["arch_id"])
