@@ -227,6 +227,7 @@ def targets(as_json: bool) -> None:
     "--db",
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=writable_file,
     required=True,
     help="Campaign store (SQLite); created if missing, resumed if present.",
 )
