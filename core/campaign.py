@@ -49,7 +49,7 @@ class Progress:
     total: int
     arch: Architecture
     metric: str | None
-    status: str  # "skipped" (already stored), "ok", "failed"
+    status: str  # "skipped" (already stored), "kept-failure" (a stored failure not retried), "ok", "failed"
     measurement: Measurement | None = None
     error: str | None = None
     elapsed: float = 0.0
@@ -72,6 +72,7 @@ class CampaignReport:
     failure_limit_reached: bool = False  # stopped after ``max_failures`` failed measurements
     unavailable: str | None = None  # why the run stopped: a plugin said its device is gone
     crashed: int = 0  # of ``failed``, left so without measuring: their architecture's process died twice
+    failures_kept: int = 0  # stored failures not measured again (``retry_failed=False``)
 
 
 def run_campaign(
@@ -160,11 +161,13 @@ def run_campaign(
                 report.errors.append(f"{arch.id} {metric}: {error}")
                 emit(Progress(index, len(archs), arch, metric, "failed", error=error))
             continue
-        report.already_done += len(metrics) - len(todo)
+        kept = sum(stored[m] == "failed" and m not in todo for m in metrics)
+        report.failures_kept += kept
+        report.already_done += len(metrics) - len(todo) - kept
         if todo:
             queue.append(Task(index, arch, todo))
         else:
-            emit(Progress(index, len(archs), arch, None, "skipped"))
+            emit(Progress(index, len(archs), arch, None, "kept-failure" if kept else "skipped"))
     queue.reverse()  # pop() from the end keeps the campaign order
     wanted = {(a.id, m) for a in archs for m in metrics}
     if report.already_done and (coarse := store.looser_than(target.name, key, settings.precision, wanted)):

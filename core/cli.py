@@ -230,6 +230,7 @@ def targets(as_json: bool) -> None:
     "--db",
     "db_path",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=writable_file,
     required=True,
     help="Campaign store (SQLite); created if missing, resumed if present.",
 )
@@ -386,6 +387,7 @@ def collect(
                 report.measured += r.measured
                 report.already_done += r.already_done
                 report.failed += r.failed
+                report.failures_kept += r.failures_kept
                 report.errors += r.errors
                 report.seconds += r.seconds
                 report.pending += r.pending
@@ -407,9 +409,10 @@ def collect(
                 time_budget=options.time_budget,
                 max_failures=max_failures,
             )
+    kept = f", {report.failures_kept} stored failure(s) not retried" if report.failures_kept else ""
     click.echo(
         f"done in {report.seconds:.1f}s: {report.measured} measured, {report.already_done} already stored, "
-        f"{report.failed} failed; store: {db_path}"
+        f"{report.failed} failed{kept}; store: {db_path}"
     )
     if report.budget_exhausted:
         click.echo(

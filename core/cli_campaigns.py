@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from accelnas.core import jsonio
+from accelnas.core.cli_options import writable_file
 from accelnas.core.errors import AccelnasError, StoreError
 from accelnas.core.executors import Executor, LocalExecutor
 from accelnas.core.retry import RetryPolicy
@@ -109,7 +110,7 @@ def campaign_options(
 
 
 @click.command()
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path), callback=writable_file)
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def merge(out: Path, sources: tuple[Path, ...]) -> None:
     """Merge campaign stores SOURCES (e.g. shards) into OUT, created when missing.

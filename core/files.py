@@ -9,6 +9,7 @@ new one, and a write that fails or is killed leaves the old file as it was (a ki
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
@@ -27,6 +28,8 @@ def replacing(path: str | Path) -> Iterator[Path]:
     if path.is_symlink():  # write through a link (a file shared from elsewhere), not over it
         path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():  # refused before anything is written: no file of a pair replaced, no temporary left
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file to write", str(path))
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp

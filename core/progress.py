@@ -30,6 +30,10 @@ class ProgressPrinter:
             self.skipped += 1
             print(f"{head}  already stored", file=self.stream, flush=True)
             return
+        if event.status == "kept-failure":
+            self.skipped += 1
+            print(f"{head}  stored failure, not retried", file=self.stream, flush=True)
+            return
         self.worked_archs.add(event.arch.id)
         elapsed = time.perf_counter() - self.start
         remaining = event.total - event.index

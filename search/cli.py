@@ -155,7 +155,7 @@ def _echo_outcome(outcome) -> None:
     "--target", "target_name", default="cpu/onnxruntime", show_default=True, help="device/backend to measure."
 )
 @click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), callback=writable_file, required=True,
     help="Campaign store (SQLite) the measurements go to; created if missing, resumed if present.",
 )  # fmt: skip
 @click.option(

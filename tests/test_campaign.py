@@ -1,6 +1,7 @@
 """Campaigns with real ONNX Runtime / PyTorch measurements at a small input size, and faulty plugins."""
 
 import dataclasses
+import io
 import logging
 import math
 import os
@@ -12,6 +13,7 @@ from accelnas import hookimpl
 from accelnas.core.campaign import run_campaign
 from accelnas.core.errors import AccelnasError, PluginError, TargetUnavailableError, UnknownOptionError
 from accelnas.core.plugins import load_registry
+from accelnas.core.progress import ProgressPrinter
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import EFFICIENTNET_B0, sample
 from accelnas.core.store import Store
@@ -156,8 +158,18 @@ def test_plugin_failures_are_recorded_and_the_campaign_goes_on(tmp_path):
         assert again.already_done == len(ok) and again.measured == 0
         attempts = {r["attempts"] for r in store.results(status="failed")}
         assert attempts == {2}
-        third = run_campaign(registry, target, archs, FAST, store, retry_failed=False)
-        assert third.failed == 0 and third.already_done == 2 * len(archs)
+        events = []
+        third = run_campaign(registry, target, archs, FAST, store, retry_failed=False, progress=events.append)
+        # the failures left alone are counted as such, not as stored results
+        assert third.failed == 0 and third.measured == 0
+        assert third.already_done == len(ok) and third.failures_kept == len(failed)
+        assert {e.status for e in events} == {"kept-failure"}  # every architecture has a failure left
+        printed = io.StringIO()
+        printer = ProgressPrinter(printed)
+        for event in events:
+            printer(event)
+        assert printed.getvalue().count("stored failure, not retried") == len(archs)
+        assert "already stored" not in printed.getvalue()
 
 
 class Counting(Faulty):

@@ -428,6 +428,17 @@ BAD_ARGUMENTS = {
         "c.sqlite is not a folder",
     ),
     "search-space out under a file": (["search-space", "--out", "{db}/cs.json"], "c.sqlite is not a folder"),
+    # a campaign store that cannot be created is a usage error naming its folder, not a damaged store
+    "collect db under a file": (["collect", "--arch", "b0", "--db", "{db}/c.sqlite"], "c.sqlite is not a folder"),
+    "merge out under a file": (["merge", "{db}/m.sqlite", "{db}"], "c.sqlite is not a folder"),
+    "verify db under a file": (
+        ["verify", "{data}", "--out", "{out}", "--db", "{db}/v.sqlite", "--against", "latency"],
+        "c.sqlite is not a folder",
+    ),
+    "train db under a file": (
+        ["train", "--arch", "b0", "--db", "{db}/t.sqlite", "--data", "{out}/images"],
+        "c.sqlite is not a folder",
+    ),
     "nan reward exponent": (
         ["search", "--benchmark", "{out}", "--reward", "latency@zcu102=5", "--reward-w", "nan"],
         "'nan' is not a finite number",

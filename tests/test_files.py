@@ -42,6 +42,22 @@ def test_an_export_that_fails_midway_keeps_the_files_of_the_last_one(tmp_path, m
     assert dataset.read(tmp_path / "cpu__x.parquet")["value"].tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
+def test_a_folder_in_the_way_of_one_file_of_a_pair_replaces_neither(tmp_path):
+    archs = sample(4, 1)
+    rows = [{"arch_id": a.id, **a.to_config(), "target": "cpu/x", "metric": "latency", "value": 1.0 + i,
+             "unit": "ms", "settings_key": "k"} for i, a in enumerate(archs)]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    dataset.write(frame, tmp_path)
+    (tmp_path / "cpu__x.parquet").unlink()
+    (tmp_path / "cpu__x.parquet").mkdir()
+    before = (tmp_path / "cpu__x.csv").read_bytes()
+    with pytest.raises(IsADirectoryError, match="a folder is in the way of the file to write") as raised:
+        dataset.write(frame.assign(value=frame["value"] * 2), tmp_path)
+    assert str(tmp_path / "cpu__x.parquet") in str(raised.value) and ".tmp" not in str(raised.value)
+    assert (tmp_path / "cpu__x.csv").read_bytes() == before  # the CSV of the last export, still its pair's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu__x.csv", "cpu__x.parquet"]
+
+
 def test_a_frame_that_would_not_read_back_is_not_written(tmp_path):
     archs = sample(3, 1)
     rows = [{"arch_id": a.id, **a.to_config(), "target": "cpu/x", "metric": "latency", "value": 1.0,

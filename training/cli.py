@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from accelnas.core import files, jsonio
-from accelnas.core.cli_options import NON_NEGATIVE, SEED, output_clash, writable_folder
+from accelnas.core.cli_options import NON_NEGATIVE, SEED, output_clash, writable_file, writable_folder
 
 DB_OPTION = click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), callback=writable_file, required=True,
     help="Campaign store (SQLite); created if missing, resumed if present.",
 )  # fmt: skip
 
