@@ -116,9 +116,13 @@ def merge_stores(out_path: str | Path, sources: Sequence[str | Path]) -> MergeRe
     out_path = Path(out_path)
     if not sources:
         raise StoreError("nothing to merge: give at least one source store")
+    seen: dict[Path, str | Path] = {}
     for source in sources:
         if Path(source).exists() and out_path.exists() and Path(source).resolve() == out_path.resolve():
             raise StoreError(f"{source} is the output store; merge into another file")
+        if (resolved := Path(source).resolve()) in seen:
+            raise StoreError(f"{source} is given twice (also as {seen[resolved]}); name each source store once")
+        seen[resolved] = source
     existed = out_path.exists()
     if existed and out_path.is_file() and out_path.stat().st_size > 0:  # merged into: read it first
         with Store(out_path, readonly=True) as out:

@@ -162,6 +162,19 @@ def test_an_unreadable_source_changes_nothing(tmp_path):
     assert _dump(out) == before
 
 
+def test_a_source_named_twice_is_refused(tmp_path):
+    (a,) = sample(1, 7)
+    good, out = tmp_path / "good.sqlite", tmp_path / "out.sqlite"
+    with Store(good) as s:
+        s.record_ok(a, "cpu/x", "k", {}, _m(1.0))
+    with pytest.raises(StoreError, match="given twice"):  # its rows were counted twice in the summary
+        merge_stores(out, [good, tmp_path / "." / "good.sqlite"])
+    with pytest.raises(StoreError, match="given twice"):
+        merge_stores(out, [good, good])
+    assert not out.exists()
+    assert merge_stores(out, [good]).added == 1
+
+
 def test_a_damaged_source_is_refused_by_merge_export_and_status(tmp_path):
     archs = sample(3, 8)
     good, damaged, out = tmp_path / "good.sqlite", tmp_path / "damaged.sqlite", tmp_path / "out.sqlite"
