@@ -22,6 +22,7 @@ import pluggy
 
 from accelnas.core import hookspecs
 from accelnas.core.errors import (
+    PASS_THROUGH,
     PluginError,
     PluginLoadError,
     TargetUnavailableError,
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "accelnas"
 ENV_VAR = "ACCELNAS_PLUGINS"
 BUILTIN_DISTRIBUTION = "accelnas"
-# Exceptions a plugin's code may raise that still stop the tool: everything else is the plugin's failure.
-PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, GeneratorExit)
 
 
 @dataclass

@@ -277,16 +277,14 @@ def _raise(exc: BaseException):
     return hook
 
 
-def test_a_cancelled_error_in_a_hook_is_the_plugins_failure_and_the_campaign_goes_on(tmp_path):
-    device = Device(
-        Target("npu", "cancel"),
-        latency=_raise(asyncio.CancelledError("board session cancelled")),
-        throughput=lambda s: _throughput(),
-    )
+@pytest.mark.parametrize("exc", [asyncio.CancelledError("session cancelled"), GeneratorExit("session cancelled")])
+def test_a_cancelled_error_in_a_hook_is_the_plugins_failure_and_the_campaign_goes_on(tmp_path, exc):
+    device = Device(Target("npu", "cancel"), latency=_raise(exc), throughput=lambda s: _throughput())
     rows = {r["metric"]: r for r in _campaign(tmp_path, device)}
     assert rows["throughput"]["status"] == "ok"
     assert rows["latency"]["status"] == "failed" and rows["latency"]["plugin"] == "dev"
-    assert rows["latency"]["error"] == "plugin 'dev' raised in measure_latency: CancelledError: board session cancelled"
+    name = type(exc).__name__
+    assert rows["latency"]["error"] == f"plugin 'dev' raised in measure_latency: {name}: session cancelled"
 
 
 def test_keyboard_interrupt_in_a_hook_still_stops_the_tool():
@@ -314,12 +312,13 @@ def test_base_exceptions_while_loading_and_registering_skip_the_plugin(site):
     assert _listed(registry)["cancels"] == ["failed in register_targets: CancelledError: CancelledError"]
 
 
-def test_sys_exit_in_check_values_is_the_plugins_error():
+@pytest.mark.parametrize("exc", [SystemExit(4), GeneratorExit(4)])
+def test_sys_exit_in_check_values_is_the_plugins_error(exc):
     def check(settings):
-        raise SystemExit(4)
+        raise exc
 
     target = Target("npu", "x", check_values=check, plugin="dev")
-    with pytest.raises(PluginError, match="plugin 'dev' raised in check_values of npu/x: SystemExit: 4"):
+    with pytest.raises(PluginError, match=f"plugin 'dev' raised in check_values of npu/x: {type(exc).__name__}: 4"):
         target.check_options(SETTINGS)
 
 
