@@ -129,6 +129,9 @@ class Target:
         bad = [m for m in self.metrics if m not in METRICS]
         if bad:
             raise ValueError(f"target {self.device}/{self.backend}: unknown metric {bad[0]!r}")
+        if not self.metrics:  # a campaign on it would measure nothing and report success
+            raise ValueError(f"target {self.device}/{self.backend}: metrics must name at least one of {METRICS}")
+        object.__setattr__(self, "metrics", tuple(dict.fromkeys(self.metrics)))
         for name in ("available", "needs_model"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"target {self.device}/{self.backend}: {name} must be True or False")

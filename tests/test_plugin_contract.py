@@ -424,6 +424,7 @@ def test_numbers_that_cannot_be_stored_make_a_malformed_measurement(fields, mess
         ({"options": "clock_mhz"}, "options must be a tuple of names, not a string"),
         ({"requires": "onnxruntime"}, "requires must be a tuple of names, not a string"),
         ({"metrics": "latency"}, "metrics must be a tuple of names, not a string"),
+        ({"metrics": ()}, r"metrics must name at least one of \('throughput', 'latency'\)"),
         ({"available": "no"}, "available must be True or False"),
         ({"needs_model": 0}, "needs_model must be True or False"),
     ],
@@ -432,6 +433,7 @@ def test_target_fields_of_the_wrong_kind_are_refused(fields, message):
     with pytest.raises(ValueError, match=f"^target npu/sdk: {message}$"):
         Target("npu", "sdk", **fields)
     assert Target("npu", "sdk", options=["clock_mhz"]).options == ("clock_mhz",)
+    assert Target("npu", "sdk", metrics=["latency", "latency"]).metrics == ("latency",)
 
 
 def test_an_overflowing_measurement_is_a_failed_row_and_a_huge_valid_one_is_stored(tmp_path):
