@@ -269,6 +269,31 @@ def test_between_third_parties_the_first_found_entry_point_is_loaded(site):
     assert {loaded.module, refused.module} == {"first_mod", "second_mod"}
 
 
+CHATTY = """
+print("Acme SDK 1.2 loaded")
+from accelnas import hookimpl
+from accelnas.core.records import Target
+
+@hookimpl
+def register_targets(register):
+    print("probing boards ...")
+    register(Target("chatty", "sim"))
+"""
+
+
+def test_what_a_plugin_prints_while_loading_goes_to_stderr_not_into_json_listings(site, monkeypatch):
+    site("chatty-dist", {"chatty_mod": CHATTY}, {"chatty": "chatty_mod"})
+    monkeypatch.setenv("ACCELNAS_PLUGINS", "chatty")
+    stderr = ""
+    for command, names in (("plugins", ["chatty"]), ("targets", ["chatty/sim"])):
+        result = CliRunner().invoke(cli, [command, "--json"])
+        assert result.exit_code == 0, result.output
+        assert [row["name"] for row in json.loads(result.stdout)] == names
+        assert "probing boards ..." in result.stderr
+        stderr += result.stderr
+    assert "Acme SDK 1.2 loaded" in stderr  # printed once, at the import
+
+
 # -- 5. BaseExceptions escaping plugin code ----------------------------------------------------------
 def _raise(exc: BaseException):
     def hook(settings):
