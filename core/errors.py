@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# What plugin code may raise that still stops the tool (Ctrl-C): any other exception, ``SystemExit``,
+# ``asyncio.CancelledError`` and ``GeneratorExit`` included, is the plugin's failure.
+PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt,)
+
 
 class AccelnasError(Exception):
     """Base class of errors caused by input, configuration or a plugin, not by a bug."""

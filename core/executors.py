@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from accelnas.core.errors import (
+    PASS_THROUGH,
     AccelnasError,
     PluginError,
     PluginLoadError,
@@ -36,7 +37,7 @@ from accelnas.core.errors import (
     describe,
     first_line,
 )
-from accelnas.core.plugins import ENTRY_POINT_GROUP, PASS_THROUGH, PluginRegistry
+from accelnas.core.plugins import ENTRY_POINT_GROUP, PluginRegistry
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
 from accelnas.core.workdirs import WorkFolder

@@ -10,10 +10,12 @@ with a one-line reason; the others keep working.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
@@ -22,6 +24,7 @@ import pluggy
 
 from accelnas.core import hookspecs
 from accelnas.core.errors import (
+    PASS_THROUGH,
     PluginError,
     PluginLoadError,
     TargetUnavailableError,
@@ -36,8 +39,6 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "accelnas"
 ENV_VAR = "ACCELNAS_PLUGINS"
 BUILTIN_DISTRIBUTION = "accelnas"
-# Exceptions a plugin's code may raise that still stop the tool: everything else is the plugin's failure.
-PASS_THROUGH: tuple[type[BaseException], ...] = (KeyboardInterrupt, GeneratorExit)
 
 
 @dataclass
@@ -51,6 +52,12 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     error: str | None = None  # why a plugin that is installed could not be loaded
     entry_point: str | None = None  # the entry point's value ("module" or "module:attr") it was loaded from
+
+
+def _prints_to_stderr() -> contextlib.AbstractContextManager[Any]:
+    """While plugin code loads or declares its targets: what it prints (an SDK's banner) goes to stderr,
+    so it cannot garble what the command writes on stdout (``accelnas plugins --json``)."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _label(info: PluginInfo) -> str:
@@ -119,7 +126,8 @@ class PluginRegistry:
             dist = getattr(ep, "dist", None)
             dist_name, version = (dist.name, dist.version) if dist else (None, None)
             try:
-                obj = ep.load()
+                with _prints_to_stderr():
+                    obj = ep.load()
             except PASS_THROUGH:
                 raise
             except BaseException as exc:  # a broken third-party plugin must not take the tool down
@@ -305,7 +313,8 @@ class PluginRegistry:
                 found[target.name] = replace(target, plugin=_plugin)
 
             try:
-                impl.function(register=register)
+                with _prints_to_stderr():
+                    impl.function(register=register)
             except PASS_THROUGH:
                 raise
             except BaseException as exc:

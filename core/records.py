@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.errors import AccelnasError, PluginError, UnknownOptionError, first_line
+from accelnas.core.errors import PASS_THROUGH, AccelnasError, PluginError, UnknownOptionError, first_line
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # targets whose check_values gave options that cannot key results
@@ -129,6 +129,9 @@ class Target:
         bad = [m for m in self.metrics if m not in METRICS]
         if bad:
             raise ValueError(f"target {self.device}/{self.backend}: unknown metric {bad[0]!r}")
+        if not self.metrics:  # a campaign on it would measure nothing and report success
+            raise ValueError(f"target {self.device}/{self.backend}: metrics must name at least one of {METRICS}")
+        object.__setattr__(self, "metrics", tuple(dict.fromkeys(self.metrics)))
         for name in ("available", "needs_model"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"target {self.device}/{self.backend}: {name} must be True or False")
@@ -156,7 +159,7 @@ class Target:
             if type(exc).exit_code != AccelnasError.exit_code:  # e.g. unavailable (3): keep its meaning
                 raise
             raise UnknownOptionError(f"target {self.name}: {first_line(exc)}") from None
-        except (KeyboardInterrupt, GeneratorExit):
+        except PASS_THROUGH:
             raise
         except BaseException as exc:  # a parser's ValueError, even sys.exit(): a refused value, the plugin's
             raise PluginError(

@@ -269,6 +269,31 @@ def test_between_third_parties_the_first_found_entry_point_is_loaded(site):
     assert {loaded.module, refused.module} == {"first_mod", "second_mod"}
 
 
+CHATTY = """
+print("Acme SDK 1.2 loaded")
+from accelnas import hookimpl
+from accelnas.core.records import Target
+
+@hookimpl
+def register_targets(register):
+    print("probing boards ...")
+    register(Target("chatty", "sim"))
+"""
+
+
+def test_what_a_plugin_prints_while_loading_goes_to_stderr_not_into_json_listings(site, monkeypatch):
+    site("chatty-dist", {"chatty_mod": CHATTY}, {"chatty": "chatty_mod"})
+    monkeypatch.setenv("ACCELNAS_PLUGINS", "chatty")
+    stderr = ""
+    for command, names in (("plugins", ["chatty"]), ("targets", ["chatty/sim"])):
+        result = CliRunner().invoke(cli, [command, "--json"])
+        assert result.exit_code == 0, result.output
+        assert [row["name"] for row in json.loads(result.stdout)] == names
+        assert "probing boards ..." in result.stderr
+        stderr += result.stderr
+    assert "Acme SDK 1.2 loaded" in stderr  # printed once, at the import
+
+
 # -- 5. BaseExceptions escaping plugin code ----------------------------------------------------------
 def _raise(exc: BaseException):
     def hook(settings):
@@ -277,16 +302,14 @@ def _raise(exc: BaseException):
     return hook
 
 
-def test_a_cancelled_error_in_a_hook_is_the_plugins_failure_and_the_campaign_goes_on(tmp_path):
-    device = Device(
-        Target("npu", "cancel"),
-        latency=_raise(asyncio.CancelledError("board session cancelled")),
-        throughput=lambda s: _throughput(),
-    )
+@pytest.mark.parametrize("exc", [asyncio.CancelledError("session cancelled"), GeneratorExit("session cancelled")])
+def test_a_cancelled_error_in_a_hook_is_the_plugins_failure_and_the_campaign_goes_on(tmp_path, exc):
+    device = Device(Target("npu", "cancel"), latency=_raise(exc), throughput=lambda s: _throughput())
     rows = {r["metric"]: r for r in _campaign(tmp_path, device)}
     assert rows["throughput"]["status"] == "ok"
     assert rows["latency"]["status"] == "failed" and rows["latency"]["plugin"] == "dev"
-    assert rows["latency"]["error"] == "plugin 'dev' raised in measure_latency: CancelledError: board session cancelled"
+    name = type(exc).__name__
+    assert rows["latency"]["error"] == f"plugin 'dev' raised in measure_latency: {name}: session cancelled"
 
 
 def test_keyboard_interrupt_in_a_hook_still_stops_the_tool():
@@ -314,12 +337,13 @@ def test_base_exceptions_while_loading_and_registering_skip_the_plugin(site):
     assert _listed(registry)["cancels"] == ["failed in register_targets: CancelledError: CancelledError"]
 
 
-def test_sys_exit_in_check_values_is_the_plugins_error():
+@pytest.mark.parametrize("exc", [SystemExit(4), GeneratorExit(4)])
+def test_sys_exit_in_check_values_is_the_plugins_error(exc):
     def check(settings):
-        raise SystemExit(4)
+        raise exc
 
     target = Target("npu", "x", check_values=check, plugin="dev")
-    with pytest.raises(PluginError, match="plugin 'dev' raised in check_values of npu/x: SystemExit: 4"):
+    with pytest.raises(PluginError, match=f"plugin 'dev' raised in check_values of npu/x: {type(exc).__name__}: 4"):
         target.check_options(SETTINGS)
 
 
@@ -425,6 +449,7 @@ def test_numbers_that_cannot_be_stored_make_a_malformed_measurement(fields, mess
         ({"options": "clock_mhz"}, "options must be a tuple of names, not a string"),
         ({"requires": "onnxruntime"}, "requires must be a tuple of names, not a string"),
         ({"metrics": "latency"}, "metrics must be a tuple of names, not a string"),
+        ({"metrics": ()}, r"metrics must name at least one of \('throughput', 'latency'\)"),
         ({"available": "no"}, "available must be True or False"),
         ({"needs_model": 0}, "needs_model must be True or False"),
     ],
@@ -433,6 +458,7 @@ def test_target_fields_of_the_wrong_kind_are_refused(fields, message):
     with pytest.raises(ValueError, match=f"^target npu/sdk: {message}$"):
         Target("npu", "sdk", **fields)
     assert Target("npu", "sdk", options=["clock_mhz"]).options == ("clock_mhz",)
+    assert Target("npu", "sdk", metrics=["latency", "latency"]).metrics == ("latency",)
 
 
 def test_an_overflowing_measurement_is_a_failed_row_and_a_huge_valid_one_is_stored(tmp_path):
