@@ -247,7 +247,8 @@ class Store:
             raise StoreError(f"{self.path} is an SQLite file but not an accelnas store")
         if app_id == APPLICATION_ID and version > SCHEMA_VERSION:
             raise StoreError(
-                f"{self.path} has store schema {version}; this accelnas reads up to {SCHEMA_VERSION} (upgrade accelnas to read it)"
+                f"{self.path} has store schema {version}; this accelnas reads up to {SCHEMA_VERSION} "
+                "(upgrade accelnas to read it)"
             )
         missing = sorted({"architectures", "results"} - tables) if tables else []
         if version >= SCHEMA_VERSION and tables and "planned" not in tables:
