@@ -162,7 +162,7 @@ def plugins(as_json: bool) -> None:
         if i.error:
             click.echo(f"    NOT LOADED: {i.error}")
         else:
-            click.echo(f"    hooks: {', '.join(i.hooks)}")
+            click.echo(f"    hooks: {', '.join(i.hooks) or 'none (are its functions marked @accelnas.hookimpl?)'}")
 
 
 @cli.command()

@@ -205,6 +205,27 @@ def test_a_plugin_without_hook_implementations_is_loaded_with_a_warning(caplog):
     assert [i.hooks for i in registry.plugins()] == [["export_model", "register_targets"], []]
 
 
+def test_plugins_command_says_when_a_plugin_implements_no_hook(monkeypatch):
+    from click.testing import CliRunner
+
+    from accelnas.core import cli
+
+    class Unmarked:
+        def register_targets(self, register):
+            register(Target("npu", "unmarked"))
+
+    registry = PluginRegistry()
+    registry.register(Unmarked(), "unmarked")
+    registry.register(_Devices(), "devices")
+    monkeypatch.setattr(cli, "_registry", lambda: registry)
+    lines = CliRunner().invoke(cli.cli, ["plugins"]).output.splitlines()
+    hooks = [line.strip() for line in lines if line.strip().startswith("hooks:")]
+    assert hooks == [
+        "hooks: export_model, register_targets",
+        "hooks: none (are its functions marked @accelnas.hookimpl?)",
+    ]
+
+
 class _Fallback:
     """Declares npu/base as a fallback (trylast) and implements what a replacement may reuse."""
 
