@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -416,7 +417,11 @@ def test_compile_failures_are_clear(tmp_path, standin_compiler, monkeypatch):
     with pytest.raises(CompileError, match=r"timed out after 0\.5 s"):
         compile_xmodel(_quantized(tmp_path / "ok.xmodel"), arch, "net", tmp_path / "out", timeout=0.5, tool=str(hang))
     monkeypatch.setenv(ENV_TOOL, str(tmp_path / "no-such-tool"))
-    with pytest.raises(CompileError, match="vai_c_xir not found"):
+    with pytest.raises(CompileError, match=f"{ENV_TOOL}=.*no-such-tool is not an executable file"):
+        compile_xmodel(q, arch, "net", tmp_path / "out", timeout=60)
+    monkeypatch.delenv(ENV_TOOL)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(CompileError, match=f"vai_c_xir not found .*set {ENV_TOOL}"):
         compile_xmodel(q, arch, "net", tmp_path / "out", timeout=60)
 
 
@@ -459,6 +464,32 @@ def test_targets_list_what_they_need(tmp_path, monkeypatch, standin_compiler):
     assert "DPUCZDX8G_ISA1_B3136" in dpu.description
     zcu = next(t for t in found if t.backend == "zcu102")
     assert not zcu.available and "no 'zcu102' entry" in zcu.reason
+
+
+def test_tool_paths_that_name_no_executable_make_the_targets_unavailable(tmp_path, monkeypatch, standin_compiler):
+    """A mistyped ACCELNAS_VAI_PYTHON would fail every architecture at quantization, and a mistyped
+    ACCELNAS_VAI_C_XIR is not 'not set': both are named in the listing instead."""
+    from accelnas.plugins.fpga_vitis.quantize import ENV_PYTHON
+
+    arch = _arch_json(tmp_path / "arch.json", "DPUCZDX8G_ISA1_B4096")
+    monkeypatch.setenv(
+        ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"zcu102": {"host": "h", "arch": str(arch)}}))
+    )
+    monkeypatch.setattr(plugin.quantize, "importable", lambda name: True)  # even with pytorch_nndct in-process
+    monkeypatch.setenv(ENV_PYTHON, str(tmp_path / "no-such-python"))
+
+    def zcu102() -> Target:
+        found: list[Target] = []
+        plugin.register_targets(found.append)
+        return next(t for t in found if t.backend == "zcu102")
+
+    t = zcu102()
+    assert not t.available and f"{ENV_PYTHON}={tmp_path / 'no-such-python'} is not an executable Python" in t.reason
+    monkeypatch.setenv(ENV_PYTHON, sys.executable)
+    assert zcu102().available
+    monkeypatch.setenv(ENV_TOOL, str(tmp_path / "bin" / "vai_c_xir_typo"))
+    t = zcu102()
+    assert not t.available and t.reason == f"{ENV_TOOL}={tmp_path / 'bin' / 'vai_c_xir_typo'} is not an executable file"
 
 
 def test_the_example_board_file_is_valid():

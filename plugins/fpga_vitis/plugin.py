@@ -40,7 +40,13 @@ from accelnas.plugins.fpga_vitis.calibration import (
 from accelnas.plugins.fpga_vitis.devices import PROFILES, XDPUTIL_JOB_ENV, mapping_notes
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError, QuantizeError
 from accelnas.plugins.fpga_vitis.transport import load_client_key, probe
-from accelnas.plugins.fpga_vitis.vai_compile import compile_xmodel, find_compiler, net_name_for, read_arch
+from accelnas.plugins.fpga_vitis.vai_compile import (
+    compile_xmodel,
+    find_compiler,
+    missing_compiler,
+    net_name_for,
+    read_arch,
+)
 
 DEVICE = "fpga"
 
@@ -53,8 +59,13 @@ def _availability(backend: str) -> tuple[list[str], BoardConfig | None]:
     """What is missing for ``fpga/<backend>`` here, and its board entry when one is configured."""
     problems: list[str] = []
     if find_compiler() is None:
-        problems.append("vai_c_xir not found (run inside the Vitis AI container, or set ACCELNAS_VAI_C_XIR)")
-    if not quantize.usable("vai_q_pytorch"):
+        problems.append(missing_compiler())
+    if quantize.worker_python():  # quantization runs there, whatever this Python can import
+        try:
+            quantize.check_worker_python()
+        except QuantizeError as exc:
+            problems.append(str(exc))
+    elif not quantize.usable("vai_q_pytorch"):
         problems.append(
             f"vai_q_pytorch (pytorch_nndct) not importable and {quantize.ENV_PYTHON} not set: its xmodel is what "
             "vai_c_xir compiles"
