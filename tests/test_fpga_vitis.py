@@ -165,9 +165,9 @@ def test_board_entries_take_their_targets_defaults(tmp_path, monkeypatch):
     assert zcu.dpu == "DPUCZDX8G_ISA1_B4096" and zcu.arch.endswith("DPUCZDX8G/ZCU102/arch.json")
     assert vck.arch.endswith("DPUCVDX8G/VCK190/arch.json") and zcu.host_key_policy == "strict"
     # the measurement option wins over the environment variable
-    other = write_board_file(tmp_path / "o.yaml", {"zcu102": {"host": "h", "batch": 2, "port": 2222}})
+    other = write_board_file(tmp_path / "o.yaml", {"zcu102": {"host": "h", "port": 2222}})
     chosen = load_board("zcu102", MeasureSettings(options=(("fpga_board", str(other)),)))
-    assert (chosen.host, chosen.batch, chosen.port) == ("h", 2, 2222)
+    assert (chosen.host, chosen.port) == ("h", 2222)
     with pytest.raises(BoardConfigError, match="no 'dpu' entry"):
         load_board("dpu")
 
@@ -176,14 +176,42 @@ def test_a_board_option_with_another_dpu_batch_is_refused_before_a_campaign(tmp_
     from accelnas.core.errors import AccelnasError
     from accelnas.core.plugins import load_registry
 
-    monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"zcu102": {"host": "h"}})))
-    target = load_registry(["fpga_vitis"], use_env=False).target("fpga/zcu102", require_available=False)
+    def entry(host: str, batch: int) -> dict:  # an Alveo DPU: its name does not say its batch
+        return {"dpu": {"host": host, "arch": "/a.json", "dpu": "DPUCAHX8H_ISA2_DWC", "batch": batch}}
+
+    monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", entry("h", 1))))
+    target = load_registry(["fpga_vitis"], use_env=False).target("fpga/dpu", require_available=False)
     assert (target.default_batch_size, target.latency_batch_size) == (1, 1)
-    same = write_board_file(tmp_path / "same.yaml", {"zcu102": {"host": "other", "batch": 1}})
+    same = write_board_file(tmp_path / "same.yaml", entry("other", 1))
     target.check_options(MeasureSettings(options=(("fpga_board", str(same)),)))  # another host, same batch: fine
-    other = write_board_file(tmp_path / "o.yaml", {"zcu102": {"host": "h", "batch": 2}})
-    with pytest.raises(AccelnasError, match="runs fpga/zcu102 at DPU batch 2, but the target is listed at batch 1"):
+    other = write_board_file(tmp_path / "o.yaml", entry("h", 2))
+    with pytest.raises(AccelnasError, match="runs fpga/dpu at DPU batch 2, but the target is listed at batch 1"):
         target.check_options(MeasureSettings(options=(("fpga_board", str(other)),)))
+
+
+def test_the_dpu_batch_follows_the_dpu_name_and_the_arch_json(tmp_path, monkeypatch):
+    """A VCK190 with a C32B3 DPU runs batch 3: its entry's default batch follows the name, a batch that
+    contradicts the name or the arch.json's target is refused before a campaign, not after each compile."""
+    from accelnas.core.errors import AccelnasError
+    from accelnas.core.plugins import load_registry
+
+    def use(entry: dict) -> Target:
+        monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"vck190": entry})))
+        return load_registry(["fpga_vitis"], use_env=False).target("fpga/vck190", require_available=False)
+
+    b3 = _arch_json(tmp_path / "b3.json", "DPUCVDX8G_ISA3_C32B3")
+    target = use({"host": "h", "dpu": "DPUCVDX8G_ISA3_C32B3", "arch": str(b3)})
+    assert target.default_batch_size == 3 and load_board("vck190").batch == 3
+    target.check_options(MeasureSettings())
+    refused = use({"host": "h", "dpu": "DPUCVDX8G_ISA3_C32B3", "batch": 6})
+    assert not refused.available and "vck190.batch is 6, but DPU DPUCVDX8G_ISA3_C32B3 runs batch 3" in refused.reason
+    with pytest.raises(BoardConfigError, match=r"vck190\.batch is 6, but DPU DPUCVDX8G_ISA3_C32B3 runs batch 3"):
+        load_board("vck190")
+    target = use({"host": "h", "arch": str(b3)})  # the default DPU name (C32B6), another arch.json
+    assert target.default_batch_size == 6
+    with pytest.raises(AccelnasError, match=r"compiled for DPUCVDX8G_ISA3_C32B3 runs batch 3, .* says batch 6"):
+        target.check_options(MeasureSettings())
+    assert use({"host": "h", "dpu": "DPUCZDX8G_ISA1_B4096", "arch": "/a.json"}).default_batch_size == 1
 
 
 @pytest.mark.parametrize(
@@ -453,15 +481,15 @@ def test_targets_list_what_they_need(tmp_path, monkeypatch, standin_compiler):
     assert (targets["fpga/zcu102"].default_batch_size, targets["fpga/vck190"].default_batch_size) == (1, 6)
 
     # with every piece present the target is available and takes its batch from the board entry
-    arch = _arch_json(tmp_path / "arch.json", "DPUCZDX8G_ISA1_B3136")
-    entries = {"dpu": {"host": "h", "arch": str(arch), "dpu": "DPUCZDX8G_ISA1_B3136", "batch": 3}}
+    arch = _arch_json(tmp_path / "arch.json", "DPUCAHX8H_ISA2_DWC")
+    entries = {"dpu": {"host": "h", "arch": str(arch), "dpu": "DPUCAHX8H_ISA2_DWC", "batch": 3}}
     monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", entries)))
     monkeypatch.setattr(plugin.quantize, "importable", lambda name: True)
     found: list[Target] = []
     plugin.register_targets(found.append)
     dpu = next(t for t in found if t.backend == "dpu")
     assert dpu.available and dpu.reason is None and dpu.default_batch_size == 3
-    assert "DPUCZDX8G_ISA1_B3136" in dpu.description
+    assert "DPUCAHX8H_ISA2_DWC" in dpu.description
     zcu = next(t for t in found if t.backend == "zcu102")
     assert not zcu.available and "no 'zcu102' entry" in zcu.reason
 
@@ -511,11 +539,11 @@ def test_quantizer_target_comes_from_the_arch_json(tmp_path, monkeypatch):
     monkeypatch.setenv(
         ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"zcu102": {"host": "h", "arch": str(arch)}}))
     )
-    assert plugin._dpu(_zcu102(), MeasureSettings()) == "DPUCZDX8G_ISA1_B3136"
+    assert plugin._dpu("zcu102", MeasureSettings()) == "DPUCZDX8G_ISA1_B3136"
     arch.write_text('{"fingerprint": "0x101000056010407"}', encoding="utf-8")  # vai_q_pytorch takes one too
-    assert plugin._dpu(_zcu102(), MeasureSettings()) == "0x101000056010407"
+    assert plugin._dpu("zcu102", MeasureSettings()) == "0x101000056010407"
     monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "c.yaml", {"zcu102": {"host": "h"}})))
-    assert plugin._dpu(_zcu102(), MeasureSettings()) == "DPUCZDX8G_ISA1_B4096"
+    assert plugin._dpu("zcu102", MeasureSettings()) == "DPUCZDX8G_ISA1_B4096"
     with pytest.raises(FpgaError, match="fpga_activations must be one of"):
         dpu_activations(object(), 32, "soft")
 

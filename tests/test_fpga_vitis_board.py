@@ -123,7 +123,10 @@ def test_vck190_runs_at_batch_six(board, tmp_path, monkeypatch):
 
 def test_the_batch_comes_from_the_compiled_xmodel_not_the_board_entry(board, tmp_path, monkeypatch):
     # a board entry claiming batch 6 for a batch-1 xmodel used to turn 2.5 ms into 15 ms
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry(batch=6, runs=2)})
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(batch=6, runs=2)})  # DPUCZDX8G runs batch 1
+    with pytest.raises(BoardConfigError, match=r"zcu102\.batch is 6, but DPU DPUCZDX8G_ISA1_B4096 runs batch 1"):
+        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(batch=6, runs=2, dpu="CUSTOM_DPU")})  # a name that says no batch
     with pytest.raises(BoardConfigError, match=r"runs batch 1, but board zcu102's entry says batch 6"):
         plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
     assert not _calls(board)  # refused before anything ran on the board

@@ -32,7 +32,7 @@ import yaml
 
 from accelnas.core.errors import first_line
 from accelnas.core.records import MeasureSettings
-from accelnas.plugins.fpga_vitis.devices import PROFILES
+from accelnas.plugins.fpga_vitis.devices import PROFILES, target_batch
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError
 
 ENV_BOARD = "ACCELNAS_FPGA_BOARD"
@@ -184,6 +184,14 @@ def parse_board(name: str, entry: dict[str, Any], path: Path) -> BoardConfig:
         "throughput_threads": profile.throughput_threads,
         "latency_threads": profile.latency_threads,
     }
+    dpu = values.get("dpu", profile.dpu)
+    named = target_batch(dpu)  # C32B3 runs 3, DPUCZDX8G 1; None where the name does not say
+    if named is not None:
+        if values.get("batch", named) != named:
+            raise BoardConfigError(
+                f"board file {path}: {name}.batch is {values['batch']}, but DPU {dpu} runs batch {named}"
+            )
+        defaults["batch"] = named
     board = BoardConfig(name=name, **(defaults | values))
     if not 1 <= board.port <= 65535:
         raise BoardConfigError(f"board file {path}: {name}.port must be within 1..65535, got {board.port}")

@@ -128,6 +128,9 @@ def check_option_values(
             f"board file {path} runs fpga/{backend} at DPU batch {board.batch}, but the target is listed at batch "
             f"{listed_batch} (from {ENV_BOARD} or the {backend} profile): name the same file in {ENV_BOARD}"
         )
+    from accelnas.plugins.fpga_vitis.measure import compiled_batch
+
+    compiled_batch({"compiled_target": _dpu(backend, settings)}, board)  # the arch.json's DPU, where it is here
     if board.key and (measures_here or Path(board.key).is_file()):
         load_client_key(board)
 
@@ -161,13 +164,13 @@ def register_targets(register: Callable[[Target], None]) -> None:
         )
 
 
-def _dpu(target: Target, settings: MeasureSettings) -> str:
+def _dpu(backend: str, settings: MeasureSettings) -> str:
     """The DPU the model is quantized for: the arch.json's target (or its fingerprint, which
     vai_q_pytorch also takes), else the board entry's or the default."""
     try:
-        board = load_board(target.backend, settings)
+        board = load_board(backend, settings)
     except BoardConfigError:
-        return PROFILES[target.backend].dpu
+        return PROFILES[backend].dpu
     if board.arch and Path(board.arch).is_file():
         try:
             arch = read_arch(Path(board.arch))
@@ -205,7 +208,7 @@ def export_model(
 
     workdir = Path(workdir)
     _preflight(target, settings)
-    dpu = _dpu(target, settings)
+    dpu = _dpu(target.backend, settings)
     mode = settings.option(activations.OPTION, "hard")
     deployable, act_info = activations.dpu_activations(model, settings.input_size, mode)
     images, calibration = calibration_for(settings)
