@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -492,6 +493,22 @@ def test_targets_list_what_they_need(tmp_path, monkeypatch, standin_compiler):
     assert "DPUCAHX8H_ISA2_DWC" in dpu.description
     zcu = next(t for t in found if t.backend == "zcu102")
     assert not zcu.available and "no 'zcu102' entry" in zcu.reason
+
+
+WITHOUT_ASYNCSSH = """
+import sys
+sys.modules["asyncssh"] = None  # as where accelnas was installed without its [fpga] extra
+from accelnas.core.plugins import load_registry
+import accelnas.plugins.fpga_vitis.plugin as plugin
+plugin.package_version = lambda name: None if name == "asyncssh" else "1"
+print(load_registry(["fpga_vitis"], use_env=False).target("fpga/zcu102", require_available=False).reason)
+"""
+
+
+def test_without_asyncssh_the_targets_are_listed_with_the_reason():
+    out = subprocess.run([sys.executable, "-c", WITHOUT_ASYNCSSH], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "asyncssh not installed (pip install 'accelnas[fpga]')" in out.stdout
 
 
 def test_tool_paths_that_name_no_executable_make_the_targets_unavailable(tmp_path, monkeypatch, standin_compiler):

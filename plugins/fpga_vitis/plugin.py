@@ -39,7 +39,6 @@ from accelnas.plugins.fpga_vitis.calibration import (
 )
 from accelnas.plugins.fpga_vitis.devices import PROFILES, XDPUTIL_JOB_ENV, mapping_notes
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError, QuantizeError
-from accelnas.plugins.fpga_vitis.transport import load_client_key, probe
 from accelnas.plugins.fpga_vitis.vai_compile import (
     compile_xmodel,
     find_compiler,
@@ -128,7 +127,8 @@ def check_option_values(
             f"board file {path} runs fpga/{backend} at DPU batch {board.batch}, but the target is listed at batch "
             f"{listed_batch} (from {ENV_BOARD} or the {backend} profile): name the same file in {ENV_BOARD}"
         )
-    from accelnas.plugins.fpga_vitis.measure import compiled_batch
+    from accelnas.plugins.fpga_vitis.measure import compiled_batch  # measure and transport need asyncssh
+    from accelnas.plugins.fpga_vitis.transport import load_client_key
 
     compiled_batch({"compiled_target": _dpu(backend, settings)}, board)  # the arch.json's DPU, where it is here
     if board.key and (measures_here or Path(board.key).is_file()):
@@ -186,6 +186,8 @@ _answered: dict[tuple[str, int], float] = {}
 
 def _preflight(target: Target, settings: MeasureSettings) -> None:
     """Find board problems before quantize + compile: the key loads and the SSH port answers."""
+    from accelnas.plugins.fpga_vitis.transport import load_client_key, probe
+
     try:
         board = load_board(target.backend, settings)
     except BoardConfigError:
