@@ -226,6 +226,11 @@ def test_the_dpu_batch_follows_the_dpu_name_and_the_arch_json(tmp_path, monkeypa
         ({"zcu102": {"host": "h", "host_key_policy": "yes"}}, "host_key_policy must be one of"),
         ({"zcu102": {"host": "h", "runs": 5, "max_runs": 2}}, "max_runs must be >= runs"),
         ({"zcu102": {"host": "h", "workdir": "/"}}, "workdir must be an absolute directory"),
+        (
+            {"zcu102": {"host": "h", "run_seconds": 60, "command_timeout_s": 30}},
+            r"command_timeout_s \(30\) must exceed",
+        ),
+        ({"zcu102": {"host": "h", "command_timeout_s": 0}}, r"command_timeout_s \(0\) must exceed run_seconds \(10\)"),
         ({"kv260": {"host": "h"}}, "unknown target 'kv260'"),
         ({"dpu": {"host": "h"}}, "needs 'arch'"),
         ({"zcu102": "10.0.0.2"}, "must be a mapping"),

@@ -167,7 +167,7 @@ def test_remote_failure_is_reported_without_retrying(board, tmp_path, monkeypatc
 
 
 def test_hung_benchmark_times_out_is_retried_and_cleaned_up(board, tmp_path, monkeypatch):
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry(command_timeout_s=1, retries=1)})
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(command_timeout_s=1, run_seconds=0.5, retries=1)})
     board.env["XDPUTIL_STANDIN_MODE"] = "sleep"
     start = time.perf_counter()
     with pytest.raises(RemoteTimeoutError, match=r"timed out after 1 s \(killed\) \(2 attempts\)"):
@@ -178,7 +178,11 @@ def test_hung_benchmark_times_out_is_retried_and_cleaned_up(board, tmp_path, mon
 
 
 def test_client_side_timeout_without_the_remote_wrapper(board, tmp_path, monkeypatch):
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry(command_timeout_s=1, retries=0, kill_on_timeout=False)})
+    _use(
+        tmp_path,
+        monkeypatch,
+        {"zcu102": board.entry(command_timeout_s=1, run_seconds=0.5, retries=0, kill_on_timeout=False)},
+    )
     board.env["XDPUTIL_STANDIN_MODE"] = "sleep"
     with pytest.raises(RemoteTimeoutError, match="timed out after 1 s"):
         plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
@@ -282,7 +286,11 @@ def test_benchmarks_take_turns_and_an_abandoned_one_is_killed(board, tmp_path, m
         assert all(job.result().mean == pytest.approx(FRAME_MS, rel=0.02) for job in jobs)
     assert len(_calls(board)) == 9 and not (board.home / "xdputil_overlaps").exists()
     # the client gives up (no remote `timeout` here): the remote benchmark must not keep the DPU
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry(command_timeout_s=1, retries=0, kill_on_timeout=False)})
+    _use(
+        tmp_path,
+        monkeypatch,
+        {"zcu102": board.entry(command_timeout_s=1, run_seconds=0.5, retries=0, kill_on_timeout=False)},
+    )
     board.env["XDPUTIL_STANDIN_MODE"] = "sleep"
     with pytest.raises(RemoteTimeoutError):
         plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)

@@ -210,8 +210,11 @@ def parse_board(name: str, entry: dict[str, Any], path: Path) -> BoardConfig:
     for key in ("run_seconds", "connect_timeout_s", "compile_timeout_s"):
         if getattr(board, key) <= 0:
             raise BoardConfigError(f"board file {path}: {name}.{key} must be > 0")
-    if board.command_timeout_s is not None and board.command_timeout_s <= 0:
-        raise BoardConfigError(f"board file {path}: {name}.command_timeout_s must be > 0")
+    if board.command_timeout_s is not None and board.command_timeout_s <= board.run_seconds:
+        raise BoardConfigError(
+            f"board file {path}: {name}.command_timeout_s ({board.command_timeout_s:g}) must exceed run_seconds "
+            f"({board.run_seconds:g}): every benchmark run would be killed"
+        )
     if board.lock_file is not None and not board.lock_file.startswith("/"):
         raise BoardConfigError(f"board file {path}: {name}.lock_file must be an absolute path (or null)")
     if not board.workdir.startswith("/") or board.workdir.rstrip("/") in ("", "/"):
