@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,9 +166,9 @@ def test_board_entries_take_their_targets_defaults(tmp_path, monkeypatch):
     assert zcu.dpu == "DPUCZDX8G_ISA1_B4096" and zcu.arch.endswith("DPUCZDX8G/ZCU102/arch.json")
     assert vck.arch.endswith("DPUCVDX8G/VCK190/arch.json") and zcu.host_key_policy == "strict"
     # the measurement option wins over the environment variable
-    other = write_board_file(tmp_path / "o.yaml", {"zcu102": {"host": "h", "batch": 2, "port": 2222}})
+    other = write_board_file(tmp_path / "o.yaml", {"zcu102": {"host": "h", "port": 2222}})
     chosen = load_board("zcu102", MeasureSettings(options=(("fpga_board", str(other)),)))
-    assert (chosen.host, chosen.batch, chosen.port) == ("h", 2, 2222)
+    assert (chosen.host, chosen.port) == ("h", 2222)
     with pytest.raises(BoardConfigError, match="no 'dpu' entry"):
         load_board("dpu")
 
@@ -175,14 +177,42 @@ def test_a_board_option_with_another_dpu_batch_is_refused_before_a_campaign(tmp_
     from accelnas.core.errors import AccelnasError
     from accelnas.core.plugins import load_registry
 
-    monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"zcu102": {"host": "h"}})))
-    target = load_registry(["fpga_vitis"], use_env=False).target("fpga/zcu102", require_available=False)
+    def entry(host: str, batch: int) -> dict:  # an Alveo DPU: its name does not say its batch
+        return {"dpu": {"host": host, "arch": "/a.json", "dpu": "DPUCAHX8H_ISA2_DWC", "batch": batch}}
+
+    monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", entry("h", 1))))
+    target = load_registry(["fpga_vitis"], use_env=False).target("fpga/dpu", require_available=False)
     assert (target.default_batch_size, target.latency_batch_size) == (1, 1)
-    same = write_board_file(tmp_path / "same.yaml", {"zcu102": {"host": "other", "batch": 1}})
+    same = write_board_file(tmp_path / "same.yaml", entry("other", 1))
     target.check_options(MeasureSettings(options=(("fpga_board", str(same)),)))  # another host, same batch: fine
-    other = write_board_file(tmp_path / "o.yaml", {"zcu102": {"host": "h", "batch": 2}})
-    with pytest.raises(AccelnasError, match="runs fpga/zcu102 at DPU batch 2, but the target is listed at batch 1"):
+    other = write_board_file(tmp_path / "o.yaml", entry("h", 2))
+    with pytest.raises(AccelnasError, match="runs fpga/dpu at DPU batch 2, but the target is listed at batch 1"):
         target.check_options(MeasureSettings(options=(("fpga_board", str(other)),)))
+
+
+def test_the_dpu_batch_follows_the_dpu_name_and_the_arch_json(tmp_path, monkeypatch):
+    """A VCK190 with a C32B3 DPU runs batch 3: its entry's default batch follows the name, a batch that
+    contradicts the name or the arch.json's target is refused before a campaign, not after each compile."""
+    from accelnas.core.errors import AccelnasError
+    from accelnas.core.plugins import load_registry
+
+    def use(entry: dict) -> Target:
+        monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"vck190": entry})))
+        return load_registry(["fpga_vitis"], use_env=False).target("fpga/vck190", require_available=False)
+
+    b3 = _arch_json(tmp_path / "b3.json", "DPUCVDX8G_ISA3_C32B3")
+    target = use({"host": "h", "dpu": "DPUCVDX8G_ISA3_C32B3", "arch": str(b3)})
+    assert target.default_batch_size == 3 and load_board("vck190").batch == 3
+    target.check_options(MeasureSettings())
+    refused = use({"host": "h", "dpu": "DPUCVDX8G_ISA3_C32B3", "batch": 6})
+    assert not refused.available and "vck190.batch is 6, but DPU DPUCVDX8G_ISA3_C32B3 runs batch 3" in refused.reason
+    with pytest.raises(BoardConfigError, match=r"vck190\.batch is 6, but DPU DPUCVDX8G_ISA3_C32B3 runs batch 3"):
+        load_board("vck190")
+    target = use({"host": "h", "arch": str(b3)})  # the default DPU name (C32B6), another arch.json
+    assert target.default_batch_size == 6
+    with pytest.raises(AccelnasError, match=r"compiled for DPUCVDX8G_ISA3_C32B3 runs batch 3, .* says batch 6"):
+        target.check_options(MeasureSettings())
+    assert use({"host": "h", "dpu": "DPUCZDX8G_ISA1_B4096", "arch": "/a.json"}).default_batch_size == 1
 
 
 @pytest.mark.parametrize(
@@ -196,6 +226,11 @@ def test_a_board_option_with_another_dpu_batch_is_refused_before_a_campaign(tmp_
         ({"zcu102": {"host": "h", "host_key_policy": "yes"}}, "host_key_policy must be one of"),
         ({"zcu102": {"host": "h", "runs": 5, "max_runs": 2}}, "max_runs must be >= runs"),
         ({"zcu102": {"host": "h", "workdir": "/"}}, "workdir must be an absolute directory"),
+        (
+            {"zcu102": {"host": "h", "run_seconds": 60, "command_timeout_s": 30}},
+            r"command_timeout_s \(30\) must exceed",
+        ),
+        ({"zcu102": {"host": "h", "command_timeout_s": 0}}, r"command_timeout_s \(0\) must exceed run_seconds \(10\)"),
         ({"kv260": {"host": "h"}}, "unknown target 'kv260'"),
         ({"dpu": {"host": "h"}}, "needs 'arch'"),
         ({"zcu102": "10.0.0.2"}, "must be a mapping"),
@@ -416,7 +451,11 @@ def test_compile_failures_are_clear(tmp_path, standin_compiler, monkeypatch):
     with pytest.raises(CompileError, match=r"timed out after 0\.5 s"):
         compile_xmodel(_quantized(tmp_path / "ok.xmodel"), arch, "net", tmp_path / "out", timeout=0.5, tool=str(hang))
     monkeypatch.setenv(ENV_TOOL, str(tmp_path / "no-such-tool"))
-    with pytest.raises(CompileError, match="vai_c_xir not found"):
+    with pytest.raises(CompileError, match=f"{ENV_TOOL}=.*no-such-tool is not an executable file"):
+        compile_xmodel(q, arch, "net", tmp_path / "out", timeout=60)
+    monkeypatch.delenv(ENV_TOOL)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(CompileError, match=f"vai_c_xir not found .*set {ENV_TOOL}"):
         compile_xmodel(q, arch, "net", tmp_path / "out", timeout=60)
 
 
@@ -448,17 +487,59 @@ def test_targets_list_what_they_need(tmp_path, monkeypatch, standin_compiler):
     assert (targets["fpga/zcu102"].default_batch_size, targets["fpga/vck190"].default_batch_size) == (1, 6)
 
     # with every piece present the target is available and takes its batch from the board entry
-    arch = _arch_json(tmp_path / "arch.json", "DPUCZDX8G_ISA1_B3136")
-    entries = {"dpu": {"host": "h", "arch": str(arch), "dpu": "DPUCZDX8G_ISA1_B3136", "batch": 3}}
+    arch = _arch_json(tmp_path / "arch.json", "DPUCAHX8H_ISA2_DWC")
+    entries = {"dpu": {"host": "h", "arch": str(arch), "dpu": "DPUCAHX8H_ISA2_DWC", "batch": 3}}
     monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", entries)))
     monkeypatch.setattr(plugin.quantize, "importable", lambda name: True)
     found: list[Target] = []
     plugin.register_targets(found.append)
     dpu = next(t for t in found if t.backend == "dpu")
     assert dpu.available and dpu.reason is None and dpu.default_batch_size == 3
-    assert "DPUCZDX8G_ISA1_B3136" in dpu.description
+    assert "DPUCAHX8H_ISA2_DWC" in dpu.description
     zcu = next(t for t in found if t.backend == "zcu102")
     assert not zcu.available and "no 'zcu102' entry" in zcu.reason
+
+
+WITHOUT_ASYNCSSH = """
+import sys
+sys.modules["asyncssh"] = None  # as where accelnas was installed without its [fpga] extra
+from accelnas.core.plugins import load_registry
+import accelnas.plugins.fpga_vitis.plugin as plugin
+plugin.package_version = lambda name: None if name == "asyncssh" else "1"
+print(load_registry(["fpga_vitis"], use_env=False).target("fpga/zcu102", require_available=False).reason)
+"""
+
+
+def test_without_asyncssh_the_targets_are_listed_with_the_reason():
+    out = subprocess.run([sys.executable, "-c", WITHOUT_ASYNCSSH], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "asyncssh not installed (pip install 'accelnas[fpga]')" in out.stdout
+
+
+def test_tool_paths_that_name_no_executable_make_the_targets_unavailable(tmp_path, monkeypatch, standin_compiler):
+    """A mistyped ACCELNAS_VAI_PYTHON would fail every architecture at quantization, and a mistyped
+    ACCELNAS_VAI_C_XIR is not 'not set': both are named in the listing instead."""
+    from accelnas.plugins.fpga_vitis.quantize import ENV_PYTHON
+
+    arch = _arch_json(tmp_path / "arch.json", "DPUCZDX8G_ISA1_B4096")
+    monkeypatch.setenv(
+        ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"zcu102": {"host": "h", "arch": str(arch)}}))
+    )
+    monkeypatch.setattr(plugin.quantize, "importable", lambda name: True)  # even with pytorch_nndct in-process
+    monkeypatch.setenv(ENV_PYTHON, str(tmp_path / "no-such-python"))
+
+    def zcu102() -> Target:
+        found: list[Target] = []
+        plugin.register_targets(found.append)
+        return next(t for t in found if t.backend == "zcu102")
+
+    t = zcu102()
+    assert not t.available and f"{ENV_PYTHON}={tmp_path / 'no-such-python'} is not an executable Python" in t.reason
+    monkeypatch.setenv(ENV_PYTHON, sys.executable)
+    assert zcu102().available
+    monkeypatch.setenv(ENV_TOOL, str(tmp_path / "bin" / "vai_c_xir_typo"))
+    t = zcu102()
+    assert not t.available and t.reason == f"{ENV_TOOL}={tmp_path / 'bin' / 'vai_c_xir_typo'} is not an executable file"
 
 
 def test_the_example_board_file_is_valid():
@@ -480,11 +561,11 @@ def test_quantizer_target_comes_from_the_arch_json(tmp_path, monkeypatch):
     monkeypatch.setenv(
         ENV_BOARD, str(write_board_file(tmp_path / "b.yaml", {"zcu102": {"host": "h", "arch": str(arch)}}))
     )
-    assert plugin._dpu(_zcu102(), MeasureSettings()) == "DPUCZDX8G_ISA1_B3136"
+    assert plugin._dpu("zcu102", MeasureSettings()) == "DPUCZDX8G_ISA1_B3136"
     arch.write_text('{"fingerprint": "0x101000056010407"}', encoding="utf-8")  # vai_q_pytorch takes one too
-    assert plugin._dpu(_zcu102(), MeasureSettings()) == "0x101000056010407"
+    assert plugin._dpu("zcu102", MeasureSettings()) == "0x101000056010407"
     monkeypatch.setenv(ENV_BOARD, str(write_board_file(tmp_path / "c.yaml", {"zcu102": {"host": "h"}})))
-    assert plugin._dpu(_zcu102(), MeasureSettings()) == "DPUCZDX8G_ISA1_B4096"
+    assert plugin._dpu("zcu102", MeasureSettings()) == "DPUCZDX8G_ISA1_B4096"
     with pytest.raises(FpgaError, match="fpga_activations must be one of"):
         dpu_activations(object(), 32, "soft")
 

@@ -123,7 +123,10 @@ def test_vck190_runs_at_batch_six(board, tmp_path, monkeypatch):
 
 def test_the_batch_comes_from_the_compiled_xmodel_not_the_board_entry(board, tmp_path, monkeypatch):
     # a board entry claiming batch 6 for a batch-1 xmodel used to turn 2.5 ms into 15 ms
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry(batch=6, runs=2)})
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(batch=6, runs=2)})  # DPUCZDX8G runs batch 1
+    with pytest.raises(BoardConfigError, match=r"zcu102\.batch is 6, but DPU DPUCZDX8G_ISA1_B4096 runs batch 1"):
+        plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(batch=6, runs=2, dpu="CUSTOM_DPU")})  # a name that says no batch
     with pytest.raises(BoardConfigError, match=r"runs batch 1, but board zcu102's entry says batch 6"):
         plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
     assert not _calls(board)  # refused before anything ran on the board
@@ -164,7 +167,7 @@ def test_remote_failure_is_reported_without_retrying(board, tmp_path, monkeypatc
 
 
 def test_hung_benchmark_times_out_is_retried_and_cleaned_up(board, tmp_path, monkeypatch):
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry(command_timeout_s=1, retries=1)})
+    _use(tmp_path, monkeypatch, {"zcu102": board.entry(command_timeout_s=1, run_seconds=0.5, retries=1)})
     board.env["XDPUTIL_STANDIN_MODE"] = "sleep"
     start = time.perf_counter()
     with pytest.raises(RemoteTimeoutError, match=r"timed out after 1 s \(killed\) \(2 attempts\)"):
@@ -175,7 +178,11 @@ def test_hung_benchmark_times_out_is_retried_and_cleaned_up(board, tmp_path, mon
 
 
 def test_client_side_timeout_without_the_remote_wrapper(board, tmp_path, monkeypatch):
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry(command_timeout_s=1, retries=0, kill_on_timeout=False)})
+    _use(
+        tmp_path,
+        monkeypatch,
+        {"zcu102": board.entry(command_timeout_s=1, run_seconds=0.5, retries=0, kill_on_timeout=False)},
+    )
     board.env["XDPUTIL_STANDIN_MODE"] = "sleep"
     with pytest.raises(RemoteTimeoutError, match="timed out after 1 s"):
         plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)
@@ -279,7 +286,11 @@ def test_benchmarks_take_turns_and_an_abandoned_one_is_killed(board, tmp_path, m
         assert all(job.result().mean == pytest.approx(FRAME_MS, rel=0.02) for job in jobs)
     assert len(_calls(board)) == 9 and not (board.home / "xdputil_overlaps").exists()
     # the client gives up (no remote `timeout` here): the remote benchmark must not keep the DPU
-    _use(tmp_path, monkeypatch, {"zcu102": board.entry(command_timeout_s=1, retries=0, kill_on_timeout=False)})
+    _use(
+        tmp_path,
+        monkeypatch,
+        {"zcu102": board.entry(command_timeout_s=1, run_seconds=0.5, retries=0, kill_on_timeout=False)},
+    )
     board.env["XDPUTIL_STANDIN_MODE"] = "sleep"
     with pytest.raises(RemoteTimeoutError):
         plugin.measure_latency(_target("zcu102"), _compiled(tmp_path), SETTINGS)

@@ -132,6 +132,20 @@ def test_listing_without_tpu(monkeypatch, tmp_path):
         assert targets[name].default_batch_size == detect.CPU_BATCH
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="tensorflow is not installed")
+def test_a_keras_backend_other_than_tensorflow_makes_tpu_tensorflow_unavailable(monkeypatch, tmp_path):
+    """KERAS_BACKEND=jax (common on TPU VMs) used to fail every architecture of a campaign at export."""
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    targets = _targets(monkeypatch, allow=True, root=tmp_path)
+    assert targets["tpu/jax"].available
+    tf = targets["tpu/tensorflow"]
+    assert (
+        not tf.available and tf.reason == "tpu/tensorflow needs Keras' TensorFlow backend, but KERAS_BACKEND is 'jax'"
+    )
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    assert _targets(monkeypatch, allow=True, root=tmp_path)["tpu/tensorflow"].available
+
+
 def test_results_on_the_cpu_platform_never_share_a_key_with_a_tpus(monkeypatch, tmp_path):
     cpu = _targets(monkeypatch, allow=True, root=tmp_path / "none")["tpu/jax"]
     for i in range(4):

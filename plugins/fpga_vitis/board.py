@@ -32,7 +32,7 @@ import yaml
 
 from accelnas.core.errors import first_line
 from accelnas.core.records import MeasureSettings
-from accelnas.plugins.fpga_vitis.devices import PROFILES
+from accelnas.plugins.fpga_vitis.devices import PROFILES, target_batch
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError
 
 ENV_BOARD = "ACCELNAS_FPGA_BOARD"
@@ -184,6 +184,14 @@ def parse_board(name: str, entry: dict[str, Any], path: Path) -> BoardConfig:
         "throughput_threads": profile.throughput_threads,
         "latency_threads": profile.latency_threads,
     }
+    dpu = values.get("dpu", profile.dpu)
+    named = target_batch(dpu)  # C32B3 runs 3, DPUCZDX8G 1; None where the name does not say
+    if named is not None:
+        if values.get("batch", named) != named:
+            raise BoardConfigError(
+                f"board file {path}: {name}.batch is {values['batch']}, but DPU {dpu} runs batch {named}"
+            )
+        defaults["batch"] = named
     board = BoardConfig(name=name, **(defaults | values))
     if not 1 <= board.port <= 65535:
         raise BoardConfigError(f"board file {path}: {name}.port must be within 1..65535, got {board.port}")
@@ -202,8 +210,11 @@ def parse_board(name: str, entry: dict[str, Any], path: Path) -> BoardConfig:
     for key in ("run_seconds", "connect_timeout_s", "compile_timeout_s"):
         if getattr(board, key) <= 0:
             raise BoardConfigError(f"board file {path}: {name}.{key} must be > 0")
-    if board.command_timeout_s is not None and board.command_timeout_s <= 0:
-        raise BoardConfigError(f"board file {path}: {name}.command_timeout_s must be > 0")
+    if board.command_timeout_s is not None and board.command_timeout_s <= board.run_seconds:
+        raise BoardConfigError(
+            f"board file {path}: {name}.command_timeout_s ({board.command_timeout_s:g}) must exceed run_seconds "
+            f"({board.run_seconds:g}): every benchmark run would be killed"
+        )
     if board.lock_file is not None and not board.lock_file.startswith("/"):
         raise BoardConfigError(f"board file {path}: {name}.lock_file must be an absolute path (or null)")
     if not board.workdir.startswith("/") or board.workdir.rstrip("/") in ("", "/"):

@@ -122,8 +122,8 @@ def compiled_batch(compiled_info: dict[str, Any], board: BoardConfig) -> tuple[i
         return board.batch, "board entry"
     if batch != board.batch:
         raise BoardConfigError(
-            f"the xmodel was compiled for {target}, which runs batch {batch}, but board {board.name}'s entry "
-            f"says batch {board.batch}: fix 'batch' or the arch.json"
+            f"an xmodel compiled for {target} runs batch {batch}, but board {board.name}'s entry says batch "
+            f"{board.batch}: fix 'batch' or the arch.json"
         )
     return batch, "compile target"
 

@@ -39,8 +39,13 @@ from accelnas.plugins.fpga_vitis.calibration import (
 )
 from accelnas.plugins.fpga_vitis.devices import PROFILES, XDPUTIL_JOB_ENV, mapping_notes
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError, CompileError, FpgaError, QuantizeError
-from accelnas.plugins.fpga_vitis.transport import load_client_key, probe
-from accelnas.plugins.fpga_vitis.vai_compile import compile_xmodel, find_compiler, net_name_for, read_arch
+from accelnas.plugins.fpga_vitis.vai_compile import (
+    compile_xmodel,
+    find_compiler,
+    missing_compiler,
+    net_name_for,
+    read_arch,
+)
 
 DEVICE = "fpga"
 
@@ -53,8 +58,13 @@ def _availability(backend: str) -> tuple[list[str], BoardConfig | None]:
     """What is missing for ``fpga/<backend>`` here, and its board entry when one is configured."""
     problems: list[str] = []
     if find_compiler() is None:
-        problems.append("vai_c_xir not found (run inside the Vitis AI container, or set ACCELNAS_VAI_C_XIR)")
-    if not quantize.usable("vai_q_pytorch"):
+        problems.append(missing_compiler())
+    if quantize.worker_python():  # quantization runs there, whatever this Python can import
+        try:
+            quantize.check_worker_python()
+        except QuantizeError as exc:
+            problems.append(str(exc))
+    elif not quantize.usable("vai_q_pytorch"):
         problems.append(
             f"vai_q_pytorch (pytorch_nndct) not importable and {quantize.ENV_PYTHON} not set: its xmodel is what "
             "vai_c_xir compiles"
@@ -117,6 +127,10 @@ def check_option_values(
             f"board file {path} runs fpga/{backend} at DPU batch {board.batch}, but the target is listed at batch "
             f"{listed_batch} (from {ENV_BOARD} or the {backend} profile): name the same file in {ENV_BOARD}"
         )
+    from accelnas.plugins.fpga_vitis.measure import compiled_batch  # measure and transport need asyncssh
+    from accelnas.plugins.fpga_vitis.transport import load_client_key
+
+    compiled_batch({"compiled_target": _dpu(backend, settings)}, board)  # the arch.json's DPU, where it is here
     if board.key and (measures_here or Path(board.key).is_file()):
         load_client_key(board)
 
@@ -150,13 +164,13 @@ def register_targets(register: Callable[[Target], None]) -> None:
         )
 
 
-def _dpu(target: Target, settings: MeasureSettings) -> str:
+def _dpu(backend: str, settings: MeasureSettings) -> str:
     """The DPU the model is quantized for: the arch.json's target (or its fingerprint, which
     vai_q_pytorch also takes), else the board entry's or the default."""
     try:
-        board = load_board(target.backend, settings)
+        board = load_board(backend, settings)
     except BoardConfigError:
-        return PROFILES[target.backend].dpu
+        return PROFILES[backend].dpu
     if board.arch and Path(board.arch).is_file():
         try:
             arch = read_arch(Path(board.arch))
@@ -172,6 +186,8 @@ _answered: dict[tuple[str, int], float] = {}
 
 def _preflight(target: Target, settings: MeasureSettings) -> None:
     """Find board problems before quantize + compile: the key loads and the SSH port answers."""
+    from accelnas.plugins.fpga_vitis.transport import load_client_key, probe
+
     try:
         board = load_board(target.backend, settings)
     except BoardConfigError:
@@ -194,7 +210,7 @@ def export_model(
 
     workdir = Path(workdir)
     _preflight(target, settings)
-    dpu = _dpu(target, settings)
+    dpu = _dpu(target.backend, settings)
     mode = settings.option(activations.OPTION, "hard")
     deployable, act_info = activations.dpu_activations(model, settings.input_size, mode)
     images, calibration = calibration_for(settings)

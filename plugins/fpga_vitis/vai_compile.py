@@ -37,6 +37,14 @@ def find_compiler() -> str | None:
     return shutil.which(TOOL)
 
 
+def missing_compiler() -> str:
+    """Why :func:`find_compiler` found nothing: ``ACCELNAS_VAI_C_XIR`` names no executable, or none is on PATH."""
+    explicit = os.environ.get(ENV_TOOL)
+    if explicit:
+        return f"{ENV_TOOL}={explicit} is not an executable file"
+    return f"{TOOL} not found (run inside the Vitis AI container, or set {ENV_TOOL})"
+
+
 def net_name_for(architecture_id: str) -> str:
     """A network name vai_c_xir and the board accept, from an architecture id."""
     return "anb_" + re.sub(r"[^A-Za-z0-9_]", "_", architecture_id)
@@ -117,7 +125,7 @@ def compile_xmodel(
     """Run ``vai_c_xir`` on ``quantized`` for the DPU of ``arch_json``; raise :class:`CompileError`."""
     tool = tool or find_compiler()
     if tool is None:
-        raise CompileError(f"{TOOL} not found on PATH (run inside the Vitis AI container or set {ENV_TOOL})")
+        raise CompileError(missing_compiler())
     if not _NET_NAME.match(net_name):
         raise CompileError(f"invalid network name {net_name!r} (letters, digits and _ only)")
     if not Path(quantized).is_file():

@@ -26,6 +26,15 @@ from accelnas.plugins.tpu_xla.options import XlaOptionError
 BN_EPSILON = 1e-5  # torch.nn.BatchNorm2d's default
 
 
+def backend_problem(backend: str | None = None) -> str | None:
+    """Why tpu/tensorflow cannot run on Keras backend ``backend`` (default: what ``KERAS_BACKEND`` names,
+    which wins over keras.json; unset, :func:`import_keras` sets TensorFlow); None for TensorFlow."""
+    backend = backend or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if backend == "tensorflow":
+        return None
+    return f"tpu/tensorflow needs Keras' TensorFlow backend, but KERAS_BACKEND is {backend!r}"
+
+
 def import_keras() -> Any:
     """Keras 3 on its TensorFlow backend (the default unless ``KERAS_BACKEND`` names another).
 
@@ -35,10 +44,8 @@ def import_keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     import keras
 
-    if keras.backend.backend() != "tensorflow":
-        raise XlaOptionError(
-            f"tpu/tensorflow needs Keras' TensorFlow backend, but KERAS_BACKEND is {keras.backend.backend()!r}"
-        )
+    if problem := backend_problem(keras.backend.backend()):
+        raise XlaOptionError(problem)
     return keras
 
 

@@ -51,7 +51,9 @@ def _missing(backend: str) -> str | None:
     if backend == TENSORFLOW:
         if tensorflow_version() is None:
             return "tensorflow is not installed (pip install 'accelnas[tpu-tf]'; on a TPU VM the TensorFlow TPU build)"
-        return None
+        from accelnas.plugins.tpu_xla.keras_net import backend_problem
+
+        return backend_problem()  # KERAS_BACKEND=jax would fail every architecture at export
     from accelnas.plugins.tpu_xla.torch_xla_backend import import_problem
 
     return import_problem()
