@@ -256,6 +256,17 @@ def test_unreadable_board_files(tmp_path, monkeypatch):
         load_board("zcu102")
 
 
+def test_board_files_read_exponents_as_numbers_and_refuse_a_key_given_twice(tmp_path, monkeypatch):
+    path = tmp_path / "b.yaml"
+    monkeypatch.setenv(ENV_BOARD, str(path))
+    path.write_text("zcu102:\n  host: h\n  run_seconds: 1e1\n  command_timeout_s: 6e1\n", encoding="utf-8")
+    board = load_board("zcu102")
+    assert (board.run_seconds, board.command_timeout_s) == (10.0, 60.0)
+    path.write_text("zcu102:\n  host: h\n  port: 2222\n  port: 22\n", encoding="utf-8")  # which one was meant?
+    with pytest.raises(BoardConfigError, match=r"not valid YAML: key 'port' given twice \(line 4\)"):
+        load_board("zcu102")
+
+
 def test_every_board_field_is_validated():
     fields = {f.name for f in dataclasses.fields(BoardConfig)} - {"name"}
     from accelnas.plugins.fpga_vitis.board import _FIELD_TYPES

@@ -52,6 +52,9 @@ def test_numbers_written_with_an_exponent(tmp_path):
     path.write_text("epochs: 2\nname: 1e3\n")  # an exponent is still a number where text belongs
     with pytest.raises(RecipeError, match=r"name must be text, got 1000\.0"):
         load_recipe(path)
+    path.write_text("epochs: 2\nlr: 0.1\nepochs: 90\n")  # which one was meant?
+    with pytest.raises(RecipeError, match=r"invalid YAML: key 'epochs' given twice \(line 3\)"):
+        load_recipe(path)
 
 
 @pytest.mark.parametrize(

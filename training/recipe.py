@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from accelnas.core import files
+from accelnas.core import files, yamlio
 from accelnas.core.errors import AccelnasError, describe
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "rmsprop", "adamw")
@@ -236,19 +235,6 @@ def builtin_names(spaces: bool = False) -> list[str]:
     return [n for n in names if n.endswith("-space") == spaces]
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader that also reads ``1e-3`` and ``2.5e3`` (an exponent without a decimal point,
-    or without a sign) as numbers, as YAML 1.2 does; YAML 1.1 reads them as text, so ``lr: 1e-3`` would
-    be refused as not a number."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+.0123456789"),
-)
-
-
 def read_yaml(text_or_name: str | Path, kind: str = "recipe") -> tuple[Any, str]:
     """Parsed YAML of a file path or a built-in name of ``kind`` ("recipe" or "proxy space"), and
     where it came from."""
@@ -273,11 +259,9 @@ def read_yaml(text_or_name: str | Path, kind: str = "recipe") -> tuple[Any, str]
         resource = resources.files("accelnas.training") / "recipes" / f"{name}.yaml"
         text, where = resource.read_text(encoding="utf-8"), f"built-in {kind} {name}"
     try:
-        return yaml.load(text, Loader=_Loader), where  # _Loader is a SafeLoader
+        return yamlio.load(text), where
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise RecipeError(f"{where}: invalid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+        raise RecipeError(f"{where}: invalid YAML: {yamlio.problem(exc)}") from None
 
 
 def load_recipe(source: str | Path) -> Recipe:

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from accelnas.core.errors import first_line
+from accelnas.core import yamlio
 from accelnas.core.records import MeasureSettings
 from accelnas.plugins.fpga_vitis.devices import PROFILES, target_batch
 from accelnas.plugins.fpga_vitis.errors import BoardConfigError
@@ -134,14 +134,13 @@ def board_file(settings: MeasureSettings | None = None) -> Path | None:
 def read_board_file(path: Path) -> dict[str, dict[str, Any]]:
     """The raw entries of a board file, keyed by target backend; raise :class:`BoardConfigError`."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yamlio.load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BoardConfigError(f"board file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BoardConfigError(f"board file {path} cannot be read: {exc}") from None
     except yaml.YAMLError as exc:
-        first = first_line(exc)
-        raise BoardConfigError(f"board file {path} is not valid YAML: {first}") from None
+        raise BoardConfigError(f"board file {path} is not valid YAML: {yamlio.problem(exc)}") from None
     if not isinstance(data, dict) or not data:
         raise BoardConfigError(f"board file {path} must map target names ({', '.join(PROFILES)}) to board entries")
     unknown = [k for k in data if k not in PROFILES]

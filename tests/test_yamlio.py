@@ -1,0 +1,33 @@
+"""Hand-written YAML: YAML 1.2 exponent numbers and duplicate keys refused with their line."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from accelnas.core import yamlio
+
+
+def test_exponent_numbers_read_as_numbers():
+    data = yamlio.load("a: 1e-3\nb: 2.5E3\nc: 1e9\nd: -3e+2\ne: 0.5\nf: 1e3x\ng: '1e3'\n")
+    assert data == {"a": 1e-3, "b": 2500.0, "c": 1e9, "d": -300.0, "e": 0.5, "f": "1e3x", "g": "1e3"}
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ("lr: 0.1\nepochs: 2\nlr: 0.2\n", "lr", 3),
+        ("zcu102:\n  host: a\n  port: 22\n  host: b\n", "host", 4),
+        ("- {x: 1, x: 2}\n", "x", 1),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_its_line(text, key, line):
+    with pytest.raises(yaml.YAMLError) as caught:
+        yamlio.load(text)
+    assert yamlio.problem(caught.value) == f"key {key!r} given twice (line {line})"
+
+
+def test_the_same_key_in_two_mappings_is_fine():
+    assert yamlio.load("a: {x: 1}\nb: {x: 2}\n") == {"a": {"x": 1}, "b": {"x": 2}}
+    with pytest.raises(yaml.YAMLError):  # as the safe loader: a mapping key must be hashable
+        yamlio.load("? [1, 2]\n: 3\n")
