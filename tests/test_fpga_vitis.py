@@ -223,6 +223,8 @@ def test_the_dpu_batch_follows_the_dpu_name_and_the_arch_json(tmp_path, monkeypa
         ({"zcu102": {"host": "h", "port": "22"}}, "port must be int"),
         ({"zcu102": {"host": "h", "runs": True}}, "runs must be int"),
         ({"zcu102": {"host": "h", "hostname": "x"}}, "hostname is not a board setting"),
+        ({"zcu102": {"host": "h", "xdputil": ""}}, r"zcu102\.xdputil is empty \(leave it out"),
+        ({"vck190": {"host": "h", "dpu": "  "}}, r"vck190\.dpu is empty"),
         ({"zcu102": {"host": "h", "host_key_policy": "yes"}}, "host_key_policy must be one of"),
         ({"zcu102": {"host": "h", "runs": 5, "max_runs": 2}}, "max_runs must be >= runs"),
         ({"zcu102": {"host": "h", "workdir": "/"}}, "workdir must be an absolute directory"),

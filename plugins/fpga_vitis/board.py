@@ -162,6 +162,8 @@ def _check(name: str, key: str, value: Any, path: Path) -> Any:
         raise BoardConfigError(f"board file {path}: {name}.{key} must be {expected}, got {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
         raise BoardConfigError(f"board file {path}: {name}.{key} must be finite")
+    if isinstance(value, str) and not value.strip():  # an empty xdputil or arch would fail only on the board
+        raise BoardConfigError(f"board file {path}: {name}.{key} is empty (leave it out for the default)")
     return value
 
 
