@@ -28,7 +28,7 @@ from accelnas.surrogates.fit import fit_model
 from accelnas.surrogates.metrics import regression_metrics
 from accelnas.surrogates.models import make
 from accelnas.surrogates.recipes import fit_options, recipe_for
-from accelnas.surrogates.selection import select_family
+from accelnas.surrogates.selection import MIN_SELECTION_ROWS, select_family
 
 SMALL = 500
 TARGETS = {"accuracy": (ACCURACY_TARGET, "accuracy")} | {
@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.targets.split(",") if name not in TARGETS]
     if unknown:
         parser.error(f"unknown target {unknown[0]!r} (known: {', '.join(TARGETS)})")
-    bad = [size for size in args.sizes.split(",") if size != "all" and not (size.isdigit() and int(size) >= 2)]
-    if bad:
-        parser.error(f"--sizes takes counts >= 2 and 'all', got {bad[0]!r}")
+    sizes = args.sizes.split(",")
+    bad = [size for size in sizes if size != "all" and not (size.isdigit() and int(size) >= MIN_SELECTION_ROWS)]
+    if bad:  # fewer architectures than choosing a family takes would stop the run partway through its table
+        parser.error(f"--sizes takes counts >= {MIN_SELECTION_ROWS} and 'all', got {bad[0]!r}")
     strategies = args.strategies.split(",")
     if set(strategies) - {"random", "space-filling", "active"}:
         parser.error(f"--strategies takes random, space-filling and active, got {args.strategies!r}")

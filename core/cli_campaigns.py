@@ -125,6 +125,7 @@ def merge(out: Path, sources: tuple[Path, ...]) -> None:
         f"merged {len(report.sources)} store(s) into {out}: {report.added} added, "
         f"{report.replaced_failures} failures replaced by measurements, {report.newer_failures} newer failures, "
         f"{report.unchanged} unchanged, {len(report.conflicts)} conflicts"
+        + (f", {report.rounds_added} active-selection round(s) copied" if report.rounds_added else "")
     )
     for conflict in report.conflicts[:20]:
         click.echo(f"conflict: {conflict}", err=True)

@@ -303,24 +303,27 @@ def with_settings(frame: pd.DataFrame, choices: Sequence[str], *, target: str | 
         if sep and name:
             if name not in keys_of:
                 raise InvalidArgumentError(f"--settings {choice}: no target {name} in the data")
-            explicit[name] = _one_key(key, keys_of[name], f" of {name}")
+            _choose(explicit, name, _one_key(key, keys_of[name], f" of {name}"))
         elif target is not None:
-            explicit[target] = _one_key(key, keys_of.get(target, []), f" of {target}")
+            _choose(explicit, target, _one_key(key, keys_of.get(target, []), f" of {target}"))
         else:
             bare.append(_one_key(key, sorted({k for ks in keys_of.values() for k in ks}), " of the data"))
     chosen = dict(explicit)
     for key in bare:
         for name, ks in keys_of.items():
             if key in ks and name not in explicit:
-                if chosen.get(name, key) != key:
-                    raise InvalidArgumentError(
-                        f"--settings names two keys of {name} ({chosen[name]}, {key}): use {name}=KEY to choose one"
-                    )
-                chosen[name] = key
+                _choose(chosen, name, key, hint=f": use {name}=KEY to choose one")
     keep = ~frame["target"].isin(set(chosen))
     for name, key in chosen.items():
         keep |= (frame["target"] == name) & (frame["settings_key"] == key)
     return frame[keep].reset_index(drop=True)
+
+
+def _choose(chosen: dict[str, str], name: str, key: str, hint: str = "") -> None:
+    """Note ``key`` as the settings of target ``name``; an InvalidArgumentError if another key is noted."""
+    if chosen.get(name, key) != key:
+        raise InvalidArgumentError(f"--settings names two keys of {name} ({chosen[name]}, {key}){hint}")
+    chosen[name] = key
 
 
 def _one_key(start: str, keys: Sequence[str], whose: str) -> str:

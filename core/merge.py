@@ -10,6 +10,10 @@ Per (architecture, target, metric, settings) key:
 - both ``ok`` with different measurements: a **conflict**; the output keeps its row, the conflict is
   reported and nothing is overwritten.
 
+The rounds an active selection recorded (per target, settings, judged metric and seed) are copied
+where the output holds none of that selection or only its first rounds, so that a campaign resumed
+from the output replays them; where the output's rounds differ, it keeps its own (logged).
+
 Merging the same sources again changes nothing. Every source is opened and checked in full
 (:meth:`Store.check`: SQLite's page check, the plan, every row; and the result columns) before the
 output is created or touched, so a missing, unreadable or damaged one changes nothing and a refused
@@ -30,7 +34,7 @@ from typing import Any
 from accelnas.core import files
 from accelnas.core.errors import StoreError
 from accelnas.core.hardware import mixed_hardware_in
-from accelnas.core.store import SCHEMA, Store
+from accelnas.core.store import ROUNDS_SCHEMA, SCHEMA, Store
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,7 @@ class MergeReport:
     newer_failures: int = 0  # failed rows replaced by a more recent failure
     unchanged: int = 0  # identical, or an ok row kept against a failure
     conflicts: list[Conflict] = field(default_factory=list)
+    rounds_added: int = 0  # active-selection rounds copied (see _merge_rounds)
 
     @property
     def changed(self) -> int:
@@ -156,6 +161,36 @@ def merge_stores(out_path: str | Path, sources: Sequence[str | Path]) -> MergeRe
     return report
 
 
+def _merge_rounds(c: sqlite3.Connection, src: Store, name: str, report: MergeReport) -> None:
+    """Copy ``src``'s recorded active-selection rounds that the output lacks (see the module docstring)."""
+    if not src.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='active_rounds'").fetchone():
+        return
+    columns = "target, settings_key, metric, seed, round, position, arch_id, created_at"
+    designs: dict[tuple[Any, ...], dict[int, list[tuple[Any, ...]]]] = {}
+    for row in src.conn.execute(f"SELECT {columns} FROM active_rounds ORDER BY target, settings_key, metric, "
+                                "seed, round, position"):  # fmt: skip
+        designs.setdefault(tuple(row)[:4], {}).setdefault(row["round"], []).append(tuple(row))
+    if not designs:
+        return
+    c.execute(ROUNDS_SCHEMA)
+    for design, rounds in designs.items():
+        ours: dict[int, list[str]] = {}
+        for index, arch_id in c.execute(
+            "SELECT round, arch_id FROM active_rounds WHERE target = ? AND settings_key = ? AND metric = ? "
+            "AND seed = ? ORDER BY round, position",
+            design,
+        ):
+            ours.setdefault(index, []).append(arch_id)
+        theirs = {index: [row[6] for row in rows] for index, rows in rounds.items()}
+        if any(ours[i] != theirs[i] for i in set(ours) & set(theirs)):
+            log.warning("%s: active selection %s chose other rounds than the output's; the output keeps its own",
+                        name, "/".join(map(str, design)))  # fmt: skip
+            continue
+        for index in sorted(set(theirs) - set(ours)):
+            c.executemany(f"INSERT INTO active_rounds ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rounds[index])
+            report.rounds_added += 1
+
+
 def _remove_store(path: Path) -> None:
     """Delete a store file this merge created and its -wal/-shm files."""
     for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
@@ -198,3 +233,4 @@ def _merge_one(out: Store, src: Store, columns: list[str], name: str, report: Me
                 report.newer_failures += 1
             else:
                 report.unchanged += 1
+        _merge_rounds(c, src, name, report)

@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_by_target ON results(target, metric, status);
 """
 
-_ROUNDS_SCHEMA = """
+ROUNDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS active_rounds (
     target TEXT NOT NULL,
     settings_key TEXT NOT NULL,
@@ -549,7 +549,7 @@ class Store:
         """Note round ``index`` of an active selection before it is measured; a round already noted is kept."""
         key = (target, settings_key, metric, int(seed), index)
         with self.transaction() as c:
-            c.execute(_ROUNDS_SCHEMA)
+            c.execute(ROUNDS_SCHEMA)
             if c.execute(
                 "SELECT 1 FROM active_rounds WHERE target = ? AND settings_key = ? AND metric = ? AND seed = ? "
                 "AND round = ?",

@@ -242,7 +242,7 @@ def test_active_rounds_fit_on_every_observation_and_skip_observed_architectures(
 
 
 def test_a_store_without_recorded_rounds_rederives_the_same_ones(formula, tmp_path):
-    """Stores of versions that did not record rounds (or merged ones: merge leaves the rounds behind)."""
+    """Stores of versions that did not record rounds."""
     registry, plugin, target = formula
     with Store(tmp_path / "a.sqlite") as store:
         active_campaign(registry, target, FAST, store, num=16, seed=2, metrics=["latency"])
@@ -254,3 +254,34 @@ def test_a_store_without_recorded_rounds_rederives_the_same_ones(formula, tmp_pa
             len(plugin.measured) == 16
             and len(store.recorded_rounds("fake/formula", FAST.key(target), "latency", 2)) > 1
         )
+
+
+def test_merge_copies_the_rounds_so_a_design_grown_by_two_runs_resumes_from_the_merged_store(formula, tmp_path, caplog):
+    """Re-derived rounds would take this run's sizes (a first round of 10 for --num 40, not the 8 of
+    --num 20) and measure another design."""
+    from accelnas.core.merge import merge_stores
+
+    registry, plugin, target = formula
+    key = FAST.key(target)
+
+    def rounds_of(store):
+        return [[a.id for a in r] for r in store.recorded_rounds("fake/formula", key, "latency", 0)]
+
+    with Store(tmp_path / "a.sqlite") as store:
+        for num in (20, 40):
+            active_campaign(registry, target, FAST, store, num=num, metrics=["latency"])
+        rounds = rounds_of(store)
+    merged = tmp_path / "m.sqlite"
+    assert merge_stores(merged, [tmp_path / "a.sqlite"]).rounds_added == len(rounds)
+    assert merge_stores(merged, [tmp_path / "a.sqlite"]).rounds_added == 0  # merging again changes nothing
+    before = len(plugin.measured)
+    with Store(merged) as store:
+        again = active_campaign(registry, target, FAST, store, num=40, metrics=["latency"])
+        assert plugin.measured[before:] == [] and sum(r.already_done for r in again) == 40
+        assert rounds_of(store) == rounds
+    with Store(tmp_path / "b.sqlite") as other:  # the same selection, other rounds: the output keeps its own
+        other.record_round("fake/formula", key, "latency", 0, 0, sample(8, 7))
+    assert merge_stores(merged, [tmp_path / "b.sqlite"]).rounds_added == 0
+    assert "chose other rounds than the output's" in caplog.text
+    with Store(merged) as store:
+        assert rounds_of(store) == rounds

@@ -526,6 +526,12 @@ def test_settings_choose_among_the_settings_a_target_was_measured_under(tmp_path
     assert "settings 'eeee' matches no settings key of the data (have: aaaa1111, bbbb2222, cccc3333)" in err
     code, err = _main_exit(capsys, *build, "--settings", "aaaa", "--settings", "bbbb")
     assert code == 2 and "two keys of cpu/x (aaaa1111, bbbb2222): use cpu/x=KEY" in err
+    # two keys named for one target are refused, not settled by the last one
+    code, err = _main_exit(capsys, *build, "--settings", "cpu/x=aaaa", "--settings", "cpu/x=bbbb")
+    assert code == 2 and "--settings names two keys of cpu/x (aaaa1111, bbbb2222)" in err
+    code, err = _main_exit(capsys, *build, "--settings", "cpu/x=aaaa", "--settings", "cpu/x=aaaa1111", "--out",
+                           str(tmp_path / "b3"))  # fmt: skip
+    assert code == 0, err  # the same key twice is one choice
     code, err = _main_exit(capsys, *build, "--settings", "cpu/x=bbbb", "--settings", "gpu/y=cccc", "--out",
                            str(tmp_path / "b2"))  # fmt: skip
     assert code == 0, err
@@ -537,4 +543,9 @@ def test_settings_choose_among_the_settings_a_target_was_measured_under(tmp_path
     fit = ["fit", "--data", str(tmp_path / "d"), "--metric", "latency", "--out", str(tmp_path / "f")]
     code, err = _main_exit(capsys, *fit, "--target", "gpu/y", "--settings", "aaaa")
     assert code == 2 and "settings 'aaaa' matches no settings key of gpu/y (have: cccc3333)" in err
+    code, err = _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "all"))
+    assert code == 0, err
+    fit_all = [*fit[:2], str(tmp_path / "all"), *fit[3:]]
+    code, err = _main_exit(capsys, *fit_all, "--target", "cpu/x", "--settings", "aaaa", "--settings", "bbbb")
+    assert code == 2 and "--settings names two keys of cpu/x (aaaa1111, bbbb2222)" in err
     assert not (tmp_path / "f").exists()

@@ -73,3 +73,14 @@ def test_a_size_larger_than_the_pool_is_reported_not_skipped_silently(monkeypatc
     assert "100  skipped: larger than the pool of 32 architectures" in out
     row = next(line for line in out.splitlines() if line.strip().startswith("all"))
     assert row.count("±      -") == 2  # one seed: no spread, not ± 0.0000
+
+
+def test_sizes_too_small_to_choose_a_family_are_refused_before_anything_is_read(monkeypatch, capsys):
+    import pytest
+
+    bench = _load()
+    monkeypatch.setattr(bench, "import_anb", lambda source: pytest.fail("read the data"))
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--sizes", "3,25", "--seeds", "1"])
+    assert exc.value.code == 2
+    assert "--sizes takes counts >= 4 and 'all', got '3'" in capsys.readouterr().err
