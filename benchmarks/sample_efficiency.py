@@ -2,6 +2,7 @@
 
     python benchmarks/sample_efficiency.py [--source ARCHIVE_OR_DIR] [--sizes 25,50,100,200,500,1000,all]
         [--targets accuracy,throughput_a100,...] [--seeds 3] [--strategies random,space-filling,active]
+        [--png curves.png] [--json curves.json]
 
 For each target, a fixed 20% of the Accel-NASBench architectures is the test set. From the rest,
 ``n`` architectures are chosen (random, space-filling, or active: a space-filling quarter, then
@@ -9,7 +10,8 @@ rounds of the architectures a seed ensemble disagrees most on, exactly as ``acce
 --selection active`` chooses them) and the target's default surrogate is fitted on them; Kendall τ
 and R² on the test set are printed as mean ± sample standard deviation (ddof=1) over seeds. ``all``
 is one fit on the whole pool ("± -": no spread from one seed); a size larger than the pool is
-skipped with a note.
+skipped with a note. ``--png`` draws τ against ``n`` per target and strategy (mean, sample std as
+bars, the whole pool as a dashed line); ``--json`` writes the table's figures.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import time
 
 import numpy as np
 
-from accelnas.core.cli_options import at_least_one, run_script
+from accelnas.core import files, jsonio
+from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.active import active_rounds, space_filling
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, ANB_URL, PERF_KEYS, anb_target, import_anb
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--seeds", type=at_least_one, default=3)
     parser.add_argument("--strategies", default="random,space-filling,active")
+    parser.add_argument("--png", type=output_figure, default=None, help="plot τ against the number measured")
+    parser.add_argument("--json", type=output_file, default=None, help="write the table's figures here")
     args = parser.parse_args(argv)
     unknown = [name for name in args.targets.split(",") if name not in TARGETS]
     if unknown:
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--strategies takes random, space-filling and active, got {args.strategies!r}")
     frame, report = import_anb(args.source)
     print(report.summary(), file=sys.stderr)
+    results: dict[str, dict[str, list[dict[str, float | int | None]]]] = {}
     for name in args.targets.split(","):
         target, metric = TARGETS[name]
         part = frame[(frame["target"] == target) & (frame["metric"] == metric)].reset_index(drop=True)
@@ -124,8 +130,43 @@ def main(argv: list[str] | None = None) -> int:
                     taus.append(m["kendall_tau"])
                     r2s.append(m["r2"])
                 cells.append(f"{cell(taus):>22}  {cell(r2s):>15}")
+                results.setdefault(name, {}).setdefault("all" if size == "all" else strategy, []).append(
+                    {"n": n, **summary("kendall_tau", taus), **summary("r2", r2s), "seeds": len(taus)}
+                )
             print(f"{size:>6}  " + "  ".join(cells), flush=True)
+    if args.json:
+        files.write_text(args.json, jsonio.dumps(results, indent=2) + "\n")
+        print(f"figures: {args.json}", file=sys.stderr)
+    if args.png:
+        print(f"plot: {plot_curves(results, args.png)}", file=sys.stderr)
     return 0
+
+
+def summary(name: str, values: list[float]) -> dict[str, float | None]:
+    """``{name}_mean`` and ``{name}_std`` (sample std, None from one value) of ``values``."""
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {f"{name}_mean": float(np.mean(values)), f"{name}_std": std}
+
+
+def plot_curves(results: dict[str, dict[str, list[dict]]], path):
+    """One panel per target: held-out τ against the number of architectures fitted on, per strategy."""
+    from accelnas.core.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
+    for ax, (name, curves) in zip(axes[0], results.items(), strict=True):
+        for strategy, rows in curves.items():
+            if strategy == "all":
+                ax.axhline(rows[0]["kendall_tau_mean"], color="grey", ls="--", lw=1, label=f"all ({rows[0]['n']})")
+                continue
+            n = [r["n"] for r in rows]
+            err = [r["kendall_tau_std"] or 0.0 for r in rows]
+            ax.errorbar(n, [r["kendall_tau_mean"] for r in rows], yerr=err, marker="o", capsize=3, label=strategy)
+        ax.set_xscale("log")
+        ax.set(title=name, xlabel="architectures measured", ylabel="Kendall τ (held-out)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)
 
 
 def timed_main() -> int:

@@ -84,3 +84,29 @@ def test_sizes_too_small_to_choose_a_family_are_refused_before_anything_is_read(
         bench.main(["--sizes", "3,25", "--seeds", "1"])
     assert exc.value.code == 2
     assert "--sizes takes counts >= 4 and 'all', got '3'" in capsys.readouterr().err
+
+
+def test_the_curves_are_written_as_json_and_a_plot(monkeypatch, tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    bench = _load()
+    archs = sample(40, 5)
+    frame = pd.DataFrame(
+        [{**a.to_config(), "target": "zcu102/anb", "metric": "latency", "value": 1.0 + count_macs(a, 224) / 1e8}
+         for a in archs]
+    )  # fmt: skip
+    monkeypatch.setattr(bench, "import_anb", lambda source: (frame, type("R", (), {"summary": lambda self: ""})()))
+    png, out = tmp_path / "curves.png", tmp_path / "curves.json"
+    assert bench.main(["--targets", "latency_zcu102", "--sizes", "8,16,all", "--seeds", "2",
+                       "--strategies", "random,space-filling", "--png", str(png), "--json", str(out)]) == 0  # fmt: skip
+    curves = json.loads(out.read_text())["latency_zcu102"]
+    assert set(curves) == {"random", "space-filling", "all"}
+    assert [r["n"] for r in curves["random"]] == [r["n"] for r in curves["space-filling"]] == [8, 16]
+    assert all(r["seeds"] == 2 and r["kendall_tau_std"] is not None for r in curves["random"])
+    assert curves["all"] == [{**curves["all"][0], "n": 32, "seeds": 1, "kendall_tau_std": None, "r2_std": None}]
+    # the printed table and the file agree
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("16"))
+    assert f"{curves['random'][1]['kendall_tau_mean']:.4f}" in row
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
