@@ -15,7 +15,7 @@ and a final run to completion the harness checks that
 - ``PRAGMA integrity_check`` is ``ok``.
 
 The ledger plugin can also inject faults, which the reliability tests use: ``ACCELNAS_FAULTS`` =
-{arch id: "hang" | "abort" | "flaky" | "broken" | "stubborn"}.
+{arch id: "hang" | "abort" | "interrupt" | "flaky" | "broken" | "stubborn"}.
 
     python benchmarks/stress_resume.py --repeats 25 --num 16 --json stress.json
 """
@@ -45,6 +45,7 @@ LEDGER_PLUGIN = '''
 
 import json
 import os
+import signal
 import time
 import uuid
 
@@ -69,6 +70,9 @@ def _fault(arch_id, metric):
         time.sleep(3600)
     elif mode == "abort":
         os.abort()
+    elif mode == "interrupt":  # as a Ctrl-C that reached only the measuring process: Python exits of it
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(3600)
     elif mode == "stubborn":  # swallows every interrupt, as a plugin blocked in native code ignores them
         while True:
             try:

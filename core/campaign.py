@@ -272,6 +272,7 @@ def run_campaign(
             store.released_by(target.name, key, me)
     report.pending = sum(len(t.metrics) for t in queue) + sum(len(t.metrics) for _, _, t in delayed)
     report.pending += sum(len(left) for left in waiting.values()) + lost
+    report.pending += sum(len(again) for again in to_retry.values())  # failed, their retry not yet submitted
     report.seconds = time.perf_counter() - start
     return report
 

@@ -85,6 +85,10 @@ def campaign_options(
 
     if address and executor != "ray":
         raise click.UsageError("--address needs --executor ray")
+    ctx = click.get_current_context(silent=True)
+    typed = ctx is not None and ctx.get_parameter_source("ray_max_retries") is click.core.ParameterSource.COMMANDLINE
+    if typed and executor != "ray":  # a default map (a config file) may hold it; only the command line is checked
+        raise click.UsageError("--ray-max-retries needs --executor ray")
     if task_timeout is not None and not isolate:
         raise click.UsageError("--task-timeout needs --isolate")
     if task_timeout is not None and task_timeout <= 0:

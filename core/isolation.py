@@ -10,6 +10,7 @@ child serves the next task.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +42,8 @@ from accelnas.core.space import Architecture
 from accelnas.core.workdirs import WorkFolder
 
 log = logging.getLogger(__name__)
+
+EXIT_GRACE = 5.0  # seconds a child whose channel closed has to end by itself before it is killed
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -92,7 +95,12 @@ class _Child:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
 
-    def kill(self) -> str:
+    def kill(self, grace: float = 0.0) -> str:
+        """Kill the child, first giving it ``grace`` seconds to end by itself (one that closed its channel
+        may still be exiting: its own cause of death, not SIGKILL, is the one to report)."""
+        if grace and self.proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=grace)
         if self.proc.poll() is None:
             self.proc.kill()
         try:
@@ -152,7 +160,7 @@ class IsolatedExecutor(Executor):
         try:
             message = child.receive(self.start_timeout)
         except EOFError:
-            message = {"kind": "init-failed", "error": f"child process died while starting ({child.kill()})"}
+            message = {"kind": "init-failed", "error": f"child process died while starting ({child.kill(EXIT_GRACE)})"}
         if message is None:
             child.kill()
             return f"child process timed out while starting ({self.start_timeout:.0f} s)"
@@ -207,7 +215,7 @@ class IsolatedExecutor(Executor):
             message = self._child.receive(min(wait, 1e6))
         except (EOFError, OSError, ValueError):
             child, self._child = self._child, None
-            how = child.kill()
+            how = child.kill(EXIT_GRACE)
             log.warning("measurement child of %s died (%s)", self._current.arch.id, how)
             return self._finish(f"child process died ({how}) while measuring")
         if message is None:

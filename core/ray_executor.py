@@ -72,15 +72,42 @@ def init_ray(ray: Any, **kwargs: Any) -> None:
             signal.signal(signal.SIGTERM, saved)
 
 
+# what an HTTP/2 client sends first (its preface and an empty SETTINGS frame); a gRPC server, as Ray's
+# GCS and client server are, answers with a SETTINGS frame (type 4, the frame header's fourth byte)
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def check_reachable(address: str, timeout: float = 10.0) -> None:
-    """Fail fast with a clear error when nothing listens at a ``host:port`` address (Ray itself retries long)."""
+    """Fail fast with a clear error when nothing at a ``host:port`` address answers as a Ray cluster does
+    (Ray itself retries for many minutes, also at a port where another service, such as the dashboard,
+    listens)."""
+    if "://" in address and not address.startswith("ray://"):
+        raise AccelnasError(
+            f"{address} is not a Ray cluster address: give the head's host:port (port 6379 unless "
+            "`ray start --head --port` chose another), not a URL"
+        )
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         return  # "auto" and other forms are Ray's to resolve
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        conn = socket.create_connection((host, int(port)), timeout=timeout)
     except OSError as exc:
         raise AccelnasError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return  # the answer is TLS's, not HTTP/2's
+        reply = b""
+        try:
+            conn.sendall(_HTTP2_HELLO)
+            while len(reply) < 4 and (chunk := conn.recv(4 - len(reply))):
+                reply += chunk
+        except OSError:  # reset or silent: not a gRPC server
+            pass
+    if len(reply) < 4 or reply[3] != 4:
+        raise AccelnasError(
+            f"{address} does not answer as a Ray cluster does (another service listens there, such as the "
+            "dashboard): give the head's host:port (port 6379 unless `ray start --head --port` chose another)"
+        )
 
 
 _ISOLATED: dict[Any, Any] = {}

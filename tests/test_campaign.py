@@ -609,3 +609,23 @@ def test_moving_typed_results_keeps_a_measurement_over_a_failure(tmp_path):
         rows = store.results(status=None)
     assert (report.measured, report.already_done) == (0, 1)
     assert [(r["settings_key"], r["status"], r["value"]) for r in rows] == [(typed.key(target), "ok", 3.0)]
+
+
+def test_a_retry_the_time_budget_leaves_unsubmitted_is_counted_pending(tmp_path):
+    """A transient failure whose task was still measuring when the budget ran out is measured again by the
+    next run: the summary counts it pending, like status, not lost between measured, failed and pending."""
+    import time
+
+    def reset(settings):
+        time.sleep(0.3)  # past the budget
+        raise ConnectionResetError("connection reset by the device host")
+
+    latency = lambda s: exact_measurement("latency", 2.0, batch=1, input_size=s.input_size)  # noqa: E731
+    registry = load_registry([])
+    registry.register(Device(Target("fake", "flaky"), latency=latency, throughput=reset), "flaky")
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, registry.target("fake/flaky"), sample(2, seed=1), FAST, store, time_budget=0.1)
+        failures = store.results(status="failed")
+    assert report.budget_exhausted and (report.measured, report.failed, report.retried) == (0, 0, 1)
+    assert report.pending == 4  # the throughput to retry, the latency in flight, and the other architecture
+    assert [r["metric"] for r in failures] == ["throughput"]  # stored, and retried by the next run

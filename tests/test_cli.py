@@ -396,6 +396,10 @@ BAD_ARGUMENTS = {
         ["collect", "--num", "1", "--db", "{out}/c.sqlite", "--isolate", "--task-timeout", "nan"],
         "'nan' is not a finite number",
     ),
+    "ray retries without ray": (
+        ["collect", "--num", "1", "--db", "{out}/c.sqlite", "--ray-max-retries", "5"],
+        "--ray-max-retries needs --executor ray",
+    ),
     "inf max seconds": (["collect", "--num", "1", "--db", "{out}/c.sqlite", "--max-seconds", "inf"], "not a finite"),
     "nan test fraction": (
         [

@@ -185,6 +185,32 @@ def test_unreachable_cluster_is_a_one_line_error(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot reach the Ray cluster at 127.0.0.1:{port}")
 
 
+def test_an_address_where_another_service_listens_is_a_one_line_error(tmp_path):
+    """Ray would retry there for many minutes (the dashboard's port given for the head's, say)."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_http() -> None:  # as the dashboard or any HTTP/1 server does
+        with server, contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=answer_http, daemon=True).start()
+    base = [sys.executable, "-m", "accelnas.core.cli", "collect", "--executor", "ray", "--num", "1", "--input-size",
+            "32", "--db", str(tmp_path / "x.sqlite"), "--address"]  # fmt: skip
+    proc = subprocess.run([*base, f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: 127.0.0.1:{port} does not answer as a Ray cluster does")
+    proc = subprocess.run([*base, "http://127.0.0.1:8265"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: http://127.0.0.1:8265 is not a Ray cluster address")
+
+
 def test_starting_ray_keeps_the_sigterm_handler_of_the_command():
     """Ray's own handler exits at once; a stopped command must still clean up and say so (exit 143)."""
     from accelnas.core.ray_executor import init_ray

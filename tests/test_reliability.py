@@ -450,3 +450,17 @@ def test_an_architecture_that_crashes_the_process_twice_is_left_failed_and_the_r
     assert rows[archs[1]].startswith(
         "failed: the process measuring it died 2 times (a crash in the plugin?); --isolate"
     )
+
+
+def test_a_child_that_ends_itself_is_reported_by_its_own_cause_of_death(ledger_env, tmp_path, monkeypatch):
+    """A child interrupted alone (Ctrl-C reaching only it) exits of SIGINT; not reported as killed by SIGKILL,
+    which reads as the out-of-memory killer."""
+    registry, _, _ = ledger_env
+    [arch] = sample(1, seed=23)
+    monkeypatch.setenv("ACCELNAS_FAULTS", json.dumps({arch.id: "interrupt"}))
+    with Store(tmp_path / "c.sqlite") as store:
+        report = run_campaign(registry, registry.target("bench/ledger"), [arch], FAST, store,
+                              executor=IsolatedExecutor(timeout=60.0), retry=RetryPolicy(max_attempts=1))  # fmt: skip
+        [row] = store.results(status="failed")
+    assert (report.measured, report.failed) == (1, 1)
+    assert row["metric"] == "latency" and row["error"] == "child process died (killed by SIGINT) while measuring"
