@@ -13,6 +13,7 @@ from accelnas.core.plugins import load_registry
 from accelnas.core.records import MeasureSettings
 from accelnas.core.space import EFFICIENTNET_B0, sample
 from accelnas.core.store import Store
+from accelnas.plugins.cuda_trt import probe
 from accelnas.plugins.cuda_trt.cuda_device import require_cuda
 from accelnas.plugins.cuda_trt.errors import GpuOptionError, GpuOutOfMemoryError, is_out_of_memory, out_of_memory
 from accelnas.plugins.cuda_trt.options import GpuOptions, parse_options
@@ -119,6 +120,19 @@ def test_real_probe_explains_what_is_missing_here():
     if torch.version.cuda is None:
         with pytest.raises(AccelnasError, match="CPU-only build"):
             require_cuda(0)
+
+
+def test_a_tensorrt_that_does_not_import_is_explained_in_one_line(tmp_path, monkeypatch):
+    package = tmp_path / "tensorrt"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        'raise ImportError("\\nA module compiled using NumPy 1.x cannot be run in\\nNumPy 2.2 as it may crash.")'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    ok, reason, version = probe._tensorrt()
+    assert not ok and version is None
+    assert reason == "TensorRT does not import (ImportError: A module compiled using NumPy 1.x cannot be run in)"
 
 
 def test_builtin_plugin_lists_both_targets():
