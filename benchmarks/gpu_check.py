@@ -196,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
     try:  # what a GPU would only refuse mid-run
         if args.num_random < 0:
             raise ValueError(f"--num-random must be >= 0, got {args.num_random}")
+        if not 0 < args.budget < float("inf"):  # none would leave every architecture skipped, and exit 0
+            raise ValueError(f"--budget must be a positive number of seconds, got {args.budget}")
         MeasureSettings(input_size=args.input_size, batch_size=args.batch_size, precision=args.precision,
                         max_seconds=args.max_seconds, warmup_seconds=args.warmup_seconds)  # fmt: skip
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from accelnas.core.plugins import load_registry
 from accelnas.core.records import MeasureSettings
 from accelnas.core.space import EFFICIENTNET_B0, sample
 from accelnas.core.store import Store
+from accelnas.plugins.cuda_trt import probe
 from accelnas.plugins.cuda_trt.cuda_device import require_cuda
 from accelnas.plugins.cuda_trt.errors import GpuOptionError, GpuOutOfMemoryError, is_out_of_memory, out_of_memory
 from accelnas.plugins.cuda_trt.options import GpuOptions, parse_options
@@ -121,6 +122,19 @@ def test_real_probe_explains_what_is_missing_here():
             require_cuda(0)
 
 
+def test_a_tensorrt_that_does_not_import_is_explained_in_one_line(tmp_path, monkeypatch):
+    package = tmp_path / "tensorrt"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        'raise ImportError("\\nA module compiled using NumPy 1.x cannot be run in\\nNumPy 2.2 as it may crash.")'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    ok, reason, version = probe._tensorrt()
+    assert not ok and version is None
+    assert reason == "TensorRT does not import (ImportError: A module compiled using NumPy 1.x cannot be run in)"
+
+
 def test_builtin_plugin_lists_both_targets():
     targets = load_registry(["cuda_trt"]).targets()
     assert {"gpu/tensorrt", "gpu/torch"} <= set(targets)
@@ -146,11 +160,10 @@ def test_failures_are_recorded_per_architecture_and_the_campaign_goes_on(tmp_pat
         for r in rows:
             assert r["plugin"] == "cuda_trt"
             assert "raised in compile" in r["error"] and "TensorRT is not importable" in r["error"]
-        # gpu/torch: CUDA is missing, each architecture's failure is stored with the reason
+        # gpu/torch: CUDA is missing, which every architecture would fail alike: the campaign stops
         report = run_campaign(registry, registry.target("gpu/torch"), archs, FAST, store)
-        assert (report.measured, report.failed) == (0, 4)
-        rows = store.results(target="gpu/torch", status="failed")
-        assert len(rows) == 4 and all("CUDA is not usable" in r["error"] for r in rows)
+        assert (report.measured, report.failed) == (0, 0) and "CUDA is not usable" in report.unavailable
+        assert store.results(target="gpu/torch", status=None) == []
         # an option of the other backend and a bad value are refused up front; earlier failures stay stored
         other = MeasureSettings(input_size=32, options=(("torch_compile", True),))
         with pytest.raises(UnknownOptionError, match="gpu/tensorrt has no option 'torch_compile'"):
@@ -158,7 +171,21 @@ def test_failures_are_recorded_per_architecture_and_the_campaign_goes_on(tmp_pat
         bad = MeasureSettings(input_size=32, options=(("precision", "fp8"),))
         with pytest.raises(UnknownOptionError, match="option 'precision' must be one of fp16, fp32, got 'fp8'"):
             run_campaign(registry, registry.target("gpu/tensorrt"), archs[:1], bad, store)
-        assert len(store.results(status="failed")) == 2 + 4
+        assert len(store.results(status="failed")) == 2
+
+
+def test_a_cuda_device_that_does_not_exist_stops_the_campaign(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    registry = _registry(GpuProbe(cuda_ok=True, tensorrt_ok=True, tensorrt_version="10.13.0"), tmp_path)
+    settings = MeasureSettings(input_size=32, batch_size=2, options=(("device", 3),))
+    with Store(tmp_path / "gpu.sqlite") as store:
+        report = run_campaign(registry, registry.target("gpu/torch"), sample(2, seed=1), settings, store)
+        assert "CUDA device 3 does not exist (this machine has 1)" in report.unavailable
+        assert store.results(status=None) == []  # nothing stored: the same command runs once the device is right
 
 
 def test_out_of_memory_errors_are_recognised_and_explained():

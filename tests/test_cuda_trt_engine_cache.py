@@ -179,6 +179,25 @@ def test_unwritable_cache_is_logged_and_the_engine_still_used(tmp_path, caplog):
     assert cache.load(KEY) is None and cache.load_timing_cache(KEY) == b""
 
 
+def test_a_cache_folder_this_user_may_not_enter_is_a_miss(tmp_path, monkeypatch, caplog):
+    root = tmp_path / "cache"
+    cache = EngineCache(root)
+    cache.store(KEY, ENGINE)
+
+    def refusing(method):  # what a folder without search permission answers (root enters any)
+        def call(self, *args, **kwargs):
+            if self.parent == root:
+                raise PermissionError(13, "Permission denied", str(self))
+            return method(self, *args, **kwargs)
+
+        return call
+
+    for name in ("exists", "stat", "read_bytes", "read_text"):
+        monkeypatch.setattr(Path, name, refusing(getattr(Path, name)))
+    assert cache.load(KEY) is None
+    assert "is unreadable ([Errno 13] Permission denied" in caplog.text
+
+
 def test_compile_engine_measures_a_built_engine_it_cannot_cache(tmp_path, monkeypatch):
     from types import SimpleNamespace
 

@@ -127,3 +127,134 @@ def test_build_errors_report_first_and_last_and_classify_memory_by_the_last():
     # a tactic's allocation failure is skipped by TensorRT: the build's cause is its last error
     assert not _ended_out_of_memory(errors) and not _ended_out_of_memory([])
     assert _ended_out_of_memory([*errors, "Error Code 2: OutOfMemory (Requested memory could not be allocated)"])
+
+
+# -- engine build against a stand-in of TensorRT's Python API ------------------------------------------
+class FakeTrt:
+    """The part of ``tensorrt`` that ``build_engine`` calls; a timing cache it cannot read is reported as
+    TensorRT does: errors logged, and an empty cache handed back all the same."""
+
+    __version__ = "10.13.0.35"
+    fail_build: str | None = None
+
+    class ILogger:
+        class Severity:
+            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+        def __init__(self) -> None:
+            pass
+
+    class NetworkDefinitionCreationFlag:
+        STRONGLY_TYPED = 1
+
+    class MemoryPoolType:
+        WORKSPACE = 0
+
+    class BuilderFlag:
+        TF32 = 7
+
+    class Timing:
+        def __init__(self, blob: bytes) -> None:
+            self.blob = blob
+
+        def serialize(self) -> bytes:
+            return b"TC" + self.blob.removeprefix(b"TC") + b"+"
+
+    class Config:
+        def __init__(self, logger) -> None:
+            self.logger, self.timing, self.profiles, self.builder_optimization_level = logger, None, [], None
+
+        def set_memory_pool_limit(self, pool, size) -> None:
+            pass
+
+        def create_timing_cache(self, blob: bytes):
+            if blob and not blob.startswith(b"TC"):
+                self.logger.log(FakeTrt.ILogger.Severity.ERROR, "Serialization assertion magicTagRead == kMAGIC_TAG")
+                self.logger.log(FakeTrt.ILogger.Severity.ERROR, "The timing cache will not be used!")
+                return FakeTrt.Timing(b"")
+            return FakeTrt.Timing(bytes(blob))
+
+        def set_timing_cache(self, timing, ignore_mismatch: bool) -> bool:
+            self.timing = timing
+            return True
+
+        def add_optimization_profile(self, profile) -> int:
+            self.profiles.append(profile)
+            return len(self.profiles) - 1
+
+        def get_flag(self, flag) -> bool:
+            return True
+
+    class Builder:
+        def __init__(self, logger) -> None:
+            self.logger = logger
+
+        def create_network(self, flags: int):
+            assert flags == 1 << FakeTrt.NetworkDefinitionCreationFlag.STRONGLY_TYPED
+            return type("Network", (), {"num_layers": 3, "get_input": lambda self, i: type("T", (), {"name": "x"})})()
+
+        def create_builder_config(self):
+            return FakeTrt.Config(self.logger)
+
+        def create_optimization_profile(self):
+            return type("Profile", (), {"set_shape": lambda self, name, lo, opt, hi: None})()
+
+        def build_serialized_network(self, network, config):
+            if FakeTrt.fail_build:
+                self.logger.log(FakeTrt.ILogger.Severity.ERROR, FakeTrt.fail_build)
+                return None
+            return b"engine"
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network, logger) -> None:
+            pass
+
+        def parse_from_file(self, path: str) -> bool:
+            return True
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    from accelnas.plugins.cuda_trt import trt_engine
+
+    monkeypatch.setattr(trt_engine, "import_tensorrt", lambda: FakeTrt)
+    monkeypatch.setattr(trt_engine, "_LOGGER", None)
+    monkeypatch.setattr(FakeTrt, "fail_build", None)
+    return FakeTrt
+
+
+def _key():
+    from accelnas.plugins.cuda_trt.engine_cache import EngineKey
+
+    return EngineKey("1311-6321-6521-6331-6531-6541-6311", "fp16", (1, 8), 32, "10.13.0.35", "NVIDIA H100", "9.0")
+
+
+def test_build_reuses_the_timing_cache_and_saves_it_back(fake_trt, tmp_path):
+    from accelnas.plugins.cuda_trt.engine_cache import EngineCache
+    from accelnas.plugins.cuda_trt.trt_engine import build_engine
+
+    cache, key = EngineCache(tmp_path), _key()
+    data, info = build_engine(tmp_path / "a.onnx", key, cache)
+    assert data == b"engine" and info["timing_cache_reused"] is False and info["tf32_allowed"] is True
+    assert cache.load_timing_cache(key) == b"TC+"
+    _, info = build_engine(tmp_path / "a.onnx", key, cache)
+    assert info["timing_cache_reused"] is True and cache.load_timing_cache(key) == b"TC++"
+
+
+def test_an_unreadable_timing_cache_is_not_reused_nor_blamed_for_a_failed_build(fake_trt, tmp_path, caplog):
+    from accelnas.plugins.cuda_trt.engine_cache import EngineCache
+    from accelnas.plugins.cuda_trt.trt_engine import build_engine
+
+    cache, key = EngineCache(tmp_path), _key()
+    cache.store_timing_cache(key, b"garbage")
+    _, info = build_engine(tmp_path / "a.onnx", key, cache)
+    assert info["timing_cache_reused"] is False and cache.load_timing_cache(key) == b"TC+"
+    assert "unusable (Serialization assertion magicTagRead == kMAGIC_TAG" in caplog.text
+
+    cache.store_timing_cache(key, b"garbage")
+    fake_trt.fail_build = "Could not find any implementation for node /conv/Conv"
+    with pytest.raises(EngineBuildError) as failed:
+        build_engine(tmp_path / "a.onnx", key, cache)
+    assert str(failed.value).endswith(": Could not find any implementation for node /conv/Conv")

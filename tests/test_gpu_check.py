@@ -74,7 +74,9 @@ def test_gpu_check_refuses_bad_arguments_before_measuring(tmp_path, caplog):
     taken.write_text("")
     cases = {("--out", str(taken)): f"cannot use {taken} as --out",
              ("--num-random", "-1"): "--num-random must be >= 0, got -1",
-             ("--input-size", "0"): "input size must be within 16..1024, got 0"}  # fmt: skip
+             ("--input-size", "0"): "input size must be within 16..1024, got 0",
+             ("--budget", "-5"): "--budget must be a positive number of seconds, got -5.0",
+             ("--budget", "nan"): "--budget must be a positive number of seconds, got nan"}  # fmt: skip
     for args, expected in cases.items():
         caplog.clear()
         assert gpu_check.main(["--out", str(tmp_path / "out"), *args]) == 2  # a later --out wins

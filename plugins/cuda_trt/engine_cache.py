@@ -11,9 +11,9 @@ measures the same. Each entry is
 ``<digest>.engine`` plus ``<digest>.json`` holding the key and the engine's SHA-256; an entry whose
 metadata is unreadable, whose key differs or whose bytes do not match the checksum is deleted and
 reported as a miss, so the caller rebuilds it. Files are written atomically (temporary file +
-rename), so concurrent campaigns never read half an engine. The cache is best effort: an entry that
-cannot be written or removed (a read-only or full disk) is logged as a warning, and the engine just
-built is used all the same.
+rename), so concurrent campaigns never read half an engine. The cache is best effort: a cache folder
+that cannot be entered, or an entry that cannot be written or removed (a read-only or full disk), is
+logged as a warning, and the engine just built is used all the same.
 
 The cache directory is ``$ACCELNAS_TRT_CACHE`` if set (``off`` disables caching), else
 ``$XDG_CACHE_HOME/accelnas/tensorrt`` (``~/.cache/accelnas/tensorrt``).
@@ -141,7 +141,11 @@ class EngineCache:
         if self.root is None:
             return None
         engine_path, meta_path = self.paths(key)
-        if not engine_path.exists() and not meta_path.exists():
+        try:
+            if not engine_path.exists() and not meta_path.exists():
+                return None
+        except OSError as exc:  # a folder this user may not enter: as if there were no cache
+            log.warning("engine cache %s is unreadable (%s); building the engine", self.root, exc)
             return None
         problem = None
         try:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from accelnas.core.errors import AccelnasError, first_line
+from accelnas.core.errors import AccelnasError, TargetUnavailableError, first_line
 
 
 class GpuOptionError(AccelnasError, ValueError):
     """A backend option of ``gpu/tensorrt`` or ``gpu/torch`` is unknown or has a bad value."""
 
 
-class GpuUnavailableError(AccelnasError):
-    """CUDA (or TensorRT) cannot be used in this process."""
+class GpuUnavailableError(TargetUnavailableError):
+    """CUDA (or TensorRT) cannot be used in this process, or the CUDA device asked for does not exist: the
+    campaign stops with nothing stored, as every architecture would fail alike."""
 
 
 class EngineBuildError(AccelnasError):

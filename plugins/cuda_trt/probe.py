@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.util import find_spec
 
+from accelnas.core.errors import describe
 from accelnas.core.provenance import package_version
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def _tensorrt() -> tuple[bool, str | None, str | None]:
     try:
         import tensorrt as trt
     except Exception as exc:  # a broken wheel or missing CUDA libraries
-        return False, f"TensorRT does not import ({type(exc).__name__}: {exc})", None
+        return False, f"TensorRT does not import ({describe(exc)})", None
     version = str(getattr(trt, "__version__", "0"))
     try:
         major = int(version.split(".")[0])

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accelnas.core.errors import describe
 from accelnas.plugins.cuda_trt.engine_cache import EngineCache, EngineKey
 from accelnas.plugins.cuda_trt.errors import EngineBuildError, GpuOutOfMemoryError
 from accelnas.plugins.cuda_trt.probe import TENSORRT_HINT
@@ -98,15 +99,24 @@ def _set_profile(context: Any, index: int, batch: int, stream: Any) -> None:
         raise EngineBuildError(f"TensorRT refused optimization profile {index} (batch {batch})")
 
 
-def _timing_cache(trt: Any, config: Any, blob: bytes, cache: EngineCache, key: EngineKey) -> tuple[Any, bool]:
-    """Attach a timing cache made from ``blob``; a stale or corrupt one is dropped for an empty one."""
+def _timing_cache(config: Any, blob: bytes, cache: EngineCache, key: EngineKey, logger: Any) -> tuple[Any, bool]:
+    """Attach a timing cache made from ``blob``; a stale or corrupt one is dropped for an empty one.
+
+    TensorRT reports a blob it cannot read by logging errors ("The timing cache will not be used!"),
+    possibly handing back an empty cache all the same: errors logged while reading it make it unusable
+    too, and are forgotten, so that they are not given as the cause of a build that fails later.
+    """
     if blob:
+        before = len(logger.errors)
         try:
             timing = config.create_timing_cache(blob)
-            if timing is not None and config.set_timing_cache(timing, False):
+            if timing is not None and len(logger.errors) == before and config.set_timing_cache(timing, False):
                 return timing, True
+            problem = _first_error(logger.errors[before:], "not accepted")
         except Exception as exc:  # a corrupt cache file
-            log.warning("timing cache %s unusable (%s); starting an empty one", key.timing_cache_name, exc)
+            problem = describe(exc)
+        log.warning("timing cache %s unusable (%s); starting an empty one", key.timing_cache_name, problem)
+        del logger.errors[before:]
         cache.drop_timing_cache(key)
     timing = config.create_timing_cache(b"")
     config.set_timing_cache(timing, False)
@@ -128,7 +138,7 @@ def build_engine(onnx_path: Path, key: EngineKey, cache: EngineCache) -> tuple[b
     if key.workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, key.workspace_mib << 20)
     config.builder_optimization_level = key.opt_level
-    timing, reused = _timing_cache(trt, config, cache.load_timing_cache(key), cache, key)
+    timing, reused = _timing_cache(config, cache.load_timing_cache(key), cache, key, logger)
     name = network.get_input(0).name
     size = key.input_size
     for batch in key.batch_profile:
