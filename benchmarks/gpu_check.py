@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from accelnas.core.records import MeasureSettings
     from accelnas.core.space import EFFICIENTNET_B0, sample
     from accelnas.core.store import Store
+    from accelnas.plugins.cuda_trt.engine_cache import cache_dir_from
     from accelnas.plugins.cuda_trt.plugin import CudaTrtPlugin
 
     out_dir = Path(args.out)
@@ -208,7 +209,9 @@ def run(args: argparse.Namespace) -> int:
     deadline = start + args.budget
     json_path = out_dir / "gpu_check.json"
     registry = PluginRegistry()
-    registry.register(CudaTrtPlugin(cache_dir=args.engine_cache) if args.engine_cache else CudaTrtPlugin(), "cuda_trt")
+    cache = {} if args.engine_cache is None else {"cache_dir": cache_dir_from(args.engine_cache)}
+    plugin = CudaTrtPlugin(**cache)
+    registry.register(plugin, "cuda_trt")
     targets = registry.targets()
     archs = [EFFICIENTNET_B0, *sample(args.num_random, seed=args.seed, exclude={EFFICIENTNET_B0.id})]
     labels = {a.id: ("EfficientNet-B0" if a == EFFICIENTNET_B0 else f"random-{i}") for i, a in enumerate(archs)}
@@ -346,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision-mode", choices=("fp16", "fp32"), default="fp16", help="numeric precision")
     parser.add_argument("--cuda-graphs", action="store_true", help="gpu/tensorrt: replay CUDA graphs")
     parser.add_argument("--budget", type=float, default=400.0, help="seconds for all measurements")
-    parser.add_argument("--engine-cache", default=None, help="TensorRT engine cache folder [ACCELNAS_TRT_CACHE]")
+    parser.add_argument(
+        "--engine-cache", default=None, help="TensorRT engine cache folder, or off [ACCELNAS_TRT_CACHE]"
+    )
     parser.add_argument("--missing", action="store_true", help="print pip names of missing requirements and exit")
     args = parser.parse_args(argv)
     if args.missing:

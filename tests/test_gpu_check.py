@@ -53,7 +53,7 @@ def test_gpu_check_measures_every_pass_and_variant_and_keeps_failures(tmp_path, 
     monkeypatch.setattr(cuda_plugin, "CudaTrtPlugin", PretendGpu)
     monkeypatch.setattr("accelnas.plugins.cuda_trt.gpu_provenance.gpu_provenance", lambda index=0: {"name": "pretend"})
     args = ["--out", str(tmp_path), "--num-random", "2", "--input-size", "32", "--max-seconds", "0.2",
-            "--warmup-seconds", "0.05", "--budget", "120"]  # fmt: skip
+            "--warmup-seconds", "0.05", "--budget", "900"]  # fmt: skip
     assert gpu_check.main(args) == 0
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     summary = report["summary"]
@@ -82,3 +82,28 @@ def test_gpu_check_refuses_bad_arguments_before_measuring(tmp_path, caplog):
         assert gpu_check.main(["--out", str(tmp_path / "out"), *args]) == 2  # a later --out wins
         assert next(r.getMessage() for r in caplog.records if r.levelname == "ERROR").startswith(expected)
     assert not (tmp_path / "out" / "gpu_check.json").exists()
+
+
+def test_engine_cache_off_switches_the_cache_off_as_the_environment_variable_does(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from accelnas.plugins.cuda_trt.engine_cache import cache_dir_from
+
+    assert cache_dir_from("off") is None and cache_dir_from(" None ") is None
+    assert cache_dir_from("~/engines") == Path.home() / "engines"
+    gpu_check = load_benchmark("gpu_check")
+    given = []
+
+    class Recording(PretendGpu):
+        def __init__(self, *args, **kwargs):
+            given.append(kwargs.get("cache_dir", "default"))
+            super().__init__()
+
+    monkeypatch.setattr(cuda_plugin, "CudaTrtPlugin", Recording)
+    monkeypatch.setattr("accelnas.plugins.cuda_trt.gpu_provenance.gpu_provenance", lambda index=0: {"name": "pretend"})
+    args = ["--num-random", "0", "--input-size", "32", "--max-seconds", "0.05", "--warmup-seconds", "0.01"]
+    for cache in ("off", str(tmp_path / "engines"), None):
+        extra = [] if cache is None else ["--engine-cache", cache]
+        assert gpu_check.main(["--out", str(tmp_path / "out"), *args, *extra]) == 0
+    assert given == [None, tmp_path / "engines", "default"]  # "off" used to be a folder named off
+    assert not Path("off").exists()

@@ -112,11 +112,17 @@ def batch_profile(throughput_batch: int) -> tuple[int, ...]:
     return tuple(sorted({1, throughput_batch}))
 
 
+def cache_dir_from(value: str) -> Path | None:
+    """The engine cache directory a setting names (``$ACCELNAS_TRT_CACHE``, ``--engine-cache``); None for
+    ``off`` and the other words of :data:`DISABLED`."""
+    return None if value.strip().lower() in DISABLED else Path(value).expanduser()
+
+
 def default_cache_dir() -> Path | None:
     """The engine cache directory from the environment; None when caching is switched off."""
     value = os.environ.get(ENV_VAR)
     if value is not None:
-        return None if value.strip().lower() in DISABLED else Path(value).expanduser()
+        return cache_dir_from(value)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "accelnas" / "tensorrt"
 
