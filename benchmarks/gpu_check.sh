@@ -98,5 +98,9 @@ fi
 timeout "$LEFT" "$PY" benchmarks/gpu_check.py --out "$OUT" --budget "$BUDGET" ${GPU_CHECK_ARGS:-} \
     2> >(tee "$OUT/gpu_check.log" >&2)
 status=$?
-echo "gpu_check: exit $status; results in $OUT/gpu_check.json" >&2
+if [ -f "$OUT/gpu_check.json" ]; then
+    echo "gpu_check: exit $status; results in $OUT/gpu_check.json" >&2
+else
+    echo "gpu_check: exit $status; no results written (see $OUT/gpu_check.log)" >&2
+fi
 exit $status
