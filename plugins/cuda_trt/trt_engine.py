@@ -98,7 +98,7 @@ def _set_profile(context: Any, index: int, batch: int, stream: Any) -> None:
         raise EngineBuildError(f"TensorRT refused optimization profile {index} (batch {batch})")
 
 
-def _timing_cache(trt: Any, config: Any, blob: bytes, cache: EngineCache, key: EngineKey) -> tuple[Any, bool]:
+def _timing_cache(config: Any, blob: bytes, cache: EngineCache, key: EngineKey) -> tuple[Any, bool]:
     """Attach a timing cache made from ``blob``; a stale or corrupt one is dropped for an empty one."""
     if blob:
         try:
@@ -128,7 +128,7 @@ def build_engine(onnx_path: Path, key: EngineKey, cache: EngineCache) -> tuple[b
     if key.workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, key.workspace_mib << 20)
     config.builder_optimization_level = key.opt_level
-    timing, reused = _timing_cache(trt, config, cache.load_timing_cache(key), cache, key)
+    timing, reused = _timing_cache(config, cache.load_timing_cache(key), cache, key)
     name = network.get_input(0).name
     size = key.input_size
     for batch in key.batch_profile:
