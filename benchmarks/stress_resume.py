@@ -258,15 +258,17 @@ def run_stress(
     probe_db = workdir / "probe.sqlite"
     t0 = time.perf_counter()
     probe_env = plugin_env(site, workdir / "probe.jsonl")
-    probe = subprocess.Popen(collect_command(probe_db, num, seed, *extra), env=probe_env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    startup = None
-    while probe.poll() is None:
-        if startup is None and stored_rows(probe_db):
-            startup = time.perf_counter() - t0
-        time.sleep(0.02)
+    probe_log = workdir / "probe.log"  # not a pipe: unread, it fills after a few hundred progress lines
+    with open(probe_log, "wb") as log_file:
+        probe = subprocess.Popen(collect_command(probe_db, num, seed, *extra), env=probe_env,
+                                 stdout=subprocess.DEVNULL, stderr=log_file)  # fmt: skip
+        startup = None
+        while probe.poll() is None:
+            if startup is None and stored_rows(probe_db):
+                startup = time.perf_counter() - t0
+            time.sleep(0.02)
     if probe.returncode != 0:
-        raise RuntimeError(f"collect failed: {probe.stderr.read()[-2000:]}")
+        raise RuntimeError(f"collect failed: {probe_log.read_text(encoding='utf-8', errors='replace')[-2000:]}")
     full = time.perf_counter() - t0
     startup = startup if startup is not None else full
     kills = mid_campaign = rounds = stored = measured = guarded = 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from accelnas.core.records import is_whole
-from accelnas.core.space import NUM_STAGES, Architecture
+from accelnas.core.space import Architecture
 
 STEM_CHANNELS = 32
 STRIDES: tuple[int, ...] = (1, 2, 2, 2, 1, 2, 1)
@@ -200,7 +200,3 @@ def calibrate_batchnorm(model, input_size: int, *, batches: int = 4, batch_size:
     for m, momentum in zip(bns, saved, strict=True):
         m.momentum = momentum
     return model.eval()
-
-
-def num_stages() -> int:
-    return NUM_STAGES

@@ -263,18 +263,6 @@ def sample_one(rng: random.Random) -> Architecture:
     )
 
 
-def iter_space() -> Iterator[Architecture]:  # pragma: no cover - 1e11 elements, for small slices only
-    """Every architecture, in a fixed order (use with ``itertools.islice``)."""
-    import itertools
-
-    per_stage = [
-        [Stage(e, k, l, se) for e in EXPANSIONS for k in KERNELS for l in LAYERS[i] for se in SE_CHOICES]  # noqa: E741
-        for i in range(NUM_STAGES)
-    ]
-    for combo in itertools.product(*per_stage):
-        yield Architecture(tuple(combo))
-
-
 def parse_architecture(text: str) -> Architecture:
     """Parse what a user typed: a string id, ``b0``, a JSON config, or a path to a JSON config.
 

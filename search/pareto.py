@@ -107,15 +107,6 @@ def front(problem: SearchProblem, evaluations: Sequence[Evaluation]) -> list[Eva
     return sorted(chosen, key=lambda e: problem.minimization(problem.objective_values(e.mean))[0].tolist())
 
 
-def front_hypervolume(problem: SearchProblem, normalizer: Normalizer, evaluations: Sequence[Evaluation]) -> float:
-    """Hypervolume of the feasible evaluations."""
-    feasible = [e for e in evaluations if e.feasible]
-    if not feasible:
-        return 0.0
-    values = problem.minimization(problem.objective_values(np.array([e.mean for e in feasible])))
-    return hypervolume(normalizer(values), normalizer.reference)
-
-
 def anytime_hypervolume(
     problem: SearchProblem,
     normalizer: Normalizer,

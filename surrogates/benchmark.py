@@ -85,7 +85,7 @@ class Benchmark:
 
     def __init__(
         self,
-        surrogates: Sequence[SurrogateArtifact | Path],
+        surrogates: Sequence[SurrogateArtifact | str | Path],
         where: Sequence[str] | None = None,
         pairs: Sequence[tuple[str, str] | None] | None = None,
     ) -> None:

@@ -42,3 +42,29 @@ def test_what_two_kills_left_failed_in_process_is_finished_with_isolate(tmp_path
     assert stress.complete(db, 3, 5, stress.plugin_env(site, ledger), ()) == 1
     expected = {(a.id, m) for a in archs for m in ("throughput", "latency")}
     assert stress.verify(db, ledger, expected)["rows"] == 6
+
+
+def test_a_probe_run_that_writes_much_to_stderr_does_not_stall_the_harness(tmp_path):
+    """The clean probe run's progress lines (about 200 bytes an architecture) once went to a pipe
+    nobody read: past 64 KiB (a few hundred architectures) collect waited on it, and the harness on
+    collect, forever. Its stderr now goes to a file, whose tail a failure still shows."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    writer = "import sys; sys.stderr.write('x' * 300_000 + ' the end'); sys.exit(1)"
+    script = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1])\n"
+        "from conftest import load_benchmark\n"
+        "stress = load_benchmark('stress_resume')\n"
+        f"stress.collect_command = lambda *args: [sys.executable, '-c', {writer!r}]\n"
+        "try:\n"
+        "    stress.run_stress(Path(sys.argv[2]), repeats=1, num=2)\n"
+        "except RuntimeError as exc:\n"
+        "    print(exc)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.stdout.startswith("collect failed: ") and run.stdout.rstrip().endswith("x the end"), run.stderr

@@ -280,10 +280,6 @@ class Loader:
         """Batches per epoch."""
         return math.ceil(self.sampler.num_samples / self.batch_size)
 
-    @property
-    def num_images(self) -> int:
-        return self.sampler.num_samples
-
     def _positions(self, epoch: int) -> np.ndarray:
         self.sampler.set_epoch(epoch)
         return self.indices[np.fromiter(iter(self.sampler), dtype=np.int64)]

@@ -95,7 +95,7 @@ class CudaTrtPlugin:
             return None
         opts = parse_options(target.backend, settings)
         if target.backend == TORCH:
-            return torch_backend.export(architecture, model, opts)
+            return torch_backend.export(architecture, model)
         return tensorrt_backend.export(architecture, model, settings, workdir, opts)
 
     @hookimpl

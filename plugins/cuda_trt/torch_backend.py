@@ -55,7 +55,7 @@ class TorchRunner:
         return lambda: module(x)
 
 
-def export(architecture: Architecture, model: Any, opts: GpuOptions) -> ExportedModel:
+def export(architecture: Architecture, model: Any) -> ExportedModel:
     return ExportedModel(format="torch-module", obj=model, info={"arch_id": architecture.id})
 
 

@@ -62,10 +62,6 @@ class QuantizeResult:
     seconds: float = 0.0
     worker: dict[str, Any] | None = None  # the ACCELNAS_VAI_PYTHON run: interpreter, Python, torch versions
 
-    @property
-    def compilable(self) -> bool:
-        return self.format == "xmodel"
-
     def info(self) -> dict[str, Any]:
         return {
             "quantizer": self.quantizer,
