@@ -18,6 +18,8 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor``: merged by the safe loader below
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen

@@ -31,3 +31,13 @@ def test_the_same_key_in_two_mappings_is_fine():
     assert yamlio.load("a: {x: 1}\nb: {x: 2}\n") == {"a": {"x": 1}, "b": {"x": 2}}
     with pytest.raises(yaml.YAMLError):  # as the safe loader: a mapping key must be hashable
         yamlio.load("? [1, 2]\n: 3\n")
+
+
+def test_merge_keys_read_as_the_safe_loader_reads_them():
+    """A board file sharing settings between entries with ``<<: *anchor``; a key set beside it wins."""
+    text = "base: &b\n  port: 22\n  user: root\nzcu102:\n  <<: *b\n  port: 2222\nvck190:\n  <<: [*b, {x: 1}]\n"
+    assert yamlio.load(text) == yaml.safe_load(text)
+    assert yamlio.load(text)["zcu102"] == {"port": 2222, "user": "root"}
+    with pytest.raises(yaml.YAMLError) as caught:  # a key given twice beside a merge is still refused
+        yamlio.load("base: &b {x: 1}\nr:\n  <<: *b\n  y: 1\n  y: 2\n")
+    assert yamlio.problem(caught.value) == "key 'y' given twice (line 5)"
