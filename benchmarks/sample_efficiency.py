@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         files.write_text(args.json, jsonio.dumps(results, indent=2) + "\n")
         print(f"figures: {args.json}", file=sys.stderr)
-    if args.png:
+    if args.png and not results:  # every size was larger than the pool: no curve to draw
+        print(f"plot: not drawn, no size was fitted ({args.png} not written)", file=sys.stderr)
+    elif args.png:
         print(f"plot: {plot_curves(results, args.png)}", file=sys.stderr)
     return 0
 

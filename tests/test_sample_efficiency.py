@@ -110,3 +110,19 @@ def test_the_curves_are_written_as_json_and_a_plot(monkeypatch, tmp_path, capsys
     row = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("16"))
     assert f"{curves['random'][1]['kendall_tau_mean']:.4f}" in row
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_curve_to_draw_is_said_not_a_traceback(monkeypatch, tmp_path, capsys):
+    """Every size larger than the pool: the table says so, and --png draws nothing instead of failing."""
+    import pandas as pd
+
+    bench = _load()
+    frame = pd.DataFrame(
+        [{**a.to_config(), "target": "zcu102/anb", "metric": "latency", "value": 1.0 + i}
+         for i, a in enumerate(sample(20, 5))]
+    )  # fmt: skip
+    monkeypatch.setattr(bench, "import_anb", lambda source: (frame, type("R", (), {"summary": lambda self: ""})()))
+    png = tmp_path / "curves.png"
+    assert bench.main(["--targets", "latency_zcu102", "--sizes", "100", "--seeds", "1", "--png", str(png)]) == 0
+    assert "plot: not drawn, no size was fitted" in capsys.readouterr().err
+    assert not png.exists()
