@@ -212,6 +212,11 @@ def test_the_dpu_batch_follows_the_dpu_name_and_the_arch_json(tmp_path, monkeypa
     assert target.default_batch_size == 6
     with pytest.raises(AccelnasError, match=r"compiled for DPUCVDX8G_ISA3_C32B3 runs batch 3, .* says batch 6"):
         target.check_options(MeasureSettings())
+    # fixing 'batch' as that message says: the arch.json, not the profile's default DPU name, is compiled for
+    target = use({"host": "h", "arch": str(b3), "batch": 3})
+    assert "batch" not in (target.reason or "")
+    assert target.default_batch_size == 3 and load_board("vck190").batch == 3
+    target.check_options(MeasureSettings())
     assert use({"host": "h", "dpu": "DPUCZDX8G_ISA1_B4096", "arch": "/a.json"}).default_batch_size == 1
 
 

@@ -185,7 +185,9 @@ def parse_board(name: str, entry: dict[str, Any], path: Path) -> BoardConfig:
         "throughput_threads": profile.throughput_threads,
         "latency_threads": profile.latency_threads,
     }
-    dpu = values.get("dpu", profile.dpu)
+    # the DPU the entry names; the profile's only where the entry gives no arch.json of its own, whose
+    # target is what is compiled for (and checked against batch when the file is here: check_option_values)
+    dpu = values.get("dpu", None if "arch" in values else profile.dpu)
     named = target_batch(dpu)  # C32B3 runs 3, DPUCZDX8G 1; None where the name does not say
     if named is not None:
         if values.get("batch", named) != named:
