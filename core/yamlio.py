@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from accelnas.core.errors import first_line
+
 
 class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -49,4 +51,4 @@ def problem(exc: yaml.YAMLError) -> str:
     """One line saying what is wrong and on which line, e.g. ``key 'lr' given twice (line 4)``."""
     mark = getattr(exc, "problem_mark", None)
     line = f" (line {mark.line + 1})" if mark is not None else ""
-    return f"{getattr(exc, 'problem', None) or exc}{line}"
+    return f"{getattr(exc, 'problem', None) or first_line(exc)}{line}"

@@ -41,3 +41,10 @@ def test_merge_keys_read_as_the_safe_loader_reads_them():
     with pytest.raises(yaml.YAMLError) as caught:  # a key given twice beside a merge is still refused
         yamlio.load("base: &b {x: 1}\nr:\n  <<: *b\n  y: 1\n  y: 2\n")
     assert yamlio.problem(caught.value) == "key 'y' given twice (line 5)"
+
+
+def test_a_problem_without_a_mark_is_still_one_line():
+    """A control character is a ReaderError, whose text spans two lines: a board file's reason is one line."""
+    with pytest.raises(yaml.YAMLError) as caught:
+        yamlio.load("host: a\x07b\n")
+    assert yamlio.problem(caught.value) == "unacceptable character #x0007: special characters are not allowed"
