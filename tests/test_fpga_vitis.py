@@ -598,9 +598,10 @@ def test_fpga_targets_key_their_results_by_the_xdputil_job_environment():
 
 
 def test_dpu_identity_compares_fingerprints_and_whole_name_tokens():
+    from accelnas.plugins.fpga_vitis.board import compiled_batch
     from accelnas.plugins.fpga_vitis.devices import split_target, target_batch
     from accelnas.plugins.fpga_vitis.errors import RemoteCommandError
-    from accelnas.plugins.fpga_vitis.measure import check_dpu, compiled_batch
+    from accelnas.plugins.fpga_vitis.measure import check_dpu
 
     board = BoardConfig(name="zcu102", host="h")
     ident = {"xdputil_query": {"dpu_arch": ["DPUCZDX8G_ISA1_B4096"], "fingerprints": ["0x101000056010407"]}}

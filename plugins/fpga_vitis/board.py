@@ -229,6 +229,24 @@ def parse_board(name: str, entry: dict[str, Any], path: Path) -> BoardConfig:
     return replace(board, known_hosts=str(Path(board.known_hosts).expanduser()))
 
 
+def compiled_batch(compiled_info: dict[str, Any], board: BoardConfig) -> tuple[int, str]:
+    """The DPU batch of the xmodel (from its compile target's name) and where it came from.
+
+    A target that names its batch (``..._C32B6``; DPUCZDX8G always runs 1) must agree with the board
+    entry's ``batch``, which is used only for targets whose name does not say.
+    """
+    target = compiled_info.get("compiled_target")
+    batch = target_batch(str(target)) if target else None
+    if batch is None:
+        return board.batch, "board entry"
+    if batch != board.batch:
+        raise BoardConfigError(
+            f"an xmodel compiled for {target} runs batch {batch}, but board {board.name}'s entry says batch "
+            f"{board.batch}: fix 'batch' or the arch.json"
+        )
+    return batch, "compile target"
+
+
 def load_board(name: str, settings: MeasureSettings | None = None) -> BoardConfig:
     """The board entry of target backend ``name``; raise :class:`BoardConfigError` with the fix."""
     path = board_file(settings)

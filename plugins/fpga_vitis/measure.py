@@ -35,15 +35,14 @@ from typing import Any
 from accelnas.core.provenance import host_provenance, package_version
 from accelnas.core.records import UNITS, CompiledModel, Measurement, MeasureSettings
 from accelnas.core.timing import mean_ci
-from accelnas.plugins.fpga_vitis.board import BoardConfig
+from accelnas.plugins.fpga_vitis.board import BoardConfig, compiled_batch
 from accelnas.plugins.fpga_vitis.devices import (
     XDPUTIL_JOB_ENV,
     parse_fingerprint,
     same_dpu,
     split_target,
-    target_batch,
 )
-from accelnas.plugins.fpga_vitis.errors import BoardConfigError, RemoteCommandError
+from accelnas.plugins.fpga_vitis.errors import RemoteCommandError
 from accelnas.plugins.fpga_vitis.parsers import (
     BenchmarkRun,
     OutputFormatError,
@@ -108,24 +107,6 @@ def check_dpu(identity: dict[str, Any], compiled_info: dict[str, Any], board: Bo
         raise RemoteCommandError(
             f"board {board.name} carries {', '.join(on_board)} but the xmodel was compiled for {target}"
         )
-
-
-def compiled_batch(compiled_info: dict[str, Any], board: BoardConfig) -> tuple[int, str]:
-    """The DPU batch of the xmodel (from its compile target's name) and where it came from.
-
-    A target that names its batch (``..._C32B6``; DPUCZDX8G always runs 1) must agree with the board
-    entry's ``batch``, which is used only for targets whose name does not say.
-    """
-    target = compiled_info.get("compiled_target")
-    batch = target_batch(str(target)) if target else None
-    if batch is None:
-        return board.batch, "board entry"
-    if batch != board.batch:
-        raise BoardConfigError(
-            f"an xmodel compiled for {target} runs batch {batch}, but board {board.name}'s entry says batch "
-            f"{board.batch}: fix 'batch' or the arch.json"
-        )
-    return batch, "compile target"
 
 
 async def benchmark_run(client: BoardClient, remote_xmodel: str, threads: int, seconds: float) -> BenchmarkRun:

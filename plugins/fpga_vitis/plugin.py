@@ -28,7 +28,14 @@ from accelnas.core.provenance import package_version
 from accelnas.core.records import CompiledModel, ExportedModel, Measurement, MeasureSettings, Target
 from accelnas.core.space import Architecture
 from accelnas.plugins.fpga_vitis import activations, quantize
-from accelnas.plugins.fpga_vitis.board import ENV_BOARD, OPTION_BOARD, BoardConfig, board_file, load_board
+from accelnas.plugins.fpga_vitis.board import (
+    ENV_BOARD,
+    OPTION_BOARD,
+    BoardConfig,
+    board_file,
+    compiled_batch,
+    load_board,
+)
 from accelnas.plugins.fpga_vitis.calibration import (
     OPTION_CALIBRATION,
     OPTION_COUNT,
@@ -127,8 +134,7 @@ def check_option_values(
             f"board file {path} runs fpga/{backend} at DPU batch {board.batch}, but the target is listed at batch "
             f"{listed_batch} (from {ENV_BOARD} or the {backend} profile): name the same file in {ENV_BOARD}"
         )
-    from accelnas.plugins.fpga_vitis.measure import compiled_batch  # measure and transport need asyncssh
-    from accelnas.plugins.fpga_vitis.transport import load_client_key
+    from accelnas.plugins.fpga_vitis.transport import load_client_key  # transport needs asyncssh
 
     compiled_batch({"compiled_target": _dpu(backend, settings)}, board)  # the arch.json's DPU, where it is here
     if board.key and (measures_here or Path(board.key).is_file()):
