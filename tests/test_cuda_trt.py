@@ -142,8 +142,8 @@ def test_builtin_plugin_lists_both_targets():
         assert t.available or t.reason  # unavailable targets always say why
 
 
-# -- failures are recorded per architecture ------------------------------------------------------------
-def test_failures_are_recorded_per_architecture_and_the_campaign_goes_on(tmp_path):
+# -- failures: per architecture, or the campaign stops ---------------------------------------------------
+def test_build_failures_are_stored_per_architecture_and_a_missing_cuda_stops_the_campaign(tmp_path):
     import torch
 
     if torch.cuda.is_available():
