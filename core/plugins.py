@@ -55,7 +55,7 @@ class PluginInfo:
 
 
 def _prints_to_stderr() -> contextlib.AbstractContextManager[Any]:
-    """While plugin code loads or declares its targets: what it prints (an SDK's banner) goes to stderr,
+    """While plugin code loads or declares its targets: what it prints from Python goes to stderr,
     so it cannot garble what the command writes on stdout (``accelnas plugins --json``)."""
     return contextlib.redirect_stdout(sys.stderr)
 
