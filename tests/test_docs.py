@@ -113,3 +113,22 @@ def test_documented_command_lines_use_options_the_command_has():
                 rest = re.split(r"[|;#&]|\baccelnas\b", line[found.end() :])[0]
                 for option in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", rest):
                     assert option in options[name], f"{doc.relative_to(ROOT)}: accelnas {name} has no {option}: {line}"
+
+
+def test_plugin_walkthrough_code_is_a_plugin_the_registry_accepts():
+    """The walk-through's Python blocks, put together as one module, register and declare their target."""
+    import types
+
+    from accelnas.core.plugins import PluginRegistry
+
+    text = (ROOT / "docs" / "writing-a-plugin.md").read_text(encoding="utf-8")
+    walk = text[text.index("## Walk-through") :]
+    code = "\n\n".join(re.findall(r"```python\n(.*?)```", walk, re.S))
+    module = types.ModuleType("walkthrough_plugin")
+    exec(compile(code, "writing-a-plugin.md", "exec"), module.__dict__)
+    registry = PluginRegistry()
+    registry.register(module, "walkthrough")
+    registry.check_pending()
+    hooks = {"export_model", "compile", "measure_throughput", "measure_latency"}
+    assert all(registry.implements(hook) for hook in hooks)
+    assert "cpu/torchscript" in registry.targets()

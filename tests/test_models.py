@@ -110,6 +110,16 @@ def test_extrapolation_is_bounded():
     assert pred.max() <= 10 * y.max() and pred.min() >= y.min() / 10
 
 
+@pytest.mark.parametrize("family", ["hybrid", "xgboost"])
+def test_untransformed_positive_targets_are_never_predicted_negative(family):
+    """One disturbed measurement widens the range a lot; a latency must still not come out negative."""
+    few = TRAIN[:12]
+    y = np.array([count_macs(a, 224) / 1e8 for a in few])
+    y[0] *= 100
+    pred = make(family, transform="none", **FAST.get(family, {})).fit(few, y).predict(sample(2000, seed=2))
+    assert pred.min() >= y.min() / 2
+
+
 @pytest.mark.parametrize("family", ["additive", "hybrid", "gp"])
 def test_sample_weight_discounts_noisy_rows(family):
     """Rows whose targets are badly corrupted hurt less when their weight is small."""

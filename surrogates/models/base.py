@@ -236,7 +236,8 @@ class Surrogate(Regressor):
         """Keep extrapolation within the training range widened by its own span on both sides, so that
         a linear part far outside its data cannot produce absurd values; with the ``log`` and
         ``inverse`` transforms (positive targets) also within [min / 2, 2 · max] of the training
-        targets in their natural unit."""
+        targets in their natural unit, and untransformed positive targets (a latency, a throughput)
+        not below min / 2, so that they are never predicted zero or negative."""
         lo, hi = self.z_range_
         span = max(hi - lo, abs(hi) * 1e-3, 1e-12)
         low, high = lo - span, hi + span
@@ -244,6 +245,8 @@ class Surrogate(Regressor):
             low, high = max(low, lo - np.log(2.0)), min(high, hi + np.log(2.0))
         elif self.transform == "inverse":  # z = 1/y: y <= 2 max where z >= lo / 2, y >= min / 2 where z <= 2 hi
             low, high = max(low, lo / 2), min(high, 2 * hi)
+        elif lo > 0:  # transform "none" on positive targets: y >= min / 2
+            low = max(low, lo / 2)
         return np.clip(z, low, high)
 
     # -- to implement ----------------------------------------------------------------------------
