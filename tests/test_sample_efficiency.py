@@ -13,6 +13,18 @@ def _load():
     return load_benchmark("sample_efficiency")
 
 
+def _fake_anb(monkeypatch, bench, num: int):
+    """Make ``bench`` read ``num`` architectures' ZCU102 latencies (a function of their MACs) as its data."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [{**a.to_config(), "target": "zcu102/anb", "metric": "latency", "value": 1.0 + count_macs(a, 224) / 1e8}
+         for a in sample(num, 5)]
+    )  # fmt: skip
+    monkeypatch.setattr(bench, "import_anb", lambda source: (frame, type("R", (), {"summary": lambda self: ""})()))
+    return frame
+
+
 def test_default_fit_weights_rows_by_their_measurement_noise():
     """With the TPUv3 recipe, rows measured badly (large std) hardly move the fit."""
     bench = _load()
@@ -55,18 +67,12 @@ def test_cells_show_the_sample_standard_deviation_and_none_from_one_seed():
 
 
 def test_a_size_larger_than_the_pool_is_reported_not_skipped_silently(monkeypatch, capsys):
-    import pandas as pd
 
     from accelnas.core.space import FEATURE_NAMES
 
     bench = _load()
-    archs = sample(40, 5)
-    frame = pd.DataFrame(
-        [{**a.to_config(), "target": "zcu102/anb", "metric": "latency", "value": 1.0 + count_macs(a, 224) / 1e8}
-         for a in archs]
-    )  # fmt: skip
+    frame = _fake_anb(monkeypatch, bench, 40)
     assert set(FEATURE_NAMES) <= set(frame.columns)
-    monkeypatch.setattr(bench, "import_anb", lambda source: (frame, type("R", (), {"summary": lambda self: ""})()))
     assert bench.main(["--targets", "latency_zcu102", "--sizes", "100,all", "--seeds", "2",
                        "--strategies", "random"]) == 0  # fmt: skip
     out = capsys.readouterr().out
@@ -89,15 +95,8 @@ def test_sizes_too_small_to_choose_a_family_are_refused_before_anything_is_read(
 def test_the_curves_are_written_as_json_and_a_plot(monkeypatch, tmp_path, capsys):
     import json
 
-    import pandas as pd
-
     bench = _load()
-    archs = sample(40, 5)
-    frame = pd.DataFrame(
-        [{**a.to_config(), "target": "zcu102/anb", "metric": "latency", "value": 1.0 + count_macs(a, 224) / 1e8}
-         for a in archs]
-    )  # fmt: skip
-    monkeypatch.setattr(bench, "import_anb", lambda source: (frame, type("R", (), {"summary": lambda self: ""})()))
+    _fake_anb(monkeypatch, bench, 40)
     png, out = tmp_path / "curves.png", tmp_path / "curves.json"
     assert bench.main(["--targets", "latency_zcu102", "--sizes", "8,16,all", "--seeds", "2",
                        "--strategies", "random,space-filling", "--png", str(png), "--json", str(out)]) == 0  # fmt: skip
@@ -114,14 +113,9 @@ def test_the_curves_are_written_as_json_and_a_plot(monkeypatch, tmp_path, capsys
 
 def test_no_curve_to_draw_is_said_not_a_traceback(monkeypatch, tmp_path, capsys):
     """Every size larger than the pool: the table says so, and --png draws nothing instead of failing."""
-    import pandas as pd
 
     bench = _load()
-    frame = pd.DataFrame(
-        [{**a.to_config(), "target": "zcu102/anb", "metric": "latency", "value": 1.0 + i}
-         for i, a in enumerate(sample(20, 5))]
-    )  # fmt: skip
-    monkeypatch.setattr(bench, "import_anb", lambda source: (frame, type("R", (), {"summary": lambda self: ""})()))
+    _fake_anb(monkeypatch, bench, 20)
     png = tmp_path / "curves.png"
     assert bench.main(["--targets", "latency_zcu102", "--sizes", "100", "--seeds", "1", "--png", str(png)]) == 0
     assert "plot: not drawn, no size was fitted" in capsys.readouterr().err
