@@ -14,6 +14,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+# what the line of an architecture left unmeasured says, by event status
+_NOT_MEASURED = {"skipped": "already stored", "kept-failure": "stored failure, not retried"}
+
+
 class ProgressPrinter:
     """Callable for :func:`~accelnas.core.campaign.run_campaign` that prints progress and an ETA."""
 
@@ -26,13 +30,9 @@ class ProgressPrinter:
     def __call__(self, event: Progress) -> None:
         width = len(str(event.total))
         head = f"[{event.index:>{width}}/{event.total}] {event.arch.id}"
-        if event.status == "skipped":
+        if note := _NOT_MEASURED.get(event.status):
             self.skipped += 1
-            print(f"{head}  already stored", file=self.stream, flush=True)
-            return
-        if event.status == "kept-failure":
-            self.skipped += 1
-            print(f"{head}  stored failure, not retried", file=self.stream, flush=True)
+            print(f"{head}  {note}", file=self.stream, flush=True)
             return
         self.worked_archs.add(event.arch.id)
         elapsed = time.perf_counter() - self.start
