@@ -89,6 +89,7 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         return  # "auto" and other forms are Ray's to resolve
+    host = host.removeprefix("[").removesuffix("]")  # an IPv6 address: [::1]:6379
     try:
         conn = socket.create_connection((host, int(port)), timeout=timeout)
     except OSError as exc:

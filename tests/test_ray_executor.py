@@ -211,6 +211,24 @@ def test_an_address_where_another_service_listens_is_a_one_line_error(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith("error: http://127.0.0.1:8265 is not a Ray cluster address")
 
 
+def test_an_ipv6_address_is_checked_at_its_host():
+    """``[::1]:port`` names host ``::1``; with the brackets kept the name does not resolve."""
+    from accelnas.core.errors import AccelnasError
+    from accelnas.core.ray_executor import check_reachable
+
+    try:
+        server = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    port = server.getsockname()[1]
+    server.close()  # nothing listens there now: the error must be the connection's, not the name's
+    with pytest.raises(AccelnasError) as info:
+        check_reachable(f"[::1]:{port}", timeout=5)
+    assert "cannot reach" in str(info.value)
+    assert "Name or service" not in str(info.value) and "nodename" not in str(info.value)
+    assert "refused" in str(info.value).lower()
+
+
 def test_starting_ray_keeps_the_sigterm_handler_of_the_command():
     """Ray's own handler exits at once; a stopped command must still clean up and say so (exit 143)."""
     from accelnas.core.ray_executor import init_ray
