@@ -449,7 +449,8 @@ def collect(
     required=True,
     help="Directory for <device>__<backend>.parquet/.csv files.",
 )
-@click.option("--target", "target_name", default=None, help="Only this target [all].")
+@click.option("--target", "target_name", default=None,
+              help="Only this target (device/backend, or a device that has one target) [all].")  # fmt: skip
 @SETTINGS_OPTION
 def export(db_path: Path, out_dir: Path, target_name: str | None, settings_keys: tuple[str, ...]) -> None:
     """Write the per-device datasets (Parquet and CSV) of a campaign store."""
@@ -458,8 +459,10 @@ def export(db_path: Path, out_dir: Path, target_name: str | None, settings_keys:
 
     with Store(db_path, readonly=True) as store:
         store.check()  # a damaged row is an error, not a silently wrong or missing dataset row
-        frame = dataset.from_store(store, target_name)
         known = store.targets()
+        if target_name is not None:
+            target_name = dataset.resolve_target(target_name, known)
+        frame = dataset.from_store(store, target_name)
     if not frame.empty:
         frame = dataset.with_settings(frame, settings_keys, target=target_name)
     if frame.empty:
@@ -502,7 +505,8 @@ def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | Non
     required=True,
     help="Dataset file (.parquet/.csv) or directory of .parquet files.",
 )
-@click.option("--target", "target_name", required=True, help="device/backend, e.g. cpu/onnxruntime.")
+@click.option("--target", "target_name", required=True,
+              help="device/backend, e.g. cpu/onnxruntime (a device alone where it has one target).")  # fmt: skip
 @click.option("--metric", type=click.Choice(["throughput", "latency", "accuracy"]), required=True,
               help="The metric to fit.")  # fmt: skip
 @click.option(
@@ -561,6 +565,7 @@ def fit(
     from accelnas.surrogates.plots import ScatterPanel, drift_plot, predicted_vs_measured
 
     frame = dataset.read(data_path)
+    target_name = dataset.resolve_target(target_name, frame["target"])
     if (frame["target"] == target_name).any():
         frame = dataset.with_settings(frame, settings_keys, target=target_name)
     if not ((frame["target"] == target_name) & (frame["metric"] == metric)).any():
@@ -717,7 +722,8 @@ def surrogates() -> None:
               help="A campaign store.")  # fmt: skip
 @click.option("--from-data", "data_path", type=click.Path(path_type=Path), default=None,
               help="Dataset file(s) from export or import-anb.")  # fmt: skip
-@click.option("--target", "target_names", multiple=True, help="Only these targets (repeatable) [all].")
+@click.option("--target", "target_names", multiple=True,
+              help="Only these targets (repeatable; a device alone: each of its targets) [all].")  # fmt: skip
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder,
               required=True, help="Benchmark directory (surrogates, plots, benchmark.json).")  # fmt: skip
 @click.option("--test-fraction", type=FRACTION, default=0.1,
@@ -758,6 +764,7 @@ def surrogates_build(
 ) -> None:
     """Fit, evaluate (held-out τ, R²), save and plot surrogates for every target of a dataset."""
     from accelnas.core import dataset
+    from accelnas.core.records import names_target
     from accelnas.core.store import Store
     from accelnas.surrogates.build import build_all, check_earlier_index, pairs
 
@@ -781,20 +788,17 @@ def surrogates_build(
     else:
         frame = dataset.read(data_path)
         source = {"data": os.path.abspath(data_path)}
+    unmatched = [name for name in target_names if not any(names_target(name, t) for t in frame.get("target", ()))]
+    if unmatched:
+        have = ", ".join(sorted(set(frame.get("target", ())))) or "nothing"
+        raise InvalidArgumentError(f"no data for target {unmatched[0]} (have: {have})")
     if not frame.empty:
-        frame = dataset.with_settings(frame, settings_keys)
+        selected = {t for t in frame["target"] if not target_names or any(names_target(n, t) for n in target_names)}
+        frame = dataset.with_settings(frame, settings_keys, selected=selected)
     available = pairs(frame)
     if not available:
         raise AccelnasError("no measurements to fit surrogates on")
-
-    def wanted(target: str, name: str) -> bool:
-        return target == name or target.split("/")[0] == name
-
-    unmatched = [name for name in target_names if not any(wanted(t, name) for t, _ in available)]
-    if unmatched:
-        have = ", ".join(sorted({t for t, _ in available}))
-        raise InvalidArgumentError(f"no data for target {unmatched[0]} (have: {have})")
-    chosen = [p for p in available if not target_names or any(wanted(p[0], name) for name in target_names)]
+    chosen = [p for p in available if not target_names or any(names_target(name, p[0]) for name in target_names)]
     index = build_all(
         frame, out_dir, targets=chosen, test_fraction=test_fraction, seed=seed, ensemble=ensemble,
         refit_all=not train_only, family=family, drift=drift, tune_seconds=tune_seconds, source=source,

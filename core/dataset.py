@@ -23,6 +23,7 @@ import pandas as pd
 from accelnas.core import files
 from accelnas.core.errors import DatasetError, InvalidArchitectureError, InvalidArgumentError
 from accelnas.core.hardware import mixed_hardware
+from accelnas.core.records import names_target
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.core.store import Store, value_problem
 
@@ -284,17 +285,39 @@ def _single_value(rows: pd.DataFrame, column: str) -> bool:
     return column in rows.columns and len(rows) > 0 and rows[column].notna().all() and rows[column].nunique() == 1
 
 
-def with_settings(frame: pd.DataFrame, choices: Sequence[str], *, target: str | None = None) -> pd.DataFrame:
+def resolve_target(name: str, targets: Iterable[str]) -> str:
+    """The one of ``targets`` that ``name`` names (``cpu`` for ``cpu/onnxruntime``), else ``name`` itself.
+
+    An InvalidArgumentError when a device name fits several targets.
+    """
+    matches = sorted({t for t in targets if names_target(name, t)})
+    if name in matches or not matches:
+        return name
+    if len(matches) > 1:
+        raise InvalidArgumentError(f"target {name} could be {', '.join(matches)}: give one in full")
+    return matches[0]
+
+
+def with_settings(
+    frame: pd.DataFrame,
+    choices: Sequence[str],
+    *,
+    target: str | None = None,
+    selected: Iterable[str] | None = None,
+) -> pd.DataFrame:
     """``frame`` with the settings each target is kept under chosen by ``choices``.
 
     A choice is ``TARGET=KEY`` or a bare ``KEY`` (for every target measured under it that no
     ``TARGET=KEY`` names); a key may be any unique start of one. Targets no choice reaches keep all
-    their rows. With ``target``, choices must be keys that target was measured under.
+    their rows. With ``target``, choices must be keys that target was measured under. With
+    ``selected`` (the targets a command works on; ``target`` alone where given), a ``TARGET=KEY``
+    for any other target is an error rather than a choice without effect.
     """
     if not choices:
         return frame
     if "settings_key" not in frame.columns:
         raise InvalidArgumentError("the data has no settings keys to choose from")
+    allowed = sorted({target} if target is not None else selected if selected is not None else set(frame["target"]))
     keys_of = frame.groupby("target")["settings_key"].agg(lambda k: sorted({str(x) for x in k.dropna()})).to_dict()
     explicit: dict[str, str] = {}
     bare: list[str] = []
@@ -303,6 +326,10 @@ def with_settings(frame: pd.DataFrame, choices: Sequence[str], *, target: str | 
         if sep and name:
             if name not in keys_of:
                 raise InvalidArgumentError(f"--settings {choice}: no target {name} in the data")
+            if name not in allowed:
+                raise InvalidArgumentError(
+                    f"--settings {choice}: {name} is not a target this command works on ({', '.join(allowed)})"
+                )
             _choose(explicit, name, _one_key(key, keys_of[name], f" of {name}"))
         elif target is not None:
             _choose(explicit, target, _one_key(key, keys_of.get(target, []), f" of {target}"))

@@ -80,6 +80,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def names_target(name: str, target: str) -> bool:
+    """Whether ``name`` names ``target``: its full ``device/backend`` name, or its device alone (``cpu``)."""
+    return target == name or ("/" not in name and target.split("/")[0] == name)
+
+
 @dataclass(frozen=True)
 class Target:
     """A measurable (device, backend) pair declared by a plugin through ``register_targets``.

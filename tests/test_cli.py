@@ -553,3 +553,39 @@ def test_settings_choose_among_the_settings_a_target_was_measured_under(tmp_path
     code, err = _main_exit(capsys, *fit_all, "--target", "cpu/x", "--settings", "aaaa", "--settings", "bbbb")
     assert code == 2 and "--settings names two keys of cpu/x (aaaa1111, bbbb2222)" in err
     assert not (tmp_path / "f").exists()
+
+
+def test_a_device_name_selects_its_target_and_settings_for_unselected_targets_are_refused(tmp_path, capsys):
+    """`collect --target cpu` takes the device alone; export, fit and build take it too, and a
+    --settings TARGET=KEY for a target the command does not work on is an error, not a no-op."""
+    from accelnas.core.records import Measurement
+    from accelnas.core.space import sample
+
+    db = tmp_path / "c.sqlite"
+    with Store(db) as store:
+        for target, key in (("cpu/x", "aaaa1111"), ("gpu/y", "cccc3333"), ("gpu/z", "dddd4444")):
+            for i, a in enumerate(sample(12, 32)):
+                v = 1.0 + i
+                m = Measurement("latency", "ms", v, 0.1, v - 0.1, v + 0.1, [v], 1, 32, True)
+                store.record_ok(a, target, key, {"input_size": 32}, m)
+    code, err = _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "d"), "--target", "cpu")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["cpu__x.csv", "cpu__x.parquet"]
+    code, err = _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "e"), "--target", "gpu")
+    assert code == 2 and "target gpu could be gpu/y, gpu/z: give one in full" in err
+    fit = ["fit", "--data", str(tmp_path / "d"), "--metric", "latency", "--family", "additive"]
+    code, err = _main_exit(capsys, *fit, "--target", "cpu", "--out", str(tmp_path / "f"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "f" / "surrogate.json").read_text())["target"] == "cpu/x"
+    build = ["surrogates", "build", "--from-db", str(db), "--family", "additive", "--target", "gpu"]
+    code, err = _main_exit(capsys, *build, "--settings", "cpu/x=aaaa", "--out", str(tmp_path / "b"))
+    assert code == 2 and "--settings cpu/x=aaaa: cpu/x is not a target this command works on (gpu/y, gpu/z)" in err
+    assert not (tmp_path / "b").exists()
+    code, err = _main_exit(capsys, *build, "--settings", "gpu/y=cccc", "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    index = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    assert sorted(e["target"] for e in index["surrogates"]) == ["gpu/y", "gpu/z"]
+    all_data = ["fit", "--data", str(tmp_path / "all"), "--metric", "latency", "--out", str(tmp_path / "g")]
+    assert _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "all"))[0] == 0
+    code, err = _main_exit(capsys, *all_data, "--target", "gpu/y", "--settings", "gpu/z=dddd")
+    assert code == 2 and "gpu/z is not a target this command works on (gpu/y)" in err
