@@ -60,6 +60,9 @@ def test_option_defaults_and_parsing():
     assert parse_options("torch", {"torch_compile": "off"}).torch_compile is None
     settings = MeasureSettings(options=(("check_fp16", False), ("precision", "fp32")))
     assert parse_options("tensorrt", settings).check_fp16 is False
+    # --option cuda_graphs=1 reads as the number 1: it means what "1" and true mean, and keys alike
+    assert parse_options("tensorrt", {"cuda_graphs": 1}).cuda_graphs is True
+    assert parse_options("tensorrt", {"cuda_graphs": 0}) == parse_options("tensorrt", {"cuda_graphs": "false"})
 
 
 @pytest.mark.parametrize(
@@ -76,6 +79,7 @@ def test_option_defaults_and_parsing():
         ("torch", {"device": True}, "must be an integer"),
         ("torch", {"torch_compile": "fastest"}, "'torch_compile' must be"),
         ("tensorrt", {"cuda_graphs": "maybe"}, "must be true or false"),
+        ("tensorrt", {"cuda_graphs": 2}, "must be true or false"),
         ("tpu", {}, "unknown GPU backend"),
     ],
 )

@@ -61,6 +61,8 @@ class GpuOptions:
 def _bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
+    if isinstance(value, int) and value in (0, 1):  # --option cuda_graphs=1 reads as the number 1
+        return bool(value)
     if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
         return value.lower() in ("true", "1", "yes", "on")
     raise GpuOptionError(f"option {key!r} must be true or false, got {value!r}")
