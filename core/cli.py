@@ -106,7 +106,8 @@ def info(arch: str, input_size: int, as_json: bool) -> None:
     """Show an architecture's encodings, parameters and MACs.
 
     ARCH is a string id (e.g. 1311-6321-6521-6331-6531-6541-6311), ``b0`` for EfficientNet-B0, a JSON
-    config (``{"block0_e": ...}``) or a path to an Accel-NASBench config/result JSON file.
+    config (``{"block0_e": ...}``) or a path to a JSON file (a config, an
+    Accel-NASBench result, or what ``info --json`` writes).
     """
     from accelnas.core.model import count_macs, count_params
     from accelnas.core.space import parse_architecture

@@ -266,7 +266,8 @@ def sample_one(rng: random.Random) -> Architecture:
 def parse_architecture(text: str) -> Architecture:
     """Parse what a user typed: a string id, ``b0``, a JSON config, or a path to a JSON config.
 
-    A JSON file may also be an Accel-NASBench ``result_N.json`` record (its ``architecture`` key).
+    A JSON file may also be an Accel-NASBench ``result_N.json`` record (its ``architecture`` key) or what
+    ``accelnas info --json`` writes (its ``config``, checked against its ``id``).
     """
     if not isinstance(text, str):
         raise InvalidArchitectureError(f"expected an architecture as text, got {type(text).__name__}")
@@ -303,6 +304,13 @@ def _from_json_text(text: str, where: str) -> Architecture:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidArchitectureError(f"invalid architecture JSON in {where}: {exc.msg} (line {exc.lineno})") from None
-    if isinstance(data, dict) and isinstance(data.get("architecture"), dict):
+    if isinstance(data, dict) and isinstance(data.get("architecture"), dict):  # an Accel-NASBench result
         data = data["architecture"]
+    elif isinstance(data, dict) and isinstance(data.get("config"), dict):  # `accelnas info --json`
+        arch = Architecture.from_config(data["config"])
+        if "id" in data and data["id"] != arch.id:
+            raise InvalidArchitectureError(
+                f"invalid architecture in {where}: its id {data['id']!r} is not that of its config ({arch.id})"
+            )
+        return arch
     return Architecture.from_config(data)

@@ -1,5 +1,7 @@
 import json
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -131,6 +133,14 @@ def test_parse_architecture_forms(tmp_path):
     record = tmp_path / "result_1.json"
     record.write_text(json.dumps({"architecture": EFFICIENTNET_B0.to_config(), "metrics": {}}))
     assert parse_architecture(str(record)) == EFFICIENTNET_B0
+    shown = tmp_path / "info.json"  # what `accelnas info --json` prints reads back
+    shown.write_text(subprocess.run([sys.executable, "-m", "accelnas.core.cli", "info", "b0", "--json"],
+                                    capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    assert parse_architecture(str(shown)) == EFFICIENTNET_B0
+    other = sample(1, 7)[0]
+    shown.write_text(json.dumps({"id": other.id, "config": EFFICIENTNET_B0.to_config()}))
+    with pytest.raises(InvalidArchitectureError, match=f"its id '{other.id}' is not that of its config"):
+        parse_architecture(str(shown))
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.raises(InvalidArchitectureError, match="invalid architecture JSON"):
