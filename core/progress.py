@@ -36,7 +36,8 @@ class ProgressPrinter:
             return
         self.worked_archs.add(event.arch.id)
         elapsed = time.perf_counter() - self.start
-        remaining = event.total - event.index
+        # architectures left to measure: the campaign reports every stored one before it measures any
+        remaining = max(0, event.total - self.skipped - len(self.worked_archs))
         eta = elapsed / len(self.worked_archs) * remaining
         if event.status == "ok" and event.measurement is not None:
             m = event.measurement

@@ -172,6 +172,25 @@ def test_plugin_failures_are_recorded_and_the_campaign_goes_on(tmp_path):
         assert "already stored" not in printed.getvalue()
 
 
+def test_progress_eta_counts_only_the_architectures_left_to_measure(monkeypatch):
+    """Stored architectures later in the list take no time: they are not in the ETA."""
+    from accelnas.core import campaign, progress
+
+    clock = iter([0.0, 10.0, 20.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    archs = sample(10, seed=3)
+    printed = io.StringIO()
+    printer = ProgressPrinter(printed)  # clock 0
+    for index in range(2, 10):  # the campaign reports the stored ones first
+        printer(campaign.Progress(index, 10, archs[index - 1], None, "skipped"))
+    done = Measurement("latency", "ms", 1.0, 0.01, 0.99, 1.01, [1.0], 1, 32, True)
+    printer(campaign.Progress(1, 10, archs[0], "latency", "ok", done, elapsed=10.0))  # clock 10
+    printer(campaign.Progress(10, 10, archs[9], "latency", "ok", done, elapsed=10.0))  # clock 20
+    lines = printed.getvalue().splitlines()
+    assert lines[-2].endswith("[10s, eta 10s]")  # one of two to measure done in 10 s
+    assert lines[-1].endswith("[10s, eta 0s]")
+
+
 class Counting(Faulty):
     """Faulty, counting the latency measurements it makes."""
 
