@@ -187,7 +187,7 @@ class PluginRegistry:
             raise
         except BaseException as exc:  # e.g. a property of the plugin object that raises when pluggy looks
             raise PluginLoadError(f"plugin {name!r} is invalid: {describe(exc)}") from exc
-        module = getattr(obj, "__name__", type(obj).__module__)
+        module = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", type(obj).__module__)
         version = version or getattr(obj, "__version__", None)
         self._info[name] = PluginInfo(name, module, distribution, version, entry_point=entry_point)
         self._targets = None

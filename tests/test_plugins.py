@@ -205,6 +205,25 @@ def test_a_plugin_without_hook_implementations_is_loaded_with_a_warning(caplog):
     assert [i.hooks for i in registry.plugins()] == [["export_model", "register_targets"], []]
 
 
+def test_a_plugin_class_is_listed_under_its_module():
+    """An entry point may name a class (``pkg.mod:Plugin``) with static hooks: its module is pkg.mod."""
+    import types
+
+    class AsClass:
+        @staticmethod
+        @hookimpl
+        def register_targets(register):
+            register(Target("npu", "as-class"))
+
+    registry = PluginRegistry()
+    registry.register(AsClass, "as-class")
+    registry.register(_Devices(), "devices")
+    registry.register(types.ModuleType("pkg.mod"), "as-module")
+    modules = {i.name: i.module for i in registry.plugins()}
+    assert modules == {"as-class": __name__, "devices": __name__, "as-module": "pkg.mod"}
+    assert "npu/as-class" in registry.targets()
+
+
 def test_plugins_command_says_when_a_plugin_implements_no_hook(monkeypatch):
     from click.testing import CliRunner
 
