@@ -51,6 +51,24 @@ def test_keras_outputs_equal_pytorch_on_copied_weights(size):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+def test_keras_network_is_channels_last_whatever_keras_json_says():
+    """A user's keras.json may set image_data_format channels_first; the network stays NHWC."""
+    keras = keras_net.import_keras()
+    before = keras.config.image_data_format()
+    arch = parse_architecture(RICH)
+    torch_model = calibrate_batchnorm(build_model(arch), SIZE)
+    keras.config.set_image_data_format("channels_first")
+    try:
+        model = keras_net.build_keras_model(arch, SIZE)
+    finally:
+        keras.config.set_image_data_format(before)
+    keras_net.copy_torch_weights(model, torch_model)
+    x = random_input(2, SIZE, seed=3)
+    ref = _torch_logits(torch_model, x)
+    y = model(x.transpose(0, 2, 3, 1), training=False).numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
 def test_keras_bf16_policy_stays_close():
     arch = parse_architecture(SMALL)
     torch_model = calibrate_batchnorm(build_model(arch), SIZE)

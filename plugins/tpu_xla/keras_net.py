@@ -24,6 +24,7 @@ from accelnas.core.space import Architecture
 from accelnas.plugins.tpu_xla.options import XlaOptionError
 
 BN_EPSILON = 1e-5  # torch.nn.BatchNorm2d's default
+NHWC = "channels_last"  # given to each layer: keras.json's image_data_format may say channels_first
 
 
 def backend_problem(backend: str | None = None) -> str | None:
@@ -60,15 +61,19 @@ class _Builder:
         L = self.layers
         padding = "same"
         if stride > 1:
-            x = L.ZeroPadding2D(kernel // 2, dtype=self.dtype)(x)
+            x = L.ZeroPadding2D(kernel // 2, data_format=NHWC, dtype=self.dtype)(x)
             padding = "valid"
         name = f"{path}_{index}"
         if depthwise:
-            conv = L.DepthwiseConv2D(kernel, stride, padding, use_bias=False, name=name, dtype=self.dtype)
+            conv = L.DepthwiseConv2D(
+                kernel, stride, padding, use_bias=False, name=name, data_format=NHWC, dtype=self.dtype
+            )
         else:
-            conv = L.Conv2D(cout, kernel, stride, padding, use_bias=False, name=name, dtype=self.dtype)
+            conv = L.Conv2D(
+                cout, kernel, stride, padding, use_bias=False, name=name, data_format=NHWC, dtype=self.dtype
+            )
         x = conv(x)
-        x = L.BatchNormalization(epsilon=BN_EPSILON, name=f"{path}_{index + 1}", dtype=self.dtype)(x)
+        x = L.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=f"{path}_{index + 1}", dtype=self.dtype)(x)
         index += 2
         if act:
             x = L.Activation("silu", dtype=self.dtype)(x)
@@ -77,10 +82,10 @@ class _Builder:
 
     def squeeze_excite(self, x: Any, path: str, channels: int, squeeze: int) -> Any:
         L = self.layers
-        g = L.GlobalAveragePooling2D(keepdims=True, dtype=self.dtype)(x)
-        g = L.Conv2D(squeeze, 1, name=f"{path}_reduce", dtype=self.dtype)(g)
+        g = L.GlobalAveragePooling2D(keepdims=True, data_format=NHWC, dtype=self.dtype)(x)
+        g = L.Conv2D(squeeze, 1, name=f"{path}_reduce", data_format=NHWC, dtype=self.dtype)(g)
         g = L.Activation("silu", dtype=self.dtype)(g)
-        g = L.Conv2D(channels, 1, name=f"{path}_expand", dtype=self.dtype)(g)
+        g = L.Conv2D(channels, 1, name=f"{path}_expand", data_format=NHWC, dtype=self.dtype)(g)
         g = L.Activation("sigmoid", dtype=self.dtype)(g)
         return L.Multiply(dtype=self.dtype)([x, g])
 
@@ -112,7 +117,7 @@ def build_keras_model(
     for i, spec in enumerate(block_specs(arch)):
         x = b.mbconv(x, i, spec)
     x, _ = b.conv_bn(x, "head", 0, HEAD_CHANNELS, 1, 1, depthwise=False, act=True)
-    x = L.GlobalAveragePooling2D(dtype=dtype)(x)
+    x = L.GlobalAveragePooling2D(data_format=NHWC, dtype=dtype)(x)
     x = L.Dropout(dropout, dtype=dtype)(x)
     logits = L.Dense(num_classes, name="classifier", dtype=dtype)(x)
     return keras.Model(inputs, logits, name=f"mbconv_{arch.id.replace('-', '_')}")
