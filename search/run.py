@@ -45,10 +45,11 @@ class RunResult:
         """The hypervolume after ``queries`` queries, one of the checkpoints ``search`` was given."""
         recorded = dict(self.curve)
         if queries not in recorded:
-            shown = ", ".join(str(n) for n in list(recorded)[:12]) + (", ..." if len(recorded) > 12 else "")
+            counts = list(recorded)
+            shown = ", ".join(str(n) for n in counts[:12]) + (f", ..., {counts[-1]}" if len(counts) > 12 else "")
             raise SearchSpecError(
                 f"{self.label} has no hypervolume at {queries} queries; pass it in search's checkpoints "
-                f"(recorded: {shown}, {self.curve[-1][0] if self.curve else '-'})"
+                f"(recorded: {shown or '-'})"
             )
         return recorded[queries]
 

@@ -502,3 +502,14 @@ def test_search_takes_seeds_and_checkpoints_as_numpy_arrays_or_generators(proble
     assert again.hypervolume_table() == outcome.hypervolume_table()
     with pytest.raises(SearchSpecError, match="at least one optimizer and one seed"):
         search(problem, ["random"], 40, np.array([], dtype=int))
+
+
+def test_a_missing_hypervolume_point_lists_each_recorded_count_once(problem):
+    outcome = search(problem, ["random"], 40, [0], checkpoints=[10, 20])
+    with pytest.raises(
+        SearchSpecError, match=r"at 30 queries; pass it in search's checkpoints \(recorded: 10, 20, 40\)$"
+    ):
+        outcome.hypervolume_table(at=[30])
+    long = search(problem, ["random"], 40, [0], checkpoints=range(1, 41))
+    with pytest.raises(SearchSpecError, match=r"\(recorded: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, \.\.\., 40\)$"):
+        long.hypervolume_table(at=[0])
