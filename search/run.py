@@ -45,10 +45,11 @@ class RunResult:
         """The hypervolume after ``queries`` queries, one of the checkpoints ``search`` was given."""
         recorded = dict(self.curve)
         if queries not in recorded:
-            shown = ", ".join(str(n) for n in list(recorded)[:12]) + (", ..." if len(recorded) > 12 else "")
+            counts = list(recorded)
+            shown = ", ".join(str(n) for n in counts[:12]) + (f", ..., {counts[-1]}" if len(counts) > 12 else "")
             raise SearchSpecError(
                 f"{self.label} has no hypervolume at {queries} queries; pass it in search's checkpoints "
-                f"(recorded: {shown}, {self.curve[-1][0] if self.curve else '-'})"
+                f"(recorded: {shown or '-'})"
             )
         return recorded[queries]
 
@@ -88,7 +89,8 @@ class SearchOutcome:
 
     def hypervolume_table(self, at: Sequence[int] | None = None) -> dict[str, dict[int, tuple[float, float, int]]]:
         """{optimizer: {queries: (mean, std, seeds)}} at the given query counts (default: the summary ones)."""
-        at = list(at or self.summary_points())
+        at = [] if at is None else list(at)  # a numpy array too
+        at = at or self.summary_points()
         table: dict[str, dict[int, tuple[float, float, int]]] = {}
         for name in dict.fromkeys(r.optimizer for r in self.runs):
             runs = [r for r in self.runs if r.optimizer == name]
@@ -116,7 +118,10 @@ def search(
     """Run every optimizer with every seed for ``budget`` unique queries each."""
     if not is_whole(budget) or budget < 1:
         raise SearchSpecError(f"the query budget must be a whole number >= 1, got {budget!r}")
-    if isinstance(optimizers, str) or not optimizers or not seeds:
+    # lists, tuples, numpy arrays or generators: taken once, as a list
+    optimizers = [] if isinstance(optimizers, str) else list(optimizers)
+    seeds = [] if isinstance(seeds, str) else list(seeds)
+    if not optimizers or not seeds:
         raise SearchSpecError("give at least one optimizer and one seed (as lists)")
     bad = [s for s in seeds if not is_whole(s) or not 0 <= s < 2**31]
     if bad:
@@ -125,9 +130,10 @@ def search(
     budget = int(budget)
     for name in optimizers:
         check(name, options)  # unknown names and bad options fail before anything runs
-    check_options_used(list(optimizers), options)
+    check_options_used(optimizers, options)
     normalizer = Normalizer.for_problem(problem)
-    points = sorted(set(checkpoints or checkpoints_for(budget)) | {100, 500, 2000, budget})
+    given = [] if checkpoints is None else list(checkpoints)
+    points = sorted(set(given or checkpoints_for(budget)) | {100, 500, 2000, budget})
     points = [n for n in points if n <= budget]
     runs: list[RunResult] = []
     total = len(optimizers) * len(seeds)

@@ -254,7 +254,8 @@ OUTPUT_FILES = ("verify.json", "verify.csv", "verify.png")
 
 
 def write_verification(v: Verification, out_dir: str | Path) -> list[Path]:
-    """``verify.json``, ``verify.csv`` and (with two or more measured) ``verify.png`` under ``out_dir``."""
+    """``verify.json``, ``verify.csv`` and (with two or more measured) ``verify.png`` under ``out_dir``; with
+    fewer, a ``verify.png`` of an earlier verification there is removed, as it would describe other results."""
     from accelnas.core import files, jsonio
     from accelnas.search.plots import plot_verification
 
@@ -277,4 +278,6 @@ def write_verification(v: Verification, out_dir: str | Path) -> list[Path]:
                 same_scale=v.same_target,
             )
         )
+    else:
+        files.remove(out / OUTPUT_FILES[2], "plot of an earlier verification")
     return paths

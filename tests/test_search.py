@@ -490,3 +490,26 @@ def test_no_search_seed_redraws_the_hypervolume_reference_sample():
     reference = {a.id for a in sample(REFERENCE_SAMPLE, REFERENCE_SEED)}
     for seed in (SEED.min, 1, SEED.max):  # the sample a random search (or a population) starts with
         assert len(reference & {a.id for a in sample(300, seed)}) < 3
+
+
+def test_search_takes_seeds_and_checkpoints_as_numpy_arrays_or_generators(problem):
+    outcome = search(problem, ("random",), 40, np.arange(2), checkpoints=np.array([10, 20]))
+    assert [r.seed for r in outcome.runs] == [0, 1] and outcome.checkpoints == [10, 20, 40]
+    table = outcome.hypervolume_table(at=np.array([20, 40]))
+    assert list(table["random"]) == [20, 40] and table["random"][40][2] == 2
+    again = search(problem, (name for name in ["random"]), 40, (s for s in [0, 1]), checkpoints=[10, 20])
+    assert [r.seed for r in again.runs] == [0, 1]
+    assert again.hypervolume_table() == outcome.hypervolume_table()
+    with pytest.raises(SearchSpecError, match="at least one optimizer and one seed"):
+        search(problem, ["random"], 40, np.array([], dtype=int))
+
+
+def test_a_missing_hypervolume_point_lists_each_recorded_count_once(problem):
+    outcome = search(problem, ["random"], 40, [0], checkpoints=[10, 20])
+    with pytest.raises(
+        SearchSpecError, match=r"at 30 queries; pass it in search's checkpoints \(recorded: 10, 20, 40\)$"
+    ):
+        outcome.hypervolume_table(at=[30])
+    long = search(problem, ["random"], 40, [0], checkpoints=range(1, 41))
+    with pytest.raises(SearchSpecError, match=r"\(recorded: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, \.\.\., 40\)$"):
+        long.hypervolume_table(at=[0])

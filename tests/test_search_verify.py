@@ -222,3 +222,22 @@ def test_verify_checks_the_front_folder_it_writes_to_before_measuring(front_dir,
         shelf.chmod(0o755)
     _one_line_error(result, "pass --out")
     assert result.returncode == 2 and not db.exists()  # refused before measuring
+
+
+def test_rewriting_a_verification_with_one_measured_drops_the_old_plot(tmp_path):
+    from accelnas.search.verify import Verification, write_verification
+
+    def verification(n):
+        archs = sample(n, 4)
+        return Verification(
+            target="cpu/onnxruntime", metric="throughput", unit="images/s", against="throughput@dev",
+            prediction_target="dev/sim", settings_key="k", ids=[a.id for a in archs],
+            predicted=np.arange(1.0, n + 1), measured=np.arange(2.0, n + 2),
+            rows=[{"id": a.id, "predicted": 1.0, "measured": 2.0} for a in archs],
+        )  # fmt: skip
+
+    assert (tmp_path / "verify.png") in write_verification(verification(3), tmp_path)
+    assert (tmp_path / "verify.png").is_file()
+    paths = write_verification(verification(1), tmp_path)
+    assert (tmp_path / "verify.png") not in paths and not (tmp_path / "verify.png").exists()
+    assert json.loads((tmp_path / "verify.json").read_text())["architectures"][0]["id"] == sample(1, 4)[0].id
