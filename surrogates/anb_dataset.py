@@ -225,13 +225,14 @@ def _iter_archive(source: Path) -> Iterator[tuple[str, bytes]]:
         with tarfile.open(source) as tar:
             found = False
             for member in tar:
-                # a hard link is a record too: tar stores a file once and links its other names to it
-                is_file = member.isfile() or member.islnk()
+                # a link is a record too, as in a directory: tar stores a file once and links its other
+                # names to it (hard links), and keeps a directory's symbolic links as links
+                is_file = member.isfile() or member.islnk() or member.issym()
                 if is_file and Path(member.name).name.startswith("result_") and member.name.endswith(".json"):
                     found = True
                     try:
                         handle = tar.extractfile(member)
-                    except KeyError:  # a hard link to a member the archive lacks: read as an empty record
+                    except KeyError:  # a link to a member the archive lacks: read as an empty record
                         handle = None
                     yield Path(member.name).name, handle.read() if handle else b""
             if not found:
