@@ -133,9 +133,10 @@ def fetch(url: str = ANB_URL, cache_dir: Path | None = None, timeout: float = 12
 
 
 def _archive_problem(path: Path) -> str | None:
-    """Why a downloaded tar archive cannot be read to its end, or ``None`` (also for other files)."""
-    if not path.name.removesuffix(".part").endswith(ARCHIVE_SUFFIXES):
-        return None
+    """Why a downloaded tar archive cannot be read to its end, or ``None``.
+
+    Every download is one (:func:`import_anb` reads it as one), whatever its URL's name ends in.
+    """
     try:
         with tarfile.open(path) as tar:
             for _ in tar:

@@ -228,6 +228,13 @@ def test_cut_downloads_are_not_cached(records_dir, tmp_path):
         cached.write_bytes(data[: len(data) // 2])
         assert fetch(url, cache).read_bytes() == data and served.count("/anb.tar.gz?whole") == 2
         assert fetch(url, cache) == cached and served.count("/anb.tar.gz?whole") == 2
+        # a URL whose name does not end as an archive's still serves one: checked, not cached cut short
+        with pytest.raises(DatasetError, match="not a complete tar archive"):
+            fetch(f"{base}/download?unsized", cache)
+        assert [p.name for p in cache.iterdir()] == [cached.name]
+        named = fetch(f"{base}/download?whole", cache)
+        named.write_bytes(data[: len(data) // 2])  # damaged in the cache: downloaded again
+        assert fetch(f"{base}/download?whole", cache).read_bytes() == data and served.count("/download?whole") == 2
     finally:
         server.shutdown()
 
