@@ -133,9 +133,10 @@ def fetch(url: str = ANB_URL, cache_dir: Path | None = None, timeout: float = 12
 
 
 def _archive_problem(path: Path) -> str | None:
-    """Why a downloaded tar archive cannot be read to its end, or ``None`` (also for other files)."""
-    if not path.name.removesuffix(".part").endswith(ARCHIVE_SUFFIXES):
-        return None
+    """Why a downloaded tar archive cannot be read to its end, or ``None``.
+
+    Every download is one (:func:`import_anb` reads it as one), whatever its URL's name ends in.
+    """
     try:
         with tarfile.open(path) as tar:
             for _ in tar:
@@ -225,13 +226,14 @@ def _iter_archive(source: Path) -> Iterator[tuple[str, bytes]]:
         with tarfile.open(source) as tar:
             found = False
             for member in tar:
-                # a hard link is a record too: tar stores a file once and links its other names to it
-                is_file = member.isfile() or member.islnk()
+                # a link is a record too, as in a directory: tar stores a file once and links its other
+                # names to it (hard links), and keeps a directory's symbolic links as links
+                is_file = member.isfile() or member.islnk() or member.issym()
                 if is_file and Path(member.name).name.startswith("result_") and member.name.endswith(".json"):
                     found = True
                     try:
                         handle = tar.extractfile(member)
-                    except KeyError:  # a hard link to a member the archive lacks: read as an empty record
+                    except KeyError:  # a link to a member the archive lacks: read as an empty record
                         handle = None
                     yield Path(member.name).name, handle.read() if handle else b""
             if not found:

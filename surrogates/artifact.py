@@ -29,6 +29,7 @@ from accelnas.core import files as files_
 from accelnas.core import jsonio
 from accelnas.core.errors import SurrogateError, describe
 from accelnas.core.provenance import package_version
+from accelnas.core.records import is_whole
 from accelnas.core.space import EFFICIENTNET_B0
 from accelnas.surrogates import models
 from accelnas.surrogates.features import ENCODINGS
@@ -199,8 +200,10 @@ def _read_metadata(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise SurrogateError(f"{meta_path} is not an accelnas surrogate")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise SurrogateError(f"{meta_path} has surrogate format {version}; this accelnas reads up to {FORMAT_VERSION}")
+    if not is_whole(version) or not 1 <= version <= FORMAT_VERSION:
+        raise SurrogateError(
+            f"{meta_path} has surrogate format {version!r}; this accelnas reads formats 1 to {FORMAT_VERSION}"
+        )
     _check_fields(meta, meta_path)
     return meta_path, meta
 

@@ -20,12 +20,14 @@ import pandas as pd
 
 from accelnas.core import files, jsonio
 from accelnas.core.dataset import check_file_stems, file_stem
+from accelnas.core.errors import DatasetError
 from accelnas.surrogates import artifact
+from accelnas.surrogates.drift import check_estimable
 from accelnas.surrogates.fit import fit_surrogate, fittable
 from accelnas.surrogates.models import family_name
 from accelnas.surrogates.plots import ScatterPanel, drift_plot, predicted_vs_measured
 from accelnas.surrogates.recipes import fit_options, recipe_for
-from accelnas.surrogates.selection import check_selectable, held_out
+from accelnas.surrogates.selection import check_selectable, held_out, split
 
 INDEX_FILE = "benchmark.json"
 INDEX_FORMAT = "accelnas-benchmark"
@@ -72,9 +74,17 @@ def build_all(
     todo = targets or pairs(frame)
     check_file_stems(target for target, _ in todo)
     for target, metric in todo:  # refuse a pair that cannot be fitted before anything is written
-        rows = len(fittable(frame, target, metric))
+        part = fittable(frame, target, metric)
+        rows = len(part)
         if (family or recipe_for(target, metric)["family"]) == "auto":
             check_selectable(rows - held_out(rows, test_fraction))
+        if (drift or recipe_for(target, metric)["drift"]) == "sequence":
+            train, _ = split(rows, test_fraction, seed)  # the rows fit_surrogate estimates drift on first
+            sequence = part["sequence"].to_numpy()[train] if "sequence" in part.columns else None
+            try:
+                check_estimable(part["value"].to_numpy(float)[train], sequence)
+            except DatasetError as exc:
+                raise DatasetError(f"{target}:{metric}: {exc}") from None
     check_earlier_index(out)
     out.mkdir(parents=True, exist_ok=True)
     index: dict[str, Any] = {}
@@ -235,7 +245,7 @@ def _tuned(
     """The recipe with hyperparameters tuned on the rows :func:`fit_surrogate` will train on."""
     from accelnas.core.dataset import select
     from accelnas.surrogates.fit import architectures
-    from accelnas.surrogates.selection import SPACES, select_family, split, tune
+    from accelnas.surrogates.selection import SPACES, select_family, tune
 
     part = select(frame, target, metric)
     train, _ = split(len(part), test_fraction, seed)  # the same split fit_surrogate makes

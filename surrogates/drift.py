@@ -82,6 +82,18 @@ def check_sequence(sequence: Any, n: int) -> np.ndarray:
     return seq
 
 
+def check_estimable(y: Any, sequence: Any, block: int = BLOCK) -> np.ndarray:
+    """``sequence`` as floats where drift can be estimated from ``y`` and it (a sequence on every row,
+    positive values, two blocks of rows); a :class:`DatasetError` naming what is missing otherwise."""
+    y = np.asarray(y, dtype=np.float64)
+    seq = check_sequence(sequence, len(y))
+    if np.any(y <= 0):
+        raise DatasetError("drift correction divides out session factors and needs positive values")
+    if len(y) < 2 * block:
+        raise DatasetError(f"drift correction needs at least {2 * block} rows (two blocks), got {len(y)}")
+    return seq
+
+
 def resolve(drift: str, sequence: Any, n: int) -> str:
     """``"auto"`` as ``"sequence"`` where every row has a sequence and there are two blocks of rows,
     else ``"none"`` (logged); other modes as given."""
@@ -167,11 +179,7 @@ def estimate(
     on the values corrected so far (the models then see less session noise) and adds what is left.
     """
     y = np.asarray(y, dtype=np.float64)
-    seq = check_sequence(sequence, len(y))
-    if np.any(y <= 0):
-        raise DatasetError("drift correction divides out session factors and needs positive values")
-    if len(y) < 2 * block:
-        raise DatasetError(f"drift correction needs at least {2 * block} rows (two blocks), got {len(y)}")
+    seq = check_estimable(y, sequence, block)
     if rounds < 1 or folds < 2:
         raise ValueError(f"drift estimation needs rounds >= 1 and folds >= 2, got {rounds} and {folds}")
     fold = np.random.default_rng(seed).permutation(len(y)) % folds

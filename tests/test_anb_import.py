@@ -118,6 +118,28 @@ def test_odd_but_readable_inputs_are_counted_not_crashed_on(tmp_path):
     assert with_dangling.records == 5 and with_dangling.skipped["malformed JSON"] == 1
 
 
+def test_symbolic_links_in_an_archive_are_records_as_in_a_directory(tmp_path):
+    d = tmp_path / "records"
+    d.mkdir()
+    archs = sample(2, 13)
+    (d / "result_1.json").write_text(json.dumps(_record(archs[0])))
+    (d / "result_2.json").write_text(json.dumps(_record(archs[1])))
+    (d / "result_3.json").symlink_to("result_1.json")  # a second name of record 1
+    (d / "result_4.json").symlink_to(tmp_path / "elsewhere.json")  # leads out of the archive
+    (tmp_path / "elsewhere.json").write_text("{}")
+    archive = tmp_path / "linked.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(d, arcname="anb")
+    with tarfile.open(archive) as tar:
+        assert sum(m.issym() for m in tar.getmembers()) == 2
+    _, from_dir = import_anb(d)
+    _, from_archive = import_anb(archive)
+    assert from_archive.records == from_dir.records == 4
+    assert from_archive.skipped["duplicate architecture"] == from_dir.skipped["duplicate architecture"] == 1
+    assert "result_3.json (same as result_1.json)" in from_archive.examples["duplicate architecture"]
+    assert from_archive.skipped["malformed JSON"] == 1  # the link out of the archive: no record to read
+
+
 def _archive(records_dir, path):
     """The records as the published archive holds them (gzip by the name's suffix)."""
     with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as tar:
@@ -206,6 +228,13 @@ def test_cut_downloads_are_not_cached(records_dir, tmp_path):
         cached.write_bytes(data[: len(data) // 2])
         assert fetch(url, cache).read_bytes() == data and served.count("/anb.tar.gz?whole") == 2
         assert fetch(url, cache) == cached and served.count("/anb.tar.gz?whole") == 2
+        # a URL whose name does not end as an archive's still serves one: checked, not cached cut short
+        with pytest.raises(DatasetError, match="not a complete tar archive"):
+            fetch(f"{base}/download?unsized", cache)
+        assert [p.name for p in cache.iterdir()] == [cached.name]
+        named = fetch(f"{base}/download?whole", cache)
+        named.write_bytes(data[: len(data) // 2])  # damaged in the cache: downloaded again
+        assert fetch(f"{base}/download?whole", cache).read_bytes() == data and served.count("/download?whole") == 2
     finally:
         server.shutdown()
 

@@ -239,6 +239,17 @@ def test_a_build_refuses_an_unfittable_pair_before_writing_and_indexes_each_save
     assert not list((tmp_path / "b").glob(".*.partial"))
 
 
+def test_a_build_refuses_drift_correction_it_cannot_make_before_writing(tmp_path):
+    frame = _frame(120).assign(sequence=lambda f: np.arange(len(f)))
+    tiny = frame[frame["metric"] == "latency"].head(40).assign(target="dev/tiny")  # fitted after dev/sim
+    with pytest.raises(DatasetError, match=r"dev/tiny:latency: drift correction needs at least 100 rows"):
+        build_all(pd.concat([frame, tiny]), tmp_path / "a", family="additive", drift="sequence", echo=lambda line: None)
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(DatasetError, match=r"dev/sim:latency: drift correction needs the dataset's 'sequence'"):
+        build_all(frame.drop(columns="sequence"), tmp_path / "b", family="additive", drift="sequence")
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [

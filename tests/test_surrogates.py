@@ -1,6 +1,7 @@
 import hashlib
 import json
 import logging
+import re
 import time
 import warnings
 from typing import Any, ClassVar
@@ -174,6 +175,10 @@ def test_save_load_round_trip_and_corruption(tmp_path, caplog):
     (out / "surrogate.json").write_text(json.dumps(meta | {"format_version": 99}))
     with pytest.raises(SurrogateError, match="format 99"):
         artifact.load(out)
+    for odd in ("2", 0, True, 2.5):  # not a format number: named as it is written, not read as one
+        (out / "surrogate.json").write_text(json.dumps(meta | {"format_version": odd}))
+        with pytest.raises(SurrogateError, match=re.escape(f"has surrogate format {odd!r};")):
+            artifact.load(out)
     edited = json.loads(json.dumps(meta))
     edited["model"]["params"]["max_depth"] += 1
     (out / "surrogate.json").write_text(json.dumps(edited))
