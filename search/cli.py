@@ -86,7 +86,10 @@ def search(
         raise click.UsageError("--seeds must be >= 1")
     if seed + num_seeds - 1 > SEED.max:
         raise click.UsageError(f"--seed {seed} with --seeds {num_seeds} passes the largest seed, {SEED.max}")
-    names = _split(optimizers) or ["nsga2"]
+    names = _split(optimizers)
+    if optimizers and not names:
+        raise click.UsageError(f"--optimizer {optimizers[0]!r} names no optimizer (random, evolution, nsga2, ...)")
+    names = names or ["nsga2"]
     repeated = [name for i, name in enumerate(names) if name in names[:i]]
     if repeated:
         raise click.UsageError(f"--optimizer names {repeated[0]!r} twice (more runs of one optimizer: --seeds)")

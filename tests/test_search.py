@@ -381,6 +381,7 @@ def test_search_cli_errors_are_one_line(tmp_path, bench_dir):
         (("--objectives", "accuracy,throughput@zcu102"), "no surrogate for zcu102:throughput"),
         (("--objectives", "accuracy", "--optimizer", "annealing"), "unknown optimizer 'annealing'"),
         (("--objectives", "accuracy", "--optimizer", "nsga2,random,nsga2"), "--optimizer names 'nsga2' twice"),
+        (("--objectives", "accuracy", "--optimizer", " , "), "--optimizer ' , ' names no optimizer"),
         (("--objectives", "accuracy", "--seed", "-3"), "Invalid value for '--seed'"),
         (("--objectives", "accuracy", "--seed", "2147483647", "--seeds", "2"), "passes the largest seed, 2147483647"),
         (("--objectives", "accuracy", "--reward-w", "-0.5"), "--reward-w goes with --reward"),
