@@ -615,7 +615,8 @@ def fit(
     "--benchmark", "benchmark_dir", type=click.Path(path_type=Path), help="Benchmark directory (surrogates build)."
 )
 @click.option("--device", default=None, help="With --benchmark: device or target, e.g. zcu102 [all].")
-@click.option("--metric", default=None, help="With --benchmark: accuracy, throughput or latency [all].")
+@click.option("--metric", type=click.Choice(["accuracy", "throughput", "latency"], case_sensitive=False),
+              default=None, help="With --benchmark: this metric only [all].")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def query(
     archs: tuple[str, ...],
@@ -630,6 +631,9 @@ def query(
     from accelnas.surrogates import artifact
     from accelnas.surrogates.benchmark import Benchmark
 
+    twice = [d for i, d in enumerate(surrogate_dirs) if d.resolve() in {e.resolve() for e in surrogate_dirs[:i]}]
+    if twice:
+        raise click.UsageError(f"--surrogate {twice[0]} is given twice")
     if bool(surrogate_dirs) == bool(benchmark_dir):
         raise click.UsageError("give either --surrogate DIR (repeatable) or --benchmark DIR")
     if surrogate_dirs and (device or metric):

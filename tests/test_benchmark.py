@@ -165,7 +165,9 @@ def test_cli_query_by_device_alone(bench_dir):
     unknown = run_cli("query", "b0", "--benchmark", str(bench_dir), "--device", "zcu102")
     assert unknown.returncode == 2 and "no surrogate for device 'zcu102' (available: dev/sim:latency" in unknown.stderr
     unknown = run_cli("query", "b0", "--benchmark", str(bench_dir), "--metric", "speed")
-    assert unknown.returncode == 2 and "no surrogate for metric 'speed' (available:" in unknown.stderr
+    assert unknown.returncode == 2 and "'speed' is not one of 'accuracy', 'throughput', 'latency'" in unknown.stderr
+    capital = run_cli("query", "b0", "--benchmark", str(bench_dir), "--metric", "Latency", "--json")
+    assert capital.returncode == 0 and [r["metric"] for r in json.loads(capital.stdout)] == ["latency"]
     loaded = Benchmark([str(p.parent) for p in sorted(bench_dir.rglob("surrogate.json"))])  # directories as text
     assert loaded.pairs() == Benchmark.load(bench_dir).pairs()
     for bad in (None, 5, b"b0"):  # bytes iterate as numbers, not as architectures
@@ -190,6 +192,8 @@ def test_query_names_the_directory_when_two_surrogates_answer_one_pair(bench_dir
     assert lines[0].endswith(f"[{first}]") and lines[1].endswith(f"[{second}]")
     rows = json.loads(run_cli("query", "b0", "--surrogate", str(first), "--surrogate", str(second), "--json").stdout)
     assert [r["surrogate"] for r in rows] == [str(first), str(second)]
+    again = run_cli("query", "b0", "--surrogate", str(first), "--surrogate", str(first) + "/")
+    assert again.returncode == 2 and f"--surrogate {first} is given twice" in again.stderr
     alone = run_cli("query", "b0", "--surrogate", str(first))
     assert alone.returncode == 0 and "[" not in alone.stdout  # one surrogate per pair: nothing to tell apart
 
