@@ -119,7 +119,8 @@ def read_front(path: str | Path) -> tuple[list[Architecture], pd.DataFrame]:
         raise FrontFileError(f"{path}: needs an 'id' column or the config columns block0_e ... block6_se")
     if frame.empty:
         raise FrontFileError(f"{path}: no architectures")
-    archs = []
+    archs: list[Architecture] = []
+    rows: dict[str, int] = {}  # arch id -> its row
     for i, row in enumerate(frame.to_dict("records")):
         try:
             arch = (
@@ -131,5 +132,8 @@ def read_front(path: str | Path) -> tuple[list[Architecture], pd.DataFrame]:
             raise FrontFileError(f"{path}: row {i + 1}: {exc}") from None
         if has_config and "id" in frame.columns and str(row["id"]) != arch.id:
             raise FrontFileError(f"{path}: row {i + 1}: id {row['id']!r} does not match its config ({arch.id})")
+        if arch.id in rows:  # measured once, it would count twice in the agreement
+            raise FrontFileError(f"{path}: rows {rows[arch.id]} and {i + 1} name one architecture ({arch.id})")
+        rows[arch.id] = i + 1
         archs.append(arch)
     return archs, frame

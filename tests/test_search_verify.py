@@ -146,6 +146,9 @@ def test_read_front_rejects_malformed_files(front_dir, tmp_path):
     mismatch.to_csv(bad, index=False)
     with pytest.raises(FrontFileError, match=r"row 1: id .* does not match"):
         read_front(bad)
+    frame.iloc[[0, 1, 0]].to_csv(bad, index=False)
+    with pytest.raises(FrontFileError, match=rf"rows 1 and 3 name one architecture \({archs[0].id}\)"):
+        read_front(bad)
     assert spread(archs, 2) == [0, 2] and spread(archs, None) == [0, 1, 2]
 
 
