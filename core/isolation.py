@@ -24,6 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
+from accelnas.core.errors import AccelnasError
 from accelnas.core.executors import (
     Executor,
     Outcome,
@@ -153,19 +154,27 @@ class IsolatedExecutor(Executor):
         self._queue.append(task)
 
     def _start_child(self) -> str | None:
-        """Start a child and wait until it is ready; the error text when it cannot start."""
+        """Start a child and wait until it is ready; the error text when it died or timed out starting.
+
+        An AccelnasError when the child reports that it cannot set up (a plugin that does not import
+        there, an unknown target): every architecture would fail alike, so the campaign stops.
+        """
         if self._init is None:
             raise RuntimeError("IsolatedExecutor.open() was not called")
         child = _Child(self._init)
+        died = False
         try:
             message = child.receive(self.start_timeout)
         except EOFError:
+            died = True
             message = {"kind": "init-failed", "error": f"child process died while starting ({child.kill(EXIT_GRACE)})"}
         if message is None:
             child.kill()
             return f"child process timed out while starting ({self.start_timeout:.0f} s)"
         if message.get("kind") != "ready":
             child.kill()
+            if message.get("kind") == "init-failed" and not died:  # it would fail so for every architecture
+                raise AccelnasError(f"the --isolate child process cannot measure: {message.get('error')}")
             return str(message.get("error"))
         self._child = child
         return None

@@ -27,7 +27,7 @@ from conftest import Device, exact_measurement
 from accelnas import hookimpl
 from accelnas.core.campaign import run_campaign
 from accelnas.core.cli import cli, main
-from accelnas.core.errors import PluginError, PluginLoadError, UnknownTargetError
+from accelnas.core.errors import AccelnasError, PluginError, PluginLoadError, UnknownTargetError
 from accelnas.core.executors import build_registry, checked_measurement, registry_spec
 from accelnas.core.isolation import IsolatedExecutor
 from accelnas.core.plugins import PluginRegistry, load_registry
@@ -185,6 +185,22 @@ def test_an_isolated_campaign_runs_a_plugin_instance_made_with_arguments(site, t
     assert rows[0]["provenance"]["measured_by"]["executor"] == "isolated"
     # the measuring process names the plugin's distribution and version beside each value
     assert rows[0]["provenance"]["plugin"] == {"name": "instdev", "distribution": "instdev", "version": "0.1"}
+
+
+def test_an_isolated_campaign_stops_when_its_child_cannot_load_the_plugin(site, tmp_path, monkeypatch):
+    """A plugin that imports here but not in the --isolate child would fail every architecture alike."""
+    picky = "\n    import os\n    if os.environ.get('PICKY_BROKEN'):\n        raise ImportError('picky needs its SDK')"
+    site("picky", {"picky_mod": picky + INSTANCE_PLUGIN}, {"picky": "picky_mod:PLUGIN"})
+    registry = load_registry(["picky"], use_env=False)
+    target = registry.target("inst/boardA")
+    monkeypatch.setenv("PICKY_BROKEN", "1")  # from now on the module no longer imports: in the child
+    with Store(tmp_path / "c.sqlite") as store, pytest.raises(AccelnasError) as info:
+        run_campaign(registry, target, sample(3, seed=2), SETTINGS, store, executor=IsolatedExecutor(120.0))
+    message = str(info.value)
+    assert message.startswith("the --isolate child process cannot measure: ") and "picky needs its SDK" in message
+    with Store(tmp_path / "c.sqlite") as store:
+        assert store.results(status=None) == []  # no failure stored for architectures never tried
+        assert len(store.summary()) == 1 and store.summary()[0]["pending"] == 3
 
 
 class NeedsBoard:
