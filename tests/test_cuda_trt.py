@@ -110,6 +110,10 @@ def test_targets_unavailable_with_the_probe_reason(tmp_path):
     targets = _registry(both, tmp_path).targets()
     assert all(t.available for t in targets.values())
     assert "NVIDIA H100" in targets["gpu/tensorrt"].description
+    several = GpuProbe(cuda_ok=True, tensorrt_ok=True, tensorrt_version="10.13.0", gpu_name="NVIDIA H100",
+                       device_count=4)  # fmt: skip
+    described = _registry(several, tmp_path).targets()["gpu/torch"].description
+    assert "(device 0 of 4: NVIDIA H100; option device)" in described  # the name is device 0's
 
 
 def test_real_probe_explains_what_is_missing_here():

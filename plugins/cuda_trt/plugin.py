@@ -58,6 +58,8 @@ class CudaTrtPlugin:
     def register_targets(self, register: Callable[[Target], None]) -> None:
         found = self.probe()
         on = f" ({found.gpu_name})" if found.gpu_name else ""
+        if found.device_count > 1:  # the name is device 0's; --option device=N measures on another
+            on = f" (device 0 of {found.device_count}{': ' + found.gpu_name if found.gpu_name else ''}; option device)"
         register(
             Target(
                 device=DEVICE,
