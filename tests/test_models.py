@@ -498,3 +498,22 @@ def test_grid_search_over_a_surrogate_refits_the_best_parameters():
     best = make("xgboost", n_estimators=30, **search.best_params_).fit(archs, y)
     assert search.best_estimator_.get_params() == best.get_params()
     np.testing.assert_allclose(search.predict(TEST), best.predict(TEST), rtol=1e-6)
+
+
+@pytest.mark.parametrize("family", [*sorted(FAMILIES), "ensemble"])
+def test_scikit_learn_tells_fitted_from_unfitted_surrogates(family):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    model = _protocol_model(family)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(model)
+    with pytest.raises(NotFittedError, match="before predicting"):
+        model.predict(TEST[:2])
+    if hasattr(model, "predict_dist"):
+        with pytest.raises(NotFittedError, match="before predicting"):
+            model.predict_dist(TEST[:2])
+    model.fit(TRAIN[:40], _y(TRAIN[:40]))
+    check_is_fitted(model)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(clone(model))

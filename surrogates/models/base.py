@@ -2,7 +2,8 @@
 
 ``fit(X, y)`` and ``predict(X)`` take architectures (encoded with ``encoding``) or ready feature
 rows (as :meth:`Surrogate.features` makes them); ``get_params``/``set_params`` expose the constructor
-parameters, and ``set_params`` refuses what the constructor refuses, changing nothing then.
+parameters, and ``set_params`` refuses what the constructor refuses, changing nothing then; predicting
+before ``fit`` raises scikit-learn's ``NotFittedError``.
 ``transform`` fits the model on ``log(y)`` or ``1/y`` and maps predictions back. ``to_state``
 returns a JSON-able dict plus named native model files (no pickle); ``from_state`` rebuilds a
 fitted model from them.
@@ -36,6 +37,13 @@ def check_targets(y: Sequence[float] | np.ndarray) -> np.ndarray:
     if len(bad):
         raise ValueError(f"targets must be finite numbers, got y[{bad[0]}] = {values[bad[0]]}")
     return values
+
+
+def not_fitted(what: str) -> Exception:
+    """The error of predicting before fitting: scikit-learn's ``NotFittedError`` (a ``ValueError``)."""
+    from sklearn.exceptions import NotFittedError
+
+    return NotFittedError(f"fit the {what} before predicting")
 
 
 def _count(v: Any) -> bool:
@@ -88,6 +96,9 @@ class Regressor:
         from sklearn.utils import RegressorTags, Tags, TargetTags
 
         return Tags(estimator_type="regressor", target_tags=TargetTags(required=True), regressor_tags=RegressorTags())
+
+    def __sklearn_is_fitted__(self) -> bool:  # read by scikit-learn's check_is_fitted
+        return bool(self.fitted_)  # type: ignore[attr-defined]
 
     def score(self, X: Any, y: Sequence[float], sample_weight: Sequence[float] | None = None) -> float:
         """R² of the predictions of ``X`` against ``y``, as scikit-learn's regressors score."""
@@ -229,7 +240,7 @@ class Surrogate(Regressor):
     def predict_features(self, features: Any) -> np.ndarray:
         """:meth:`predict` on rows already encoded by :meth:`features`."""
         if not self.fitted_:
-            raise RuntimeError(f"fit the {self.family} surrogate before predicting")
+            raise not_fitted(f"{self.family} surrogate")
         return self._inverse(self._clip(self._predict(features)))
 
     def _clip(self, z: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 
 from accelnas.core.records import is_whole
 from accelnas.core.space import Architecture
-from accelnas.surrogates.models.base import Files, Regressor, Surrogate
+from accelnas.surrogates.models.base import Files, Regressor, Surrogate, not_fitted
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class SeedEnsemble(Regressor):
 
     def _member_predictions(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         if not self.members_:
-            raise RuntimeError("fit the ensemble before predicting")
+            raise not_fitted("ensemble")
         features = self.members_[0].features(X)
         return np.vstack([m.predict_features(features) for m in self.members_])
 
