@@ -517,3 +517,21 @@ def test_scikit_learn_tells_fitted_from_unfitted_surrogates(family):
     check_is_fitted(model)
     with pytest.raises(NotFittedError):
         check_is_fitted(clone(model))
+
+
+def test_feature_rows_in_a_data_frame_and_architectures_in_a_series_are_taken():
+    import pandas as pd
+    from sklearn.model_selection import cross_val_score
+
+    few, y = TRAIN[:60], _y(TRAIN[:60])
+    model = make("xgboost", n_estimators=20).fit(few, y)
+    rows = pd.DataFrame(model.features(TEST))
+    expected = model.predict(TEST)
+    np.testing.assert_allclose(model.predict(rows), expected, rtol=1e-12)
+    np.testing.assert_allclose(model.predict(pd.Series(TEST)), expected, rtol=1e-12)
+    np.testing.assert_allclose(model.predict(np.array(TEST, dtype=object)), expected, rtol=1e-12)
+    on_frame = make("xgboost", n_estimators=20).fit(pd.DataFrame(model.features(few)), pd.Series(y))
+    np.testing.assert_allclose(on_frame.predict(rows), expected, rtol=1e-9)
+    assert np.isfinite(cross_val_score(make("additive"), pd.DataFrame(make("additive").features(few)), y, cv=3)).all()
+    with pytest.raises(ValueError, match="columns"):
+        model.predict(rows.iloc[:, :5])

@@ -164,7 +164,11 @@ class Surrogate(Regressor):
 
     def features(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         """The model's input rows: ``X`` encoded with ``encoding``, or ``X`` itself if it is rows of numbers
-        (as many columns as :meth:`feature_layout` says, all finite)."""
+        (as many columns as :meth:`feature_layout` says, all finite: an array, nested lists, a DataFrame)."""
+        if not isinstance(X, np.ndarray) and hasattr(X, "__array__"):  # a DataFrame or another array-like
+            X = np.asarray(X)
+        if isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1:  # architectures in an array, a Series
+            X = list(X)
         if not isinstance(X, np.ndarray):
             X = list(X)
             if not X or isinstance(X[0], Architecture):
