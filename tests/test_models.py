@@ -401,6 +401,13 @@ def test_every_family_refuses_targets_it_cannot_fit(family):
         ("additive", {"alpha": float("nan")}, "alpha=nan is not a finite number"),
         ("gp", {"steps": 0}, "steps must be a whole number >= 1"),
         ("gp", {"steps": 10.5}, "steps must be a whole number >= 1"),
+        ("gp", {"fit_subset": 1}, "fit_subset must be a whole number >= 2"),
+        ("xgboost", {"n_jobs": 2.5}, "n_jobs must be None or a whole number other than 0"),
+        ("lightgbm", {"n_jobs": "all"}, "n_jobs must be None or a whole number other than 0"),
+        ("hybrid", {"n_jobs": "all"}, "n_jobs must be None or a whole number other than 0"),
+        ("random_forest", {"n_jobs": 0}, "n_jobs must be None or a whole number other than 0"),
+        ("svr", {"gamma": -1.0}, "gamma must be 'scale', 'auto' or a number >= 0"),
+        ("svr", {"gamma": "bogus"}, "gamma must be 'scale', 'auto' or a number >= 0"),
         ("additive", {"seed": -1}, r"seed must be a whole number from 0 to 2\*\*32 - 1, got -1"),
         ("random_forest", {"seed": "a"}, "seed must be a whole number"),
         ("svr", {"seed": True}, "seed must be a whole number"),
@@ -413,7 +420,8 @@ def test_hyperparameters_no_fit_can_use_are_refused(family, params, message):
     with pytest.raises(ValueError, match=message):
         model.set_params(**params)
     assert all(model.get_params()[k] != v for k, v in params.items() if v == v)  # unchanged
-    edges = {"n_estimators": 1, "max_depth": np.int64(2), "subsample": 1, "num_leaves": 2, "seed": 2**32 - 1}
+    edges = {"n_estimators": 1, "max_depth": np.int64(2), "subsample": 1, "num_leaves": 2, "seed": 2**32 - 1,
+             "fit_subset": 2, "n_jobs": -1, "gamma": 0.0}  # fmt: skip
     make(family, **{k: v for k, v in edges.items() if k in model.get_params()})  # the limits themselves pass
 
 

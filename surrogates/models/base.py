@@ -63,8 +63,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fraction": (lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]"),
     "count": (_count, "a whole number >= 1"),
     "whole": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0"),
-    "leaves": (lambda v: is_whole(v) and v >= 2, "a whole number >= 2"),
+    "at_least_two": (lambda v: is_whole(v) and v >= 2, "a whole number >= 2"),
     "count_or_none": (lambda v: v is None or _count(v), "None or a whole number >= 1"),
+    # threads as scikit-learn counts them: -1 every core, -2 all but one; 0 means nothing
+    "threads": (lambda v: v is None or (is_whole(v) and v != 0), "None or a whole number other than 0"),
+    "gamma": (lambda v: v in ("scale", "auto") or (is_real(v) and v >= 0), "'scale', 'auto' or a number >= 0"),
     "count_or_share": (lambda v: _count(v) or (_share(v) and v < 1), "a whole number >= 1 or a number in (0, 1)"),
     "features": (
         lambda v: v in (None, "sqrt", "log2") or _count(v) or _share(v),

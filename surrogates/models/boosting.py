@@ -33,6 +33,7 @@ class XGBoostSurrogate(Surrogate):
         "colsample_bytree": "fraction",
         "min_child_weight": "non_negative",
         "reg_lambda": "non_negative",
+        "n_jobs": "threads",
     }
 
     def uses_seed(self, n_rows: int) -> bool:
@@ -103,12 +104,13 @@ class LightGBMSurrogate(Surrogate):
     }
     _rules: ClassVar[dict[str, str]] = {
         "n_estimators": "count",
-        "num_leaves": "leaves",
+        "num_leaves": "at_least_two",
         "learning_rate": "positive",
         "subsample": "fraction",
         "colsample_bytree": "fraction",
         "min_child_samples": "whole",
         "reg_lambda": "non_negative",
+        "n_jobs": "threads",
     }
 
     def uses_seed(self, n_rows: int) -> bool:
