@@ -543,3 +543,8 @@ def test_feature_rows_in_a_data_frame_and_architectures_in_a_series_are_taken():
     assert np.isfinite(cross_val_score(make("additive"), pd.DataFrame(make("additive").features(few)), y, cv=3)).all()
     with pytest.raises(ValueError, match="columns"):
         model.predict(rows.iloc[:, :5])
+    blend = make("blend", members=[{"family": "additive"}]).fit(few, y)
+    for archs in (pd.Series(TEST), np.array(TEST, dtype=object)):
+        np.testing.assert_allclose(blend.predict(archs), blend.predict(TEST), rtol=1e-12)
+    with pytest.raises(TypeError, match="needs architectures, not feature rows"):
+        blend.predict(rows)

@@ -39,6 +39,16 @@ def check_targets(y: Sequence[float] | np.ndarray) -> np.ndarray:
     return values
 
 
+def model_input(X: Any) -> list[Any] | np.ndarray:
+    """``X`` as a list (of architectures, or of rows) or as an array of rows: a DataFrame or another
+    array-like becomes an array, architectures in a pandas Series or a 1-D object array a list."""
+    if not isinstance(X, np.ndarray) and hasattr(X, "__array__"):
+        X = np.asarray(X)
+    if isinstance(X, np.ndarray) and not (X.dtype == object and X.ndim == 1):
+        return X
+    return list(X)
+
+
 def not_fitted(what: str) -> Exception:
     """The error of predicting before fitting: scikit-learn's ``NotFittedError`` (a ``ValueError``)."""
     from sklearn.exceptions import NotFittedError
@@ -168,12 +178,8 @@ class Surrogate(Regressor):
     def features(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         """The model's input rows: ``X`` encoded with ``encoding``, or ``X`` itself if it is rows of numbers
         (as many columns as :meth:`feature_layout` says, all finite: an array, nested lists, a DataFrame)."""
-        if not isinstance(X, np.ndarray) and hasattr(X, "__array__"):  # a DataFrame or another array-like
-            X = np.asarray(X)
-        if isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1:  # architectures in an array, a Series
-            X = list(X)
-        if not isinstance(X, np.ndarray):
-            X = list(X)
+        X = model_input(X)
+        if isinstance(X, list):
             if not X or isinstance(X[0], Architecture):
                 other = next((x for x in X if not isinstance(x, Architecture)), None)
                 if other is not None:
