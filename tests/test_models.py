@@ -548,3 +548,12 @@ def test_feature_rows_in_a_data_frame_and_architectures_in_a_series_are_taken():
         np.testing.assert_allclose(blend.predict(archs), blend.predict(TEST), rtol=1e-12)
     with pytest.raises(TypeError, match="needs architectures, not feature rows"):
         blend.predict(rows)
+
+
+def test_lightgbm_refuses_a_row_share_that_bags_no_row():
+    with pytest.raises(ValueError, match=r"subsample=0.1 of 9 rows bags no row"):
+        make("lightgbm", n_estimators=5, subsample=0.1).fit(TRAIN[:9], _y(TRAIN[:9]))
+    with pytest.raises(ValueError, match=r"subsample=0.8 of 1 rows bags no row"):
+        make("lightgbm", n_estimators=5).fit(TRAIN[:1], _y(TRAIN[:1]))
+    make("lightgbm", n_estimators=5, subsample=0.1).fit(TRAIN[:10], _y(TRAIN[:10]))  # one row in each bag
+    make("lightgbm", n_estimators=5, subsample=1.0).fit(TRAIN[:1], _y(TRAIN[:1]))

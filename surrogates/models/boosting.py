@@ -119,6 +119,8 @@ class LightGBMSurrogate(Surrogate):
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         import lightgbm as lgb
 
+        if int(self.subsample * len(X)) < 1:  # LightGBM bags int(share * rows) rows, and fails on none
+            raise ValueError(f"lightgbm subsample={self.subsample} of {len(X)} rows bags no row (1.0 takes every row)")
         params = {
             "objective": "regression",
             "num_leaves": self.num_leaves,
