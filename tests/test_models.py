@@ -557,3 +557,29 @@ def test_lightgbm_refuses_a_row_share_that_bags_no_row():
         make("lightgbm", n_estimators=5).fit(TRAIN[:1], _y(TRAIN[:1]))
     make("lightgbm", n_estimators=5, subsample=0.1).fit(TRAIN[:10], _y(TRAIN[:10]))  # one row in each bag
     make("lightgbm", n_estimators=5, subsample=1.0).fit(TRAIN[:1], _y(TRAIN[:1]))
+
+
+@pytest.mark.parametrize("change", [{"transform": "none"}, {"encoding": "onehot"}, {"n_estimators": 6}])
+def test_changing_a_parameter_of_a_fitted_surrogate_unfits_it(change):
+    from sklearn.exceptions import NotFittedError
+
+    model = make("random_forest", n_estimators=5).fit(TRAIN[:40], _y(TRAIN[:40]))
+    expected = model.predict(TEST[:3])
+    model.set_params(**model.get_params())  # the same values: still fitted
+    np.testing.assert_array_equal(model.predict(TEST[:3]), expected)
+    model.set_params(**change)
+    with pytest.raises(NotFittedError, match="before predicting"):
+        model.predict(TEST[:3])
+    with pytest.raises(SurrogateError, match="unfitted"):
+        artifact.save(SurrogateArtifact(model, "sim/x", "latency", "ms"), "unused")
+
+
+def test_changing_a_parameter_of_a_fitted_seed_ensemble_unfits_it():
+    from sklearn.exceptions import NotFittedError
+
+    ensemble = _protocol_model("ensemble").fit(TRAIN[:40], _y(TRAIN[:40]))
+    ensemble.set_params(**ensemble.get_params())
+    assert ensemble.predict(TEST[:3]).shape == (3,)
+    ensemble.set_params(base__transform="none")
+    with pytest.raises(NotFittedError, match="before predicting"):
+        ensemble.predict(TEST[:3])

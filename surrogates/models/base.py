@@ -49,6 +49,14 @@ def model_input(X: Any) -> list[Any] | np.ndarray:
     return list(X)
 
 
+def same(a: Any, b: Any) -> bool:
+    """Whether two parameter values are equal (as a bool, whatever their types)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
 def not_fitted(what: str) -> Exception:
     """The error of predicting before fitting: scikit-learn's ``NotFittedError`` (a ``ValueError``)."""
     from sklearn.exceptions import NotFittedError
@@ -157,8 +165,13 @@ class Surrogate(Regressor):
         }
 
     def set_params(self, **params: Any) -> Surrogate:
-        """Change parameters; values the constructor refuses raise its error and change nothing."""
+        """Change parameters; values the constructor refuses raise its error and change nothing. A fitted
+        model whose parameters change is no longer fitted: its state was made with the old ones (an
+        encoding or transform changed under it would make predictions silently wrong)."""
         type(self)(**(self.get_params(deep=False) | params))  # validates all of them first
+        current = self.get_params(deep=False)
+        if any(not same(current[name], value) for name, value in params.items()):
+            self.fitted_ = False
         for name, value in params.items():
             setattr(self, name, value)
         return self
