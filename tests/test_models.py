@@ -401,6 +401,13 @@ def test_every_family_refuses_targets_it_cannot_fit(family):
         ("additive", {"alpha": float("nan")}, "alpha=nan is not a finite number"),
         ("gp", {"steps": 0}, "steps must be a whole number >= 1"),
         ("gp", {"steps": 10.5}, "steps must be a whole number >= 1"),
+        ("gp", {"fit_subset": 1}, "fit_subset must be a whole number >= 2"),
+        ("xgboost", {"n_jobs": 2.5}, "n_jobs must be None or a whole number other than 0"),
+        ("lightgbm", {"n_jobs": "all"}, "n_jobs must be None or a whole number other than 0"),
+        ("hybrid", {"n_jobs": "all"}, "n_jobs must be None or a whole number other than 0"),
+        ("random_forest", {"n_jobs": 0}, "n_jobs must be None or a whole number other than 0"),
+        ("svr", {"gamma": -1.0}, "gamma must be 'scale', 'auto' or a number >= 0"),
+        ("svr", {"gamma": "bogus"}, "gamma must be 'scale', 'auto' or a number >= 0"),
         ("additive", {"seed": -1}, r"seed must be a whole number from 0 to 2\*\*32 - 1, got -1"),
         ("random_forest", {"seed": "a"}, "seed must be a whole number"),
         ("svr", {"seed": True}, "seed must be a whole number"),
@@ -413,7 +420,8 @@ def test_hyperparameters_no_fit_can_use_are_refused(family, params, message):
     with pytest.raises(ValueError, match=message):
         model.set_params(**params)
     assert all(model.get_params()[k] != v for k, v in params.items() if v == v)  # unchanged
-    edges = {"n_estimators": 1, "max_depth": np.int64(2), "subsample": 1, "num_leaves": 2, "seed": 2**32 - 1}
+    edges = {"n_estimators": 1, "max_depth": np.int64(2), "subsample": 1, "num_leaves": 2, "seed": 2**32 - 1,
+             "fit_subset": 2, "n_jobs": -1, "gamma": 0.0}  # fmt: skip
     make(family, **{k: v for k, v in edges.items() if k in model.get_params()})  # the limits themselves pass
 
 
@@ -498,3 +506,80 @@ def test_grid_search_over_a_surrogate_refits_the_best_parameters():
     best = make("xgboost", n_estimators=30, **search.best_params_).fit(archs, y)
     assert search.best_estimator_.get_params() == best.get_params()
     np.testing.assert_allclose(search.predict(TEST), best.predict(TEST), rtol=1e-6)
+
+
+@pytest.mark.parametrize("family", [*sorted(FAMILIES), "ensemble"])
+def test_scikit_learn_tells_fitted_from_unfitted_surrogates(family):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    model = _protocol_model(family)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(model)
+    with pytest.raises(NotFittedError, match="before predicting"):
+        model.predict(TEST[:2])
+    if hasattr(model, "predict_dist"):
+        with pytest.raises(NotFittedError, match="before predicting"):
+            model.predict_dist(TEST[:2])
+    model.fit(TRAIN[:40], _y(TRAIN[:40]))
+    check_is_fitted(model)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(clone(model))
+
+
+def test_feature_rows_in_a_data_frame_and_architectures_in_a_series_are_taken():
+    import pandas as pd
+    from sklearn.model_selection import cross_val_score
+
+    few, y = TRAIN[:60], _y(TRAIN[:60])
+    model = make("xgboost", n_estimators=20).fit(few, y)
+    rows = pd.DataFrame(model.features(TEST))
+    expected = model.predict(TEST)
+    np.testing.assert_allclose(model.predict(rows), expected, rtol=1e-12)
+    np.testing.assert_allclose(model.predict(pd.Series(TEST)), expected, rtol=1e-12)
+    np.testing.assert_allclose(model.predict(np.array(TEST, dtype=object)), expected, rtol=1e-12)
+    on_frame = make("xgboost", n_estimators=20).fit(pd.DataFrame(model.features(few)), pd.Series(y))
+    np.testing.assert_allclose(on_frame.predict(rows), expected, rtol=1e-9)
+    assert np.isfinite(cross_val_score(make("additive"), pd.DataFrame(make("additive").features(few)), y, cv=3)).all()
+    with pytest.raises(ValueError, match="columns"):
+        model.predict(rows.iloc[:, :5])
+    blend = make("blend", members=[{"family": "additive"}]).fit(few, y)
+    for archs in (pd.Series(TEST), np.array(TEST, dtype=object)):
+        np.testing.assert_allclose(blend.predict(archs), blend.predict(TEST), rtol=1e-12)
+    with pytest.raises(TypeError, match="needs architectures, not feature rows"):
+        blend.predict(rows)
+
+
+def test_lightgbm_refuses_a_row_share_that_bags_no_row():
+    with pytest.raises(ValueError, match=r"subsample=0.1 of 9 rows bags no row"):
+        make("lightgbm", n_estimators=5, subsample=0.1).fit(TRAIN[:9], _y(TRAIN[:9]))
+    with pytest.raises(ValueError, match=r"subsample=0.8 of 1 rows bags no row"):
+        make("lightgbm", n_estimators=5).fit(TRAIN[:1], _y(TRAIN[:1]))
+    make("lightgbm", n_estimators=5, subsample=0.1).fit(TRAIN[:10], _y(TRAIN[:10]))  # one row in each bag
+    make("lightgbm", n_estimators=5, subsample=1.0).fit(TRAIN[:1], _y(TRAIN[:1]))
+
+
+@pytest.mark.parametrize("change", [{"transform": "none"}, {"encoding": "onehot"}, {"n_estimators": 6}])
+def test_changing_a_parameter_of_a_fitted_surrogate_unfits_it(change):
+    from sklearn.exceptions import NotFittedError
+
+    model = make("random_forest", n_estimators=5).fit(TRAIN[:40], _y(TRAIN[:40]))
+    expected = model.predict(TEST[:3])
+    model.set_params(**model.get_params())  # the same values: still fitted
+    np.testing.assert_array_equal(model.predict(TEST[:3]), expected)
+    model.set_params(**change)
+    with pytest.raises(NotFittedError, match="before predicting"):
+        model.predict(TEST[:3])
+    with pytest.raises(SurrogateError, match="unfitted"):
+        artifact.save(SurrogateArtifact(model, "sim/x", "latency", "ms"), "unused")
+
+
+def test_changing_a_parameter_of_a_fitted_seed_ensemble_unfits_it():
+    from sklearn.exceptions import NotFittedError
+
+    ensemble = _protocol_model("ensemble").fit(TRAIN[:40], _y(TRAIN[:40]))
+    ensemble.set_params(**ensemble.get_params())
+    assert ensemble.predict(TEST[:3]).shape == (3,)
+    ensemble.set_params(base__transform="none")
+    with pytest.raises(NotFittedError, match="before predicting"):
+        ensemble.predict(TEST[:3])

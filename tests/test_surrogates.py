@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from accelnas.core.dataset import COLUMNS, file_stem, read, select, validate, write
 from accelnas.core.errors import DatasetError, SurrogateError
@@ -349,7 +350,7 @@ def test_estimator_protocol():
     assert model.set_params(max_depth=2) is model and model.max_depth == 2
     with pytest.raises(ValueError, match="unknown parameter"):
         model.set_params(depth=3)
-    with pytest.raises(RuntimeError, match="fit"):
+    with pytest.raises(NotFittedError, match="fit"):
         model.predict([EFFICIENTNET_B0])
     with pytest.raises(ValueError, match="transform"):
         XGBoostSurrogate(transform="sqrt")

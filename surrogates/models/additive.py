@@ -113,6 +113,7 @@ class HybridSurrogate(Surrogate):
         "learning_rate": "positive",
         "subsample": "fraction",
         "colsample_bytree": "fraction",
+        "n_jobs": "threads",
     }
 
     def __init__(self, *, encoding: str = "analytic", transform: str = "log", seed: int = 0, **params: Any) -> None:

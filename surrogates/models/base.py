@@ -2,7 +2,8 @@
 
 ``fit(X, y)`` and ``predict(X)`` take architectures (encoded with ``encoding``) or ready feature
 rows (as :meth:`Surrogate.features` makes them); ``get_params``/``set_params`` expose the constructor
-parameters, and ``set_params`` refuses what the constructor refuses, changing nothing then.
+parameters, and ``set_params`` refuses what the constructor refuses, changing nothing then; predicting
+before ``fit`` raises scikit-learn's ``NotFittedError``.
 ``transform`` fits the model on ``log(y)`` or ``1/y`` and maps predictions back. ``to_state``
 returns a JSON-able dict plus named native model files (no pickle); ``from_state`` rebuilds a
 fitted model from them.
@@ -38,6 +39,31 @@ def check_targets(y: Sequence[float] | np.ndarray) -> np.ndarray:
     return values
 
 
+def model_input(X: Any) -> list[Any] | np.ndarray:
+    """``X`` as a list (of architectures, or of rows) or as an array of rows: a DataFrame or another
+    array-like becomes an array, architectures in a pandas Series or a 1-D object array a list."""
+    if not isinstance(X, np.ndarray) and hasattr(X, "__array__"):
+        X = np.asarray(X)
+    if isinstance(X, np.ndarray) and not (X.dtype == object and X.ndim == 1):
+        return X
+    return list(X)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two parameter values are equal (as a bool, whatever their types)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def not_fitted(what: str) -> Exception:
+    """The error of predicting before fitting: scikit-learn's ``NotFittedError`` (a ``ValueError``)."""
+    from sklearn.exceptions import NotFittedError
+
+    return NotFittedError(f"fit the {what} before predicting")
+
+
 def _count(v: Any) -> bool:
     return is_whole(v) and v >= 1
 
@@ -55,8 +81,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "fraction": (lambda v: is_real(v) and 0 < v <= 1, "a number in (0, 1]"),
     "count": (_count, "a whole number >= 1"),
     "whole": (lambda v: is_whole(v) and v >= 0, "a whole number >= 0"),
-    "leaves": (lambda v: is_whole(v) and v >= 2, "a whole number >= 2"),
+    "at_least_two": (lambda v: is_whole(v) and v >= 2, "a whole number >= 2"),
     "count_or_none": (lambda v: v is None or _count(v), "None or a whole number >= 1"),
+    # threads as scikit-learn counts them: -1 every core, -2 all but one; 0 means nothing
+    "threads": (lambda v: v is None or (is_whole(v) and v != 0), "None or a whole number other than 0"),
+    "gamma": (lambda v: v in ("scale", "auto") or (is_real(v) and v >= 0), "'scale', 'auto' or a number >= 0"),
     "count_or_share": (lambda v: _count(v) or (_share(v) and v < 1), "a whole number >= 1 or a number in (0, 1)"),
     "features": (
         lambda v: v in (None, "sqrt", "log2") or _count(v) or _share(v),
@@ -88,6 +117,9 @@ class Regressor:
         from sklearn.utils import RegressorTags, Tags, TargetTags
 
         return Tags(estimator_type="regressor", target_tags=TargetTags(required=True), regressor_tags=RegressorTags())
+
+    def __sklearn_is_fitted__(self) -> bool:  # read by scikit-learn's check_is_fitted
+        return bool(self.fitted_)  # type: ignore[attr-defined]
 
     def score(self, X: Any, y: Sequence[float], sample_weight: Sequence[float] | None = None) -> float:
         """R² of the predictions of ``X`` against ``y``, as scikit-learn's regressors score."""
@@ -133,8 +165,13 @@ class Surrogate(Regressor):
         }
 
     def set_params(self, **params: Any) -> Surrogate:
-        """Change parameters; values the constructor refuses raise its error and change nothing."""
+        """Change parameters; values the constructor refuses raise its error and change nothing. A fitted
+        model whose parameters change is no longer fitted: its state was made with the old ones (an
+        encoding or transform changed under it would make predictions silently wrong)."""
         type(self)(**(self.get_params(deep=False) | params))  # validates all of them first
+        current = self.get_params(deep=False)
+        if any(not same(current[name], value) for name, value in params.items()):
+            self.fitted_ = False
         for name, value in params.items():
             setattr(self, name, value)
         return self
@@ -153,9 +190,9 @@ class Surrogate(Regressor):
 
     def features(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         """The model's input rows: ``X`` encoded with ``encoding``, or ``X`` itself if it is rows of numbers
-        (as many columns as :meth:`feature_layout` says, all finite)."""
-        if not isinstance(X, np.ndarray):
-            X = list(X)
+        (as many columns as :meth:`feature_layout` says, all finite: an array, nested lists, a DataFrame)."""
+        X = model_input(X)
+        if isinstance(X, list):
             if not X or isinstance(X[0], Architecture):
                 other = next((x for x in X if not isinstance(x, Architecture)), None)
                 if other is not None:
@@ -229,7 +266,7 @@ class Surrogate(Regressor):
     def predict_features(self, features: Any) -> np.ndarray:
         """:meth:`predict` on rows already encoded by :meth:`features`."""
         if not self.fitted_:
-            raise RuntimeError(f"fit the {self.family} surrogate before predicting")
+            raise not_fitted(f"{self.family} surrogate")
         return self._inverse(self._clip(self._predict(features)))
 
     def _clip(self, z: np.ndarray) -> np.ndarray:

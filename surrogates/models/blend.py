@@ -14,7 +14,7 @@ import numpy as np
 
 from accelnas.core.errors import SurrogateError
 from accelnas.core.space import Architecture
-from accelnas.surrogates.models.base import Files, Surrogate, check_targets
+from accelnas.surrogates.models.base import Files, Surrogate, check_targets, model_input, not_fitted
 from accelnas.surrogates.models.ensemble import member_files, member_prefix
 
 
@@ -64,7 +64,7 @@ class BlendSurrogate(Surrogate):
 
     def features(self, X: Sequence[Architecture] | np.ndarray) -> list[Architecture]:  # type: ignore[override]
         """``X`` as a list of architectures: a blend takes no feature rows, its members encode on their own."""
-        X = list(X) if not isinstance(X, np.ndarray) else X
+        X = model_input(X)
         if isinstance(X, np.ndarray) or (X and not isinstance(X[0], Architecture)):
             raise TypeError("a blend needs architectures, not feature rows (its members use their own encodings)")
         return X
@@ -89,7 +89,7 @@ class BlendSurrogate(Surrogate):
     def member_predictions(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         """Each member's predictions, one row per member."""
         if not self.fitted_:
-            raise RuntimeError("fit the blend surrogate before predicting")
+            raise not_fitted("blend surrogate")
         archs = self.features(X)
         return np.vstack([member.predict(archs) for member in self.members_])
 

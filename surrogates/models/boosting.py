@@ -33,6 +33,7 @@ class XGBoostSurrogate(Surrogate):
         "colsample_bytree": "fraction",
         "min_child_weight": "non_negative",
         "reg_lambda": "non_negative",
+        "n_jobs": "threads",
     }
 
     def uses_seed(self, n_rows: int) -> bool:
@@ -103,12 +104,13 @@ class LightGBMSurrogate(Surrogate):
     }
     _rules: ClassVar[dict[str, str]] = {
         "n_estimators": "count",
-        "num_leaves": "leaves",
+        "num_leaves": "at_least_two",
         "learning_rate": "positive",
         "subsample": "fraction",
         "colsample_bytree": "fraction",
         "min_child_samples": "whole",
         "reg_lambda": "non_negative",
+        "n_jobs": "threads",
     }
 
     def uses_seed(self, n_rows: int) -> bool:
@@ -117,6 +119,8 @@ class LightGBMSurrogate(Surrogate):
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
         import lightgbm as lgb
 
+        if int(self.subsample * len(X)) < 1:  # LightGBM bags int(share * rows) rows, and fails on none
+            raise ValueError(f"lightgbm subsample={self.subsample} of {len(X)} rows bags no row (1.0 takes every row)")
         params = {
             "objective": "regression",
             "num_leaves": self.num_leaves,

@@ -10,7 +10,7 @@ import numpy as np
 
 from accelnas.core.records import is_whole
 from accelnas.core.space import Architecture
-from accelnas.surrogates.models.base import Files, Regressor, Surrogate
+from accelnas.surrogates.models.base import Files, Regressor, Surrogate, not_fitted, same
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,16 @@ class SeedEnsemble(Regressor):
         return params
 
     def set_params(self, **params: Any) -> SeedEnsemble:
-        """Change parameters; values the constructor refuses raise its error and change nothing."""
+        """Change parameters; values the constructor refuses raise its error and change nothing. A fitted
+        ensemble whose parameters change is no longer fitted (as a :class:`Surrogate`)."""
         unknown = sorted(k for k in params if k not in ("base", "n_members") and not k.startswith("base__"))
         if unknown:
             raise ValueError(f"unknown parameter {unknown[0]!r} for SeedEnsemble")
         base, n_members = params.get("base", self.base), params.get("n_members", self.n_members)
         _check(base, n_members)
+        current = self.get_params(deep=True)
+        if any(not same(current[name], value) for name, value in params.items()):
+            self.members_ = []
         nested = {k.removeprefix("base__"): v for k, v in params.items() if k.startswith("base__")}
         if nested:
             base.set_params(**nested)  # validates all of them before changing any
@@ -80,7 +84,7 @@ class SeedEnsemble(Regressor):
 
     def _member_predictions(self, X: Sequence[Architecture] | np.ndarray) -> np.ndarray:
         if not self.members_:
-            raise RuntimeError("fit the ensemble before predicting")
+            raise not_fitted("ensemble")
         features = self.members_[0].features(X)
         return np.vstack([m.predict_features(features) for m in self.members_])
 

@@ -39,6 +39,7 @@ class RandomForestSurrogate(Surrogate):
         "max_features": "features",
         "min_samples_leaf": "count_or_share",
         "max_depth": "count_or_none",
+        "n_jobs": "threads",
     }
 
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:

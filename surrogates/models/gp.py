@@ -83,7 +83,7 @@ class GaussianProcessSurrogate(Surrogate):
 
     family = "gp"
     _own_params: ClassVar[dict[str, Any]] = {"fit_subset": 1200, "steps": 200, "learning_rate": 0.05}
-    _rules: ClassVar[dict[str, str]] = {"fit_subset": "count", "steps": "count", "learning_rate": "positive"}
+    _rules: ClassVar[dict[str, str]] = {"fit_subset": "at_least_two", "steps": "count", "learning_rate": "positive"}
 
     def __init__(self, *, encoding: str = "analytic", transform: str = "log", seed: int = 0, **params: Any) -> None:
         super().__init__(encoding=encoding, transform=transform, seed=seed, **params)

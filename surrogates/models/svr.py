@@ -14,7 +14,7 @@ class SVRSurrogate(Surrogate):
 
     family = "svr"
     _own_params: ClassVar[dict[str, Any]] = {"C": 10.0, "epsilon": 0.01, "gamma": "scale"}
-    _rules: ClassVar[dict[str, str]] = {"C": "positive", "epsilon": "non_negative"}
+    _rules: ClassVar[dict[str, str]] = {"C": "positive", "epsilon": "non_negative", "gamma": "gamma"}
     seeded = False  # a convex problem: one solution whatever the seed
 
     def _fit(self, X: np.ndarray, z: np.ndarray, weight: np.ndarray | None = None) -> None:
