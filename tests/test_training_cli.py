@@ -84,6 +84,17 @@ def test_train_errors_are_one_line(tmp_path):
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
 
 
+def test_proxy_search_refuses_options_of_a_strategy_it_does_not_run(tmp_path):
+    db = tmp_path / "ps.sqlite"
+    common = ["--db", str(db), "--out", str(tmp_path / "out"), "--data", str(tmp_path / "nowhere")]  # refused first
+    for option, value, strategy in (("--trials", "5", "optuna"), ("--eta", "2", "halving"),
+                                    ("--min-archs", "3", "halving")):  # fmt: skip
+        result = run_cli("proxy-search", "--num", "3", "--strategy", "grid", option, value, *common)
+        assert result.returncode == 2, result.stderr
+        assert f"error: {option} applies to --strategy {strategy}, which is not run" in result.stderr
+    assert not db.exists()
+
+
 def test_store_and_reference_file_are_checked_before_the_data_is_read(tmp_path):
     """Reading an image folder can take minutes: a store or reference file that cannot be used is
     reported first (here an image folder without images would otherwise be the error)."""

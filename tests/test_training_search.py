@@ -207,6 +207,17 @@ def test_ablation_analysis_on_synthetic_files(tmp_path):
     assert len(analysis.across_seeds) == 2 and len(analysis.between) == 4 + 1
 
 
+def test_ablation_recipe_names_may_hold_hyphens(tmp_path, caplog):
+    for seed in (1, 2):
+        _ablation_rows(4, seed, 1.0).to_csv(tmp_path / f"few-proxy-seed{seed}.csv", header=False, index=False)
+        _ablation_rows(4, seed, 2.0).to_csv(tmp_path / f"proxified-seed{seed}.csv", header=False, index=False)
+    (tmp_path / "notes.csv").write_text("a,b\n")
+    with caplog.at_level("WARNING"):
+        runs = read_ablations(tmp_path)
+    assert sorted(runs) == ["few-proxy", "proxified"] and sorted(runs["few-proxy"].top1) == [1, 2]
+    assert "notes.csv is not named <recipe>-seed<N>.csv and is left out" in caplog.text
+
+
 def test_malformed_ablation_files(tmp_path):
     short = tmp_path / "x-seed1.csv"
     short.write_text("1,2,3\n")

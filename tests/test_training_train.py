@@ -14,7 +14,7 @@ from accelnas.core.space import Architecture
 from accelnas.core.store import Store
 from accelnas.training import campaign as campaign_module
 from accelnas.training.campaign import ProgressLines, accuracy_target, run_accuracy_campaign, settings_for
-from accelnas.training.data import digits, subset_indices
+from accelnas.training.data import DataSplits, TensorImages, digits, subset_indices
 from accelnas.training.recipe import from_dict
 from accelnas.training.trainer import train
 
@@ -57,6 +57,16 @@ def test_recipe_features_run_together(data):
     assert [h["size"] for h in result.history] == [12, 16]
     assert result.ema and math.isfinite(result.top1) and 0 <= result.top1 <= 100
     assert result.history[1]["lr"] < result.history[0]["lr"]
+
+
+def test_a_last_batch_of_one_image_is_left_out(data):
+    """At 16 px the last feature map is 1 x 1, where BatchNorm cannot train on one image: 65 images in
+    batches of 16 (and of 64 for the recalibration) leave one over, which is skipped."""
+    train_set = TensorImages(data.train.images[:65], data.train.labels[:65], data.train.classes)
+    odd = DataSplits("odd", train_set, data.val, mean=data.mean, std=data.std)
+    recipe = from_dict({**TINY, "epochs": 1, "batch_size": 16, "data_fraction": 1.0, "bn_recalibration_images": 512})
+    result = train(SMALL, recipe, odd)
+    assert result.images_seen == 64 and math.isfinite(result.top1)
 
 
 def test_accuracy_campaign_stores_resumes_and_exports(data, tmp_path, monkeypatch):

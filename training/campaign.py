@@ -46,8 +46,9 @@ def accuracy_target(data: DataSplits | str) -> str:
 # Raised with every change to the trainer that alters what a recipe produces (optimizer, initialisation,
 # augmentation, loss): a stored result of another revision keeps its own key, so it is neither
 # resumed nor mixed with results of this code. 2: TensorFlow's RMSprop, torchvision's classifier
-# initialisation, aspect-preserving crops and per-rank crop seeds.
-TRAINER_REVISION = 2
+# initialisation, aspect-preserving crops and per-rank crop seeds. 3: a last batch of a single image is
+# left out of training and of the BatchNorm recalibration.
+TRAINER_REVISION = 3
 
 
 def settings_for(recipe: Recipe, data: DataSplits) -> tuple[str, dict[str, Any]]:

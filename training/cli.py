@@ -269,6 +269,10 @@ def proxy_search(
         raise click.UsageError("give --reference or --reference-file, not both")
     if not -1 <= threshold <= 1:
         raise click.UsageError("--threshold must be within [-1, 1]")
+    source = click.get_current_context().get_parameter_source
+    for name, strategy in (("eta", "halving"), ("min_archs", "halving"), ("trials", "optuna")):
+        if strategies and strategy not in strategies and source(name) is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"--{name.replace('_', '-')} applies to --strategy {strategy}, which is not run")
     clash = output_clash(out_dir, SEARCH_OUTPUTS, [space_source, reference_source, reference_file])
     if clash is not None:
         raise click.UsageError(f"proxy-search writes {clash}, which is one of its inputs: pass --out another folder")

@@ -276,13 +276,19 @@ class Loader:
             self._images = data.images.to(self.device)
             self._labels = data.labels.to(self.device)
 
+    def _images_per_epoch(self) -> int:
+        """Images of this rank per epoch. Training leaves out a last batch of a single image: BatchNorm
+        cannot train on one image once its feature map has shrunk to 1 x 1 (inputs of 32 px and less)."""
+        n = self.sampler.num_samples
+        return n - 1 if self.train and n > 1 and n % self.batch_size == 1 else n
+
     def __len__(self) -> int:
         """Batches per epoch."""
-        return math.ceil(self.sampler.num_samples / self.batch_size)
+        return math.ceil(self._images_per_epoch() / self.batch_size)
 
     def _positions(self, epoch: int) -> np.ndarray:
         self.sampler.set_epoch(epoch)
-        return self.indices[np.fromiter(iter(self.sampler), dtype=np.int64)]
+        return self.indices[np.fromiter(iter(self.sampler), dtype=np.int64)][: self._images_per_epoch()]
 
     def epoch(self, epoch: int, size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of ``epoch`` at image ``size``, normalised, on the loader's device."""

@@ -9,6 +9,7 @@ proxies, three seeds each).
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,8 @@ from scipy import stats
 from accelnas.core.errors import DatasetError, InvalidArchitectureError
 from accelnas.core.space import NUM_STAGES, Architecture
 
+log = logging.getLogger(__name__)
+
 # Columns of the published ablation CSVs (headerless).
 ABLATION_COLUMNS: tuple[str, ...] = (
     "row", "job_id", "model_num", "model_seed", "top1", "top5", "macs_m", "params_m", "train_seconds",
@@ -32,7 +35,7 @@ ABLATION_COLUMNS: tuple[str, ...] = (
 # The released training times are wall seconds of a job on one node with 4 GPUs (the release's own
 # analysis script converts them to node-hours that way).
 ABLATION_GPUS_PER_JOB = 4
-_ABLATION_NAME = re.compile(r"^(?P<recipe>[A-Za-z0-9_]+)-seed(?P<seed>\d+)\.csv$")
+_ABLATION_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)\.csv$")  # the recipe name may hold "-"
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
@@ -131,7 +134,11 @@ class RecipeRuns:
 def read_ablations(directory: str | Path) -> dict[str, RecipeRuns]:
     """Every ``<recipe>-seed<S>.csv`` of a directory, grouped by recipe; all must list the same architectures."""
     directory = Path(directory)
-    files = sorted(p for p in directory.glob("*.csv") if _ABLATION_NAME.match(p.name)) if directory.is_dir() else []
+    csvs = sorted(directory.glob("*.csv")) if directory.is_dir() else []
+    files = [p for p in csvs if _ABLATION_NAME.match(p.name)]
+    for path in csvs:
+        if path not in files:
+            log.warning("%s is not named <recipe>-seed<N>.csv and is left out", path)
     if not files:
         raise DatasetError(f"no <recipe>-seed<N>.csv ablation files in {directory}")
     runs: dict[str, RecipeRuns] = {}

@@ -145,6 +145,8 @@ def recalibrate_batchnorm(model: nn.Module, loader: Loader, size: int, images: i
     model.train()
     used = 0
     for x, _ in loader.epoch(0, size):
+        if x.shape[0] < 2:  # a last batch of one image: weighed like a full one, and no batch at 1 x 1
+            continue
         with _autocast(recipe, ctx.device):
             model(x)
         used += int(x.shape[0])
