@@ -80,6 +80,11 @@ def test_train_errors_are_one_line(tmp_path):
                          *(["--out", str(tmp_path / "out")] if command == "proxy-search" else []))  # fmt: skip
         assert folder.returncode == 2, folder.stderr
         assert f"{option} applies to --data digits, not to an image folder" in folder.stderr
+    for command in ("train", "proxy-search"):
+        digits = run_cli(command, "--num", "3", "--workers", "2", "--db", str(tmp_path / "x.db"),
+                         *(["--out", str(tmp_path / "out")] if command == "proxy-search" else []))  # fmt: skip
+        assert digits.returncode == 2 and "--workers applies to an image folder, not to --data digits" in digits.stderr
+        assert not (tmp_path / "x.db").exists()
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
 

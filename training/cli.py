@@ -68,12 +68,19 @@ def _data_options(f):
 
 
 def _check_data_options(data_spec: str) -> None:
-    """--image-size and --split-seed shape the digits data; with an image folder they would do nothing."""
+    """--image-size and --split-seed shape the digits data, --workers load an image folder: each would do
+    nothing with the other kind of data."""
     ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
     if data_spec == "digits":
+        if given("workers"):
+            raise click.UsageError("--workers applies to an image folder, not to --data digits (held in memory)")
         return
     for name in ("image_size", "split_seed"):
-        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+        if given(name):
             raise click.UsageError(f"--{name.replace('_', '-')} applies to --data digits, not to an image folder")
 
 
