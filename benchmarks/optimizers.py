@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script
+from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script, write_output
 from accelnas.search.compare import PAPER_DEVICES
 from accelnas.search.objectives import parse_objectives
 from accelnas.search.optimizers import check
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"total {time.perf_counter() - t0:.0f}s")
 
     if args.json:
-        args.json.write_text(
+        write_output(
+            args.json,
             jsonio.dumps(
                 {
                     "objectives": args.objectives,
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                     "b0_comparison": comparisons,
                 },
                 indent=2,
-            )
+            ),
         )
     return 0
 

@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from accelnas.core import files, jsonio
-from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script
+from accelnas.core import jsonio
+from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script, write_output
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.active import active_rounds, space_filling
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, ANB_URL, PERF_KEYS, anb_target, import_anb
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(f"{size:>6}  " + "  ".join(cells), flush=True)
     if args.json:
-        files.write_text(args.json, jsonio.dumps(results, indent=2) + "\n")
+        write_output(args.json, jsonio.dumps(results, indent=2) + "\n")
         print(f"figures: {args.json}", file=sys.stderr)
     if args.png and not results:  # every size was larger than the pool: no curve to draw
         print(f"plot: not drawn, no size was fitted ({args.png} not written)", file=sys.stderr)

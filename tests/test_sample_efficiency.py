@@ -120,3 +120,25 @@ def test_no_curve_to_draw_is_said_not_a_traceback(monkeypatch, tmp_path, capsys)
     assert bench.main(["--targets", "latency_zcu102", "--sizes", "100", "--seeds", "1", "--png", str(png)]) == 0
     assert "plot: not drawn, no size was fitted" in capsys.readouterr().err
     assert not png.exists()
+
+
+def test_json_to_a_pipe_is_written_through_it_not_replaced(monkeypatch, tmp_path):
+    """--json /dev/stdout, /dev/null or a named pipe: the figures go through it, and it stays what it was
+    (replaced by a new file, root's /dev/null became a regular file)."""
+    import json
+    import os
+    import stat
+    import threading
+
+    bench = _load()
+    _fake_anb(monkeypatch, bench, 40)
+    pipe = tmp_path / "figures"
+    os.mkfifo(pipe)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()), daemon=True)
+    reader.start()
+    assert bench.main(["--targets", "latency_zcu102", "--sizes", "8", "--seeds", "1", "--strategies", "random",
+                       "--json", str(pipe)]) == 0  # fmt: skip
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    reader.join(60)
+    assert json.loads(received[0])["latency_zcu102"]["random"][0]["n"] == 8
