@@ -142,3 +142,19 @@ def test_json_to_a_pipe_is_written_through_it_not_replaced(monkeypatch, tmp_path
     assert stat.S_ISFIFO(pipe.lstat().st_mode)
     reader.join(60)
     assert json.loads(received[0])["latency_zcu102"]["random"][0]["n"] == 8
+
+
+def test_the_whole_pool_is_fitted_whichever_strategies_are_compared(monkeypatch, tmp_path, capsys):
+    """``all`` is one fit on the whole pool: without random among the strategies it is still fitted (it was a
+    row of dashes and no figure), in the first strategy's column."""
+    import json
+
+    bench = _load()
+    _fake_anb(monkeypatch, bench, 40)
+    out = tmp_path / "curves.json"
+    assert bench.main(["--targets", "latency_zcu102", "--sizes", "8,all", "--seeds", "1",
+                       "--strategies", "space-filling,active", "--json", str(out)]) == 0  # fmt: skip
+    whole = json.loads(out.read_text())["latency_zcu102"]["all"]
+    assert [(r["n"], r["seeds"]) for r in whole] == [(32, 1)]
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("all"))
+    assert row.split()[1] == f"{whole[0]['kendall_tau_mean']:.4f}"
