@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import output_file
+from accelnas.core.cli_options import output_file, write_output
 from accelnas.core.errors import AccelnasError
 from accelnas.core.model import build_model, calibrate_batchnorm, count_macs
 from accelnas.core.plugins import load_registry
@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             **info,
             "rows": [asdict(r) for r in rows],
         }
-        args.json.write_text(jsonio.dumps(payload, indent=2))
+        write_output(args.json, jsonio.dumps(payload, indent=2) + "\n")
         print(f"results written to {args.json}")
     return 0
 

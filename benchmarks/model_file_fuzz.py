@@ -25,7 +25,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from accelnas.core.cli_options import at_least_one, output_file, output_folder
+from accelnas.core.cli_options import at_least_one, output_file, output_folder, write_output
 from accelnas.core.model import count_macs
 from accelnas.core.space import sample
 from accelnas.surrogates import artifact
@@ -146,7 +146,7 @@ def main() -> int:
     hung = sum(n for (_, _, r), n in counts.items() if r == "hung")
     print(f"{len(outcome)} damaged files, {crashed} crashed a loading process, {hung} hung")
     if args.json:
-        args.json.write_text(json.dumps({"/".join(k): n for k, n in sorted(counts.items())}, indent=2))
+        write_output(args.json, json.dumps({"/".join(k): n for k, n in sorted(counts.items())}, indent=2) + "\n")
     return 1 if crashed or hung else 0
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script
+from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script, write_output
 from accelnas.search.compare import PAPER_DEVICES
 from accelnas.search.objectives import parse_objectives
 from accelnas.search.optimizers import check
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=at_least_one, default=2000)
     parser.add_argument("--seeds", type=at_least_one, default=5)
     parser.add_argument("--checkpoints", default="100,500,2000", help="query counts to report")
-    parser.add_argument("--evolution-batch", type=int, default=1, help="children per evolution step")
+    parser.add_argument("--evolution-batch", type=int, default=None,
+                        help="children per evolution step, in either part [evolution's own: 1]")  # fmt: skip
     parser.add_argument("--b0-devices", default=",".join(PAPER_DEVICES), help="devices for part 2 ('' to skip)")
     parser.add_argument("--b0-optimizer", default="nsga2")
     parser.add_argument("--b0-budget", type=at_least_one, default=2000)
@@ -65,14 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, argparse.ArgumentTypeError):
         parser.error(f"--checkpoints takes comma-separated query counts >= 1, got {args.checkpoints!r}")
     optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
-    options = {"batch": args.evolution_batch} if "evolution" in optimizers else {}
+    devices = [d.strip() for d in args.b0_devices.split(",") if d.strip()]
+    batch = {} if args.evolution_batch is None else {"batch": args.evolution_batch}
+    options = batch if "evolution" in optimizers else {}
+    b0_options = batch if devices and args.b0_optimizer == "evolution" else {}
+    if batch and not (options or b0_options):
+        parser.error("--evolution-batch is for the evolution optimizer, which neither part runs")
     with tempfile.TemporaryDirectory() as tmp:
         bench = _benchmark(args, Path(tmp))
         problem = SearchProblem(bench, parse_objectives(args.objectives))
-        devices = [d.strip() for d in args.b0_devices.split(",") if d.strip()]
         per_device = [SearchProblem(bench, parse_objectives(f"accuracy,throughput@{d}")) for d in devices]
         if devices:
-            check(args.b0_optimizer)  # part 2's settings fail before part 1 runs
+            check(args.b0_optimizer, b0_options)  # part 2's settings fail before part 1 runs
         seeds = list(range(args.seeds))
         t0 = time.perf_counter()
 
@@ -98,14 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         if devices:
             print(f"\nEfficientNet-B0 vs {args.b0_optimizer} ({args.b0_budget} queries, seed 0) per device:")
         for device_problem in per_device:
-            result = search(device_problem, [args.b0_optimizer], args.b0_budget, [0])
+            result = search(device_problem, [args.b0_optimizer], args.b0_budget, [0], b0_options)
             for c in result.comparisons:
                 print(c.summary())
                 comparisons.append(c.to_dict())
         print(f"total {time.perf_counter() - t0:.0f}s")
 
     if args.json:
-        args.json.write_text(
+        write_output(
+            args.json,
             jsonio.dumps(
                 {
                     "objectives": args.objectives,
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     "b0_comparison": comparisons,
                 },
                 indent=2,
-            )
+            ),
         )
     return 0
 

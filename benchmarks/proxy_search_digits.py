@@ -41,14 +41,32 @@ from accelnas.training.recipe import load_recipe
 ABLATIONS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "accel-nasbench" / "ablations"
 
 
+def _threshold(text: str) -> float:
+    """An argparse type: a Kendall τ, within [-1, 1] (as ``accelnas proxy-search --threshold``)."""
+    value = float(text)
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be within [-1, 1], got {text}")
+    return value
+
+
+def _architectures(text: str) -> int:
+    """An argparse type: at least 3 architectures, the fewest a proxy search ranks."""
+    value = int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"a proxy search ranks architectures: give at least 3, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num", type=at_least_one, default=12, help="architectures (>= 12 for the verification)")
+    parser.add_argument(
+        "--num", type=_architectures, default=12, help="architectures, at least 3 (>= 12 for the verification)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="architecture sampling seed")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--reference", default="digits-reference")
     parser.add_argument("--space", default="digits-proxy-space")
-    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--threshold", type=_threshold, default=0.5, help="minimum Kendall τ of an acceptable proxy")
     parser.add_argument("--reference-seeds", type=at_least_one, default=2,
                         help="train the reference with this many seeds: their mean is the reference, "
                         "their agreement the noise ceiling of τ")  # fmt: skip

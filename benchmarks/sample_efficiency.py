@@ -9,9 +9,10 @@ For each target, a fixed 20% of the Accel-NASBench architectures is the test set
 rounds of the architectures a seed ensemble disagrees most on, exactly as ``accelnas collect
 --selection active`` chooses them) and the target's default surrogate is fitted on them; Kendall τ
 and R² on the test set are printed as mean ± sample standard deviation (ddof=1) over seeds. ``all``
-is one fit on the whole pool ("± -": no spread from one seed); a size larger than the pool is
-skipped with a note. ``--png`` draws τ against ``n`` per target and strategy (mean, sample std as
-bars, the whole pool as a dashed line); ``--json`` writes the table's figures.
+is one fit on the whole pool, in the first strategy's column ("± -": no spread from one seed); a
+size larger than the pool is skipped with a note. ``--png`` draws τ against ``n`` per target and
+strategy (mean, sample std as bars, the whole pool as a dashed line); ``--json`` writes the table's
+figures.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import time
 
 import numpy as np
 
-from accelnas.core import files, jsonio
-from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script
+from accelnas.core import jsonio
+from accelnas.core.cli_options import at_least_one, output_figure, output_file, run_script, write_output
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.active import active_rounds, space_filling
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, ANB_URL, PERF_KEYS, anb_target, import_anb
@@ -118,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             cells = []
             for strategy in strategies:
-                if size == "all" and strategy != "random":
+                if size == "all" and strategy != strategies[0]:  # one fit on the whole pool, in the first column
                     cells.append(f"{'-':>22}  {'-':>15}")
                     continue
                 taus, r2s = [], []
                 for seed in range(args.seeds if size != "all" else 1):
-                    chosen = choose(strategy, pool, values, n, seed)
+                    chosen = choose("random" if size == "all" else strategy, pool, values, n, seed)
                     y, std, sequence = ([d[a.id] for a in chosen] for d in (values, stds, sequences))
                     model = fit_default(target, metric, chosen, y, std, sequence, seed)
                     m = regression_metrics(y_test, model.predict(test))
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print(f"{size:>6}  " + "  ".join(cells), flush=True)
     if args.json:
-        files.write_text(args.json, jsonio.dumps(results, indent=2) + "\n")
+        write_output(args.json, jsonio.dumps(results, indent=2) + "\n")
         print(f"figures: {args.json}", file=sys.stderr)
     if args.png and not results:  # every size was larger than the pool: no curve to draw
         print(f"plot: not drawn, no size was fitted ({args.png} not written)", file=sys.stderr)

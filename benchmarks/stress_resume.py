@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accelnas.core.cli_options import at_least_one, output_file, seed
+from accelnas.core.cli_options import at_least_one, output_file, seed, write_output
 
 PLUGIN_NAME = "ledger"
 TARGET = "bench/ledger"
@@ -347,7 +347,7 @@ def main() -> None:
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+        write_output(args.json, text + "\n")
 
 
 if __name__ == "__main__":

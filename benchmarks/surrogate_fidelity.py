@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import open_fraction, output_file, run_script, seed
+from accelnas.core.cli_options import open_fraction, output_file, run_script, seed, write_output
 from accelnas.core.errors import AccelnasError, DatasetError, first_line
 from accelnas.core.space import FEATURE_NAMES, Architecture
 from accelnas.surrogates.anb_dataset import ACCURACY_TARGET, PERF_KEYS, anb_target, import_anb
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print("drift: share of the held-out error common to test records measured close together (up to "
           f"{DRIFT_LAG} places apart in record order), which no model of the architecture can predict")  # fmt: skip
     if args.json:
-        args.json.write_text(jsonio.dumps(results, indent=2) + "\n")
+        write_output(args.json, jsonio.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -14,6 +14,8 @@ from typing import Any, NoReturn
 
 import click
 
+from accelnas.core import files
+
 # numpy, XGBoost, LightGBM, pymoo and torch all take a seed in this range
 SEED = click.IntRange(0, 2**31 - 1)
 
@@ -147,12 +149,24 @@ def seed(text: str) -> int:
 
 
 def output_file(text: str) -> Path:
-    """An argparse type: a file to write (in place) at the end of a long run, in a folder that exists and
-    can be written now, or one that exists and can be written (``/dev/stdout``); not a folder itself."""
+    """An argparse type: a file to write (with :func:`write_output`) at the end of a long run, in a folder that
+    exists and can be written now, or one that exists and can be written (``/dev/stdout``); not a folder itself."""
     path = _output_path(text)
     if path.exists() and os.access(path, os.W_OK):
         return path
     return output_figure(text)
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write an :func:`output_file` (UTF-8): a new or regular file is replaced whole (``files.write_text``: a
+    kill leaves the old file or the new one); an existing one of another kind or reached through a link
+    (``/dev/null``, ``/dev/stdout``, a pipe), or a kept one in a folder that cannot take a new file, is
+    written in place, never replaced."""
+    path = Path(path)
+    if path.exists() and (path.is_symlink() or not path.is_file() or not os.access(path.parent, os.W_OK)):
+        path.write_text(text, encoding="utf-8")
+    else:
+        files.write_text(path, text)
 
 
 def output_figure(text: str) -> Path:

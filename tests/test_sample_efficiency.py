@@ -120,3 +120,41 @@ def test_no_curve_to_draw_is_said_not_a_traceback(monkeypatch, tmp_path, capsys)
     assert bench.main(["--targets", "latency_zcu102", "--sizes", "100", "--seeds", "1", "--png", str(png)]) == 0
     assert "plot: not drawn, no size was fitted" in capsys.readouterr().err
     assert not png.exists()
+
+
+def test_json_to_a_pipe_is_written_through_it_not_replaced(monkeypatch, tmp_path):
+    """--json /dev/stdout, /dev/null or a named pipe: the figures go through it, and it stays what it was
+    (replaced by a new file, root's /dev/null became a regular file)."""
+    import json
+    import os
+    import stat
+    import threading
+
+    bench = _load()
+    _fake_anb(monkeypatch, bench, 40)
+    pipe = tmp_path / "figures"
+    os.mkfifo(pipe)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()), daemon=True)
+    reader.start()
+    assert bench.main(["--targets", "latency_zcu102", "--sizes", "8", "--seeds", "1", "--strategies", "random",
+                       "--json", str(pipe)]) == 0  # fmt: skip
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    reader.join(60)
+    assert json.loads(received[0])["latency_zcu102"]["random"][0]["n"] == 8
+
+
+def test_the_whole_pool_is_fitted_whichever_strategies_are_compared(monkeypatch, tmp_path, capsys):
+    """``all`` is one fit on the whole pool: without random among the strategies it is still fitted (it was a
+    row of dashes and no figure), in the first strategy's column."""
+    import json
+
+    bench = _load()
+    _fake_anb(monkeypatch, bench, 40)
+    out = tmp_path / "curves.json"
+    assert bench.main(["--targets", "latency_zcu102", "--sizes", "8,all", "--seeds", "1",
+                       "--strategies", "space-filling,active", "--json", str(out)]) == 0  # fmt: skip
+    whole = json.loads(out.read_text())["latency_zcu102"]["all"]
+    assert [(r["n"], r["seeds"]) for r in whole] == [(32, 1)]
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("all"))
+    assert row.split()[1] == f"{whole[0]['kendall_tau_mean']:.4f}"

@@ -438,6 +438,30 @@ def test_optimizer_comparison_script_reports_the_budget_and_checks_part_two_firs
             script.main([*base, "--budget", "30", *bad])
 
 
+def test_optimizer_comparison_script_runs_evolution_batch_where_evolution_runs(bench_dir, capsys, monkeypatch):
+    """--evolution-batch reaches evolution in part 2 too, and is refused where neither part runs evolution
+    (it was dropped without a word)."""
+    from conftest import load_benchmark
+
+    script = load_benchmark("optimizers")
+    calls = []
+    real = script.search
+
+    def search(problem, names, budget, seeds, options=None, **kwargs):
+        calls.append((names, options or {}))
+        return real(problem, names, budget, seeds, options, **kwargs)
+
+    monkeypatch.setattr(script, "search", search)
+    base = ["--benchmark", str(bench_dir), "--objectives", "accuracy,throughput@dev", "--seeds", "1", "--budget", "30"]
+    part2 = ["--b0-devices", "dev", "--b0-budget", "30", "--b0-optimizer", "evolution"]
+    assert script.main([*base, "--optimizers", "random", *part2, "--evolution-batch", "3"]) == 0
+    assert calls == [(["random"], {}), (["evolution"], {"batch": 3})]
+    with pytest.raises(SystemExit) as raised:
+        script.main([*base, "--optimizers", "random", "--b0-devices", "", "--evolution-batch", "3"])
+    assert raised.value.code == 2
+    assert "--evolution-batch is for the evolution optimizer, which neither part runs" in capsys.readouterr().err
+
+
 def test_search_space_cli(tmp_path):
     result = run_cli("search-space", "--out", str(tmp_path / "space.json"))
     assert result.returncode == 0, result.stderr

@@ -162,3 +162,18 @@ def test_a_test_fraction_without_split_is_refused(tmp_path, capsys):
         .splitlines()[-1]
         .endswith("--test-fraction goes with --split (--train and --test are the split)")
     )
+
+
+def test_json_replaces_an_existing_file_whole(tmp_path):
+    """The figures are written to a new file moved over the old one: a reader (here a hard link to the old
+    file) never sees it half-rewritten, and a kill midway leaves the old figures."""
+    archs = sample(60, 5)
+    _write_records(tmp_path / "train", archs[:40], 0)
+    _write_records(tmp_path / "test", archs[40:], 40)
+    out, old = tmp_path / "fidelity.json", tmp_path / "old.json"
+    out.write_text('{"old": true}\n')
+    old.hardlink_to(out)
+    args = ["--train", str(tmp_path / "train"), "--test", str(tmp_path / "test"), "--only", "latency_zcu102"]
+    assert _load().main([*args, "--json", str(out)]) == 0
+    assert "latency_zcu102" in json.loads(out.read_text())
+    assert json.loads(old.read_text()) == {"old": True}

@@ -226,3 +226,22 @@ def test_proxy_search_benchmark_rejects_an_output_folder_that_is_a_file(tmp_path
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith("argument --out: proxy-search-digits is not a folder")
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [(["--num", "2"], "argument --num: a proxy search ranks architectures: give at least 3, got 2"),
+     (["--threshold", "nan"], "argument --threshold: must be within [-1, 1], got nan"),
+     (["--threshold", "1.5"], "argument --threshold: must be within [-1, 1], got 1.5")],
+)  # fmt: skip
+def test_proxy_search_benchmark_refuses_what_the_search_refuses_before_training(tmp_path, capsys, option, expected):
+    """Too few architectures to rank used to fail after the reference was trained; a threshold no τ can
+    reach (or nan) ran the whole search to choose nothing."""
+    from conftest import load_benchmark
+
+    script = load_benchmark("proxy_search_digits")
+    with pytest.raises(SystemExit) as raised:
+        script.main(["--out", str(tmp_path / "out"), *option])
+    assert raised.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(expected)
+    assert not (tmp_path / "out").exists()
