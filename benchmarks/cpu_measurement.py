@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import output_file, write_output
+from accelnas.core.cli_options import output_file, seed, write_output
 from accelnas.core.errors import AccelnasError
 from accelnas.core.model import build_model, calibrate_batchnorm, count_macs
 from accelnas.core.plugins import load_registry
@@ -433,7 +433,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--target", default="cpu/onnxruntime", help="target name (default: %(default)s)")
     p.add_argument("--input-size", type=int, default=224, help="input resolution (default: %(default)s)")
     p.add_argument("--num-random", type=int, default=4, help="random architectures besides B0 (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default: %(default)s)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random architectures (default: %(default)s)")
     p.add_argument(
         "--precision",
         type=float,

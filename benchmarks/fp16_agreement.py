@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from accelnas.core.cli_options import at_least_one, run_script
+from accelnas.core.cli_options import at_least_one, run_script, seed
 from accelnas.core.model import build_model, calibrate_batchnorm
 from accelnas.core.records import MeasureSettings
 from accelnas.core.space import EFFICIENTNET_B0, sample
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num", type=at_least_one, default=5, help="architectures: B0 and NUM-1 random ones")
     parser.add_argument("--sizes", type=_sizes, default=[32, 224], help="input sizes, comma-separated")
     parser.add_argument("--batch", type=at_least_one, default=2, help="images per comparison")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the random architectures")
     args = parser.parse_args(argv)
     archs = [EFFICIENTNET_B0, *sample(args.num - 1, seed=args.seed)]
     print(f"{'architecture':<36} {'size':>5} {'rel. error':>11} {'cosine':>9} {'top-1':>6}")

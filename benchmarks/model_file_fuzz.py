@@ -25,7 +25,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from accelnas.core.cli_options import at_least_one, output_file, output_folder, write_output
+from accelnas.core.cli_options import at_least_one, output_file, output_folder, seed, write_output
 from accelnas.core.model import count_macs
 from accelnas.core.space import sample
 from accelnas.surrogates import artifact
@@ -104,7 +104,7 @@ def _load_all(paths: list[str]) -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=at_least_one, default=250, help="Damaged copies per model format.")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--json", type=output_file, default=None, help="Write the counts here.")
     parser.add_argument("--keep", type=output_folder, default=None,
                         help="Copy each surrogate that crashed a process here.")  # fmt: skip

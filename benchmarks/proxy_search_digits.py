@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import at_least_one, output_folder, run_script
+from accelnas.core.cli_options import at_least_one, output_folder, run_script, seed
 from accelnas.core.errors import AccelnasError
 from accelnas.core.provenance import host_provenance
 from accelnas.core.space import sample
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--num", type=_architectures, default=12, help="architectures, at least 3 (>= 12 for the verification)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="architecture sampling seed")
+    parser.add_argument("--seed", type=seed, default=0, help="architecture sampling seed")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--reference", default="digits-reference")
     parser.add_argument("--space", default="digits-proxy-space")
