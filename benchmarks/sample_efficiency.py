@@ -84,9 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", type=output_figure, default=None, help="plot τ against the number measured")
     parser.add_argument("--json", type=output_file, default=None, help="write the table's figures here")
     args = parser.parse_args(argv)
-    unknown = [name for name in args.targets.split(",") if name not in TARGETS]
+    targets = args.targets.split(",")
+    unknown = [name for name in targets if name not in TARGETS]
     if unknown:
         parser.error(f"unknown target {unknown[0]!r} (known: {', '.join(TARGETS)})")
+    for option, names in (("--targets", targets), ("--sizes", args.sizes.split(",")),
+                          ("--strategies", args.strategies.split(","))):  # fmt: skip
+        if twice := [name for i, name in enumerate(names) if name in names[:i]]:
+            parser.error(f"{option} names {twice[0]!r} twice")
     sizes = args.sizes.split(",")
     bad = [size for size in sizes if size != "all" and not (size.isdigit() and int(size) >= MIN_SELECTION_ROWS)]
     if bad:  # fewer architectures than choosing a family takes would stop the run partway through its table
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     frame, report = import_anb(args.source)
     print(report.summary(), file=sys.stderr)
     results: dict[str, dict[str, list[dict[str, float | int | None]]]] = {}
-    for name in args.targets.split(","):
+    for name in targets:
         target, metric = TARGETS[name]
         part = frame[(frame["target"] == target) & (frame["metric"] == metric)].reset_index(drop=True)
         archs = [Architecture.from_config(r) for r in part[list(FEATURE_NAMES)].to_dict("records")]

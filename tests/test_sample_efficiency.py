@@ -90,6 +90,12 @@ def test_sizes_too_small_to_choose_a_family_are_refused_before_anything_is_read(
         bench.main(["--sizes", "3,25", "--seeds", "1"])
     assert exc.value.code == 2
     assert "--sizes takes counts >= 4 and 'all', got '3'" in capsys.readouterr().err
+    for option, value in (("--targets", "latency_zcu102,accuracy,latency_zcu102"), ("--sizes", "25,all,25"),
+                          ("--strategies", "random,random")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:  # each would be fitted and reported twice
+            bench.main([option, value, "--seeds", "1"])
+        assert exc.value.code == 2
+        assert f"{option} names '{value.split(',')[0]}' twice" in capsys.readouterr().err
 
 
 def test_the_curves_are_written_as_json_and_a_plot(monkeypatch, tmp_path, capsys):
