@@ -311,7 +311,8 @@ def with_settings(
     ``TARGET=KEY`` names); a key may be any unique start of one. Targets no choice reaches keep all
     their rows. With ``target``, choices must be keys that target was measured under. With
     ``selected`` (the targets a command works on; ``target`` alone where given), a ``TARGET=KEY``
-    for any other target is an error rather than a choice without effect.
+    for any other target, or a bare ``KEY`` of other targets only, is an error rather than a choice
+    without effect.
     """
     if not choices:
         return frame
@@ -320,7 +321,7 @@ def with_settings(
     allowed = sorted({target} if target is not None else selected if selected is not None else set(frame["target"]))
     keys_of = frame.groupby("target")["settings_key"].agg(lambda k: sorted({str(x) for x in k.dropna()})).to_dict()
     explicit: dict[str, str] = {}
-    bare: list[str] = []
+    bare: list[tuple[str, str]] = []  # (as given, the key it names)
     for choice in choices:
         name, sep, key = choice.rpartition("=")
         if sep and name:
@@ -334,9 +335,15 @@ def with_settings(
         elif target is not None:
             _choose(explicit, target, _one_key(key, keys_of.get(target, []), f" of {target}"))
         else:
-            bare.append(_one_key(key, sorted({k for ks in keys_of.values() for k in ks}), " of the data"))
+            bare.append((key, _one_key(key, sorted({k for ks in keys_of.values() for k in ks}), " of the data")))
     chosen = dict(explicit)
-    for key in bare:
+    for given, key in bare:
+        owners = [name for name, ks in keys_of.items() if key in ks]
+        if not set(owners) & set(allowed):
+            raise InvalidArgumentError(
+                f"--settings {given}: a key of {', '.join(owners)}, not of a target this command works on "
+                f"({', '.join(allowed)})"
+            )
         for name, ks in keys_of.items():
             if key in ks and name not in explicit:
                 _choose(chosen, name, key, hint=f": use {name}=KEY to choose one")

@@ -233,7 +233,9 @@ def _iter_archive(source: Path) -> Iterator[tuple[str, bytes]]:
                     found = True
                     try:
                         handle = tar.extractfile(member)
-                    except KeyError:  # a link to a member the archive lacks: read as an empty record
+                    except (KeyError, RecursionError):
+                        # a link to a member the archive lacks, or symbolic links that lead to one another
+                        # in a loop (tarfile follows them without end): read as an empty record
                         handle = None
                     yield Path(member.name).name, handle.read() if handle else b""
             if not found:

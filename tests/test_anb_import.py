@@ -140,6 +140,19 @@ def test_symbolic_links_in_an_archive_are_records_as_in_a_directory(tmp_path):
     assert from_archive.skipped["malformed JSON"] == 1  # the link out of the archive: no record to read
 
 
+def test_symbolic_links_in_a_loop_in_an_archive_are_records_without_content(tmp_path):
+    d = tmp_path / "records"
+    d.mkdir()
+    (d / "result_1.json").write_text(json.dumps(_record(sample(1, 14)[0])))
+    (d / "result_2.json").symlink_to("result_3.json")
+    (d / "result_3.json").symlink_to("result_2.json")  # tarfile would follow these two without end
+    archive = tmp_path / "looped.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(d, arcname="anb")
+    _, report = import_anb(archive)
+    assert report.records == 3 and report.records_ok == 1 and report.skipped["malformed JSON"] == 2
+
+
 def _archive(records_dir, path):
     """The records as the published archive holds them (gzip by the name's suffix)."""
     with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as tar:

@@ -580,6 +580,8 @@ def test_a_device_name_selects_its_target_and_settings_for_unselected_targets_ar
     build = ["surrogates", "build", "--from-db", str(db), "--family", "additive", "--target", "gpu"]
     code, err = _main_exit(capsys, *build, "--settings", "cpu/x=aaaa", "--out", str(tmp_path / "b"))
     assert code == 2 and "--settings cpu/x=aaaa: cpu/x is not a target this command works on (gpu/y, gpu/z)" in err
+    code, err = _main_exit(capsys, *build, "--settings", "aaaa", "--out", str(tmp_path / "b"))  # cpu/x's key
+    assert code == 2 and "--settings aaaa: a key of cpu/x, not of a target this command works on (gpu/y, gpu/z)" in err
     assert not (tmp_path / "b").exists()
     code, err = _main_exit(capsys, *build, "--settings", "gpu/y=cccc", "--out", str(tmp_path / "b"))
     assert code == 0, err

@@ -580,6 +580,11 @@ def test_changing_a_parameter_of_a_fitted_seed_ensemble_unfits_it():
     ensemble = _protocol_model("ensemble").fit(TRAIN[:40], _y(TRAIN[:40]))
     ensemble.set_params(**ensemble.get_params())
     assert ensemble.predict(TEST[:3]).shape == (3,)
+    # a refused change changes nothing, the ensemble's fit included
+    for bad, error in [({"base__transform": "sqrt"}, "transform"), ({"base__depth": 3}, "unknown parameter 'depth'")]:
+        with pytest.raises(ValueError, match=error):
+            ensemble.set_params(**bad)
+        assert ensemble.predict(TEST[:3]).shape == (3,)
     ensemble.set_params(base__transform="none")
     with pytest.raises(NotFittedError, match="before predicting"):
         ensemble.predict(TEST[:3])

@@ -218,6 +218,22 @@ def test_ablation_recipe_names_may_hold_hyphens(tmp_path, caplog):
     assert "notes.csv is not named <recipe>-seed<N>.csv and is left out" in caplog.text
 
 
+def test_proxy_analyse_outputs_in_the_ablation_folder_are_not_warned_about(tmp_path, caplog):
+    from click.testing import CliRunner
+
+    from accelnas.core.cli import cli
+
+    for seed in (1, 2):
+        _ablation_rows(4, seed, 1.0).to_csv(tmp_path / f"fewproxy-seed{seed}.csv", header=False, index=False)
+        _ablation_rows(4, seed, 2.0).to_csv(tmp_path / f"proxified-seed{seed}.csv", header=False, index=False)
+    first = CliRunner().invoke(cli, ["proxy-analyse", str(tmp_path), "--out", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "ablation_tau.csv").is_file() and (tmp_path / "ablation_summary.csv").is_file()
+    with caplog.at_level("WARNING"):
+        runs = read_ablations(tmp_path)  # as a second run over the folder reads it
+    assert sorted(runs) == ["fewproxy", "proxified"] and "left out" not in caplog.text
+
+
 def test_malformed_ablation_files(tmp_path):
     short = tmp_path / "x-seed1.csv"
     short.write_text("1,2,3\n")

@@ -387,7 +387,7 @@ def proxy_analyse(ablations: Path, out_dir: Path | None, gpus_per_job: int) -> N
     """
     import pandas as pd
 
-    from accelnas.training.ranking import analyse_ablations, read_ablations
+    from accelnas.training.ranking import ANALYSIS_FILES, analyse_ablations, read_ablations
 
     runs = read_ablations(ablations)
     analysis = analyse_ablations(runs, gpus_per_job=gpus_per_job)
@@ -415,10 +415,10 @@ def proxy_analyse(ablations: Path, out_dir: Path | None, gpus_per_job: int) -> N
         rows += [{"kind": "across_seeds", "recipe_a": r["recipe"], "recipe_b": r["recipe"], **r} for r in
                  analysis.across_seeds]  # fmt: skip
         columns = ["kind", "recipe_a", "recipe_b", "seed_a", "seed_b", "tau"]  # a header even with no pair of seeds
-        files.write_csv(out_dir / "ablation_tau.csv", pd.DataFrame(rows, columns=columns))
+        paths = [out_dir / name for name in ANALYSIS_FILES]  # tau, summary
+        files.write_csv(paths[0], pd.DataFrame(rows, columns=columns))
         costs = pd.DataFrame(analysis.costs)
-        files.write_csv(out_dir / "ablation_summary.csv", table.merge(costs, how="left", on="recipe"))
-        paths = [out_dir / "ablation_tau.csv", out_dir / "ablation_summary.csv"]
+        files.write_csv(paths[1], table.merge(costs, how="left", on="recipe"))
         if len(analysis.recipes) >= 2:
             a, b = analysis.recipes[:2]
             ra, rb = runs[a], runs[b]

@@ -36,6 +36,8 @@ ABLATION_COLUMNS: tuple[str, ...] = (
 # analysis script converts them to node-hours that way).
 ABLATION_GPUS_PER_JOB = 4
 _ABLATION_NAME = re.compile(r"^(?P<recipe>.+)-seed(?P<seed>\d+)\.csv$")  # the recipe name may hold "-"
+# what ``accelnas proxy-analyse --out`` writes: left out of a folder's ablation files without a warning
+ANALYSIS_FILES: tuple[str, ...] = ("ablation_tau.csv", "ablation_summary.csv")
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
@@ -137,7 +139,7 @@ def read_ablations(directory: str | Path) -> dict[str, RecipeRuns]:
     csvs = sorted(directory.glob("*.csv")) if directory.is_dir() else []
     files = [p for p in csvs if _ABLATION_NAME.match(p.name)]
     for path in csvs:
-        if path not in files:
+        if path not in files and path.name not in ANALYSIS_FILES:
             log.warning("%s is not named <recipe>-seed<N>.csv and is left out", path)
     if not files:
         raise DatasetError(f"no <recipe>-seed<N>.csv ablation files in {directory}")

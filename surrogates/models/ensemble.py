@@ -44,12 +44,13 @@ class SeedEnsemble(Regressor):
             raise ValueError(f"unknown parameter {unknown[0]!r} for SeedEnsemble")
         base, n_members = params.get("base", self.base), params.get("n_members", self.n_members)
         _check(base, n_members)
-        current = self.get_params(deep=True)
-        if any(not same(current[name], value) for name, value in params.items()):
-            self.members_ = []
+        current = base.get_params()  # of the base the ensemble will have
         nested = {k.removeprefix("base__"): v for k, v in params.items() if k.startswith("base__")}
         if nested:
             base.set_params(**nested)  # validates all of them before changing any
+        changed = not same(base, self.base) or not same(n_members, self.n_members)
+        if changed or any(not same(current[name], value) for name, value in nested.items()):
+            self.members_ = []
         self.base, self.n_members = base, n_members
         return self
 
