@@ -310,3 +310,72 @@ def test_stored_results_with_undefined_costs_read_back_as_nan(tmp_path):
         store.record_ok(SMALL, "train/x", "k", {}, m)
         (ev,) = stored_evaluations(store, "train/x", "k").values()  # NaN was stored as null
     assert ev.top1 == 50.0 and ev.wall_seconds == 3.0 and math.isnan(ev.cpu_seconds) and ev.cached
+
+
+class _Batches:
+    """A loader whose every epoch gives the same batches (images only; labels are not read)."""
+
+    def __init__(self, *sizes: int, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.batches = [(torch.randn(n, 3, 4, 4, generator=gen) * (1 + seed), torch.zeros(n)) for n in sizes]
+
+    def epoch(self, epoch: int, size: int):
+        return iter(self.batches)
+
+
+def _bn_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+
+
+def _recalibrated(loader: _Batches, ctx=None) -> torch.nn.BatchNorm2d:
+    from accelnas.training.distributed import DistContext
+    from accelnas.training.trainer import recalibrate_batchnorm
+
+    model = _bn_model()
+    recalibrate_batchnorm(model, loader, 4, 1000, ctx or DistContext(), from_dict(TINY))
+    return model[1]
+
+
+def test_batchnorm_recalibration_without_a_usable_batch_keeps_the_statistics():
+    """Only a batch of one image (skipped): the running statistics stay, they are not reset to 0 / 1."""
+    bn = _bn_model()[1]
+    bn.running_mean.fill_(0.25)
+    bn.running_var.fill_(2.0)
+    from accelnas.training.distributed import DistContext
+    from accelnas.training.trainer import recalibrate_batchnorm
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), bn)
+    assert recalibrate_batchnorm(model, _Batches(1), 4, 1000, DistContext(), from_dict(TINY)) == 0
+    assert torch.equal(bn.running_mean, torch.full((4,), 0.25)) and torch.equal(bn.running_var, torch.full((4,), 2.0))
+    used = _recalibrated(_Batches(3, 1))
+    assert not torch.equal(used.running_mean, torch.zeros(4))  # a usable batch recalibrates
+
+
+def _recalibration_worker(rank: int, port: int, sizes: list[tuple[int, ...]], out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    from accelnas.training.distributed import init_from_env, shutdown
+
+    ctx = init_from_env("cpu")
+    bn = _recalibrated(_Batches(*sizes[rank], seed=rank), ctx)
+    torch.save({"mean": bn.running_mean, "var": bn.running_var}, f"{out}.{rank}")
+    shutdown(ctx)
+
+
+@pytest.mark.parametrize("sizes", [[(4, 2), (1,)], [(4, 2), (3,)]], ids=["one-rank-without-images", "unequal"])
+def test_ranks_average_batchnorm_statistics_weighed_by_their_images(tmp_path, sizes):
+    """A rank whose shard held no usable batch adds nothing (not reset statistics); others count by images."""
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "bn")
+    mp.start_processes(_recalibration_worker, args=(_free_port(), sizes, out), nprocs=2, join=True,
+                       start_method="spawn")  # fmt: skip
+    got = [torch.load(f"{out}.{r}") for r in range(2)]
+    alone = [_recalibrated(_Batches(*sizes[r], seed=r)) for r in range(2)]
+    images = [sum(n for n in s if n >= 2) for s in sizes]
+    for key, attr in (("mean", "running_mean"), ("var", "running_var")):
+        want = sum(n * getattr(bn, attr) for n, bn in zip(images, alone, strict=True)) / sum(images)
+        for rank in range(2):
+            torch.testing.assert_close(got[rank][key], want)

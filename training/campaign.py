@@ -47,7 +47,8 @@ def accuracy_target(data: DataSplits | str) -> str:
 # augmentation, loss): a stored result of another revision keeps its own key, so it is neither
 # resumed nor mixed with results of this code. 2: TensorFlow's RMSprop, torchvision's classifier
 # initialisation, aspect-preserving crops and per-rank crop seeds. 3: a last batch of a single image is
-# left out of training and of the BatchNorm recalibration.
+# left out of training and of the BatchNorm recalibration, whose statistics ranks average weighed by
+# the images each used.
 TRAINER_REVISION = 3
 
 

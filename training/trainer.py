@@ -139,6 +139,7 @@ def recalibrate_batchnorm(model: nn.Module, loader: Loader, size: int, images: i
     if not bns or images <= 0:
         return 0
     saved = [m.momentum for m in bns]
+    before = [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
@@ -152,12 +153,18 @@ def recalibrate_batchnorm(model: nn.Module, loader: Loader, size: int, images: i
         used += int(x.shape[0])
         if used * ctx.world_size >= images:
             break
-    for m, momentum in zip(bns, saved, strict=True):
+    # each rank's statistics weighed by its images: a rank that used none (its shard's only batch held one
+    # image) has reset ones; where no rank used any, the statistics from training stay
+    (total,) = all_reduce_sum([float(used)], ctx)
+    for m, momentum, (mean, var) in zip(bns, saved, before, strict=True):
         m.momentum = momentum
-        if ctx.distributed:
-            for buf in (m.running_mean, m.running_var):
+        for buf, old in ((m.running_mean, mean), (m.running_var, var)):
+            if ctx.distributed:
+                buf.mul_(used)
                 torch.distributed.all_reduce(buf, op=torch.distributed.ReduceOp.SUM)
-                buf.div_(ctx.world_size)
+                buf.div_(max(total, 1.0))
+            if total == 0:
+                buf.copy_(old)
     return used
 
 
