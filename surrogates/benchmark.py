@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from accelnas.core.errors import NoSurrogateError, SurrogateError
+from accelnas.core.records import names_target
 from accelnas.core.space import Architecture, as_architecture
 from accelnas.surrogates import artifact
 from accelnas.surrogates.artifact import SurrogateArtifact
@@ -153,7 +154,7 @@ class Benchmark:
             (target, m)
             for target, m in self.pairs()
             if (metric is None or m == metric)
-            and (device is None or target == device or target.split("/")[0] == device)
+            and (device is None or names_target(device, target))
         ]
 
     def get(self, target: str, metric: str) -> SurrogateArtifact:
