@@ -197,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
     try:  # what a GPU would only refuse mid-run
         if args.num_random < 0:
             raise ValueError(f"--num-random must be >= 0, got {args.num_random}")
+        if not 0 <= args.seed < 2**31:  # as the other scripts' and the CLI's seeds
+            raise ValueError(f"--seed must be within 0..2147483647, got {args.seed}")
         if not 0 < args.budget < float("inf"):  # none would leave every architecture skipped, and exit 0
             raise ValueError(f"--budget must be a positive number of seconds, got {args.budget}")
         MeasureSettings(input_size=args.input_size, batch_size=args.batch_size, precision=args.precision,
@@ -247,9 +249,9 @@ def run(args: argparse.Namespace) -> int:
         report["summary"] = summarise(report["results"], report["skipped"])
         png = plot(report["results"], macs, out_dir / "gpu_check_throughput.png", args.input_size)
         report["plot"] = str(png) if png else None
-        from accelnas.core import jsonio  # importable by now: the registry above came from it
+        from accelnas.core import files, jsonio  # importable by now: the registry above came from it
 
-        json_path.write_text(jsonio.dumps(report, indent=1), encoding="utf-8")
+        files.write_text(json_path, jsonio.dumps(report, indent=1))  # whole: a kill leaves the last one
 
     if not targets["gpu/torch"].available:
         report["error"] = f"no usable CUDA GPU: {targets['gpu/torch'].reason}"

@@ -65,6 +65,14 @@ def test_gpu_check_measures_every_pass_and_variant_and_keeps_failures(tmp_path, 
         assert variant["ok"] == 4 and set(variant["throughput"]) == {"EfficientNet-B0", "random-1"}
     assert summary["kendall_tau_torch_vs_tensorrt"]["throughput"] is None  # 2 in common: too few for a τ
     assert report["plot"] and (tmp_path / "gpu_check_throughput.png").stat().st_size > 5_000
+    # the JSON is replaced whole after each architecture (a kill leaves the last complete one), not
+    # rewritten in place: a hard link to the report of an earlier run keeps that report
+    kept = tmp_path / "earlier.json"
+    kept.hardlink_to(tmp_path / "gpu_check.json")
+    monkeypatch.setattr(PretendGpu, "failing", "")
+    assert gpu_check.main([*args[:3], "0", *args[4:]]) == 0
+    assert json.loads(kept.read_text()) == report
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["summary"]["gpu/torch"]["ok"] == 2
 
 
 def test_gpu_check_refuses_bad_arguments_before_measuring(tmp_path, caplog):
@@ -74,6 +82,7 @@ def test_gpu_check_refuses_bad_arguments_before_measuring(tmp_path, caplog):
     taken.write_text("")
     cases = {("--out", str(taken)): f"cannot use {taken} as --out",
              ("--num-random", "-1"): "--num-random must be >= 0, got -1",
+             ("--seed", "-1"): "--seed must be within 0..2147483647, got -1",
              ("--input-size", "0"): "input size must be within 16..1024, got 0",
              ("--budget", "-5"): "--budget must be a positive number of seconds, got -5.0",
              ("--budget", "nan"): "--budget must be a positive number of seconds, got nan"}  # fmt: skip
