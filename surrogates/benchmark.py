@@ -153,8 +153,7 @@ class Benchmark:
         return [
             (target, m)
             for target, m in self.pairs()
-            if (metric is None or m == metric)
-            and (device is None or names_target(device, target))
+            if (metric is None or m == metric) and (device is None or names_target(device, target))
         ]
 
     def get(self, target: str, metric: str) -> SurrogateArtifact:
