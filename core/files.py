@@ -36,9 +36,12 @@ def replacing(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):  # the new file keeps the old one's permissions
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno and exc.filename in (None, str(tmp)):
+            # a writer's own error (pyarrow's on a full disk) may name no file: name the folder written in
+            raise OSError(exc.errno, os.strerror(exc.errno), str(path.parent)) from exc
         raise
 
 

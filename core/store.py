@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -215,14 +216,23 @@ class Store:
             wal = Path(f"{self.path}-wal")
             cannot_write = "readonly" in str(exc) or "unable to open" in str(exc)
             if not readonly or not cannot_write or (wal.exists() and wal.stat().st_size > 0):
-                raise StoreError(f"{self.path} is not a usable accelnas store: {exc}") from None
+                raise self._unusable(exc) from None
             self.conn.close()
             try:
                 self._open("ro&immutable=1")
             except sqlite3.DatabaseError as again:
-                raise StoreError(f"{self.path} is not a usable accelnas store: {again}") from None
+                raise self._unusable(again) from None
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable accelnas store: {exc}") from None
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> StoreError:
+        """Why the store cannot be opened: a full disk (or a disk error) is no fault of the file."""
+        if "disk is full" in str(exc) or "disk I/O error" in str(exc):
+            free = shutil.disk_usage(self.path.parent).free
+            return StoreError(
+                f"campaign store {self.path}: {exc} while opening it ({free // 1024} KiB free on its disk)"
+            )
+        return StoreError(f"{self.path} is not a usable accelnas store: {exc}")
 
     def _open(self, mode: str | None) -> None:
         """Connect (``mode``: None to read and write, else the URI's ``mode=`` value) and check the file."""

@@ -100,8 +100,11 @@ def write_outcome(outcome: SearchOutcome, out_dir: str | Path, **facts: Any) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "front.csv", out / "front.json"
-    files.write_csv(csv_path, front_frame(outcome))
-    files.write_text(json_path, jsonio.dumps(outcome_dict(outcome, **facts), indent=2))
+    # both written before either replaces its old file (verify reads them together): a write that fails
+    # (a full disk) leaves the last search's pair
+    with files.replacing(csv_path) as csv_tmp, files.replacing(json_path) as json_tmp:
+        front_frame(outcome).to_csv(csv_tmp, index=False, lineterminator="\n")
+        json_tmp.write_text(jsonio.dumps(outcome_dict(outcome, **facts), indent=2), encoding="utf-8")
     return csv_path, json_path
 
 

@@ -1,5 +1,7 @@
 """Files are replaced whole: a write that fails midway leaves the old file and no temporary one."""
 
+import errno
+
 import pandas as pd
 import pytest
 
@@ -40,6 +42,29 @@ def test_an_export_that_fails_midway_keeps_the_files_of_the_last_one(tmp_path, m
     # neither file was replaced: the Parquet and CSV files are still the same export's
     assert after == before
     assert dataset.read(tmp_path / "cpu__x.parquet")["value"].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_full_disk_is_an_error_naming_the_folder_not_the_temporary_file(tmp_path, monkeypatch):
+    archs = sample(4, 1)
+    rows = [{"arch_id": a.id, **a.to_config(), "target": "cpu/x", "metric": "latency", "value": 1.0 + i,
+             "unit": "ms", "settings_key": "k"} for i, a in enumerate(archs)]  # fmt: skip
+    frame = pd.DataFrame(rows)
+
+    def disk_full(self, path, **kwargs):  # as pyarrow reports it: an errno, and no file named
+        with open(path, "wb") as fh:
+            fh.write(b"PAR1")
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    with pytest.raises(OSError) as raised:
+        dataset.write(frame, tmp_path)
+    assert (
+        raised.value.errno == errno.ENOSPC and str(raised.value) == f"[Errno 28] No space left on device: '{tmp_path}'"
+    )
+    assert list(tmp_path.iterdir()) == []  # no temporary file left, no file that looks complete
+    with pytest.raises(PermissionError) as raised, files.replacing(tmp_path / "out.txt") as tmp:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp))  # the temporary file named
+    assert raised.value.filename == str(tmp_path)
 
 
 def test_a_folder_in_the_way_of_one_file_of_a_pair_replaces_neither(tmp_path):

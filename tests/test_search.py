@@ -1,8 +1,10 @@
 """Search on a benchmark: objectives, budget, optimizers, Pareto fronts, hypervolume, B0 comparison, CLI."""
 
+import errno
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -373,6 +375,25 @@ def test_search_cli_writes_front_json_and_plots(tmp_path, bench_dir, bench):
     assert data["b0_comparison"][0]["objective"] == "throughput@dev"
     for png in ("front.png", "hypervolume.png"):
         assert (out / png).stat().st_size > 10_000
+
+
+def test_a_search_whose_front_json_cannot_be_written_leaves_the_last_pair(tmp_path, problem, monkeypatch):
+    from accelnas.search.report import write_outcome
+
+    out = tmp_path / "run"
+    write_outcome(search(problem, ["random"], 30, [0], {}), out, seeds=[0])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_text = Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.name.startswith(".front.json."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        write_outcome(search(problem, ["random"], 40, [1], {}), out, seeds=[1])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # front.csv still front.json's pair
 
 
 def test_search_cli_errors_are_one_line(tmp_path, bench_dir):

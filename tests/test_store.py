@@ -102,6 +102,22 @@ def test_a_failed_transaction_rolls_back_and_keeps_its_error(tmp_path):
         assert len(store.results()) == 1 and not store.conn.in_transaction
 
 
+@pytest.mark.parametrize("error", ["database or disk is full", "disk I/O error"])
+def test_a_store_that_cannot_be_created_on_a_full_disk_is_not_called_unusable(tmp_path, monkeypatch, error):
+    def full(self, timeout=60.0):
+        raise sqlite3.OperationalError(error)
+
+    monkeypatch.setattr(Store, "_enable_wal", full)
+    path = tmp_path / "new.sqlite"
+    with pytest.raises(StoreError) as raised:
+        Store(path)
+    message = str(raised.value)
+    assert (
+        message.startswith(f"campaign store {path}: {error} while opening it (") and "KiB free on its disk" in message
+    )
+    assert "not a usable" not in message
+
+
 def test_reopen_keeps_results(tmp_path):
     path = tmp_path / "s.sqlite"
     archs = sample(3, 1)
