@@ -71,8 +71,11 @@ def writable_folder(ctx: click.Context, param: click.Parameter, value: Path | No
 
 
 def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """Click callback of an output file: its folder checked before the work that writes it."""
+    """Click callback of an output file: its folder checked before the work that writes it; an empty path
+    (which names no file) is refused."""
     if value is not None and not ctx.resilient_parsing:
+        if not value.name:  # Path("") is Path("."), a folder that click's check of an existing one lets through
+            raise click.BadParameter("an empty path names no file")
         _check_writable(value.parent)  # Path("x.png").parent is Path(".")
     return value
 

@@ -443,6 +443,11 @@ BAD_ARGUMENTS = {
         ["train", "--arch", "b0", "--db", "{db}/t.sqlite", "--data", "{out}/images"],
         "c.sqlite is not a folder",
     ),
+    # an empty file path is the current folder: refused before the work, not a crash when writing
+    "fit empty plot": ([*FIT, "--out", "{out}", "--plot", ""], "an empty path names no file"),
+    "search-space empty out": (["search-space", "--out", ""], "an empty path names no file"),
+    "collect empty db": (["collect", "--arch", "b0", "--db", ""], "an empty path names no file"),
+    "merge empty out": (["merge", "", "{db}"], "an empty path names no file"),
     "nan reward exponent": (
         ["search", "--benchmark", "{out}", "--reward", "latency@zcu102=5", "--reward-w", "nan"],
         "'nan' is not a finite number",
