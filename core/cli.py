@@ -467,7 +467,7 @@ def export(db_path: Path, out_dir: Path, target_name: str | None, settings_keys:
     if not frame.empty:
         frame = dataset.with_settings(frame, settings_keys, target=target_name)
     if frame.empty:
-        if target_name and target_name not in known:
+        if target_name is not None and target_name not in known:  # an empty name too: it names no target
             has = ", ".join(known) or "nothing"
             raise InvalidArgumentError(f"{db_path} has no results for target {target_name} (has: {has})")
         raise AccelnasError(f"no successful measurements in {db_path}" + (f" for {target_name}" if target_name else ""))

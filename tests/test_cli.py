@@ -476,6 +476,13 @@ def test_export_of_a_target_with_only_failures_is_not_an_argument_error(tmp_path
     assert code == 1 and "no successful measurements in" in err and "gpu/y" in err
 
 
+def test_export_of_an_empty_target_name_is_an_argument_error(tmp_path, capsys, small_data):
+    db, _ = small_data
+    code, err = _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "o"), "--target", "")
+    assert code == 2 and "has no results for target" in err and "no successful measurements" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_ray_options_from_a_default_map_are_not_refused_without_ray(tmp_path):
     from click.testing import CliRunner
 
