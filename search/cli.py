@@ -97,7 +97,7 @@ def search(
         Benchmark.load(benchmark_dir),
         parse_objectives(objectives),
         [parse_constraint(c) for c in constraints],
-        parse_reward(reward, reward_w) if reward else None,
+        parse_reward(reward, reward_w) if reward is not None else None,
     )
     seeds = list(range(seed, seed + num_seeds))
 
