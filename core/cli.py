@@ -26,6 +26,7 @@ from accelnas.core.errors import AccelnasError, InvalidArchitectureError, Invali
 from accelnas.core.termination import catch_sigterm, was_terminated
 
 DEFAULT_TARGET = "cpu/onnxruntime"
+PUBLIC_ANB = "\0"  # --from-anb given alone: no command-line argument can hold a NUL, so none is taken for it
 
 
 def _registry():
@@ -487,6 +488,14 @@ def _check_image(_ctx: click.Context, _param: click.Parameter, value: Path | Non
     return writable_file(_ctx, _param, value)
 
 
+def _check_anb_source(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A usage error (exit 2) for an empty Accel-NASBench source (an unset shell variable, say), which would
+    otherwise be taken for the public archive and downloaded."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(f"{value!r} names no source (leave it out for the public archive)")
+    return value
+
+
 def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """A usage error (exit 2) for a surrogate family that does not exist."""
     from accelnas.surrogates.models import FAMILIES
@@ -692,7 +701,7 @@ def query(
 
 
 @cli.command("import-anb")
-@click.argument("source", required=False)
+@click.argument("source", required=False, callback=_check_anb_source)
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder, required=True,
     help="Directory for the per-target dataset files.",
@@ -707,7 +716,7 @@ def import_anb_command(source: str | None, out_dir: Path) -> None:
     from accelnas.core import dataset
     from accelnas.surrogates.anb_dataset import ANB_URL, import_anb
 
-    frame, report = import_anb(source or ANB_URL)
+    frame, report = import_anb(ANB_URL if source is None else source)
     click.echo(report.summary(), err=True)
     for path in dataset.write(frame, out_dir):
         click.echo(str(path))
@@ -720,7 +729,7 @@ def surrogates() -> None:
 
 @surrogates.command("build")
 @click.option(
-    "--from-anb", "anb_source", default=None, is_flag=False, flag_value="",
+    "--from-anb", "anb_source", default=None, is_flag=False, flag_value=PUBLIC_ANB, callback=_check_anb_source,
     help="Accel-NASBench directory, archive or URL [given alone: the public archive, downloaded once].",
 )  # fmt: skip
 @click.option("--from-db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -780,7 +789,7 @@ def surrogates_build(
     if anb_source is not None:
         from accelnas.surrogates.anb_dataset import ANB_URL, import_anb, is_url
 
-        anb_source = anb_source or ANB_URL
+        anb_source = ANB_URL if anb_source == PUBLIC_ANB else anb_source
         frame, report = import_anb(anb_source)
         click.echo(report.summary(), err=True)
         where = anb_source if is_url(anb_source) else os.path.abspath(anb_source)  # the index may be read elsewhere
