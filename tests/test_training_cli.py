@@ -85,6 +85,11 @@ def test_train_errors_are_one_line(tmp_path):
                          *(["--out", str(tmp_path / "out")] if command == "proxy-search" else []))  # fmt: skip
         assert digits.returncode == 2 and "--workers applies to an image folder, not to --data digits" in digits.stderr
         assert not (tmp_path / "x.db").exists()
+    for command in ("train", "proxy-search"):  # a split seed sklearn refuses is a usage error before any store
+        seed = run_cli(command, "--num", "3", "--split-seed", "-1", "--db", str(tmp_path / "x.db"),
+                       *(["--out", str(tmp_path / "out")] if command == "proxy-search" else []))  # fmt: skip
+        assert seed.returncode == 2 and "Invalid value for '--split-seed'" in seed.stderr, seed.stderr
+        assert not (tmp_path / "x.db").exists() and not (tmp_path / "out").exists()
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
 

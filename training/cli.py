@@ -57,7 +57,8 @@ def _architectures(arch_texts: tuple[str, ...], num: int | None, seed: int):
 
 
 def _data_options(f):
-    f = click.option("--split-seed", default=0, show_default=True, help="Seed of the digits train/val split.")(f)
+    f = click.option("--split-seed", type=SEED, default=0, show_default=True,
+                     help="Seed of the digits train/val split.")(f)  # fmt: skip
     f = click.option("--image-size", type=click.IntRange(8, 512), default=32, show_default=True,
                      help="Stored size of the digits images (8-512).")(f)  # fmt: skip
     f = click.option(
