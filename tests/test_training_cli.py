@@ -90,6 +90,10 @@ def test_train_errors_are_one_line(tmp_path):
                        *(["--out", str(tmp_path / "out")] if command == "proxy-search" else []))  # fmt: skip
         assert seed.returncode == 2 and "Invalid value for '--split-seed'" in seed.stderr, seed.stderr
         assert not (tmp_path / "x.db").exists() and not (tmp_path / "out").exists()
+    empty = run_cli("proxy-search", "--num", "3", "--reference", "", "--db", str(tmp_path / "x.db"),
+                    "--out", str(tmp_path / "out"))  # fmt: skip
+    assert empty.returncode == 2 and "recipe file not found" in empty.stderr, empty.stderr  # not the base recipe
+    assert not (tmp_path / "x.db").exists() and not (tmp_path / "out").exists()
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
 

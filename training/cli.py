@@ -273,7 +273,7 @@ def proxy_search(
     from accelnas.training.recipe import load_recipe
 
     _check_data_options(data_spec)
-    if reference_source and reference_file:
+    if reference_source is not None and reference_file is not None:
         raise click.UsageError("give --reference or --reference-file, not both")
     if not -1 <= threshold <= 1:
         raise click.UsageError("--threshold must be within [-1, 1]")
@@ -286,7 +286,7 @@ def proxy_search(
         raise click.UsageError(f"proxy-search writes {clash}, which is one of its inputs: pass --out another folder")
     space = ps.load_space(space_source)
     space.candidates()  # a space without a valid candidate fails now, not after the reference training
-    ref_recipe = load_recipe(reference_source) if reference_source else space.base
+    ref_recipe = load_recipe(reference_source) if reference_source is not None else space.base
     archs = _architectures(arch_texts, num, seed)
     if len(archs) < 3:
         raise click.UsageError(f"proxy search ranks architectures: give at least 3 (have {len(archs)})")
