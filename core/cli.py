@@ -18,6 +18,7 @@ from accelnas.core.cli_options import (
     FRACTION,
     NON_NEGATIVE,
     SEED,
+    named_file,
     parse_options,
     writable_file,
     writable_folder,
@@ -441,8 +442,9 @@ def collect(
 
 @cli.command()
 @click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Campaign store to export."
-)
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), callback=named_file, required=True,
+    help="Campaign store to export.",
+)  # fmt: skip
 @click.option(
     "--out",
     "out_dir",
@@ -732,8 +734,8 @@ def surrogates() -> None:
     "--from-anb", "anb_source", default=None, is_flag=False, flag_value=PUBLIC_ANB, callback=_check_anb_source,
     help="Accel-NASBench directory, archive or URL [given alone: the public archive, downloaded once].",
 )  # fmt: skip
-@click.option("--from-db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A campaign store.")  # fmt: skip
+@click.option("--from-db", "db_path", type=click.Path(dir_okay=False, path_type=Path), callback=named_file,
+              default=None, help="A campaign store.")  # fmt: skip
 @click.option("--from-data", "data_path", type=click.Path(path_type=Path), default=None,
               help="Dataset file(s) from export or import-anb.")  # fmt: skip
 @click.option("--target", "target_names", multiple=True,

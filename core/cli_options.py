@@ -70,12 +70,17 @@ def writable_folder(ctx: click.Context, param: click.Parameter, value: Path | No
     return value
 
 
+def named_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Click callback of a file path: an empty one (which names no file) is refused."""
+    if value is not None and not ctx.resilient_parsing and not value.name:
+        raise click.BadParameter("an empty path names no file")  # Path("") is Path("."), which click lets through
+    return value
+
+
 def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """Click callback of an output file: its folder checked before the work that writes it; an empty path
-    (which names no file) is refused."""
-    if value is not None and not ctx.resilient_parsing:
-        if not value.name:  # Path("") is Path("."), a folder that click's check of an existing one lets through
-            raise click.BadParameter("an empty path names no file")
+    """Click callback of an output file: a :func:`named_file` whose folder is checked before the work that
+    writes it."""
+    if named_file(ctx, param, value) is not None and not ctx.resilient_parsing:
         _check_writable(value.parent)  # Path("x.png").parent is Path(".")
     return value
 

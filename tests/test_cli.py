@@ -448,6 +448,10 @@ BAD_ARGUMENTS = {
     "search-space empty out": (["search-space", "--out", ""], "an empty path names no file"),
     "collect empty db": (["collect", "--arch", "b0", "--db", ""], "an empty path names no file"),
     "merge empty out": (["merge", "", "{db}"], "an empty path names no file"),
+    "verify empty front": (["verify", "", "--db", "{out}/v.sqlite", "--against", "latency"], "an empty path names no"),
+    "export empty db": (["export", "--db", "", "--out", "{out}"], "an empty path names no file"),
+    "status empty db": (["status", ""], "an empty path names no file"),
+    "build empty db": (["surrogates", "build", "--from-db", "", "--out", "{out}"], "an empty path names no file"),
     "nan reward exponent": (
         ["search", "--benchmark", "{out}", "--reward", "latency@zcu102=5", "--reward-w", "nan"],
         "'nan' is not a finite number",

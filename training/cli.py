@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from accelnas.core import files, jsonio
-from accelnas.core.cli_options import NON_NEGATIVE, SEED, output_clash, writable_file, writable_folder
+from accelnas.core.cli_options import NON_NEGATIVE, SEED, named_file, output_clash, writable_file, writable_folder
 
 DB_OPTION = click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), callback=writable_file, required=True,
@@ -216,7 +216,7 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
               help="Proxy space YAML (base recipe + axes) or built-in name.")  # fmt: skip
 @click.option("--reference", "reference_source", default=None,
               help="Reference recipe to train [the space's base recipe]; or use --reference-file.")  # fmt: skip
-@click.option("--reference-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--reference-file", type=click.Path(dir_okay=False, path_type=Path), callback=named_file, default=None,
               help="Reference accuracies: dataset export (metric accuracy) or CSV with arch_id,accuracy.")  # fmt: skip
 @_arch_options
 @_data_options
