@@ -83,8 +83,10 @@ def campaign_options(
     """Validate ``collect``'s reliability options (usage errors name the option)."""
     from accelnas.core.shards import parse_shard
 
-    if address and executor != "ray":
+    if address is not None and executor != "ray":
         raise click.UsageError("--address needs --executor ray")
+    if address is not None and not address.strip():  # an unset shell variable, say: not a local Ray
+        raise click.UsageError(f"--address {address!r} names no cluster (leave it out for RAY_ADDRESS or a local Ray)")
     ctx = click.get_current_context(silent=True)
     typed = ctx is not None and ctx.get_parameter_source("ray_max_retries") is click.core.ParameterSource.COMMANDLINE
     if typed and executor != "ray":  # a default map (a config file) may hold it; only the command line is checked

@@ -400,6 +400,11 @@ BAD_ARGUMENTS = {
         ["collect", "--num", "1", "--db", "{out}/c.sqlite", "--ray-max-retries", "5"],
         "--ray-max-retries needs --executor ray",
     ),
+    "empty ray address": (["collect", "--num", "1", "--db", "{out}/c.sqlite", "--address", ""], "--address needs"),
+    "blank ray address": (
+        ["collect", "--num", "1", "--db", "{out}/c.sqlite", "--executor", "ray", "--address", " "],
+        "--address ' ' names no cluster",
+    ),
     "inf max seconds": (["collect", "--num", "1", "--db", "{out}/c.sqlite", "--max-seconds", "inf"], "not a finite"),
     "nan test fraction": (
         [
