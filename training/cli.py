@@ -149,6 +149,8 @@ def train(
             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
                 raise click.UsageError(f"--{name.replace('_', '-')} applies to Ray tasks; add --ray ADDRESS")
     else:
+        if not ray_address.strip():  # an unset shell variable, say: 'local' asks for a local Ray
+            raise click.UsageError(f"--ray {ray_address!r} names no cluster (auto, host:port or 'local')")
         if ctx.meta.get("threads"):
             raise click.UsageError("--threads sets this process's threads; Ray tasks take --cpus-per-task")
         if ctx.get_parameter_source("device") is click.core.ParameterSource.COMMANDLINE:
