@@ -359,6 +359,10 @@ def collect(
     registry = _registry()
     target = registry.target(target_name, require_available=executor == "local")
     target.check_options(settings)
+    if address is not None:  # an address that answers no Ray cluster fails before the store is created
+        from accelnas.core.ray_executor import check_reachable
+
+        check_reachable(address)
     with Store(db_path) as store:
         click.echo(
             f"measuring {num if selection == 'active' else len(archs)} architectures "

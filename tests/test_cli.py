@@ -492,6 +492,18 @@ def test_export_of_an_empty_target_name_is_an_argument_error(tmp_path, capsys, s
     assert not (tmp_path / "o").exists()
 
 
+def test_an_unreachable_ray_cluster_creates_no_store(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    db = tmp_path / "c.sqlite"
+    code, err = _main_exit(capsys, "collect", "--arch", "b0", "--executor", "ray", "--address", f"127.0.0.1:{port}",
+                           "--db", str(db))  # fmt: skip
+    assert code == 1 and "cannot reach the Ray cluster" in err and not db.exists()
+
+
 def test_ray_options_from_a_default_map_are_not_refused_without_ray(tmp_path):
     from click.testing import CliRunner
 

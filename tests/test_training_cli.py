@@ -71,6 +71,8 @@ def test_train_errors_are_one_line(tmp_path):
         assert not (tmp_path / "y.db").exists()  # no store is created for data that cannot be read
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--threads", "1", "--db", str(tmp_path / "x.db"))
     assert ray.returncode == 2 and "Ray tasks take --cpus-per-task" in ray.stderr and not (tmp_path / "x.db").exists()
+    ray = run_cli("train", "--arch", "b0", "--ray", "127.0.0.1:1", "--db", str(tmp_path / "x.db"))
+    assert ray.returncode == 1 and "cannot reach the Ray cluster" in ray.stderr and not (tmp_path / "x.db").exists()
     ray = run_cli("train", "--arch", "b0", "--ray", "", "--db", str(tmp_path / "x.db"))
     assert ray.returncode == 2 and "--ray '' names no cluster" in ray.stderr and not (tmp_path / "x.db").exists()
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--device", "cpu", "--db", str(tmp_path / "x.db"))

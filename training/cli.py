@@ -155,7 +155,11 @@ def train(
             raise click.UsageError("--threads sets this process's threads; Ray tasks take --cpus-per-task")
         if ctx.get_parameter_source("device") is click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError("--device picks this process's device; Ray tasks train on their --gpus-per-task")
-        check_data(data_spec)  # before the store is opened (and created)
+        check_data(data_spec)  # before the store is opened (and created), as is the cluster's address
+        if ray_address != "local":
+            from accelnas.core.ray_executor import check_reachable
+
+            check_reachable(ray_address)
         _train_on_ray(ctx, recipe, archs, data_spec, image_size, split_seed, db_path, ray_address, gpus_per_task,
                       cpus_per_task, workers, not no_retry_failed)  # fmt: skip
         return
