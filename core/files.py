@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import stat
 import uuid
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write; when the block ends without error it replaces ``path``."""
+    """A temporary path beside ``path`` to write; when the block ends without error it replaces ``path`` (or,
+    where ``path`` is a device or a pipe, is copied into it)."""
     path = Path(path)
     if path.is_symlink():  # write through a link (a file shared from elsewhere), not over it
         path = path.resolve()
@@ -31,8 +33,14 @@ def replacing(path: str | Path) -> Iterator[Path]:
     if path.is_dir():  # refused before anything is written: no file of a pair replaced, no temporary left
         raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file to write", str(path))
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    special = path.exists() and not path.is_file()  # a device or a pipe (/dev/null, a FIFO)
     try:
         yield tmp
+        if special:  # written into, never replaced by a regular file
+            with open(tmp, "rb") as source, open(path, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+            tmp.unlink()
+            return
         with contextlib.suppress(FileNotFoundError):  # the new file keeps the old one's permissions
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
