@@ -18,6 +18,7 @@ from accelnas.core.cli_options import (
     FRACTION,
     NON_NEGATIVE,
     SEED,
+    named_file,
     parse_options,
     writable_file,
     writable_folder,
@@ -26,6 +27,7 @@ from accelnas.core.errors import AccelnasError, InvalidArchitectureError, Invali
 from accelnas.core.termination import catch_sigterm, was_terminated
 
 DEFAULT_TARGET = "cpu/onnxruntime"
+PUBLIC_ANB = "\0"  # --from-anb given alone: no command-line argument can hold a NUL, so none is taken for it
 
 
 def _registry():
@@ -357,6 +359,10 @@ def collect(
     registry = _registry()
     target = registry.target(target_name, require_available=executor == "local")
     target.check_options(settings)
+    if address is not None:  # an address that answers no Ray cluster fails before the store is created
+        from accelnas.core.ray_executor import check_reachable
+
+        check_reachable(address)
     with Store(db_path) as store:
         click.echo(
             f"measuring {num if selection == 'active' else len(archs)} architectures "
@@ -440,8 +446,9 @@ def collect(
 
 @cli.command()
 @click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Campaign store to export."
-)
+    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), callback=named_file, required=True,
+    help="Campaign store to export.",
+)  # fmt: skip
 @click.option(
     "--out",
     "out_dir",
@@ -467,7 +474,7 @@ def export(db_path: Path, out_dir: Path, target_name: str | None, settings_keys:
     if not frame.empty:
         frame = dataset.with_settings(frame, settings_keys, target=target_name)
     if frame.empty:
-        if target_name and target_name not in known:
+        if target_name is not None and target_name not in known:  # an empty name too: it names no target
             has = ", ".join(known) or "nothing"
             raise InvalidArgumentError(f"{db_path} has no results for target {target_name} (has: {has})")
         raise AccelnasError(f"no successful measurements in {db_path}" + (f" for {target_name}" if target_name else ""))
@@ -485,6 +492,14 @@ def _check_image(_ctx: click.Context, _param: click.Parameter, value: Path | Non
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
     return writable_file(_ctx, _param, value)
+
+
+def _check_anb_source(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A usage error (exit 2) for an empty Accel-NASBench source (an unset shell variable, say), which would
+    otherwise be taken for the public archive and downloaded."""
+    if value is not None and not value.strip():
+        raise click.BadParameter(f"{value!r} names no source (leave it out for the public archive)")
+    return value
 
 
 def _check_family(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -692,7 +707,7 @@ def query(
 
 
 @cli.command("import-anb")
-@click.argument("source", required=False)
+@click.argument("source", required=False, callback=_check_anb_source)
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), callback=writable_folder, required=True,
     help="Directory for the per-target dataset files.",
@@ -707,7 +722,7 @@ def import_anb_command(source: str | None, out_dir: Path) -> None:
     from accelnas.core import dataset
     from accelnas.surrogates.anb_dataset import ANB_URL, import_anb
 
-    frame, report = import_anb(source or ANB_URL)
+    frame, report = import_anb(ANB_URL if source is None else source)
     click.echo(report.summary(), err=True)
     for path in dataset.write(frame, out_dir):
         click.echo(str(path))
@@ -720,11 +735,11 @@ def surrogates() -> None:
 
 @surrogates.command("build")
 @click.option(
-    "--from-anb", "anb_source", default=None, is_flag=False, flag_value="",
+    "--from-anb", "anb_source", default=None, is_flag=False, flag_value=PUBLIC_ANB, callback=_check_anb_source,
     help="Accel-NASBench directory, archive or URL [given alone: the public archive, downloaded once].",
 )  # fmt: skip
-@click.option("--from-db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A campaign store.")  # fmt: skip
+@click.option("--from-db", "db_path", type=click.Path(dir_okay=False, path_type=Path), callback=named_file,
+              default=None, help="A campaign store.")  # fmt: skip
 @click.option("--from-data", "data_path", type=click.Path(path_type=Path), default=None,
               help="Dataset file(s) from export or import-anb.")  # fmt: skip
 @click.option("--target", "target_names", multiple=True,
@@ -780,7 +795,7 @@ def surrogates_build(
     if anb_source is not None:
         from accelnas.surrogates.anb_dataset import ANB_URL, import_anb, is_url
 
-        anb_source = anb_source or ANB_URL
+        anb_source = ANB_URL if anb_source == PUBLIC_ANB else anb_source
         frame, report = import_anb(anb_source)
         click.echo(report.summary(), err=True)
         where = anb_source if is_url(anb_source) else os.path.abspath(anb_source)  # the index may be read elsewhere

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from accelnas.core import jsonio
-from accelnas.core.cli_options import writable_file
+from accelnas.core.cli_options import named_file, writable_file
 from accelnas.core.errors import AccelnasError, StoreError
 from accelnas.core.executors import Executor, LocalExecutor
 from accelnas.core.retry import RetryPolicy
@@ -83,8 +83,10 @@ def campaign_options(
     """Validate ``collect``'s reliability options (usage errors name the option)."""
     from accelnas.core.shards import parse_shard
 
-    if address and executor != "ray":
+    if address is not None and executor != "ray":
         raise click.UsageError("--address needs --executor ray")
+    if address is not None and not address.strip():  # an unset shell variable, say: not a local Ray
+        raise click.UsageError(f"--address {address!r} names no cluster (leave it out for RAY_ADDRESS or a local Ray)")
     ctx = click.get_current_context(silent=True)
     typed = ctx is not None and ctx.get_parameter_source("ray_max_retries") is click.core.ParameterSource.COMMANDLINE
     if typed and executor != "ray":  # a default map (a config file) may hold it; only the command line is checked
@@ -158,8 +160,8 @@ KEY_WIDTH = 8  # the start of a settings key that status shows; export/fit/build
 
 
 @click.command()
-@click.argument("db", type=click.Path(dir_okay=False, path_type=Path), required=False)
-@click.option("--db", "db_option", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.argument("db", type=click.Path(dir_okay=False, path_type=Path), callback=named_file, required=False)
+@click.option("--db", "db_option", type=click.Path(dir_okay=False, path_type=Path), callback=named_file, default=None,
               help="The store, as the other commands name it (or give it as DB).")  # fmt: skip
 @click.option("--errors", "num_errors", type=click.IntRange(min=0), default=5, show_default=True,
               help="Most common errors shown per target.")  # fmt: skip

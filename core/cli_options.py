@@ -70,9 +70,17 @@ def writable_folder(ctx: click.Context, param: click.Parameter, value: Path | No
     return value
 
 
+def named_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Click callback of a file path: an empty one (which names no file) is refused."""
+    if value is not None and not ctx.resilient_parsing and not value.name:
+        raise click.BadParameter("an empty path names no file")  # Path("") is Path("."), which click lets through
+    return value
+
+
 def writable_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """Click callback of an output file: its folder checked before the work that writes it."""
-    if value is not None and not ctx.resilient_parsing:
+    """Click callback of an output file: a :func:`named_file` whose folder is checked before the work that
+    writes it."""
+    if named_file(ctx, param, value) is not None and not ctx.resilient_parsing:
         _check_writable(value.parent)  # Path("x.png").parent is Path(".")
     return value
 
@@ -158,12 +166,11 @@ def output_file(text: str) -> Path:
 
 
 def write_output(path: Path, text: str) -> None:
-    """Write an :func:`output_file` (UTF-8): a new or regular file is replaced whole (``files.write_text``: a
-    kill leaves the old file or the new one); an existing one of another kind or reached through a link
-    (``/dev/null``, ``/dev/stdout``, a pipe), or a kept one in a folder that cannot take a new file, is
-    written in place, never replaced."""
+    """Write an :func:`output_file` (UTF-8) as ``files.write_text`` does (replaced whole: a kill leaves the
+    old file or the new one; a device or a pipe written into); a kept file in a folder that cannot take
+    a new one is written in place."""
     path = Path(path)
-    if path.exists() and (path.is_symlink() or not path.is_file() or not os.access(path.parent, os.W_OK)):
+    if path.is_file() and not os.access(path.resolve().parent, os.W_OK):  # no room beside it for a new one
         path.write_text(text, encoding="utf-8")
     else:
         files.write_text(path, text)

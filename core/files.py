@@ -12,7 +12,9 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import stat
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +25,21 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write; when the block ends without error it replaces ``path``."""
+    """A temporary path beside ``path`` to write; when the block ends without error it replaces ``path`` (or,
+    where ``path`` is a device or a pipe, is copied into it)."""
     path = Path(path)
     if path.is_symlink():  # write through a link (a file shared from elsewhere), not over it
         path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir():  # refused before anything is written: no file of a pair replaced, no temporary left
         raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file to write", str(path))
+    if path.exists() and not path.is_file():  # a device or a pipe (/dev/null, a FIFO): written into, never
+        with tempfile.TemporaryDirectory() as scratch:  # replaced by a file, nor written beside (/dev)
+            tmp = Path(scratch) / path.name
+            yield tmp
+            with open(tmp, "rb") as source, open(path, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+        return
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp

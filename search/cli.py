@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from accelnas.core.cli_options import FINITE, SEED, output_clash, parse_options, writable_file, writable_folder
+from accelnas.core.cli_options import (
+    FINITE,
+    SEED,
+    named_file,
+    output_clash,
+    parse_options,
+    writable_file,
+    writable_folder,
+)
 from accelnas.search.objectives import MNASNET_W
 
 
@@ -97,7 +105,7 @@ def search(
         Benchmark.load(benchmark_dir),
         parse_objectives(objectives),
         [parse_constraint(c) for c in constraints],
-        parse_reward(reward, reward_w) if reward else None,
+        parse_reward(reward, reward_w) if reward is not None else None,
     )
     seeds = list(range(seed, seed + num_seeds))
 
@@ -153,7 +161,7 @@ def _echo_outcome(outcome) -> None:
 
 
 @click.command()
-@click.argument("front_csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("front_csv", type=click.Path(dir_okay=False, path_type=Path), callback=named_file)
 @click.option(
     "--target", "target_name", default="cpu/onnxruntime", show_default=True, help="device/backend to measure."
 )

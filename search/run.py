@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from accelnas.core.records import is_whole
-from accelnas.core.space import EFFICIENTNET_B0
+from accelnas.core.space import EFFICIENTNET_B0, space_size
 from accelnas.search.compare import B0Comparison, compare_with_b0
 from accelnas.search.evaluator import Evaluation, Evaluator, evaluate_free
 from accelnas.search.objectives import SearchSpecError
@@ -118,6 +118,8 @@ def search(
     """Run every optimizer with every seed for ``budget`` unique queries each."""
     if not is_whole(budget) or budget < 1:
         raise SearchSpecError(f"the query budget must be a whole number >= 1, got {budget!r}")
+    if budget > space_size():  # more than a run can spend (and past what numpy's integers hold)
+        raise SearchSpecError(f"the query budget {budget} exceeds the {space_size():,} architectures of the space")
     # lists, tuples, numpy arrays or generators: taken once, as a list
     optimizers = [] if isinstance(optimizers, str) else list(optimizers)
     seeds = [] if isinstance(seeds, str) else list(seeds)

@@ -296,6 +296,23 @@ def test_cli_from_anb_alone_builds_from_the_public_archive(tmp_path, monkeypatch
     assert isinstance(result.exception, AccelnasError) and asked == [anb.ANB_URL]
 
 
+@pytest.mark.parametrize(
+    "args", [["surrogates", "build", "--from-anb", "", "--out"], ["import-anb", " ", "--out"]], ids=["build", "import"]
+)
+def test_cli_an_empty_anb_source_is_refused_not_taken_for_the_public_archive(tmp_path, monkeypatch, args):
+    """An empty source (an unset shell variable) is a usage error; only leaving it out means the public archive."""
+    from click.testing import CliRunner
+
+    import accelnas.surrogates.anb_dataset as anb
+    from accelnas.core.cli import cli
+
+    asked = []
+    monkeypatch.setattr(anb, "import_anb", lambda source, **kwargs: asked.append(source))
+    result = CliRunner().invoke(cli, [*args, str(tmp_path / "anb")])
+    assert result.exit_code == 2 and "names no source" in result.output and asked == []
+    assert not (tmp_path / "anb").exists()
+
+
 def test_two_builds_into_one_directory_keep_each_others_surrogates(tmp_path, monkeypatch):
     import accelnas.surrogates.build as build
 

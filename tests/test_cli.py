@@ -400,6 +400,11 @@ BAD_ARGUMENTS = {
         ["collect", "--num", "1", "--db", "{out}/c.sqlite", "--ray-max-retries", "5"],
         "--ray-max-retries needs --executor ray",
     ),
+    "empty ray address": (["collect", "--num", "1", "--db", "{out}/c.sqlite", "--address", ""], "--address needs"),
+    "blank ray address": (
+        ["collect", "--num", "1", "--db", "{out}/c.sqlite", "--executor", "ray", "--address", " "],
+        "--address ' ' names no cluster",
+    ),
     "inf max seconds": (["collect", "--num", "1", "--db", "{out}/c.sqlite", "--max-seconds", "inf"], "not a finite"),
     "nan test fraction": (
         [
@@ -443,6 +448,15 @@ BAD_ARGUMENTS = {
         ["train", "--arch", "b0", "--db", "{db}/t.sqlite", "--data", "{out}/images"],
         "c.sqlite is not a folder",
     ),
+    # an empty file path is the current folder: refused before the work, not a crash when writing
+    "fit empty plot": ([*FIT, "--out", "{out}", "--plot", ""], "an empty path names no file"),
+    "search-space empty out": (["search-space", "--out", ""], "an empty path names no file"),
+    "collect empty db": (["collect", "--arch", "b0", "--db", ""], "an empty path names no file"),
+    "merge empty out": (["merge", "", "{db}"], "an empty path names no file"),
+    "verify empty front": (["verify", "", "--db", "{out}/v.sqlite", "--against", "latency"], "an empty path names no"),
+    "export empty db": (["export", "--db", "", "--out", "{out}"], "an empty path names no file"),
+    "status empty db": (["status", ""], "an empty path names no file"),
+    "build empty db": (["surrogates", "build", "--from-db", "", "--out", "{out}"], "an empty path names no file"),
     "nan reward exponent": (
         ["search", "--benchmark", "{out}", "--reward", "latency@zcu102=5", "--reward-w", "nan"],
         "'nan' is not a finite number",
@@ -469,6 +483,25 @@ def test_export_of_a_target_with_only_failures_is_not_an_argument_error(tmp_path
         store.record_failure(sample(1, 9)[0], "gpu/y", "latency", "k", {}, "engine build failed")
     code, err = _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "o"), "--target", "gpu/y")
     assert code == 1 and "no successful measurements in" in err and "gpu/y" in err
+
+
+def test_export_of_an_empty_target_name_is_an_argument_error(tmp_path, capsys, small_data):
+    db, _ = small_data
+    code, err = _main_exit(capsys, "export", "--db", str(db), "--out", str(tmp_path / "o"), "--target", "")
+    assert code == 2 and "has no results for target" in err and "no successful measurements" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unreachable_ray_cluster_creates_no_store(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    db = tmp_path / "c.sqlite"
+    code, err = _main_exit(capsys, "collect", "--arch", "b0", "--executor", "ray", "--address", f"127.0.0.1:{port}",
+                           "--db", str(db))  # fmt: skip
+    assert code == 1 and "cannot reach the Ray cluster" in err and not db.exists()
 
 
 def test_ray_options_from_a_default_map_are_not_refused_without_ray(tmp_path):

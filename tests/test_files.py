@@ -1,6 +1,8 @@
 """Files are replaced whole: a write that fails midway leaves the old file and no temporary one."""
 
 import errno
+import os
+import stat
 
 import pandas as pd
 import pytest
@@ -166,3 +168,18 @@ def test_remove_is_best_effort(tmp_path, caplog):
     folder.mkdir()
     assert not remove(folder, "store file") and folder.is_dir()  # unlink refuses a directory: logged
     assert f"could not remove the store file {folder}" in caplog.text
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_pipe_in_the_way_is_written_into_not_replaced(tmp_path):
+    import threading
+
+    pipe = tmp_path / "space.json"
+    os.mkfifo(pipe)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_text()), daemon=True)
+    reader.start()
+    files.write_text(pipe, "{}\n")
+    reader.join(timeout=30)
+    assert got == ["{}\n"] and stat.S_ISFIFO(os.stat(pipe).st_mode)  # still the pipe, not a regular file
+    assert [p.name for p in tmp_path.iterdir()] == ["space.json"]  # no temporary left

@@ -406,6 +406,8 @@ def test_search_cli_errors_are_one_line(tmp_path, bench_dir):
         (("--objectives", "accuracy", "--seed", "-3"), "Invalid value for '--seed'"),
         (("--objectives", "accuracy", "--seed", "2147483647", "--seeds", "2"), "passes the largest seed, 2147483647"),
         (("--objectives", "accuracy", "--reward-w", "-0.5"), "--reward-w goes with --reward"),
+        (("--objectives", "accuracy", "--budget", str(2**70)), "exceeds the 104,485,552,128 architectures"),
+        (("--objectives", "accuracy", "--reward", ""), "malformed reward ''"),
     ]
     for args, fragment in cases:
         result = run_cli(*base, *args)

@@ -71,6 +71,10 @@ def test_train_errors_are_one_line(tmp_path):
         assert not (tmp_path / "y.db").exists()  # no store is created for data that cannot be read
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--threads", "1", "--db", str(tmp_path / "x.db"))
     assert ray.returncode == 2 and "Ray tasks take --cpus-per-task" in ray.stderr and not (tmp_path / "x.db").exists()
+    ray = run_cli("train", "--arch", "b0", "--ray", "127.0.0.1:1", "--db", str(tmp_path / "x.db"))
+    assert ray.returncode == 1 and "cannot reach the Ray cluster" in ray.stderr and not (tmp_path / "x.db").exists()
+    ray = run_cli("train", "--arch", "b0", "--ray", "", "--db", str(tmp_path / "x.db"))
+    assert ray.returncode == 2 and "--ray '' names no cluster" in ray.stderr and not (tmp_path / "x.db").exists()
     ray = run_cli("train", "--arch", "b0", "--ray", "local", "--device", "cpu", "--db", str(tmp_path / "x.db"))
     assert ray.returncode == 2 and "Ray tasks train on their --gpus-per-task" in ray.stderr
     workers = run_cli("train", "--arch", "b0", "--workers", "-1", "--db", str(tmp_path / "x.db"))
@@ -85,6 +89,15 @@ def test_train_errors_are_one_line(tmp_path):
                          *(["--out", str(tmp_path / "out")] if command == "proxy-search" else []))  # fmt: skip
         assert digits.returncode == 2 and "--workers applies to an image folder, not to --data digits" in digits.stderr
         assert not (tmp_path / "x.db").exists()
+    for command in ("train", "proxy-search"):  # a split seed sklearn refuses is a usage error before any store
+        seed = run_cli(command, "--num", "3", "--split-seed", "-1", "--db", str(tmp_path / "x.db"),
+                       *(["--out", str(tmp_path / "out")] if command == "proxy-search" else []))  # fmt: skip
+        assert seed.returncode == 2 and "Invalid value for '--split-seed'" in seed.stderr, seed.stderr
+        assert not (tmp_path / "x.db").exists() and not (tmp_path / "out").exists()
+    empty = run_cli("proxy-search", "--num", "3", "--reference", "", "--db", str(tmp_path / "x.db"),
+                    "--out", str(tmp_path / "out"))  # fmt: skip
+    assert empty.returncode == 2 and "recipe file not found" in empty.stderr, empty.stderr  # not the base recipe
+    assert not (tmp_path / "x.db").exists() and not (tmp_path / "out").exists()
     listing = run_cli("train", "--list-recipes")
     assert listing.returncode == 0 and "digits-reference" in listing.stdout and "(proxy space)" in listing.stdout
 

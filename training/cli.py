@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from accelnas.core import files, jsonio
-from accelnas.core.cli_options import NON_NEGATIVE, SEED, output_clash, writable_file, writable_folder
+from accelnas.core.cli_options import NON_NEGATIVE, SEED, named_file, output_clash, writable_file, writable_folder
 
 DB_OPTION = click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), callback=writable_file, required=True,
@@ -57,7 +57,8 @@ def _architectures(arch_texts: tuple[str, ...], num: int | None, seed: int):
 
 
 def _data_options(f):
-    f = click.option("--split-seed", default=0, show_default=True, help="Seed of the digits train/val split.")(f)
+    f = click.option("--split-seed", type=SEED, default=0, show_default=True,
+                     help="Seed of the digits train/val split.")(f)  # fmt: skip
     f = click.option("--image-size", type=click.IntRange(8, 512), default=32, show_default=True,
                      help="Stored size of the digits images (8-512).")(f)  # fmt: skip
     f = click.option(
@@ -148,11 +149,17 @@ def train(
             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
                 raise click.UsageError(f"--{name.replace('_', '-')} applies to Ray tasks; add --ray ADDRESS")
     else:
+        if not ray_address.strip():  # an unset shell variable, say: 'local' asks for a local Ray
+            raise click.UsageError(f"--ray {ray_address!r} names no cluster (auto, host:port or 'local')")
         if ctx.meta.get("threads"):
             raise click.UsageError("--threads sets this process's threads; Ray tasks take --cpus-per-task")
         if ctx.get_parameter_source("device") is click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError("--device picks this process's device; Ray tasks train on their --gpus-per-task")
-        check_data(data_spec)  # before the store is opened (and created)
+        check_data(data_spec)  # before the store is opened (and created), as is the cluster's address
+        if ray_address != "local":
+            from accelnas.core.ray_executor import check_reachable
+
+            check_reachable(ray_address)
         _train_on_ray(ctx, recipe, archs, data_spec, image_size, split_seed, db_path, ray_address, gpus_per_task,
                       cpus_per_task, workers, not no_retry_failed)  # fmt: skip
         return
@@ -215,7 +222,7 @@ def _train_on_ray(ctx: click.Context, recipe, archs, data_spec: str, image_size:
               help="Proxy space YAML (base recipe + axes) or built-in name.")  # fmt: skip
 @click.option("--reference", "reference_source", default=None,
               help="Reference recipe to train [the space's base recipe]; or use --reference-file.")  # fmt: skip
-@click.option("--reference-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--reference-file", type=click.Path(dir_okay=False, path_type=Path), callback=named_file, default=None,
               help="Reference accuracies: dataset export (metric accuracy) or CSV with arch_id,accuracy.")  # fmt: skip
 @_arch_options
 @_data_options
@@ -272,7 +279,7 @@ def proxy_search(
     from accelnas.training.recipe import load_recipe
 
     _check_data_options(data_spec)
-    if reference_source and reference_file:
+    if reference_source is not None and reference_file is not None:
         raise click.UsageError("give --reference or --reference-file, not both")
     if not -1 <= threshold <= 1:
         raise click.UsageError("--threshold must be within [-1, 1]")
@@ -285,7 +292,7 @@ def proxy_search(
         raise click.UsageError(f"proxy-search writes {clash}, which is one of its inputs: pass --out another folder")
     space = ps.load_space(space_source)
     space.candidates()  # a space without a valid candidate fails now, not after the reference training
-    ref_recipe = load_recipe(reference_source) if reference_source else space.base
+    ref_recipe = load_recipe(reference_source) if reference_source is not None else space.base
     archs = _architectures(arch_texts, num, seed)
     if len(archs) < 3:
         raise click.UsageError(f"proxy search ranks architectures: give at least 3 (have {len(archs)})")
